@@ -1,0 +1,51 @@
+# `make test` and `make demo` each do all of their own set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: test demo lint system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the real-service tests and the demo use. Installed when
+# missing and we are root (one apt-get update); otherwise say what to install.
+system-deps:
+	@missing=""; \
+	for pair in git:git gpg:gnupg gpg-agent:gnupg ssh-keygen:openssh-client \
+	            pg_dump:postgresql-client strace:strace \
+	            victoria-metrics:victoria-metrics vmbackup:victoria-metrics vmrestore:victoria-metrics; do \
+	    cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	    command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	    || missing="$$missing postgresql"; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "installing Debian packages:$$missing"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else \
+	        echo "missing tools; install the Debian packages: sudo apt-get install$$missing" >&2; exit 3; \
+	    fi; \
+	fi
+
+lint: $(STAMP)
+	$(PY) -m ruff check taydash_hooks tests bench
+	$(PY) -m mypy
+
+test: $(STAMP) system-deps lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP) system-deps
+	$(VENV)/bin/taydash demo
+
+bench: $(STAMP) system-deps
+	@for b in bench/*; do [ -x "$$b" ] && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b"; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

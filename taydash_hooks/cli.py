@@ -1,0 +1,423 @@
+"""The click command line. It only wires options to core functions.
+
+Core modules never import click; every command loads what it needs lazily
+so `taydash --help` stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from taydash_hooks.errors import Exit, TaydashError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    """Options shared by every command (-C, -v, -q), wherever they were given."""
+
+    def __init__(self) -> None:
+        self.cwd: Path | None = None
+        self.verbosity = 0
+
+    @property
+    def dir(self) -> Path:
+        return self.cwd or Path.cwd()
+
+
+def _state() -> State:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def _set_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        path = Path(value)
+        base = _state().cwd or Path.cwd()
+        path = path if path.is_absolute() else base / path
+        if not path.is_dir():
+            raise click.BadParameter(f"{value} is not a directory", ctx, param)
+        _state().cwd = path
+
+
+def _add_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    _state().verbosity += value
+
+
+def _add_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _state().verbosity = -1
+
+
+def common(f: F) -> F:
+    """-C DIR, -v and -q, accepted on the group and on every command."""
+    f = click.option("-C", "directory", metavar="DIR", expose_value=False, is_eager=True,
+                     callback=_set_dir, help="Run as if started in DIR (like git -C).")(f)
+    f = click.option("-v", "--verbose", count=True, expose_value=False, callback=_add_verbose,
+                     help="More output (repeat for debug).")(f)
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_add_quiet,
+                     help="Only errors.")(f)
+    return f
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document on stdout.")
+
+
+def _setup() -> State:
+    from taydash_hooks.output import setup_logging
+
+    state = _state()
+    setup_logging(state.verbosity)
+    return state
+
+
+def _exit(code: int) -> NoReturn:
+    sys.exit(int(code))
+
+
+def _not_yet(name: str) -> NoReturn:
+    raise TaydashError(f"`taydash {name}` is not implemented yet.", Exit.USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="taydash-hooks", prog_name="taydash")
+@common
+def cli() -> None:
+    """Git hooks and commands for manual, deliberate backups.
+
+    Pushes go out only when validation passes on the exact commits pushed;
+    release tags must be signed by an allowed key and follow the naming
+    convention; creating a release tag snapshots PostgreSQL and
+    VictoriaMetrics into an object store with SHA-256 checksums.
+    """
+
+
+# --- hooks ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Install even where core.hooksPath points outside.")
+@click.option("--server", is_flag=True, help="Install pre-receive into a bare repository.")
+@common
+def install(force: bool, server: bool) -> None:
+    """Install the pre-push and reference-transaction shims (pre-receive with --server)."""
+    state = _setup()
+    from taydash_hooks.install import install as do_install
+
+    for line in do_install(state.dir, force=force, server=server):
+        click.echo(line, err=True)
+
+
+@cli.command()
+@common
+def uninstall() -> None:
+    """Remove the shims and restore any hook they had kept as .legacy."""
+    state = _setup()
+    from taydash_hooks.install import uninstall as do_uninstall
+
+    for line in do_uninstall(state.dir):
+        click.echo(line, err=True)
+
+
+@cli.group()
+@common
+def hook() -> None:
+    """What the installed shims run (git chooses the arguments)."""
+
+
+@hook.command("pre-push")
+@click.argument("remote")
+@click.argument("url")
+@common
+def hook_pre_push(remote: str, url: str) -> None:
+    """Check a push: reads git's pre-push stdin."""
+    state = _setup()
+    from taydash_hooks import pre_push
+
+    _exit(pre_push.run_hook(remote, url, sys.stdin.buffer.read(), state.cwd))
+
+
+@hook.command("reference-transaction")
+@click.argument("state_name", metavar="STATE")
+@common
+def hook_reference_transaction(state_name: str) -> None:
+    """Tag policy at creation (prepared) and snapshot trigger (committed)."""
+    state = _setup()
+    from taydash_hooks import ref_transaction
+
+    _exit(ref_transaction.run_hook(state_name, sys.stdin.buffer.read(), state.cwd))
+
+
+@hook.command("pre-receive")
+@common
+def hook_pre_receive() -> None:
+    """Server side: tag policy and protected branches for a bare repository."""
+    state = _setup()
+    from taydash_hooks import pre_receive
+
+    _exit(pre_receive.run_hook(sys.stdin.buffer.read(), state.cwd))
+
+
+# --- validation and tags ----------------------------------------------------------
+
+
+@cli.command()
+@click.argument("rev", default="HEAD")
+@common
+def validate(rev: str) -> None:
+    """Run the validation gate on REV (default HEAD) without pushing."""
+    state = _setup()
+    from taydash_hooks import validate_rev
+
+    _exit(validate_rev.run(state.dir, rev))
+
+
+@cli.command("check-tags")
+@click.argument("tags", nargs=-1)
+@click.option("--all", "all_tags", is_flag=True, help="Every local tag matching tags.release.")
+@json_option
+@common
+def check_tags(tags: tuple[str, ...], all_tags: bool, as_json: bool) -> None:
+    """Policy verdict (signer, kind, accept/reject, reason) for each TAG."""
+    state = _setup()
+    from taydash_hooks import tag_report
+
+    _exit(tag_report.run(state.dir, list(tags), all_tags, as_json))
+
+
+# --- snapshots, backups, restores, objects ----------------------------------------
+
+
+@cli.command()
+@click.argument("tag")
+@click.option("--only", metavar="KIND,...", help="Only these kinds (postgres,victoriametrics,config).")
+@common
+def snapshot(tag: str, only: str | None) -> None:
+    """Take the snapshots for TAG now (does nothing when its manifest exists)."""
+    _setup()
+    _not_yet("snapshot")
+
+
+@cli.group()
+@common
+def backups() -> None:
+    """Manifests in the store: list, show, verify."""
+
+
+@backups.command("list")
+@json_option
+@common
+def backups_list(as_json: bool) -> None:
+    """Every backup (manifest) in the store."""
+    _setup()
+    _not_yet("backups list")
+
+
+@backups.command("show")
+@click.argument("tag")
+@json_option
+@common
+def backups_show(tag: str, as_json: bool) -> None:
+    """The manifest of TAG."""
+    _setup()
+    _not_yet("backups show")
+
+
+@backups.command("verify")
+@click.argument("tag")
+@click.option("--deep", is_flag=True, help="Also read every dump fully with pg_restore.")
+@json_option
+@common
+def backups_verify(tag: str, deep: bool, as_json: bool) -> None:
+    """Re-hash every artifact of TAG against its manifest."""
+    _setup()
+    _not_yet("backups verify")
+
+
+@cli.group()
+@common
+def restore() -> None:
+    """Restore a database, VictoriaMetrics storage, the config bundle or git content."""
+
+
+@restore.command("db")
+@click.argument("tag")
+@click.option("--target-db", required=True, help="Database to create (must not exist).")
+@click.option("--database", help="Which configured database's dump (when there are several).")
+@common
+def restore_db(tag: str, target_db: str, database: str | None) -> None:
+    """Verify the dump's checksum, create TARGET_DB and pg_restore into it."""
+    _setup()
+    _not_yet("restore db")
+
+
+@restore.command("vm")
+@click.argument("tag")
+@click.option("--storage-data-path", required=True, type=click.Path(file_okay=False),
+              help="Empty directory to restore into.")
+@common
+def restore_vm(tag: str, storage_data_path: str) -> None:
+    """vmrestore into an empty directory, then check every file's hash."""
+    _setup()
+    _not_yet("restore vm")
+
+
+@restore.command("config")
+@click.argument("tag")
+@click.option("--dest", required=True, type=click.Path(file_okay=False),
+              help="Empty directory to unpack into.")
+@common
+def restore_config(tag: str, dest: str) -> None:
+    """Decrypt and unpack the config bundle of TAG."""
+    _setup()
+    _not_yet("restore config")
+
+
+@restore.command("git")
+@click.argument("tag")
+@click.option("--branch", help="Branch to create (default restore-<tag>).")
+@click.option("--path", "paths", multiple=True, help="Only restore this path (repeatable).")
+@common
+def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> None:
+    """Create a branch at TAG, or restore only the given paths from it."""
+    _setup()
+    _not_yet("restore git")
+
+
+@cli.group()
+@common
+def objects() -> None:
+    """Object versions in the store."""
+
+
+@objects.command("versions")
+@click.argument("key")
+@common
+def objects_versions(key: str) -> None:
+    """List the versions of KEY."""
+    _setup()
+    _not_yet("objects versions")
+
+
+@objects.command("get")
+@click.argument("key")
+@click.option("--version-id", required=True)
+@click.option("-o", "output", required=True, type=click.Path(dir_okay=False))
+@common
+def objects_get(key: str, version_id: str, output: str) -> None:
+    """Download one version of KEY, checking its checksum."""
+    _setup()
+    _not_yet("objects get")
+
+
+@objects.command("promote")
+@click.argument("key")
+@click.option("--version-id", required=True)
+@common
+def objects_promote(key: str, version_id: str) -> None:
+    """Make an old version of KEY the current one again."""
+    _setup()
+    _not_yet("objects promote")
+
+
+# --- the deliberate workflow --------------------------------------------------------
+
+
+@cli.command()
+@click.argument("tag")
+@click.option("-m", "message", help="Tag message.")
+@click.option("--yes", is_flag=True, help="Do not ask before pushing.")
+@common
+def backup(tag: str, message: str | None, yes: bool) -> None:
+    """Clean tree, validate, fetch, signed tag, snapshots, push HEAD and TAG, confirm."""
+    _setup()
+    _not_yet("backup")
+
+
+@cli.command()
+@click.argument("part", type=click.Choice(["major", "minor", "patch"]))
+@click.argument("description", required=False)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--push", is_flag=True, help="Also push, as `taydash backup` does.")
+@common
+def release(part: str, description: str | None, yes: bool, push: bool) -> None:
+    """Next semver tag with a changelog message from commits since the last release."""
+    _setup()
+    _not_yet("release")
+
+
+@cli.command()
+@click.argument("tag")
+@json_option
+@common
+def verify(tag: str, as_json: bool) -> None:
+    """Tag on the remote, signature by policy, fresh clone validates, artifacts verify."""
+    _setup()
+    _not_yet("verify")
+
+
+@cli.command()
+@click.option("--last", "last", default=5, show_default=True, type=click.IntRange(min=1))
+@json_option
+@common
+def drill(last: int, as_json: bool) -> None:
+    """Restore drill over the last N release tags, as a table."""
+    _setup()
+    _not_yet("drill")
+
+
+@cli.command()
+@json_option
+@common
+def health(as_json: bool) -> None:
+    """Time since the last backup, unpushed commits, tags without backups, large blobs."""
+    _setup()
+    _not_yet("health")
+
+
+@cli.command()
+@common
+def doctor() -> None:
+    """Check signing set-up, tools, store and credentials; print the fix for each failure."""
+    _setup()
+    _not_yet("doctor")
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Sandbox folder (default: a new temporary folder).")
+@common
+def demo(directory: str | None) -> None:
+    """The whole lifecycle in a sandbox on embedded defaults."""
+    _setup()
+    _not_yet("demo")
+
+
+def main() -> None:
+    """Console entry point: map errors to SPEC.md's exit codes, no traceback for known ones."""
+    try:
+        cli.main(prog_name="taydash", standalone_mode=False)
+    except TaydashError as exc:
+        click.echo(f"taydash: {exc.message}", err=True)
+        sys.exit(int(exc.code))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(Exit.USAGE)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("taydash: interrupted", err=True)
+        sys.exit(Exit.INTERRUPTED)
+    except BrokenPipeError:
+        os._exit(0)
+    sys.exit(0)

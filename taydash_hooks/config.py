@@ -1,0 +1,381 @@
+"""Loading ``.taydash.toml`` / ``[tool.taydash]`` into typed, frozen objects.
+
+The search order and every key are in SPEC.md. Each feature is on only when
+its table is present; inside a table a missing key takes its default. An
+unknown key, a wrong type or a bad pattern is an error naming the file, the
+key and what was expected: this is a gate, a typo must not switch it off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from taydash_hooks.errors import usage
+from taydash_hooks.git import Repo
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+# How a key is checked: ("str"|"bool"|"int"|"number"|"strlist", extra check or None).
+# The extra check returns an error fragment ("expected ...") or None, and may
+# normalise the value by returning it through ``_Normalised``.
+Check = Callable[[Any], "str | _Normalised | None"]
+
+
+@dataclass(frozen=True)
+class _Normalised:
+    value: Any
+
+
+def _key(kind: str, check: Check | None = None) -> dict[str, Any]:
+    return {"kind": kind, "check": check}
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "a number greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "an integer of 0 or more"
+
+
+def _port(v: Any) -> str | None:
+    return None if 0 < v < 65536 else "a TCP port between 1 and 65535"
+
+
+def _non_empty(v: Any) -> str | None:
+    return None if v else "a non-empty value"
+
+
+def _patterns(v: Any) -> str | None:
+    for p in v:
+        if not p or any(c.isspace() or ord(c) < 32 for c in p):
+            return f"fnmatch patterns without spaces or control characters (bad: {p!r})"
+    return None
+
+
+def _naming(v: Any) -> str | None:
+    if v == "convention":
+        return None
+    if isinstance(v, str) and v.startswith("regex:"):
+        try:
+            re.compile(v[len("regex:") :])
+        except re.error as exc:
+            return f'"convention" or "regex:<valid python regex>" ({exc})'
+        return None
+    return '"convention" or "regex:<python regex>"'
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in choices else "one of " + ", ".join(f'"{c}"' for c in choices)
+
+    return check
+
+
+def _subset_of(*choices: str) -> Check:
+    def check(v: Any) -> str | None:
+        bad = [x for x in v if x not in choices]
+        return None if not bad else "a list of " + ", ".join(f'"{c}"' for c in choices)
+
+    return check
+
+
+_HEX = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+
+
+def _fingerprints(v: Any) -> str | _Normalised | None:
+    # Fingerprints are often pasted from `gpg -k` with spaces and in lowercase.
+    norm = tuple(re.sub(r"\s+", "", x).upper() for x in v)
+    for x in norm:
+        if not _HEX.fullmatch(x):
+            return f"40 or 64 hex digit OpenPGP fingerprints (bad: {x!r})"
+    return _Normalised(norm)
+
+
+def _store_url(v: Any) -> str | None:
+    if v.startswith("file://") and len(v) > len("file://"):
+        return None
+    if re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", v):
+        return None
+    return '"file://PATH" or "s3://BUCKET/PREFIX"'
+
+
+def _http_url(v: Any) -> str | None:
+    return None if re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", v) else "an http(s):// URL"
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    commands: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+    timeout: float = field(default=900.0, metadata=_key("number", _positive))
+    isolate: bool = field(default=True, metadata=_key("bool"))
+    cache: bool = field(default=True, metadata=_key("bool"))
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    protected: tuple[str, ...] = field(default=("main",), metadata=_key("strlist", _patterns))
+
+
+@dataclass(frozen=True)
+class TagsConfig:
+    release: tuple[str, ...] = field(default=("v*",), metadata=_key("strlist", _patterns))
+    naming: str = field(default="convention", metadata=_key("str", _naming))
+    require_annotated: bool = field(default=True, metadata=_key("bool"))
+    require_signed: bool = field(default=True, metadata=_key("bool"))
+    formats: tuple[str, ...] = field(
+        default=("openpgp", "ssh"), metadata=_key("strlist", _subset_of("openpgp", "ssh"))
+    )
+    openpgp_fingerprints: tuple[str, ...] = field(
+        default=(), metadata=_key("strlist", _fingerprints)
+    )
+    openpgp_keys: str = field(default=".taydash/keys.asc", metadata=_key("str", _non_empty))
+    allowed_signers: str = field(
+        default=".taydash/allowed_signers", metadata=_key("str", _non_empty)
+    )
+    allow_expired_keys: bool = field(default=False, metadata=_key("bool"))
+    check_at_creation: bool = field(default=True, metadata=_key("bool"))
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint: str = field(default="localhost:9000", metadata=_key("str", _non_empty))
+    secure: bool = field(default=False, metadata=_key("bool"))
+    region: str = field(default="", metadata=_key("str"))
+    object_lock_days: int = field(default=0, metadata=_key("int", _non_negative))
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    databases: tuple[str, ...] = field(default=("taydash",), metadata=_key("strlist", _non_empty))
+    host: str = field(default="localhost", metadata=_key("str", _non_empty))
+    port: int = field(default=5432, metadata=_key("int", _port))
+    user: str = field(default="postgres", metadata=_key("str", _non_empty))
+    exec: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+
+
+@dataclass(frozen=True)
+class VictoriaMetricsConfig:
+    url: str = field(default="http://localhost:8428", metadata=_key("str", _http_url))
+    storage_data_path: str = field(
+        default="/var/lib/victoria-metrics", metadata=_key("str", _non_empty)
+    )
+    vmbackup: str = field(default="vmbackup", metadata=_key("str", _non_empty))
+    vmrestore: str = field(default="vmrestore", metadata=_key("str", _non_empty))
+
+
+@dataclass(frozen=True)
+class ConfigBundleConfig:
+    paths: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+    recipients: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+
+
+KINDS = ("postgres", "victoriametrics", "config")
+
+
+@dataclass(frozen=True)
+class SnapshotsConfig:
+    on_tag: tuple[str, ...] = field(default=("v*",), metadata=_key("strlist", _patterns))
+    kinds: tuple[str, ...] = field(default=(), metadata=_key("strlist", _subset_of(*KINDS)))
+    store: str = field(default="", metadata=_key("str", _store_url))
+    on_push_missing: str = field(
+        default="snapshot", metadata=_key("str", _one_of("snapshot", "block", "warn"))
+    )
+    mode: str = field(default="foreground", metadata=_key("str", _one_of("foreground", "background")))
+    s3: S3Config | None = field(default=None, metadata={"kind": "table"})
+    postgres: PostgresConfig | None = field(default=None, metadata={"kind": "table"})
+    victoriametrics: VictoriaMetricsConfig | None = field(
+        default=None, metadata={"kind": "table"}
+    )
+    config: ConfigBundleConfig | None = field(default=None, metadata={"kind": "table"})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; a feature is None when its table is absent."""
+
+    root: Path
+    source: Path | None = None
+    validate: ValidateConfig | None = field(default=None, metadata={"kind": "table"})
+    push: PushConfig | None = field(default=None, metadata={"kind": "table"})
+    tags: TagsConfig | None = field(default=None, metadata={"kind": "table"})
+    snapshots: SnapshotsConfig | None = field(default=None, metadata={"kind": "table"})
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.validate, self.push, self.tags, self.snapshots))
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative to the repository root unless absolute."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+
+_TABLES: dict[str, type[Any]] = {
+    "validate": ValidateConfig,
+    "push": PushConfig,
+    "tags": TagsConfig,
+    "snapshots": SnapshotsConfig,
+    "snapshots.s3": S3Config,
+    "snapshots.postgres": PostgresConfig,
+    "snapshots.victoriametrics": VictoriaMetricsConfig,
+    "snapshots.config": ConfigBundleConfig,
+}
+
+T = TypeVar("T")
+
+_KIND_TEXT = {
+    "str": "a string",
+    "bool": "true or false",
+    "int": "an integer",
+    "number": "a number",
+    "strlist": "a list of strings",
+}
+
+
+def _type_ok(kind: str, v: Any) -> bool:
+    if kind == "str":
+        return isinstance(v, str)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "strlist":
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    raise AssertionError(kind)
+
+
+def _build(cls: type[T], data: Any, table: str, source: str) -> T:
+    where = f"{source}: [{table}]"
+    if not isinstance(data, dict):
+        raise usage(f"{where} must be a table.")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        f = known.get(key)
+        if f is None or "kind" not in f.metadata:
+            names = ", ".join(n for n, g in known.items() if "kind" in g.metadata)
+            raise usage(f"{where} has an unknown key {key!r} (expected one of: {names}).")
+        kind = f.metadata["kind"]
+        if kind == "table":
+            values[key] = _build(_TABLES[f"{table}.{key}"], raw, f"{table}.{key}", source)
+            continue
+        if not _type_ok(kind, raw):
+            raise usage(f"{where} {key}: expected {_KIND_TEXT[kind]}, got {raw!r}.")
+        value = tuple(raw) if kind == "strlist" else raw
+        if kind == "number":
+            value = float(raw)
+        check: Check | None = f.metadata["check"]
+        verdict = check(value) if check else None
+        if isinstance(verdict, _Normalised):
+            value = verdict.value
+        elif verdict is not None:
+            raise usage(f"{where} {key}: expected {verdict}, got {raw!r}.")
+        values[key] = value
+    return cls(**values)
+
+
+def _finish_snapshots(s: SnapshotsConfig, source: str) -> SnapshotsConfig:
+    present = tuple(k for k in KINDS if getattr(s, k) is not None)
+    kinds = s.kinds or present
+    missing = [k for k in kinds if getattr(s, k) is None]
+    if missing:
+        raise usage(
+            f"{source}: [snapshots] kinds: expected kinds with their own table, "
+            f"but [snapshots.{missing[0]}] is missing."
+        )
+    if s.config is not None and s.config.paths and not s.config.recipients:
+        raise usage(
+            f"{source}: [snapshots.config] recipients: expected at least one OpenPGP "
+            "recipient when paths are set (the bundle is never stored unencrypted)."
+        )
+    return SnapshotsConfig(**{**{f.name: getattr(s, f.name) for f in fields(s)}, "kinds": kinds})
+
+
+def _finish_tags(t: TagsConfig, source: str) -> None:
+    if t.require_signed and not t.openpgp_fingerprints and "ssh" not in t.formats:
+        raise usage(
+            f"{source}: [tags] openpgp_fingerprints: expected at least one allowed fingerprint "
+            "when require_signed is true and ssh is not in formats."
+        )
+
+
+def parse(data: Mapping[str, Any], root: Path, source: Path | None) -> Config:
+    """Build a :class:`Config` from the taydash table of a TOML document."""
+    name = str(source) if source else "<config>"
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in ("validate", "push", "tags", "snapshots"):
+            raise usage(
+                f"{name}: unknown table [{key}] "
+                "(expected one of: validate, push, tags, snapshots)."
+            )
+        values[key] = _build(_TABLES[key], raw, key, name)
+    if "snapshots" in values:
+        values["snapshots"] = _finish_snapshots(values["snapshots"], name)
+    if "tags" in values:
+        _finish_tags(values["tags"], name)
+    return Config(root=root, source=source, **values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            doc: dict[str, Any] = tomllib.load(fh)
+            return doc
+    except OSError as exc:
+        raise usage(f"{path}: cannot read the configuration ({exc.strerror}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise usage(f"{path}: not valid TOML ({exc}).") from None
+
+
+def _taydash_table(path: Path) -> dict[str, Any] | None:
+    doc = _read_toml(path)
+    if path.name != "pyproject.toml":
+        return doc
+    tool = doc.get("tool", {})
+    table = tool.get("taydash") if isinstance(tool, dict) else None
+    if table is not None and not isinstance(table, dict):
+        raise usage(f"{path}: [tool.taydash] must be a table.")
+    return table
+
+
+def config_file(repo: Repo, env: Mapping[str, str] | None = None) -> Path | None:
+    """Which file configures ``repo`` (SPEC.md order), or None."""
+    env = os.environ if env is None else env
+    override = env.get("TAYDASH_CONFIG")
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise usage(f"TAYDASH_CONFIG points at {override}, which is not a file.")
+        return p
+    if repo.toplevel is None:
+        p = repo.git_dir / "taydash.toml"
+        return p if p.is_file() else None
+    for name in (".taydash.toml", "pyproject.toml"):
+        p = repo.toplevel / name
+        if p.is_file():
+            if name == "pyproject.toml" and _taydash_table(p) is None:
+                return None
+            return p
+    return None
+
+
+def load(repo: Repo, env: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration of ``repo``; an empty :class:`Config` when none exists."""
+    path = config_file(repo, env)
+    if path is None:
+        return Config(root=repo.root)
+    table = _taydash_table(path) or {}
+    return parse(table, repo.root, path)

@@ -1,0 +1,64 @@
+"""The pre-commit ids (`taydash-validate`, `taydash-check-tags`, `taydash-snapshot-pushed-tags`).
+
+pre-commit hands its hooks only one pushed ref, through environment
+variables, and skips tag-only pushes entirely; the direct hook sees every
+line. Here the one ref is rebuilt and run through the same checks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.errors import Exit, usage
+from taydash_hooks.output import say
+from taydash_hooks.push_updates import RefUpdate, classify
+from taydash_hooks.skips import skipped
+
+IDS = ("validate", "check-tags", "snapshot-pushed-tags")
+
+
+def update_from_env(env: dict[str, str] | None = None) -> RefUpdate | None:
+    """The pushed ref pre-commit describes, or None when it describes none."""
+    env = dict(os.environ) if env is None else env
+    to_ref = env.get("PRE_COMMIT_TO_REF", "")
+    remote_ref = env.get("PRE_COMMIT_REMOTE_BRANCH", "")
+    if not to_ref or not remote_ref:
+        return None
+    from_ref = env.get("PRE_COMMIT_FROM_REF", "") or git.ZERO_OID
+    local_ref = env.get("PRE_COMMIT_LOCAL_BRANCH", "") or to_ref
+    for oid in (to_ref, from_ref):
+        if git.rev_parse(oid) is None:
+            raise usage(f"pre-commit passed {oid[:12]}, which is not an object in this repository.")
+    row = (local_ref, git.rev_parse(to_ref) or to_ref, remote_ref, git.rev_parse(from_ref) or from_ref)
+    return classify([row])[0]
+
+
+def run(hook_id: str) -> int:
+    """Run one pre-commit id on the ref pre-commit handed over."""
+    if hook_id not in IDS:
+        raise usage(f"unknown pre-commit id {hook_id!r} (known: {', '.join(IDS)}).")
+    repo = git.find_repo()
+    cfg = config_mod.load(repo)
+    update = update_from_env()
+    if update is None:
+        say("taydash: pre-commit did not say which ref is pushed (not a pre-push run?); "
+            "nothing to check.")
+        return Exit.OK
+    results: dict[int, str] = {}
+    ok = True
+    if hook_id == "validate":
+        from taydash_hooks.pre_push import gate_updates
+
+        ok = gate_updates(repo, cfg, [update], results)
+    elif hook_id == "check-tags" and cfg.tags is not None and not skipped("tags"):
+        from taydash_hooks import tag_policy
+
+        ok = tag_policy.check_push(repo, cfg, [update], results)
+    elif hook_id == "snapshot-pushed-tags" and cfg.snapshots is not None and not skipped("snapshot"):
+        from taydash_hooks import snapshot_triggers
+
+        ok = snapshot_triggers.on_push(repo, cfg, [update], results)
+    say(f"{update.remote_ref} {update.local_oid[:7]}  {results.get(0, 'ok')}")
+    return Exit.OK if ok else Exit.REFUSED

@@ -1,0 +1,159 @@
+"""Running subprocesses: always an argv list, always a timeout, never a shell.
+
+Every external tool (git, gpg, ssh-keygen, pg_dump, vmbackup) is started
+through :func:`run` or :func:`popen`, so a hung tool fails closed and a missing
+one gives a sentence with the package that brings it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from taydash_hooks.errors import environment
+
+DEFAULT_TIMEOUT = 120.0
+
+# Which Debian package brings a tool, for the "not found" sentence.
+INSTALL_HINTS = {
+    "git": "apt-get install git",
+    "gpg": "apt-get install gnupg",
+    "ssh-keygen": "apt-get install openssh-client",
+    "pg_dump": "apt-get install postgresql-client",
+    "pg_restore": "apt-get install postgresql-client",
+    "psql": "apt-get install postgresql-client",
+    "vmbackup": "apt-get install victoria-metrics",
+    "vmrestore": "apt-get install victoria-metrics",
+    "victoria-metrics": "apt-get install victoria-metrics",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished process left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def out(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def err(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
+
+
+class Timeout(Exception):
+    """A process ran past its timeout and was killed with its process group."""
+
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        super().__init__(f"{argv[0]} did not finish within {timeout:g} s and was killed")
+        self.argv = tuple(argv)
+        self.timeout = timeout
+
+
+def missing_tool(name: str) -> Exception:
+    """The error for a tool that is not on PATH."""
+    hint = INSTALL_HINTS.get(os.path.basename(name))
+    fix = f" (install it: {hint})" if hint else ""
+    return environment(f"{name} was not found on PATH{fix}.")
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """Terminate a process started with ``start_new_session`` and all its children."""
+    if proc.poll() is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # children may outlive the leader
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Result:
+    """Run ``argv`` to completion and capture its output.
+
+    The process gets its own session so that a timeout kills it and every
+    child it started. Raises :class:`Timeout` past ``timeout`` seconds and a
+    :class:`TaydashError` (exit 3) when the program does not exist.
+    """
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise missing_tool(argv[0]) from None
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.communicate()
+        raise Timeout(argv, timeout) from None
+    except BaseException:
+        kill_group(proc)
+        raise
+    return Result(tuple(argv), proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def popen(
+    argv: Sequence[str],
+    *,
+    stdin: int | None = subprocess.DEVNULL,
+    stdout: int | None = subprocess.PIPE,
+    stderr: int | None = subprocess.PIPE,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a streaming process; it and its group are killed if the block fails."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise missing_tool(argv[0]) from None
+    try:
+        yield proc
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        if proc.poll() is None:
+            kill_group(proc)

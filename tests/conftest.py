@@ -1,0 +1,93 @@
+"""Fixtures: every test gets its own HOME and git identity; services are real."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testing import keys, services
+from testing.gitrepo import Repos
+from testing.skip import require
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, git identity and config isolated per test; no TAYDASH_* leaks in."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in list(os.environ):
+        if var.startswith(("GIT_", "TAYDASH_S3", "TAYDASH_CONFIG", "TAYDASH_SKIP",
+                           "TAYDASH_VERBOSE", "TAYDASH_QUIET", "PRE_COMMIT")) \
+                or var in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AWS_ACCESS_KEY_ID",
+                           "AWS_SECRET_ACCESS_KEY", "PGPASSWORD", "PGHOST", "PGPORT", "PGUSER"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.test\n"
+        "[init]\n\tdefaultBranch = main\n"
+        "[protocol \"file\"]\n\tallow = always\n"
+        "[advice]\n\tdetachedHead = false\n"
+    )
+    return home
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> Repos:
+    require("git", "apt-get install git")
+    return Repos(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def keyring() -> Iterator[keys.Keyring]:
+    require("gpg", "apt-get install gnupg")
+    ring = keys.make_keyring()
+    try:
+        yield ring
+    finally:
+        keys.close(ring)
+
+
+@pytest.fixture
+def gnupghome(keyring: keys.Keyring, monkeypatch: pytest.MonkeyPatch) -> keys.Keyring:
+    """The session keyring as the user's own GNUPGHOME (git tag -s signs with it)."""
+    monkeypatch.setenv("GNUPGHOME", str(keyring.home))
+    return keyring
+
+
+@pytest.fixture
+def ssh_keys(tmp_path: Path) -> dict[str, keys.SshKey]:
+    require("ssh-keygen", "apt-get install openssh-client")
+    folder = tmp_path / "ssh"
+    return {n: keys.make_ssh_key(folder, n) for n in ("alice", "mallory")}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[services.Postgres]:
+    with services.postgres_cluster() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def vm() -> Iterator[services.VictoriaMetrics]:
+    with services.victoria_metrics() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[services.S3Server]:
+    with services.s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3: services.S3Server) -> str:
+    """A new, empty bucket for this test."""
+    name = f"taydash-test-{secrets.token_hex(6)}"
+    s3.client().make_bucket(name)
+    return name

@@ -1,0 +1,212 @@
+"""`taydash install` / `uninstall` against real repositories and real pushes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from testing.gitrepo import Repos, run, taydash
+from testing.skip import require
+
+FOREIGN = "#!/bin/sh\n# someone else's hook\ncat > \"$MARKER_DIR/stdin\"\necho \"$@\" > \"$MARKER_DIR/args\"\n"
+
+VALIDATE_MARK = """
+[validate]
+commands = ["./ops/mark.sh"]
+cache = false
+"""
+
+
+def _mark_script(repos: Repos) -> None:
+    repos.write("ops/mark.sh", '#!/bin/sh\necho taydash-ran >> "$MARKER_DIR/taydash"\n', 0o755)
+
+
+def test_install_writes_shims_and_is_idempotent(repos: Repos) -> None:
+    first = repos.install()
+    hooks = repos.work / ".git" / "hooks"
+    for name in ("pre-push", "reference-transaction"):
+        text = (hooks / name).read_text()
+        assert "# taydash-hooks shim" in text
+        assert sys.executable in text
+        assert (hooks / name).stat().st_mode & 0o111
+    assert "installed as pre-push" in first.stderr
+    before = {p.name: p.read_bytes() for p in hooks.iterdir()}
+    again = repos.install()
+    assert "already installed" in again.stderr
+    assert {p.name: p.read_bytes() for p in hooks.iterdir()} == before
+
+
+def test_round_trip_restores_foreign_hook_byte_for_byte(repos: Repos) -> None:
+    hook = repos.work / ".git" / "hooks" / "pre-push"
+    hook.write_bytes(FOREIGN.encode() + b"\x00\xff binary tail")
+    hook.chmod(0o751)
+    repos.install()
+    assert (hook.parent / "pre-push.legacy").read_bytes().endswith(b"\x00\xff binary tail")
+    proc = taydash("uninstall", cwd=repos.work)
+    assert proc.returncode == 0, proc.stderr
+    assert hook.read_bytes() == FOREIGN.encode() + b"\x00\xff binary tail"
+    assert hook.stat().st_mode & 0o777 == 0o751
+    assert not (hook.parent / "pre-push.legacy").exists()
+    assert not (hook.parent / "reference-transaction").exists()
+
+
+def test_foreign_pre_push_runs_with_same_stdin_and_args(repos: Repos, tmp_path: Path,
+                                                        monkeypatch: object) -> None:
+    marker = tmp_path / "markers"
+    marker.mkdir()
+    hook = repos.work / ".git" / "hooks" / "pre-push"
+    hook.write_text(FOREIGN)
+    hook.chmod(0o755)
+    _mark_script(repos)
+    repos.configure(VALIDATE_MARK)
+    repos.install()
+    new = repos.head()
+    proc = repos.push("origin", "main", env=_env(marker))
+    assert proc.returncode == 0, proc.stderr
+    stdin = (marker / "stdin").read_text()
+    assert stdin.split() == ["refs/heads/main", new, "refs/heads/main", stdin.split()[3]]
+    assert (marker / "args").read_text().split() == ["origin", str(repos.remote)]
+    assert (marker / "taydash").read_text() == "taydash-ran\n"
+
+
+def test_failing_legacy_hook_blocks_before_taydash(repos: Repos, tmp_path: Path) -> None:
+    marker = tmp_path / "m"
+    marker.mkdir()
+    hook = repos.work / ".git" / "hooks" / "pre-push"
+    hook.write_text("#!/bin/sh\nexit 7\n")
+    hook.chmod(0o755)
+    _mark_script(repos)
+    repos.configure(VALIDATE_MARK)
+    repos.install()
+    proc = repos.push("origin", "main", env=_env(marker))
+    assert proc.returncode != 0
+    assert not (marker / "taydash").exists()
+    assert repos.remote_ref("refs/heads/main") != repos.head()
+
+
+def _env(marker: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "MARKER_DIR": str(marker)}
+
+
+def test_install_from_linked_worktree_uses_common_hooks(repos: Repos, tmp_path: Path) -> None:
+    wt = tmp_path / "linked"
+    repos.git("worktree", "add", "-q", str(wt), "-b", "side")
+    proc = taydash("install", cwd=wt)
+    assert proc.returncode == 0, proc.stderr
+    assert (repos.work / ".git" / "hooks" / "pre-push").exists()
+    assert not (repos.work / ".git" / "worktrees" / "linked" / "hooks").exists()
+
+
+def test_hooks_path_outside_repo_needs_force(repos: Repos, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-hooks"
+    repos.git("config", "core.hooksPath", str(shared))
+    proc = taydash("install", cwd=repos.work)
+    assert proc.returncode == 2
+    assert "core.hooksPath" in proc.stderr and "--force" in proc.stderr
+    assert not shared.exists()
+    forced = taydash("install", "--force", cwd=repos.work)
+    assert forced.returncode == 0, forced.stderr
+    assert (shared / "pre-push").exists()
+
+
+def test_hooks_path_inside_repo_is_fine(repos: Repos) -> None:
+    repos.git("config", "core.hooksPath", ".githooks")
+    proc = taydash("install", cwd=repos.work)
+    assert proc.returncode == 0, proc.stderr
+    assert (repos.work / ".githooks" / "reference-transaction").exists()
+
+
+def test_server_install_into_bare_repo(repos: Repos) -> None:
+    proc = taydash("install", "--server", cwd=repos.remote)
+    assert proc.returncode == 0, proc.stderr
+    assert (repos.remote / "hooks" / "pre-receive").exists()
+    assert taydash("install", cwd=repos.remote).returncode == 2
+    assert taydash("install", "--server", cwd=repos.work).returncode == 2
+
+
+PRE_COMMIT_CONFIG = """repos:
+- repo: local
+  hooks:
+  - id: marker
+    name: marker
+    entry: sh -c 'echo pc-ran >> "$MARKER_DIR/pre-commit"'
+    language: system
+    stages: [pre-push]
+    always_run: true
+    pass_filenames: false
+"""
+
+
+def _pre_commit_install(repos: Repos) -> None:
+    run(sys.executable, "-m", "pre_commit", "install", "-t", "pre-push", cwd=repos.work)
+
+
+def _both_run(repos: Repos, tmp_path: Path, order: str) -> None:
+    marker = tmp_path / "m"
+    marker.mkdir()
+    repos.write(".pre-commit-config.yaml", PRE_COMMIT_CONFIG)
+    _mark_script(repos)
+    repos.configure(VALIDATE_MARK)
+    if order == "pre-commit first":
+        _pre_commit_install(repos)
+        repos.install()
+    else:
+        repos.install()
+        _pre_commit_install(repos)
+    proc = repos.push("origin", "main", env=_env(marker))
+    assert proc.returncode == 0, proc.stderr
+    assert (marker / "pre-commit").read_text() == "pc-ran\n"
+    assert (marker / "taydash").read_text() == "taydash-ran\n"
+    assert repos.remote_ref("refs/heads/main") == repos.head()
+
+
+def test_pre_commit_installed_first_then_taydash(repos: Repos, tmp_path: Path) -> None:
+    _both_run(repos, tmp_path, "pre-commit first")
+
+
+def test_taydash_installed_first_then_pre_commit(repos: Repos, tmp_path: Path) -> None:
+    _both_run(repos, tmp_path, "taydash first")
+    # Uninstall finds our shim where pre-commit moved it and leaves pre-commit working.
+    proc = taydash("uninstall", cwd=repos.work)
+    assert proc.returncode == 0, proc.stderr
+    hooks = repos.work / ".git" / "hooks"
+    assert "pre-commit" in (hooks / "pre-push").read_text()
+    assert not (hooks / "pre-push.legacy").exists()
+
+
+def test_commit_starts_no_python(repos: Repos, tmp_path: Path) -> None:
+    strace = require("strace", "apt-get install strace")
+    repos.configure('[snapshots]\non_tag = ["v*"]\n[snapshots.config]\n')
+    repos.install()
+    repos.write("file.txt", "change\n")
+    repos.git("add", "file.txt")
+    trace = tmp_path / "trace"
+    run(strace, "-f", "-qq", "-e", "trace=execve", "-o", trace, "git", "commit", "-q", "-m", "x",
+        cwd=repos.work)
+    execs = [line for line in trace.read_text().splitlines() if "execve(" in line]
+    assert any("reference-transaction" in line for line in execs), execs  # the hook did run
+    assert not [line for line in execs if "python" in line.split("execve(", 1)[1].split(",")[0]]
+
+
+def test_local_tag_starts_python_but_fetched_tags_do_not(repos: Repos, tmp_path: Path) -> None:
+    strace = require("strace", "apt-get install strace")
+    repos.configure('[snapshots]\non_tag = ["v*"]\n[snapshots.config]\n')
+    repos.install()
+    trace = tmp_path / "trace"
+    run(strace, "-f", "-qq", "-e", "trace=execve", "-o", trace, "git", "tag", "v0.0.1",
+        cwd=repos.work)
+    assert "python" in trace.read_text()
+    # A second clone fetching a new tag from the remote: no Python.
+    other = tmp_path / "other"
+    run("git", "clone", "-q", str(repos.remote), other)
+    run(sys.executable, "-m", "taydash_hooks", "install", cwd=other)
+    run("git", "tag", "v0.0.2", cwd=other, env=_env(tmp_path) | {"TAYDASH_SKIP": "snapshot"})
+    run("git", "push", "-q", "--no-verify", "origin", "v0.0.2", cwd=other)
+    run(strace, "-f", "-qq", "-e", "trace=execve", "-o", trace, "git", "fetch", "-q", "--tags",
+        "origin", cwd=repos.work)
+    text = trace.read_text()
+    assert "reference-transaction" in text
+    assert "python" not in text
+    assert repos.head("v0.0.2")
