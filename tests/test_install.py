@@ -8,7 +8,10 @@ from pathlib import Path
 from testing.gitrepo import Repos, run, taydash
 from testing.skip import require
 
-FOREIGN = "#!/bin/sh\n# someone else's hook\ncat > \"$MARKER_DIR/stdin\"\necho \"$@\" > \"$MARKER_DIR/args\"\n"
+FOREIGN = (
+    "#!/bin/sh\n# someone else's hook\n"
+    "cat > \"$MARKER_DIR/stdin\"\necho \"$@\" > \"$MARKER_DIR/args\"\n"
+)
 
 VALIDATE_MARK = """
 [validate]

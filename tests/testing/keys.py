@@ -70,6 +70,8 @@ def make_keyring() -> Keyring:
     # Made 10 days ago, valid for 2 days: expired now, usable at day -9.
     _make(ring, "expired", created=int(time.time()) - 10 * DAY, expire="2d")
     _make(ring, "revoked")
+    _make(ring, "old", created=int(time.time()) - 10 * DAY)  # for backdated signatures
+    _make(ring, "stranger")  # signs, but is in no keys file handed to the policy
     sub = _make(ring, "subkeyed")
     ring.gpg("--quick-add-key", sub.fingerprint, "ed25519", "sign", "never")
     out = ring.gpg("--with-colons", "--list-keys", sub.fingerprint)
@@ -78,13 +80,24 @@ def make_keyring() -> Keyring:
     return ring
 
 
-def revoke(ring: Keyring, name: str) -> None:
-    """Import the revocation certificate gpg made when the key was generated."""
+def export_revoked(ring: Keyring, name: str) -> str:
+    """The public key with its revocation applied, as a team would publish it.
+
+    Revoked in a scratch keyring so the signing keyring can still sign with it
+    (a tag signed before the key was revoked).
+    """
     fpr = ring.keys[name].fingerprint
     cert = (ring.home / "openpgp-revocs.d" / f"{fpr}.rev").read_text()
     # gpg guards the certificate with a leading colon against accidental import.
-    cert = cert.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----")
-    ring.gpg("--import", input=cert)
+    cert = cert.replace(":-----BEGIN PGP PUBLIC", "-----BEGIN PGP PUBLIC")
+    scratch = Keyring(Path(tempfile.mkdtemp(prefix="tdr-", dir="/tmp")))
+    try:
+        os.chmod(scratch.home, 0o700)
+        scratch.gpg("--import", input=ring.export(name))
+        scratch.gpg("--import", input=cert)
+        return scratch.gpg("--armor", "--export", fpr)
+    finally:
+        close(scratch)
 
 
 def close(ring: Keyring) -> None:
