@@ -44,8 +44,18 @@ def dispatch(argv: list[str]) -> int:
     raise TaydashError(USAGE)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit codes of SPEC.md, one sentence and no traceback on a known failure."""
+    import signal
+
+    # A terminal hang-up or a kill(1) cleans up like Ctrl-C: temp worktrees,
+    # partial uploads and child process groups are removed in `finally` blocks.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         code = dispatch(sys.argv[1:] if argv is None else argv)
     except TaydashError as exc:

@@ -55,7 +55,7 @@ class TagPolicy:
         self._stack = contextlib.ExitStack()
         self._keyring: OpenPgpKeyring | None = None
         self._signers: Path | None = None
-        self._revoked: Path | None | bool = False  # False: not looked up yet
+        self._revoked: Path | bool | None = False  # False: not looked up yet
 
     def __enter__(self) -> TagPolicy:
         return self
@@ -144,8 +144,8 @@ class TagPolicy:
         workers = min(len(todo), os.cpu_count() or 1, 8)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
-                for (i, name, tag), v in zip(
-                        todo, pool.map(lambda x: self._signature(x[1], x[2]), todo)):
+                results = pool.map(lambda x: self._signature(x[1], x[2]), todo)
+                for (i, _, _), v in zip(todo, results, strict=True):
                     verdicts[i] = v
         else:
             for i, name, tag in todo:
@@ -173,7 +173,7 @@ def check_push(repo: git.Repo, cfg: Config, updates: list[RefUpdate],
             elif u.kind is not Kind.UNCHANGED:
                 judge.append(i)
         verdicts = policy.judge_many([(updates[i].name, updates[i].local_oid) for i in judge])
-    for i, v in zip(judge, verdicts):
+    for i, v in zip(judge, verdicts, strict=True):
         if not v.ok:
             results[i] = v.line()
             ok = False

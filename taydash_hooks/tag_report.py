@@ -15,7 +15,8 @@ from taydash_hooks.tag_policy import TagPolicy, TagVerdict
 def local_tags(cwd: Path) -> dict[str, str]:
     """Every local tag name and the object id its ref holds."""
     out = git.out("for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/tags", cwd=cwd)
-    return dict(line.split(" ", 1) for line in out.splitlines() if line)  # type: ignore[misc]
+    pairs = (line.split(" ", 1) for line in out.splitlines() if line)
+    return {name: oid for name, oid in pairs}
 
 
 def run(cwd: Path, names: list[str], all_tags: bool, as_json: bool) -> int:

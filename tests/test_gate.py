@@ -1,0 +1,306 @@
+"""The validation gate through real pushes to a bare remote via the installed shim."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from testing.gitrepo import Repos, run, taydash
+
+CHECK_OK = ('#!/bin/sh\necho "validated $(git rev-parse --short HEAD 2>/dev/null)" '
+            '>> "$MARKER_DIR/runs"\ntest -f ok || { echo "ok file missing"; exit 1; }\n')
+
+
+class Gate:
+    def __init__(self, repos: Repos, marker: Path) -> None:
+        self.repos = repos
+        self.marker = marker
+        self.env = {**os.environ, "MARKER_DIR": str(marker)}
+
+    def runs(self) -> int:
+        path = self.marker / "runs"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def push(self, *args: str) -> object:
+        return self.repos.push(*args, env=self.env)
+
+
+@pytest.fixture
+def gate(repos: Repos, tmp_path: Path) -> Gate:
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    repos.write("ops/validate.sh", CHECK_OK, 0o755)
+    repos.write("ok", "")
+    repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\ntimeout = 30\n'
+                    '[push]\nprotected = ["main"]\n')
+    repos.install()
+    return Gate(repos, marker)
+
+
+def test_passing_validation_goes_through(gate: Gate) -> None:
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert "refs/heads/main" in proc.stderr and "validated (" in proc.stderr  # type: ignore[attr-defined]
+    assert gate.repos.remote_ref("refs/heads/main") == gate.repos.head()
+    assert gate.runs() == 1
+
+
+def test_failing_validation_blocks_and_remote_is_unchanged(gate: Gate) -> None:
+    before = gate.repos.remote_ref("refs/heads/main")
+    gate.repos.git("rm", "-q", "ok")
+    gate.repos.commit("break it")
+    proc = gate.push("origin", "main")
+    assert proc.returncode != 0
+    err = proc.stderr  # type: ignore[attr-defined]
+    assert "FAILED: ./ops/validate.sh exit 1" in err
+    assert "ok file missing" in err  # the tail of the output
+    assert "full log:" in err
+    assert gate.repos.remote_ref("refs/heads/main") == before
+
+
+def test_uncommitted_file_does_not_rescue_a_broken_commit(gate: Gate) -> None:
+    gate.repos.git("rm", "-q", "ok")
+    gate.repos.commit("break it")
+    gate.repos.write("ok", "")  # untracked: would make the check pass in the work tree
+    status_before = gate.repos.git("status", "--porcelain").stdout
+    proc = gate.push("origin", "main")
+    assert proc.returncode != 0
+    assert gate.repos.git("status", "--porcelain").stdout == status_before
+    assert (gate.repos.work / "ok").exists()
+
+
+def test_uncommitted_deletion_does_not_block_a_good_commit(gate: Gate) -> None:
+    (gate.repos.work / "ok").unlink()  # dirty: the work tree would fail
+    gate.repos.git("stash", "list")
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert gate.repos.git("status", "--porcelain").stdout.strip() == "D ok"
+
+
+def test_two_branches_validated_separately_and_tag_on_same_commit_once(gate: Gate) -> None:
+    gate.repos.git("checkout", "-q", "-b", "feature")
+    gate.repos.write("f.txt", "feature\n")
+    gate.repos.commit("feature work")
+    gate.repos.git("checkout", "-q", "main")
+    gate.repos.write("m.txt", "main\n")
+    gate.repos.commit("main work")
+    gate.repos.git("tag", "-a", "-m", "x", "build-1", "main")
+    proc = gate.push("origin", "main", "feature", "build-1")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert gate.runs() == 2  # main+tag share a tree: validated once
+    err = proc.stderr  # type: ignore[attr-defined]
+    for ref in ("refs/heads/main", "refs/heads/feature", "refs/tags/build-1"):
+        assert ref in err
+
+
+def test_repush_of_validated_tree_is_cached(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    gate.repos.git("checkout", "-q", "-b", "copy")
+    proc = gate.push("origin", "copy")
+    assert proc.returncode == 0
+    assert "cached" in proc.stderr  # type: ignore[attr-defined]
+    assert gate.runs() == 1
+
+
+def test_corrupt_cache_is_ignored(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    (gate.repos.work / ".git" / "taydash" / "validate-cache.json").write_bytes(b"\x00{not json")
+    gate.repos.git("checkout", "-q", "-b", "again")
+    proc = gate.push("origin", "again")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert "validated (" in proc.stderr  # type: ignore[attr-defined]
+    assert gate.runs() == 2
+
+
+def test_cache_is_shared_by_linked_worktrees(gate: Gate, tmp_path: Path) -> None:
+    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    wt = tmp_path / "wt"
+    gate.repos.git("worktree", "add", "-q", "-b", "linked", str(wt))
+    proc = run("git", "push", "origin", "linked", cwd=wt, env=gate.env, check=False)
+    assert proc.returncode == 0 and "cached" in proc.stderr, proc.stderr
+
+
+def test_force_push_and_deletion_of_main_refused_feature_allowed(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    gate.repos.git("checkout", "-q", "-b", "feature")
+    gate.repos.commit("feature")
+    assert gate.push("origin", "feature").returncode == 0  # type: ignore[attr-defined]
+    main_before = gate.repos.remote_ref("refs/heads/main")
+    gate.repos.git("checkout", "-q", "main")
+    gate.repos.git("commit", "-q", "--amend", "-m", "rewritten")
+    proc = gate.push("--force", "origin", "main")
+    assert proc.returncode != 0
+    assert "refs/heads/main is protected" in proc.stderr  # type: ignore[attr-defined]
+    proc = gate.push("origin", ":main")
+    assert proc.returncode != 0 and "cannot be deleted" in proc.stderr  # type: ignore[attr-defined]
+    assert gate.repos.remote_ref("refs/heads/main") == main_before
+    gate.repos.git("checkout", "-q", "feature")
+    gate.repos.git("commit", "-q", "--amend", "--allow-empty", "-m", "rewritten feature")
+    assert gate.push("--force", "origin", "feature").returncode == 0  # type: ignore[attr-defined]
+    proc = gate.push("origin", ":feature")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert gate.repos.remote_ref("refs/heads/feature") is None
+
+
+def test_push_to_url_and_raw_oid(gate: Gate) -> None:
+    head = gate.repos.head()
+    proc = gate.push(str(gate.repos.remote), f"{head}:refs/heads/by-oid")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert gate.runs() == 1
+    assert gate.repos.remote_ref("refs/heads/by-oid") == head
+
+
+def test_timeout_blocks_and_leaves_no_process(gate: Gate) -> None:
+    gate.repos.write("ops/validate.sh", "#!/bin/sh\nsleep 1000 &\nsleep 1001\n", 0o755)
+    gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\ntimeout = 1\n')
+    start = time.monotonic()
+    proc = gate.push("origin", "main")
+    assert proc.returncode != 0
+    assert "timed out after 1 s" in proc.stderr  # type: ignore[attr-defined]
+    assert time.monotonic() - start < 30
+    procs = run("ps", "-eo", "args").stdout
+    assert "sleep 1000" not in procs and "sleep 1001" not in procs
+    assert "taydash-validate-" not in gate.repos.git("worktree", "list").stdout
+
+
+def test_sigint_leaves_no_worktree(gate: Gate) -> None:
+    gate.repos.write("ops/validate.sh",
+                     '#!/bin/sh\necho $PPID > "$MARKER_DIR/pid"\nsleep 1002\n', 0o755)
+    gate.repos.commit("slow check")
+    import subprocess
+
+    push = subprocess.Popen(["git", "push", "origin", "main"], cwd=gate.repos.work,
+                            env=gate.env, stderr=subprocess.PIPE, text=True)
+    pid_file = gate.marker / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "validation never started"
+        time.sleep(0.05)
+    os.kill(int(pid_file.read_text()), signal.SIGINT)  # the hook's Python process
+    _, err = push.communicate(timeout=60)
+    assert push.returncode != 0
+    assert "interrupted" in err
+    assert len(gate.repos.git("worktree", "list").stdout.strip().splitlines()) == 1
+    assert "sleep 1002" not in run("ps", "-eo", "args").stdout
+    assert gate.repos.git("status", "--porcelain").stdout.strip() == ""
+
+
+def test_missing_and_non_executable_commands(gate: Gate) -> None:
+    gate.repos.configure('[validate]\ncommands = ["./ops/missing.sh"]\n')
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 1
+    assert "does not exist in this commit" in proc.stderr  # type: ignore[attr-defined]
+    gate.repos.write("ops/noexec.sh", "#!/bin/sh\nexit 0\n", 0o644)
+    gate.repos.configure('[validate]\ncommands = ["./ops/noexec.sh"]\n')
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 1 and "not executable" in proc.stderr  # type: ignore[attr-defined]
+
+
+def test_command_outside_repo_is_config_error(gate: Gate) -> None:
+    gate.repos.configure('[validate]\ncommands = ["../../evil.sh"]\n')
+    proc = taydash("validate", cwd=gate.repos.work)
+    assert proc.returncode == 2 and "outside the repository" in proc.stderr
+
+
+def test_no_commands_passes_with_notice(gate: Gate) -> None:
+    gate.repos.configure("[validate]\ncommands = []\n")
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 0 and "no commands configured" in proc.stderr  # type: ignore[attr-defined]
+
+
+def test_megabytes_of_binary_output_do_not_break_the_hook(gate: Gate) -> None:
+    gate.repos.write("ops/noisy.sh",
+                     "#!/bin/sh\nhead -c 5000000 /dev/urandom\nexit 3\n", 0o755)
+    gate.repos.configure('[validate]\ncommands = ["./ops/noisy.sh"]\n')
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 1
+    assert "FAILED: ./ops/noisy.sh exit 3" in proc.stderr  # type: ignore[attr-defined]
+    assert len(proc.stderr) < 20000  # type: ignore[attr-defined]
+
+
+def test_malformed_stdin_is_exit_2(gate: Gate) -> None:
+    proc = run(sys.executable, "-m", "taydash_hooks.hook_main", "pre-push", "origin", "x",
+               cwd=gate.repos.work, input="garbage line\n", check=False)
+    assert proc.returncode == 2 and "line 1 is malformed" in proc.stderr
+    unknown = "refs/heads/main " + "1" * 40 + " refs/heads/main " + "0" * 40 + "\n"
+    proc = run(sys.executable, "-m", "taydash_hooks.hook_main", "pre-push", "origin", "x",
+               cwd=gate.repos.work, input=unknown, check=False)
+    assert proc.returncode == 2 and "does not exist in this repository" in proc.stderr
+
+
+def test_isolate_false_refuses_dirty_tree(gate: Gate) -> None:
+    gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\nisolate = false\n')
+    gate.repos.write("dirty.txt", "x")
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 1 and "uncommitted changes" in proc.stderr  # type: ignore[attr-defined]
+    (gate.repos.work / "dirty.txt").unlink()
+    proc = gate.push("origin", "main")
+    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+
+
+def test_validate_command_on_a_revision(gate: Gate) -> None:
+    good = gate.repos.head()
+    gate.repos.git("rm", "-q", "ok")
+    gate.repos.commit("break")
+    assert taydash("validate", cwd=gate.repos.work).returncode == 1
+    proc = taydash("validate", good, cwd=gate.repos.work, env=gate.env)
+    assert proc.returncode == 0 and "validated" in proc.stderr
+    assert taydash("validate", "nope", cwd=gate.repos.work).returncode == 2
+
+
+def test_skip_is_loud(gate: Gate) -> None:
+    gate.repos.git("rm", "-q", "ok")
+    gate.repos.commit("break")
+    proc = gate.repos.push("origin", "main", env={**gate.env, "TAYDASH_SKIP": "validate"})
+    assert proc.returncode == 0
+    assert "validate check skipped" in proc.stderr  # type: ignore[attr-defined]
+
+
+# --- the pre-commit plugin path -----------------------------------------------------------
+
+PRE_COMMIT = """repos:
+- repo: local
+  hooks:
+  - id: taydash-validate
+    name: taydash validate
+    entry: {python} -m taydash_hooks.hook_main pre-commit validate
+    language: system
+    stages: [pre-push]
+    pass_filenames: false
+    always_run: true
+    require_serial: true
+"""
+
+
+def test_pre_commit_plugin_validates_the_pushed_commit_in_isolation(repos: Repos,
+                                                                      tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    env = {**os.environ, "MARKER_DIR": str(marker)}
+    repos.write("ops/validate.sh", CHECK_OK, 0o755)
+    repos.write(".pre-commit-config.yaml", PRE_COMMIT.format(python=sys.executable))
+    repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\n')
+    run(sys.executable, "-m", "pre_commit", "install", "-t", "pre-push", cwd=repos.work)
+    repos.write("ok", "")  # untracked: must not rescue the commit
+    proc = repos.push("origin", "main", env=env)
+    assert proc.returncode != 0
+    assert "FAILED: ./ops/validate.sh exit 1" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    repos.commit("add ok")
+    proc = repos.push("origin", "main", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert repos.remote_ref("refs/heads/main") == repos.head()
+
+
+def test_pre_commit_manifest_offers_the_three_ids() -> None:
+    from pre_commit.clientlib import load_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    hooks = {h["id"]: h for h in load_manifest(str(root / ".pre-commit-hooks.yaml"))}
+    assert set(hooks) == {"taydash-validate", "taydash-check-tags", "taydash-snapshot-pushed-tags"}
+    for h in hooks.values():
+        assert h["stages"] == ["pre-push"] and h["pass_filenames"] is False
+        assert h["always_run"] is True and h["require_serial"] is True
