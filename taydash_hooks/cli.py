@@ -204,8 +204,14 @@ def check_tags(tags: tuple[str, ...], all_tags: bool, as_json: bool) -> None:
 @common
 def snapshot(tag: str, only: str | None) -> None:
     """Take the snapshots for TAG now (does nothing when its manifest exists)."""
-    _setup()
-    _not_yet("snapshot")
+    state = _setup()
+    from taydash_hooks import config as config_mod
+    from taydash_hooks import git
+    from taydash_hooks.snapshots import take
+
+    repo = git.find_repo(state.dir)
+    kinds = [k.strip() for k in only.split(",") if k.strip()] if only else None
+    take(repo, config_mod.load(repo), tag, kinds)
 
 
 @cli.group()
@@ -219,8 +225,10 @@ def backups() -> None:
 @common
 def backups_list(as_json: bool) -> None:
     """Every backup (manifest) in the store."""
-    _setup()
-    _not_yet("backups list")
+    state = _setup()
+    from taydash_hooks import backups as core
+
+    _exit(core.list_backups(state.dir, as_json))
 
 
 @backups.command("show")
@@ -229,8 +237,10 @@ def backups_list(as_json: bool) -> None:
 @common
 def backups_show(tag: str, as_json: bool) -> None:
     """The manifest of TAG."""
-    _setup()
-    _not_yet("backups show")
+    state = _setup()
+    from taydash_hooks import backups as core
+
+    _exit(core.show(state.dir, tag, as_json))
 
 
 @backups.command("verify")
@@ -240,8 +250,10 @@ def backups_show(tag: str, as_json: bool) -> None:
 @common
 def backups_verify(tag: str, deep: bool, as_json: bool) -> None:
     """Re-hash every artifact of TAG against its manifest."""
-    _setup()
-    _not_yet("backups verify")
+    state = _setup()
+    from taydash_hooks import backups as core
+
+    _exit(core.verify(state.dir, tag, deep, as_json))
 
 
 @cli.group()
@@ -257,8 +269,10 @@ def restore() -> None:
 @common
 def restore_db(tag: str, target_db: str, database: str | None) -> None:
     """Verify the dump's checksum, create TARGET_DB and pg_restore into it."""
-    _setup()
-    _not_yet("restore db")
+    state = _setup()
+    from taydash_hooks import backups as core
+
+    _exit(core.restore_db(state.dir, tag, target_db, database))
 
 
 @restore.command("vm")
@@ -268,8 +282,10 @@ def restore_db(tag: str, target_db: str, database: str | None) -> None:
 @common
 def restore_vm(tag: str, storage_data_path: str) -> None:
     """vmrestore into an empty directory, then check every file's hash."""
-    _setup()
-    _not_yet("restore vm")
+    state = _setup()
+    from taydash_hooks import backups as core
+
+    _exit(core.restore_vm(state.dir, tag, state.dir / storage_data_path))
 
 
 @restore.command("config")
@@ -279,8 +295,10 @@ def restore_vm(tag: str, storage_data_path: str) -> None:
 @common
 def restore_config(tag: str, dest: str) -> None:
     """Decrypt and unpack the config bundle of TAG."""
-    _setup()
-    _not_yet("restore config")
+    state = _setup()
+    from taydash_hooks import backups as core
+
+    _exit(core.restore_config(state.dir, tag, state.dir / dest))
 
 
 @restore.command("git")
@@ -305,8 +323,10 @@ def objects() -> None:
 @common
 def objects_versions(key: str) -> None:
     """List the versions of KEY."""
-    _setup()
-    _not_yet("objects versions")
+    state = _setup()
+    from taydash_hooks import objects as core
+
+    _exit(core.versions(state.dir, key))
 
 
 @objects.command("get")
@@ -316,8 +336,10 @@ def objects_versions(key: str) -> None:
 @common
 def objects_get(key: str, version_id: str, output: str) -> None:
     """Download one version of KEY, checking its checksum."""
-    _setup()
-    _not_yet("objects get")
+    state = _setup()
+    from taydash_hooks import objects as core
+
+    _exit(core.get(state.dir, key, version_id, state.dir / output))
 
 
 @objects.command("promote")
@@ -326,8 +348,10 @@ def objects_get(key: str, version_id: str, output: str) -> None:
 @common
 def objects_promote(key: str, version_id: str) -> None:
     """Make an old version of KEY the current one again."""
-    _setup()
-    _not_yet("objects promote")
+    state = _setup()
+    from taydash_hooks import objects as core
+
+    _exit(core.promote(state.dir, key, version_id))
 
 
 # --- the deliberate workflow --------------------------------------------------------

@@ -11,8 +11,9 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from taydash_hooks.errors import environment
 
@@ -88,9 +89,12 @@ def run(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
+    stdin: IO[bytes] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Result:
     """Run ``argv`` to completion and capture its output.
+
+    ``input`` is a small payload; ``stdin`` an open file to stream (a dump).
 
     The process gets its own session so that a timeout kills it and every
     child it started. Raises :class:`Timeout` past ``timeout`` seconds and a
@@ -101,7 +105,7 @@ def run(
             list(argv),
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if input is not None else (stdin or subprocess.DEVNULL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -124,9 +128,9 @@ def run(
 def popen(
     argv: Sequence[str],
     *,
-    stdin: int | None = subprocess.DEVNULL,
-    stdout: int | None = subprocess.PIPE,
-    stderr: int | None = subprocess.PIPE,
+    stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+    stdout: int | IO[bytes] | None = subprocess.PIPE,
+    stderr: int | IO[bytes] | None = subprocess.PIPE,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
@@ -155,3 +159,64 @@ def popen(
                     stream.close()
         if proc.poll() is None:
             kill_group(proc)
+
+
+class ProducerFailed(Exception):
+    """The process feeding a stream exited non-zero (or was killed) before its EOF counted."""
+
+
+class ProducerStream:
+    """``read`` from a process's stdout; at EOF the process must have exited 0.
+
+    An upload that reads this stream therefore fails (and aborts) instead of
+    storing a truncated dump as complete. A watchdog kills the process group
+    after ``timeout`` seconds.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], name: str, timeout: float,
+                 stderr_path: str | None = None,
+                 at_eof: Callable[[], str | None] | None = None) -> None:
+        import threading
+
+        assert proc.stdout is not None
+        self.proc = proc
+        self.at_eof = at_eof  # a last say on EOF: why the data is incomplete, or None
+        self.name = name
+        self.stderr_path = stderr_path
+        self.timed_out = False
+        self._timer = threading.Timer(timeout, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        kill_group(self.proc, grace=1.0)
+
+    def read(self, n: int = -1) -> bytes:
+        assert self.proc.stdout is not None
+        data = self.proc.stdout.read(n)
+        if data:
+            return data
+        rc = self.proc.wait()
+        self._timer.cancel()
+        if rc != 0 or self.timed_out:
+            raise ProducerFailed(self.failure(rc))
+        problem = self.at_eof() if self.at_eof else None
+        if problem:
+            raise ProducerFailed(problem)
+        return data
+
+    def failure(self, rc: int) -> str:
+        if self.timed_out:
+            return f"{self.name} timed out and was killed"
+        why = f"killed by signal {-rc}" if rc < 0 else f"exited {rc}"
+        detail = ""
+        if self.stderr_path:
+            with contextlib.suppress(OSError), open(self.stderr_path, "rb") as fh:
+                lines = fh.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+                detail = f": {lines[-1]}" if lines else ""
+        return f"{self.name} {why}{detail}"
+
+    def close(self) -> None:
+        self._timer.cancel()
+        kill_group(self.proc, grace=1.0)

@@ -65,7 +65,9 @@ def make_keyring() -> Keyring:
     home = Path(tempfile.mkdtemp(prefix="tdg-", dir="/tmp"))  # short: gpg-agent socket path
     os.chmod(home, 0o700)
     ring = Keyring(home)
-    _make(ring, "trusted")
+    trusted = _make(ring, "trusted")
+    # An encryption subkey too: config bundles are encrypted to this key.
+    ring.gpg("--quick-add-key", trusted.fingerprint, "cv25519", "encr", "never")
     _make(ring, "untrusted")
     # Made 10 days ago, valid for 2 days: expired now, usable at day -9.
     _make(ring, "expired", created=int(time.time()) - 10 * DAY, expire="2d")

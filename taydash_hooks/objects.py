@@ -1,0 +1,75 @@
+"""`taydash objects versions|get|promote`: object versions in the store."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+from taydash_hooks import manifest
+from taydash_hooks.backups import _open
+from taydash_hooks.errors import Exit, refused
+from taydash_hooks.output import say
+from taydash_hooks.store import Store
+from taydash_hooks.store.base import CHUNK
+
+
+def expected_sha(store: Store, key: str) -> str | None:
+    """The SHA-256 a manifest records for ``key`` (None when no manifest names it)."""
+    for tag in manifest.all_tags(store):
+        doc = manifest.load(store, tag) or {}
+        for art in manifest.artifacts(doc):
+            if art.get("key") == key and art.get("sha256"):
+                return str(art["sha256"])
+    return None
+
+
+def versions(cwd: Path, key: str) -> int:
+    _, _, store = _open(cwd)
+    found = store.versions(key)
+    if not found:
+        raise refused(f"{key} has no versions in {store.url}.")
+    for v in found:
+        print(f"{v.version_id}\t{v.modified}\t{v.size}\t{'latest' if v.latest else ''}".rstrip())
+    return Exit.OK
+
+
+def get(cwd: Path, key: str, version_id: str, output: Path) -> int:
+    """Download one version to ``output``; refused (and not kept) when its checksum is wrong."""
+    _, _, store = _open(cwd)
+    want = expected_sha(store, key)
+    tmp = output.with_name(f".{output.name}.partial")
+    sha = hashlib.sha256()
+    try:
+        with store.open(key, version_id) as src, tmp.open("wb") as out:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                sha.update(chunk)
+                out.write(chunk)
+        if want is not None and sha.hexdigest() != want:
+            raise refused(f"version {version_id} of {key} has SHA-256 {sha.hexdigest()[:16]}..., "
+                          f"not the manifest's {want[:16]}...; not saved.")
+        os.replace(tmp, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    note = "matches the manifest" if want else "no manifest names this key"
+    say(f"taydash: saved {key} version {version_id} to {output} (sha256 {sha.hexdigest()}, {note})")
+    return Exit.OK
+
+
+def promote(cwd: Path, key: str, version_id: str) -> int:
+    """Make an old version current again, after checking it against the manifest."""
+    _, _, store = _open(cwd)
+    want = expected_sha(store, key)
+    if want is not None:
+        sha = hashlib.sha256()
+        with store.open(key, version_id) as src:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                sha.update(chunk)
+        if sha.hexdigest() != want:
+            raise refused(f"version {version_id} of {key} does not match the manifest; "
+                          "refusing to make it current.")
+    written = store.promote(key, version_id)
+    say(f"taydash: {key}: version {version_id} is current again (new version {written.version_id})")
+    return Exit.OK

@@ -1,0 +1,120 @@
+"""The one small storage interface every backend satisfies.
+
+Snapshot logic never sees a URL scheme; it streams into ``put_stream`` and
+reads with ``open``. A key is never overwritten by ``put_*`` on ``file://``,
+and a failed upload leaves nothing under the final key on either backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from taydash_hooks.errors import usage
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a put left behind: size and SHA-256 as streamed, version id on S3."""
+
+    key: str
+    size: int
+    sha256: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Version:
+    key: str
+    version_id: str
+    size: int
+    modified: str
+    latest: bool
+
+
+class Store(Protocol):
+    """A place that holds backups under relative keys (``db-backups/...``)."""
+
+    url: str  # for messages and manifests: never carries credentials
+
+    def put_stream(self, key: str, stream: BinaryIO) -> Written:
+        """Upload everything ``stream`` yields; on any failure nothing stays under ``key``."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> Written:
+        """Store a small object (manifest, sidecar); never replaces an existing key."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def open(self, key: str, version_id: str | None = None) -> AbstractContextManager[BinaryIO]:
+        """A readable stream of the object (one version of it on S3)."""
+        ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (recursive), sorted."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove a partial backup (a new, unique prefix that has no manifest)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove one object of a failed snapshot (every version of it on S3)."""
+        ...
+
+    def versions(self, key: str) -> list[Version]: ...
+
+    def promote(self, key: str, version_id: str) -> Written:
+        """Make an old version current again (a new version with its content)."""
+        ...
+
+    def vm_url(self, prefix: str) -> str:
+        """vmbackup/vmrestore's -dst/-src for ``prefix``."""
+        ...
+
+    def vm_args(self) -> AbstractContextManager[list[str]]:
+        """Extra vmbackup/vmrestore flags (endpoint, a 0600 credentials file) while open."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the store prefix (``..``, absolute, empty parts)."""
+    parts = key.rstrip("/").split("/")
+    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise usage(f"refusing store key {key!r}: it must be a plain relative path.")
+    return key
+
+
+class HashingReader:
+    """Wraps a binary stream; hashes and counts what passes through ``read``."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+def sha256_of(stream: BinaryIO) -> tuple[str, int]:
+    """SHA-256 and size of everything in ``stream``, read in bounded chunks."""
+    sha = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        sha.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def iter_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    return iter(lambda: stream.read(CHUNK), b"")

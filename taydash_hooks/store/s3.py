@@ -1,0 +1,243 @@
+"""``s3://BUCKET/PREFIX`` through the minio client (MinIO, AWS S3, any S3-compatible server).
+
+minio is imported here only, so hooks that never touch S3 never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from taydash_hooks.config import S3Config
+from taydash_hooks.errors import TaydashError, environment, refused
+from taydash_hooks.output import log
+from taydash_hooks.store.base import Version, Written, check_key
+
+PART_SIZE = 16 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
+
+CREDENTIAL_VARS = (
+    ("TAYDASH_S3_ACCESS_KEY", "TAYDASH_S3_SECRET_KEY"),
+    ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"),
+    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+)
+
+
+def credentials(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The first complete pair of SPEC.md's credential variables; exit 3 when none is set."""
+    env = os.environ if env is None else env
+    for access, secret in CREDENTIAL_VARS:
+        if env.get(access) and env.get(secret):
+            return env[access], env[secret]
+    names = ", ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
+    raise environment(f"no S3 credentials found; set one of {names}.")
+
+
+def _explain(exc: BaseException, bucket: str, endpoint: str) -> TaydashError:
+    """One sentence for what the S3 client raised (never echoing credentials)."""
+    from minio.error import S3Error
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, S3Error):
+        if exc.code == "NoSuchBucket":
+            return environment(f"bucket {bucket} does not exist at {endpoint}; create it first.")
+        if exc.code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+            return environment(f"{endpoint} rejected the S3 credentials ({exc.code}).")
+        return environment(f"S3 error from {endpoint}: {exc.code} ({exc.message}).")
+    if isinstance(exc, (HTTPError, OSError)):
+        return environment(f"cannot reach the S3 endpoint {endpoint} ({type(exc).__name__}).")
+    return environment(f"S3 request to {endpoint} failed ({type(exc).__name__}: {exc}).")
+
+
+class S3Store:
+    """Backups in a bucket; versioning switched on when missing and allowed."""
+
+    def __init__(self, bucket: str, prefix: str, cfg: S3Config,
+                 env: Mapping[str, str] | None = None) -> None:
+        from minio import Minio
+        from urllib3 import PoolManager, Retry, Timeout
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.cfg = cfg
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._access, self._secret = credentials(env)
+        # Few quick retries: a dead server must fail the snapshot in seconds, not minutes.
+        http = PoolManager(timeout=Timeout(connect=5, read=120),
+                           retries=Retry(total=2, backoff_factor=0.2,
+                                         status_forcelist=[500, 502, 503, 504]))
+        self.client = Minio(cfg.endpoint, access_key=self._access, secret_key=self._secret,
+                            secure=cfg.secure, region=cfg.region or None, http_client=http)
+        self._checked = False
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TaydashError:
+            raise
+        except Exception as exc:
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+
+    def ensure_bucket(self) -> None:
+        """Bucket exists; versioning on (switched on when allowed, else a warning)."""
+        if self._checked:
+            return
+        from minio.commonconfig import ENABLED
+        from minio.versioningconfig import VersioningConfig
+
+        if not self._call(self.client.bucket_exists, self.bucket):
+            raise environment(
+                f"bucket {self.bucket} does not exist at {self.cfg.endpoint}; create it first.")
+        status = self._call(self.client.get_bucket_versioning, self.bucket).status
+        if status != ENABLED:
+            try:
+                self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
+                log.warning("switched on versioning for bucket %s", self.bucket)
+            except Exception as exc:  # not allowed: say so, keep going
+                log.warning("bucket %s has versioning off and it could not be switched on (%s)",
+                            self.bucket, type(exc).__name__)
+        self._checked = True
+
+    def _retention(self) -> Any:
+        if self.cfg.object_lock_days <= 0:
+            return None
+        from minio.commonconfig import GOVERNANCE
+        from minio.retention import Retention
+
+        until = datetime.now(timezone.utc) + timedelta(days=self.cfg.object_lock_days)
+        return Retention(GOVERNANCE, until)
+
+    def _abort_uploads(self, name: str) -> None:
+        # minio aborts its multipart upload on Exception, not on KeyboardInterrupt.
+        with contextlib.suppress(Exception):
+            result = self.client._list_multipart_uploads(self.bucket, prefix=name)
+            for upload in result.uploads:
+                if upload.object_name == name:
+                    self.client._abort_multipart_upload(self.bucket, name, str(upload.upload_id))
+
+    def put_stream(self, key: str, stream: BinaryIO) -> Written:
+        from taydash_hooks.store.base import HashingReader
+
+        self.ensure_bucket()
+        name = self._key(key)
+        if self.exists(key):
+            raise refused(f"{key} already exists in {self.url}; backups are never overwritten.")
+        reader = HashingReader(stream)
+        try:
+            result = self.client.put_object(
+                self.bucket, name, cast(BinaryIO, reader), length=-1, part_size=PART_SIZE,
+                num_parallel_uploads=2, retention=self._retention(),
+            )
+        except TaydashError:
+            self._abort_uploads(name)
+            raise
+        except Exception as exc:
+            self._abort_uploads(name)
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+        except BaseException:
+            self._abort_uploads(name)
+            raise
+        return Written(key, reader.size, reader.sha.hexdigest(), result.version_id)
+
+    def put_bytes(self, key: str, data: bytes) -> Written:
+        return self.put_stream(key, io.BytesIO(data))
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, self._key(key))
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return False
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+        except Exception as exc:
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+
+    @contextlib.contextmanager
+    def open(self, key: str, version_id: str | None = None) -> Iterator[BinaryIO]:
+        from minio.error import S3Error
+
+        try:
+            resp = self.client.get_object(self.bucket, self._key(key), version_id=version_id)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchVersion"):
+                raise refused(f"{key} (version {version_id or 'latest'}) is not in {self.url}.") \
+                    from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+        except Exception as exc:
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+        try:
+            yield resp  # type: ignore[misc]  # urllib3 response: read(n) like a file
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        if prefix.endswith("/") and not full.endswith("/"):
+            full += "/"
+        objs = self._call(lambda: list(self.client.list_objects(self.bucket, full, recursive=True)))
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        return sorted(o.object_name[strip:] for o in objs)
+
+    def delete_prefix(self, prefix: str) -> None:
+        from minio.deleteobjects import DeleteObject
+
+        full = self._key(prefix.rstrip("/")) + "/"
+        with contextlib.suppress(Exception):
+            objs = self.client.list_objects(self.bucket, full, recursive=True, include_version=True)
+            todo = [DeleteObject(o.object_name, o.version_id) for o in objs]
+            for err in self.client.remove_objects(self.bucket, todo):
+                log.warning("could not delete %s: %s", err.name, err.message)
+
+    def delete(self, key: str) -> None:
+        name = self._key(key)
+        with contextlib.suppress(Exception):
+            for o in self.client.list_objects(self.bucket, name, include_version=True):
+                if o.object_name == name:
+                    self.client.remove_object(self.bucket, name, version_id=o.version_id)
+
+    def versions(self, key: str) -> list[Version]:
+        name = self._key(key)
+        objs = self._call(lambda: list(self.client.list_objects(
+            self.bucket, name, include_version=True)))
+        return [Version(key, o.version_id or "null", o.size or 0,
+                        o.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ") if o.last_modified else "",
+                        bool(o.is_latest == "true" or o.is_latest is True))
+                for o in objs if o.object_name == name and not o.is_delete_marker]
+
+    def promote(self, key: str, version_id: str) -> Written:
+        from minio.commonconfig import CopySource
+
+        name = self._key(key)
+        result = self._call(self.client.copy_object, self.bucket, name,
+                            CopySource(self.bucket, name, version_id=version_id))
+        stat = self._call(self.client.stat_object, self.bucket, name)
+        return Written(key, stat.size or 0, "", result.version_id)
+
+    def vm_url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{self._key(prefix.rstrip('/'))}/"
+
+    @contextlib.contextmanager
+    def vm_args(self) -> Iterator[list[str]]:
+        scheme = "https" if self.cfg.secure else "http"
+        with tempfile.TemporaryDirectory(prefix="taydash-creds-") as tmp:
+            path = Path(tmp) / "credentials"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"[default]\naws_access_key_id={self._access}\n"
+                         f"aws_secret_access_key={self._secret}\n")
+            args = [f"-customS3Endpoint={scheme}://{self.cfg.endpoint}", f"-credsFilePath={path}",
+                    "-s3ForcePathStyle"]
+            yield args

@@ -1,0 +1,293 @@
+"""Tag-triggered snapshots of real PostgreSQL and VictoriaMetrics into file:// and S3 stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testing import keys, services
+from testing.gitrepo import Repos, run, taydash
+
+
+class Snap:
+    """A repository whose release tags snapshot a real database, VictoriaMetrics and a config."""
+
+    def __init__(self, repos: Repos, pg: services.Postgres, vm: services.VictoriaMetrics,
+                 store_url: str, s3: services.S3Server | None, env: dict[str, str]) -> None:
+        self.repos, self.pg, self.vm, self.env = repos, pg, vm, env
+        self.db = f"app_{secrets.token_hex(4)}"
+        pg.create_db(self.db)
+        pg.psql("CREATE TABLE readings (id int primary key, value text);"
+                "INSERT INTO readings SELECT g, md5(g::text) FROM generate_series(1, 500) g",
+                db=self.db)
+        vm.ingest(f'snap_metric{{db="{self.db}"}} 7\n')
+        self.store_url = store_url
+        s3_table = (f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+                    if s3 else "")
+        repos.write(".env", "SECRET_SETTING=1\n")
+        repos.write("infra/app.conf", "port = 80\n")
+        self.toml = (
+            f'[snapshots]\non_tag = ["v*"]\nstore = "{store_url}"\n{s3_table}'
+            f'[snapshots.postgres]\ndatabases = ["{self.db}"]\nhost = "{pg.host}"\n'
+            f'port = {pg.port}\nuser = "{pg.user}"\n'
+            f'[snapshots.victoriametrics]\nurl = "{vm.url}"\nstorage_data_path = "{vm.storage}"\n'
+            '[snapshots.config]\npaths = [".env", "infra/"]\nrecipients = ["trusted@example.test"]\n'
+        )
+        repos.configure(self.toml)
+        repos.install()
+
+    def tag(self, name: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.repos.git("tag", "-a", "-m", name, name, env=env or self.env, check=False)  # type: ignore[return-value]
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return taydash(*args, cwd=self.repos.work, env=env or self.env)
+
+    def manifest(self, tag: str) -> dict[str, object]:
+        proc = self.cli("backups", "show", tag, "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["file", "s3"])
+def snap(request: pytest.FixtureRequest, repos: Repos, postgres: services.Postgres,
+         vm: services.VictoriaMetrics, gnupghome: keys.Keyring, tmp_path: Path) -> Iterator[Snap]:
+    env = dict(os.environ)
+    s3 = None
+    if request.param == "file":
+        url = f"file://{tmp_path / 'store'}"
+    else:
+        s3 = request.getfixturevalue("s3")
+        bucket = request.getfixturevalue("bucket")
+        url = f"s3://{bucket}/backups"
+        env.update(s3.env())
+    snap = Snap(repos, postgres, vm, url, s3, env)
+    yield snap
+    postgres.drop_db(snap.db)
+
+
+def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -> None:
+    proc = snap.tag("v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "snapshot of v0.1.0 done" in proc.stderr
+    doc = snap.manifest("v0.1.0")
+    assert doc["tag"] == "v0.1.0"
+    assert doc["tag_object"] == snap.repos.head("refs/tags/v0.1.0")
+    assert doc["commit"] == snap.repos.head()
+    arts = {a["kind"]: a for a in doc["artifacts"]}  # type: ignore[attr-defined]
+    assert set(arts) == {"postgres", "victoriametrics", "config"}
+    assert arts["postgres"]["key"].startswith("db-backups/v0.1.0_")
+    assert arts["postgres"]["key"].endswith(".dump")
+    assert arts["victoriametrics"]["files"] and arts["victoriametrics"]["key"].startswith("vm-backups/v0.1.0_")
+    if snap.store_url.startswith("s3://"):
+        assert arts["postgres"]["version_id"]
+    assert snap.cli("backups", "verify", "v0.1.0", "--deep").returncode == 0
+    assert "v0.1.0" in snap.cli("backups", "list").stdout
+
+    # PostgreSQL: a real restore into a new database.
+    target = f"{snap.db}_restored"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    assert proc.returncode == 0, proc.stderr
+    assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
+    again = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    snap.pg.drop_db(target)
+
+    # VictoriaMetrics: vmrestore into an empty dir, every file re-hashed, data queryable.
+    dest = tmp_path / "vm-restored"
+    proc = snap.cli("restore", "vm", "v0.1.0", "--storage-data-path", str(dest))
+    assert proc.returncode == 0, proc.stderr
+    restored = services.start_vm(dest)
+    try:
+        rows = restored.export(f'snap_metric{{db="{snap.db}"}}')
+        assert rows[0]["values"] == [7]
+    finally:
+        services.stop_vm(restored)
+
+    # Config bundle: decrypted with the recipient's key and unpacked.
+    out = tmp_path / "config-restored"
+    proc = snap.cli("restore", "config", "v0.1.0", "--dest", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / ".env").read_text() == "SECRET_SETTING=1\n"
+    assert (out / "infra" / "app.conf").read_text() == "port = 80\n"
+
+
+def test_second_snapshot_is_a_no_op(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    before = snap.manifest("v0.1.0")
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 0 and "nothing to do" in proc.stderr
+    assert snap.manifest("v0.1.0") == before
+
+
+def test_fetched_and_non_matching_tags_do_not_snapshot(snap: Snap, tmp_path: Path) -> None:
+    assert snap.tag("other-1").returncode == 0
+    assert snap.cli("backups", "show", "other-1").returncode == 1
+    other = tmp_path / "other"
+    run("git", "clone", "-q", str(snap.repos.remote), other)
+    run("git", "tag", "v0.9.0", cwd=other)
+    run("git", "push", "-q", "origin", "v0.9.0", cwd=other)
+    snap.repos.git("fetch", "-q", "--tags", "origin", env=snap.env)
+    assert snap.cli("backups", "show", "v0.9.0").returncode == 1
+    assert snap.cli("backups", "list", "--json").stdout.strip() == "[]"
+
+
+def test_flipped_byte_found_by_verify_and_refused_by_restore(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    art = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres")  # type: ignore[attr-defined]
+    key = art["key"]
+    if snap.store_url.startswith("file://"):
+        path = Path(snap.store_url[len("file://"):]) / key
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.chmod(0o644)
+        path.write_bytes(bytes(data))
+    else:
+        import io
+
+        bucket, _, prefix = snap.store_url[len("s3://"):].partition("/")
+        client = services.S3Server(*_s3_args(snap)).client()
+        name = f"{prefix}/{key}"
+        data = bytearray(client.get_object(bucket, name).read())
+        data[len(data) // 2] ^= 0x01
+        client.put_object(bucket, name, io.BytesIO(bytes(data)), len(data))
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1 and "corrupt" in proc.stdout
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", f"{snap.db}_bad")
+    assert proc.returncode == 1 and "corrupt" in proc.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_bad'") == "0"
+    if snap.store_url.startswith("s3://"):
+        # The recorded version is still there: make it current again, then all is well.
+        assert snap.cli("objects", "versions", key).stdout.count("\n") == 2
+        proc = snap.cli("objects", "promote", key, "--version-id", art["version_id"])
+        assert proc.returncode == 0, proc.stderr
+        assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
+
+
+def _s3_args(snap: Snap) -> tuple[str, str, str]:
+    endpoint = snap.toml.split('endpoint = "')[1].split('"')[0]
+    return endpoint, snap.env["TAYDASH_S3_ACCESS_KEY"], snap.env["TAYDASH_S3_SECRET_KEY"]
+
+
+def _no_manifest_then_rerun(snap: Snap, failing: subprocess.CompletedProcess[str],
+                            fragment: str) -> None:
+    assert fragment in failing.stderr, failing.stderr
+    assert snap.cli("backups", "show", "v0.1.0").returncode == 1  # no manifest
+    keys = snap.cli("backups", "list", "--json")
+    assert json.loads(keys.stdout) == []
+
+
+def test_missing_database_fails_cleanly_and_rerun_succeeds(snap: Snap) -> None:
+    broken = snap.toml.replace(f'databases = ["{snap.db}"]', f'databases = ["{snap.db}", "nope_db"]')
+    snap.repos.configure(broken)
+    proc = snap.tag("v0.1.0")
+    assert proc.returncode == 0  # git ignores the committed-state hook's exit
+    _no_manifest_then_rerun(snap, proc, "nope_db")
+    assert _store_keys(snap, "db-backups/") == []  # the first database's dump was removed too
+    snap.repos.configure(snap.toml)
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert snap.manifest("v0.1.0")["tag"] == "v0.1.0"
+
+
+def _store_keys(snap: Snap, prefix: str) -> list[str]:
+    from taydash_hooks import config, git
+    from taydash_hooks.store import open_store
+
+    repo = git.find_repo(snap.repos.work)
+    old = dict(os.environ)
+    os.environ.update(snap.env)
+    try:
+        return open_store(repo, config.load(repo)).keys(prefix)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def test_vm_down_fails_without_manifest(snap: Snap) -> None:
+    down = snap.toml.replace(snap.vm.url, f"http://127.0.0.1:{services.free_port()}")
+    snap.repos.configure(down)
+    proc = snap.cli("snapshot", "v0.1.0") if snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0 else None
+    assert proc is not None and proc.returncode == 3
+    _no_manifest_then_rerun(snap, proc, "not reachable")
+    snap.repos.configure(snap.toml)
+    assert snap.cli("snapshot", "v0.1.0").returncode == 0
+
+
+def test_vmbackup_missing_is_exit_3(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace("[snapshots.victoriametrics]\n",
+                                           '[snapshots.victoriametrics]\nvmbackup = "vmbackup-not-here"\n'))
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 3
+    _no_manifest_then_rerun(snap, proc, "apt-get install victoria-metrics")
+
+
+def test_pg_dump_killed_mid_stream(snap: Snap) -> None:
+    # A big enough table that pg_dump is still streaming when it is killed.
+    snap.pg.psql("CREATE TABLE bulk AS SELECT g, repeat(md5(g::text), 20) AS pad "
+                 "FROM generate_series(1, 300000) g", db=snap.db)
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0",
+                             "--only", "postgres"], cwd=snap.repos.work, env=snap.env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    pid = None
+    while pid is None and time.monotonic() < deadline:
+        out = run("pgrep", "-f", f"pg_dump -Fc .*{snap.db}", check=False).stdout.split()
+        pid = int(out[0]) if out else None
+        time.sleep(0.01)
+    assert pid, "pg_dump never started"
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3
+    assert "pg_dump killed by signal 9" in err or "pg_dump exited" in err
+    assert snap.cli("backups", "show", "v0.1.0").returncode == 1
+    assert _store_keys(snap, "db-backups/") == []
+
+
+def test_sigint_during_snapshot_leaves_nothing(snap: Snap) -> None:
+    snap.pg.psql("CREATE TABLE bulk AS SELECT g, repeat(md5(g::text), 20) AS pad "
+                 "FROM generate_series(1, 300000) g", db=snap.db)
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0"],
+                            cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not run("pgrep", "-f", f"pg_dump -Fc .*{snap.db}", check=False).stdout.strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not run("pgrep", "-f", f"pg_dump -Fc .*{snap.db}", check=False).stdout.strip()
+    assert _store_keys(snap, "") == []
+    assert snap.cli("snapshot", "v0.1.0").returncode == 0
+
+
+def test_push_of_tag_without_snapshot(snap: Snap) -> None:
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    snap.repos.configure(snap.toml.replace('[snapshots]\n', '[snapshots]\non_push_missing = "block"\n'))
+    proc = snap.repos.push("origin", "v0.1.0", env=snap.env)
+    assert proc.returncode != 0 and "no snapshot for v0.1.0" in proc.stderr
+    assert snap.repos.remote_ref("refs/tags/v0.1.0") is None
+    snap.repos.configure(snap.toml)  # on_push_missing = "snapshot" (default)
+    proc = snap.repos.push("origin", "v0.1.0", env=snap.env)
+    assert proc.returncode == 0, proc.stderr
+    assert "snapshot taken" in proc.stderr
+    assert snap.manifest("v0.1.0")["tag"] == "v0.1.0"
+
+
+def test_tag_names_with_slash_and_metacharacters(snap: Snap) -> None:
+    name = "v0.1.0/x;touch${IFS}pwned"
+    assert snap.tag(name).returncode == 0
+    doc = snap.manifest(name)
+    assert doc["tag"] == name
+    assert not list(snap.repos.work.rglob("pwned*"))
+    assert snap.cli("backups", "verify", name).returncode == 0

@@ -1,0 +1,119 @@
+"""One test-suite for every store backend: file:// and s3:// (moto, or MinIO when configured)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testing import services
+
+from taydash_hooks.config import Config, S3Config, SnapshotsConfig
+from taydash_hooks.errors import TaydashError
+from taydash_hooks.store import Store
+from taydash_hooks.store.local import FileStore
+from taydash_hooks.store.s3 import S3Store
+
+
+def make_s3_store(s3: services.S3Server, bucket: str, prefix: str = "team/x") -> S3Store:
+    return S3Store(bucket, prefix, S3Config(endpoint=s3.endpoint, secure=s3.secure,
+                                            region="us-east-1"), env=s3.env())
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "file":
+        yield FileStore(tmp_path / "store")
+    else:
+        s3 = request.getfixturevalue("s3")
+        yield make_s3_store(s3, request.getfixturevalue("bucket"))
+
+
+class Failing(io.RawIOBase):
+    """A producer that dies after ``n`` bytes, like a pg_dump killed mid-stream."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            raise RuntimeError("producer died")
+        chunk = b"x" * min(self.left, size if size > 0 else self.left)
+        self.left -= len(chunk)
+        return chunk
+
+
+def test_put_and_read_back_with_hash(store: Store) -> None:
+    import hashlib
+
+    data = b"dump bytes " * 1000
+    w = store.put_stream("db-backups/v0.1.0_20260101_000000.dump", io.BytesIO(data))
+    assert w.size == len(data) and w.sha256 == hashlib.sha256(data).hexdigest()
+    with store.open("db-backups/v0.1.0_20260101_000000.dump") as fh:
+        assert fh.read() == data
+    assert store.exists("db-backups/v0.1.0_20260101_000000.dump")
+    assert store.keys("db-backups/") == ["db-backups/v0.1.0_20260101_000000.dump"]
+    assert "secret" not in store.url and "testing-access" not in store.url
+
+
+def test_never_overwrites_a_key(store: Store) -> None:
+    store.put_bytes("manifests/v1.json", b"first")
+    with pytest.raises(TaydashError, match="never overwritten"):
+        store.put_bytes("manifests/v1.json", b"second")
+    with store.open("manifests/v1.json") as fh:
+        assert fh.read() == b"first"
+
+
+def test_failed_stream_leaves_nothing_under_the_key(store: Store) -> None:
+    big = 20 * 1024 * 1024  # past one multipart part on S3
+    with pytest.raises(Exception, match="producer died"):
+        store.put_stream("db-backups/broken.dump", Failing(big))  # type: ignore[arg-type]
+    assert not store.exists("db-backups/broken.dump")
+    assert store.keys("db-backups/") == []
+    if isinstance(store, S3Store):
+        uploads = store.client._list_multipart_uploads(store.bucket)
+        assert not uploads.uploads  # no open multipart upload left behind
+
+
+def test_keys_that_escape_the_prefix_are_refused(store: Store) -> None:
+    for bad in ("../x", "/etc/passwd", "a/../../b", "a//b"):
+        with pytest.raises(TaydashError):
+            store.put_bytes(bad, b"x")
+
+
+def test_s3_versioning_switched_on_and_promote(s3: services.S3Server, bucket: str) -> None:
+    store = make_s3_store(s3, bucket)
+    w1 = store.put_bytes("db-backups/a.dump", b"good")
+    assert s3.client().get_bucket_versioning(bucket).status == "Enabled"
+    # Someone overwrites the object behind our back (a flipped byte).
+    s3.client().put_object(bucket, "team/x/db-backups/a.dump", io.BytesIO(b"gooe"), 4)
+    versions = store.versions("db-backups/a.dump")
+    assert len(versions) == 2 and sum(v.latest for v in versions) == 1
+    store.promote("db-backups/a.dump", w1.version_id or "")
+    with store.open("db-backups/a.dump") as fh:
+        assert fh.read() == b"good"
+
+
+def test_s3_errors_are_one_sentence(s3: services.S3Server, bucket: str) -> None:
+    missing = S3Store("no-such-bucket-xyz", "", S3Config(endpoint=s3.endpoint), env=s3.env())
+    with pytest.raises(TaydashError, match="does not exist") as exc:
+        missing.put_bytes("k", b"x")
+    assert exc.value.code == 3
+    with pytest.raises(TaydashError, match="no S3 credentials"):
+        S3Store(bucket, "", S3Config(endpoint=s3.endpoint), env={})
+    dead = S3Store(bucket, "", S3Config(endpoint=f"127.0.0.1:{services.free_port()}"), env=s3.env())
+    with pytest.raises(TaydashError, match="cannot reach") as exc:
+        dead.put_bytes("k", b"x")
+    assert exc.value.code == 3
+
+
+def test_store_url_table(tmp_path: Path) -> None:
+    from taydash_hooks.git import Repo
+    from taydash_hooks.store import open_store
+
+    repo = Repo(tmp_path / ".git", tmp_path / ".git", tmp_path)
+    default = open_store(repo, Config(root=tmp_path, snapshots=SnapshotsConfig()))
+    assert default.url == f"file://{tmp_path / '.git' / 'taydash' / 'backups'}"
+    rel = open_store(repo, Config(root=tmp_path, snapshots=SnapshotsConfig(store="file://bk")))
+    assert rel.url == f"file://{tmp_path / 'bk'}"
