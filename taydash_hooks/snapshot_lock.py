@@ -56,7 +56,9 @@ def tag_lock(state_dir: Path, tag: str, wait: float = 3600.0) -> Iterator[None]:
                     time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {tag}\n".encode(), 0)
-        yield
-        os.ftruncate(fd, 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # an empty file: released cleanly, not stale
     finally:
         os.close(fd)

@@ -82,6 +82,10 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                         "[snapshots.victoriametrics] or [snapshots.config]).")
         ts = timestamp()
         say(f"taydash: snapshot of {tag} ({', '.join(kinds)}) -> {store.url}")
+        # We hold the tag's lock: partial uploads for this tag are from a dead attempt.
+        for prefix in (f"db-backups/{tag}_", f"config-backups/{tag}_"):
+            if store.clean_partial(prefix):
+                say(f"taydash: removed leftovers of an interrupted snapshot under {prefix}")
         artifacts: list[dict[str, Any]] = []
         tools: dict[str, str] = {"taydash": __version__}
         try:

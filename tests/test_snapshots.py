@@ -85,7 +85,8 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     assert set(arts) == {"postgres", "victoriametrics", "config"}
     assert arts["postgres"]["key"].startswith("db-backups/v0.1.0_")
     assert arts["postgres"]["key"].endswith(".dump")
-    assert arts["victoriametrics"]["files"] and arts["victoriametrics"]["key"].startswith("vm-backups/v0.1.0_")
+    assert arts["victoriametrics"]["files"]
+    assert arts["victoriametrics"]["key"].startswith("vm-backups/v0.1.0_")
     if snap.store_url.startswith("s3://"):
         assert arts["postgres"]["version_id"]
     assert snap.cli("backups", "verify", "v0.1.0", "--deep").returncode == 0
@@ -214,8 +215,9 @@ def _store_keys(snap: Snap, prefix: str) -> list[str]:
 def test_vm_down_fails_without_manifest(snap: Snap) -> None:
     down = snap.toml.replace(snap.vm.url, f"http://127.0.0.1:{services.free_port()}")
     snap.repos.configure(down)
-    proc = snap.cli("snapshot", "v0.1.0") if snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0 else None
-    assert proc is not None and proc.returncode == 3
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 3
     _no_manifest_then_rerun(snap, proc, "not reachable")
     snap.repos.configure(snap.toml)
     assert snap.cli("snapshot", "v0.1.0").returncode == 0
@@ -291,3 +293,130 @@ def test_tag_names_with_slash_and_metacharacters(snap: Snap) -> None:
     assert doc["tag"] == name
     assert not list(snap.repos.work.rglob("pwned*"))
     assert snap.cli("backups", "verify", name).returncode == 0
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+def test_s3_server_gone_mid_upload_then_rerun(repos: Repos, postgres: services.Postgres,
+                                              vm: services.VictoriaMetrics, s3: services.S3Server,
+                                              bucket: str, gnupghome: keys.Keyring) -> None:
+    proxy = services.CuttingProxy(s3.endpoint, limit=20 * 1024 * 1024)
+    env = {**os.environ, **s3.env()}
+    snap = Snap(repos, postgres, vm, f"s3://{bucket}/b", None, env)
+    try:
+        # Random text: a dump past one 16 MiB part, so a multipart upload is open when cut.
+        postgres.psql("CREATE TABLE bulk AS SELECT g, md5(random()::text) || md5(random()::text) "
+                      "|| md5(random()::text) || md5(random()::text) AS pad "
+                      "FROM generate_series(1, 500000) g", db=snap.db)
+        s3_table = f'[snapshots.s3]\nendpoint = "{proxy.endpoint}"\nregion = "us-east-1"\n'
+        toml = snap.toml.replace("[snapshots.postgres]", s3_table + "[snapshots.postgres]")
+        snap.repos.configure(toml)
+        assert snap.tag("v0.1.0", env={**env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+        proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+        assert proxy.cut.is_set()
+        assert proc.returncode == 3, proc.stderr
+        assert "cannot reach" in proc.stderr or "S3" in proc.stderr
+        client = s3.client()
+        assert not [o for o in client.list_objects(bucket, "b/", recursive=True)]
+        # The server is back (direct, no proxy): the rerun cleans up and succeeds.
+        s3_table = f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+        snap.repos.configure(snap.toml.replace("[snapshots.postgres]", s3_table + "[snapshots.postgres]"))
+        proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+        assert proc.returncode == 0, proc.stderr
+        assert not client._list_multipart_uploads(bucket).uploads
+        assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
+    finally:
+        proxy.stop()
+        postgres.drop_db(snap.db)
+
+
+def test_wrong_bucket_and_missing_credentials(repos: Repos, postgres: services.Postgres,
+                                             vm: services.VictoriaMetrics, s3: services.S3Server,
+                                             bucket: str, gnupghome: keys.Keyring) -> None:
+    snap = Snap(repos, postgres, vm, f"s3://{bucket}/b", s3, {**os.environ, **s3.env()})
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    snap.repos.configure(snap.toml.replace(snap.store_url, "s3://no-such-bucket-here/x"))
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 3 and "does not exist" in proc.stderr
+    snap.repos.configure(snap.toml)
+    bare_env = {k: v for k, v in snap.env.items() if not k.startswith("TAYDASH_S3")}
+    proc = snap.cli("snapshot", "v0.1.0", env=bare_env)
+    assert proc.returncode == 3 and "no S3 credentials" in proc.stderr
+    assert snap.env["TAYDASH_S3_SECRET_KEY"] not in proc.stderr
+    assert snap.cli("backups", "show", "v0.1.0").returncode == 1
+    assert snap.cli("snapshot", "v0.1.0").returncode == 0
+    postgres.drop_db(snap.db)
+
+
+def test_file_store_not_writable(repos: Repos, postgres: services.Postgres,
+                                 vm: services.VictoriaMetrics, gnupghome: keys.Keyring,
+                                 tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    mounted = run("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", store, check=False).returncode == 0
+    try:
+        if mounted:
+            (store / "filler").write_bytes(b"\0" * 250 * 1024)  # the disk is full
+            url = f"file://{store}"
+        else:  # no mount(2) here: a store whose folder cannot be created
+            (tmp_path / "afile").write_text("")
+            url = f"file://{tmp_path / 'afile' / 'store'}"
+        snap = Snap(repos, postgres, vm, url, None, dict(os.environ))
+        assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+        proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+        assert proc.returncode == 3, proc.stderr
+        assert "cannot" in proc.stderr
+        leftovers = [p.name for p in store.rglob("*") if p.is_file() and p.name != "filler"] \
+            if mounted else []
+        assert leftovers == []
+        if mounted:
+            (store / "filler").unlink()
+            proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+            assert proc.returncode == 0, proc.stderr
+        postgres.drop_db(snap.db)
+    finally:
+        if mounted:
+            run("umount", store, check=False)
+
+
+def test_concurrent_snapshots_of_one_tag_are_serialised(snap: Snap) -> None:
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0"],
+                              cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    errs = "".join(r[1] for r in results)
+    assert errs.count("done:") == 1 and "nothing to do" in errs
+    assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]) == 1  # type: ignore[attr-defined]
+
+
+def test_stale_lock_is_detected(snap: Snap) -> None:
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    import hashlib
+
+    locks = snap.repos.work / ".git" / "taydash" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (locks / f"snapshot-{hashlib.sha256(b'v0.1.0').hexdigest()[:16]}.lock").write_text(
+        f"{dead.pid} v0.1.0\n")
+    proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+    assert proc.returncode == 0, proc.stderr
+    assert "stale snapshot lock" in proc.stderr
+
+
+def test_background_mode_logs_and_records_status(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace("[snapshots]\n", '[snapshots]\nmode = "background"\n'))
+    proc = snap.tag("v0.1.0")
+    assert proc.returncode == 0 and "in the background" in proc.stderr
+    status = snap.repos.work / ".git" / "taydash" / "snapshot-status.json"
+    deadline = time.monotonic() + 120
+    while not status.exists():
+        assert time.monotonic() < deadline, "background snapshot never finished"
+        time.sleep(0.2)
+    doc = json.loads(status.read_text())
+    assert doc["tag"] == "v0.1.0" and doc["ok"] is True, doc
+    assert Path(doc["log"]).exists() and "done" in Path(doc["log"]).read_text()
+    assert snap.manifest("v0.1.0")["tag"] == "v0.1.0"

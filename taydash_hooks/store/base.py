@@ -68,6 +68,14 @@ class Store(Protocol):
         """Remove one object of a failed snapshot (every version of it on S3)."""
         ...
 
+    def clean_partial(self, prefix: str) -> int:
+        """Remove leftovers of interrupted writes whose key starts with ``prefix``.
+
+        Temp files on ``file://``, open multipart uploads on S3 (an upload cut
+        off with the server cannot be aborted then). Returns how many.
+        """
+        ...
+
     def versions(self, key: str) -> list[Version]: ...
 
     def promote(self, key: str, version_id: str) -> Written:

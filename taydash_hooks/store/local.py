@@ -97,6 +97,15 @@ class FileStore:
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
 
+    def clean_partial(self, prefix: str) -> int:
+        folder, _, start = self._path(prefix).as_posix().rpartition("/")
+        count = 0
+        for path in Path(folder).glob(f".{start}*.partial") if Path(folder).is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                count += 1
+        return count
+
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()

@@ -116,13 +116,20 @@ class S3Store:
         until = datetime.now(timezone.utc) + timedelta(days=self.cfg.object_lock_days)
         return Retention(GOVERNANCE, until)
 
-    def _abort_uploads(self, name: str) -> None:
+    def _abort_uploads(self, name: str, exact: bool = True) -> int:
         # minio aborts its multipart upload on Exception, not on KeyboardInterrupt.
+        count = 0
         with contextlib.suppress(Exception):
             result = self.client._list_multipart_uploads(self.bucket, prefix=name)
             for upload in result.uploads:
-                if upload.object_name == name:
-                    self.client._abort_multipart_upload(self.bucket, name, str(upload.upload_id))
+                obj = str(upload.object_name)
+                if obj == name or not exact:
+                    self.client._abort_multipart_upload(self.bucket, obj, str(upload.upload_id))
+                    count += 1
+        return count
+
+    def clean_partial(self, prefix: str) -> int:
+        return self._abort_uploads(self._key(prefix), exact=False)
 
     def put_stream(self, key: str, stream: BinaryIO) -> Written:
         from taydash_hooks.store.base import HashingReader

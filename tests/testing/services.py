@@ -214,3 +214,67 @@ def s3_server() -> Iterator[S3Server]:
         yield S3Server(f"127.0.0.1:{port}", "testing-access", "testing-secret-key", stop=server)
     finally:
         server.stop()
+
+
+class CuttingProxy:
+    """A TCP proxy to a real server that dies after ``limit`` bytes upstream.
+
+    It stands for "the S3 server went away mid-upload": connections are cut
+    and new ones refused, over a real socket, with no HTTP mocked.
+    """
+
+    def __init__(self, upstream: str, limit: int) -> None:
+        import threading
+
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.limit = limit
+        self.sent = 0
+        self.cut = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.endpoint = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.cut.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.conns += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if upstream:
+                    with self._lock:
+                        self.sent += len(data)
+                        if self.sent > self.limit:
+                            self.stop()
+                            return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self.cut.set()
+        for s in [self.sock, *self.conns]:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
