@@ -14,7 +14,7 @@ from taydash_hooks.config import Config, PostgresConfig, VictoriaMetricsConfig
 from taydash_hooks.errors import Exit, refused, usage
 from taydash_hooks.output import color, emit_json, say
 from taydash_hooks.snapshot_postgres import corrupt_message
-from taydash_hooks.snapshots import _timeout
+from taydash_hooks.snapshots import snapshot_timeout
 from taydash_hooks.store import Store, open_store
 from taydash_hooks.store.base import CHUNK
 
@@ -79,7 +79,7 @@ def _check_artifact(cfg: Config, store: Store, art: dict[str, Any], deep: bool) 
             vcfg = (cfg.snapshots.victoriametrics if cfg.snapshots else None) or VictoriaMetricsConfig()
             with tempfile.TemporaryDirectory(prefix="taydash-verify-vm-") as tmp:
                 try:
-                    snapshot_vm.restore(vcfg, store, art, Path(tmp) / "data", _timeout())
+                    snapshot_vm.restore(vcfg, store, art, Path(tmp) / "data", snapshot_timeout())
                 except Exception as exc:
                     return str(exc)
         return None
@@ -100,7 +100,7 @@ def _check_artifact(cfg: Config, store: Store, art: dict[str, Any], deep: bool) 
             pcfg = (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
             # Reading every data block to /dev/null catches a dump that hashes right but is broken.
             res = process.run([*pcfg.exec, "pg_restore", "--file=/dev/null", str(local)],
-                              timeout=_timeout())
+                              timeout=snapshot_timeout())
             if res.returncode != 0:
                 return f"pg_restore cannot read the dump: {res.err.strip()[-200:]}"
     return None
@@ -147,7 +147,7 @@ def restore_db(cwd: Path, tag: str, target: str, database: str | None) -> int:
     _, cfg, store = _open(cwd)
     pcfg = (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
     art = _one(manifest.require(store, tag), "postgres", database)
-    say("taydash: " + snapshot_postgres.restore(pcfg, store, art, target, _timeout()))
+    say("taydash: " + snapshot_postgres.restore(pcfg, store, art, target, snapshot_timeout()))
     return Exit.OK
 
 
@@ -157,7 +157,7 @@ def restore_vm(cwd: Path, tag: str, dest: Path) -> int:
     _, cfg, store = _open(cwd)
     vcfg = (cfg.snapshots.victoriametrics if cfg.snapshots else None) or VictoriaMetricsConfig()
     art = _one(manifest.require(store, tag), "victoriametrics")
-    say("taydash: " + snapshot_vm.restore(vcfg, store, art, dest, _timeout()))
+    say("taydash: " + snapshot_vm.restore(vcfg, store, art, dest, snapshot_timeout()))
     return Exit.OK
 
 
@@ -166,5 +166,5 @@ def restore_config(cwd: Path, tag: str, dest: Path) -> int:
 
     _, _, store = _open(cwd)
     art = _one(manifest.require(store, tag), "config")
-    say("taydash: " + snapshot_config.restore(store, art, dest, _timeout()))
+    say("taydash: " + snapshot_config.restore(store, art, dest, snapshot_timeout()))
     return Exit.OK

@@ -85,8 +85,8 @@ def _exit(code: int) -> NoReturn:
     sys.exit(int(code))
 
 
-def _not_yet(name: str) -> NoReturn:
-    raise TaydashError(f"`taydash {name}` is not implemented yet.", Exit.USAGE)
+def _confirm(question: str) -> bool:
+    return click.confirm(question, default=False, err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -308,8 +308,10 @@ def restore_config(tag: str, dest: str) -> None:
 @common
 def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> None:
     """Create a branch at TAG, or restore only the given paths from it."""
-    _setup()
-    _not_yet("restore git")
+    state = _setup()
+    from taydash_hooks import restore_git
+
+    _exit(restore_git.run(state.dir, tag, branch, list(paths)))
 
 
 @cli.group()
@@ -364,8 +366,11 @@ def objects_promote(key: str, version_id: str) -> None:
 @common
 def backup(tag: str, message: str | None, yes: bool) -> None:
     """Clean tree, validate, fetch, signed tag, snapshots, push HEAD and TAG, confirm."""
-    _setup()
-    _not_yet("backup")
+    state = _setup()
+    from taydash_hooks import workflow
+
+    msg = message or f"Backup {tag}"
+    _exit(workflow.backup(state.dir, workflow.BackupPlan(tag, msg, push=True, yes=yes), _confirm))
 
 
 @cli.command()
@@ -376,8 +381,10 @@ def backup(tag: str, message: str | None, yes: bool) -> None:
 @common
 def release(part: str, description: str | None, yes: bool, push: bool) -> None:
     """Next semver tag with a changelog message from commits since the last release."""
-    _setup()
-    _not_yet("release")
+    state = _setup()
+    from taydash_hooks import workflow
+
+    _exit(workflow.release(state.dir, part, description, yes, push, _confirm))
 
 
 @cli.command()
@@ -386,8 +393,10 @@ def release(part: str, description: str | None, yes: bool, push: bool) -> None:
 @common
 def verify(tag: str, as_json: bool) -> None:
     """Tag on the remote, signature by policy, fresh clone validates, artifacts verify."""
-    _setup()
-    _not_yet("verify")
+    state = _setup()
+    from taydash_hooks import drill as core
+
+    _exit(core.verify(state.dir, tag, as_json))
 
 
 @cli.command()
@@ -396,8 +405,10 @@ def verify(tag: str, as_json: bool) -> None:
 @common
 def drill(last: int, as_json: bool) -> None:
     """Restore drill over the last N release tags, as a table."""
-    _setup()
-    _not_yet("drill")
+    state = _setup()
+    from taydash_hooks import drill as core
+
+    _exit(core.drill(state.dir, last, as_json))
 
 
 @cli.command()
@@ -405,26 +416,32 @@ def drill(last: int, as_json: bool) -> None:
 @common
 def health(as_json: bool) -> None:
     """Time since the last backup, unpushed commits, tags without backups, large blobs."""
-    _setup()
-    _not_yet("health")
+    state = _setup()
+    from taydash_hooks import health as core
+
+    _exit(core.run(state.dir, as_json))
 
 
 @cli.command()
 @common
 def doctor() -> None:
     """Check signing set-up, tools, store and credentials; print the fix for each failure."""
-    _setup()
-    _not_yet("doctor")
+    state = _setup()
+    from taydash_hooks import doctor as core
+
+    _exit(core.run(state.dir))
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False),
+@click.option("--dir", "sandbox_dir", type=click.Path(file_okay=False),
               help="Sandbox folder (default: a new temporary folder).")
 @common
-def demo(directory: str | None) -> None:
+def demo(sandbox_dir: str | None) -> None:
     """The whole lifecycle in a sandbox on embedded defaults."""
-    _setup()
-    _not_yet("demo")
+    state = _setup()
+    from taydash_hooks import demo as core
+
+    _exit(core.run(state.dir / sandbox_dir if sandbox_dir else None))
 
 
 def main() -> None:

@@ -179,6 +179,16 @@ class ConfigBundleConfig:
     recipients: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
 
 
+@dataclass(frozen=True)
+class HealthConfig:
+    """Thresholds of `taydash health` (an extension of SPEC.md: [health] is optional)."""
+
+    max_days_since_release: float = field(default=30.0, metadata=_key("number", _positive))
+    max_days_since_snapshot: float = field(default=30.0, metadata=_key("number", _positive))
+    max_unpushed_commits: int = field(default=20, metadata=_key("int", _non_negative))
+    large_blob_mib: float = field(default=1.0, metadata=_key("number", _positive))
+
+
 KINDS = ("postgres", "victoriametrics", "config")
 
 
@@ -209,6 +219,7 @@ class Config:
     push: PushConfig | None = field(default=None, metadata={"kind": "table"})
     tags: TagsConfig | None = field(default=None, metadata={"kind": "table"})
     snapshots: SnapshotsConfig | None = field(default=None, metadata={"kind": "table"})
+    health: HealthConfig | None = field(default=None, metadata={"kind": "table"})
 
     @property
     def empty(self) -> bool:
@@ -229,6 +240,7 @@ _TABLES: dict[str, type[Any]] = {
     "snapshots.postgres": PostgresConfig,
     "snapshots.victoriametrics": VictoriaMetricsConfig,
     "snapshots.config": ConfigBundleConfig,
+    "health": HealthConfig,
 }
 
 T = TypeVar("T")
@@ -316,10 +328,10 @@ def parse(data: Mapping[str, Any], root: Path, source: Path | None) -> Config:
     name = str(source) if source else "<config>"
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        if key not in ("validate", "push", "tags", "snapshots"):
+        if key not in ("validate", "push", "tags", "snapshots", "health"):
             raise usage(
                 f"{name}: unknown table [{key}] "
-                "(expected one of: validate, push, tags, snapshots)."
+                "(expected one of: validate, push, tags, snapshots, health)."
             )
         values[key] = _build(_TABLES[key], raw, key, name)
     if "snapshots" in values:

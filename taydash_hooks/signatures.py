@@ -23,7 +23,7 @@ from taydash_hooks.errors import usage
 DEFAULT_TIMEOUT = 30.0
 
 
-def _timeout() -> float:
+def signature_timeout() -> float:
     try:
         return float(os.environ.get("TAYDASH_SIGNATURE_TIMEOUT", DEFAULT_TIMEOUT))
     except ValueError:
@@ -88,7 +88,7 @@ class OpenPgpKeyring:
         argv = [_gpg(), "--homedir", str(self.home), "--batch", "--no-tty",
                 "--no-auto-key-retrieve", "--trust-model", "always", *args]
         try:
-            return process.run(argv, input=input, timeout=_timeout())
+            return process.run(argv, input=input, timeout=signature_timeout())
         except process.Timeout as exc:
             raise SignatureTimeout(str(exc)) from None
 
@@ -177,20 +177,20 @@ def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
         try:
             found = process.run(
                 [_ssh_keygen(), "-Y", "find-principals", "-f", str(allowed_signers), "-s", str(sig),
-                 *opts], timeout=_timeout())
+                 *opts], timeout=signature_timeout())
             principals = found.out.split() if found.returncode == 0 else []
             if not principals:
                 return SigCheck(False, "", "SSH key is not in tags.allowed_signers (or not valid now)")
             principal = principals[0]
             verify = [_ssh_keygen(), "-Y", "verify", "-n", "git", "-f", str(allowed_signers),
                       "-I", principal, "-s", str(sig), *opts]
-            res = process.run([*verify, *rev], input=payload, timeout=_timeout())
+            res = process.run([*verify, *rev], input=payload, timeout=signature_timeout())
             text = res.out + res.err
             if res.returncode == 0 and "Good" in text:
                 return SigCheck(True, principal, "good SSH signature by an allowed signer")
             # ssh-keygen says only "Could not verify" for a revoked key: ask again
             # without the revocation list to name the reason.
-            if rev and process.run(verify, input=payload, timeout=_timeout()).returncode == 0:
+            if rev and process.run(verify, input=payload, timeout=signature_timeout()).returncode == 0:
                 return SigCheck(False, principal, "SSH key is revoked (gpg.ssh.revocationFile)")
         except process.Timeout as exc:
             return SigCheck(False, "", f"ssh-keygen hung: {exc}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from taydash_hooks import __version__, git, manifest
 from taydash_hooks.config import KINDS, Config
-from taydash_hooks.errors import TaydashError, usage
+from taydash_hooks.errors import TaydashError, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.snapshot_lock import tag_lock
 from taydash_hooks.store import Store, open_store
@@ -22,7 +22,8 @@ from taydash_hooks.store import Store, open_store
 DEFAULT_TIMEOUT = 6 * 3600.0
 
 
-def _timeout() -> float:
+def snapshot_timeout() -> float:
+    """Seconds any one snapshot tool (pg_dump, vmbackup, gpg) may run: TAYDASH_SNAPSHOT_TIMEOUT."""
     try:
         return float(os.environ.get("TAYDASH_SNAPSHOT_TIMEOUT", DEFAULT_TIMEOUT))
     except ValueError:
@@ -73,6 +74,11 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
     store = store or open_store(repo, cfg)
     with tag_lock(repo.state_dir, tag):
         existing = manifest.load(store, tag)
+        if existing is not None and existing.get("tag_object") != facts["tag_object"]:
+            raise refused(
+                f"{store.url} holds a backup named {tag} of another tag object "
+                f"({str(existing.get('tag_object'))[:12]}, this one is {facts['tag_object'][:12]}); "
+                "a backup is never replaced: use a new tag name.")
         if existing is not None:
             say(f"taydash: {tag} already has a backup ({manifest.key(tag)} in {store.url}); "
                 "nothing to do.")
@@ -122,7 +128,7 @@ def _take_kind(cfg: Config, kind: str, store: Store, tag: str, ts: str,
     """Append each finished artifact to ``out`` at once, so a later failure can remove it."""
     snap = cfg.snapshots
     assert snap is not None
-    timeout = _timeout()
+    timeout = snapshot_timeout()
     if kind == "postgres":
         from taydash_hooks import snapshot_postgres as pg
 

@@ -91,3 +91,13 @@ def bucket(s3: services.S3Server) -> str:
     name = f"taydash-test-{secrets.token_hex(6)}"
     s3.client().make_bucket(name)
     return name
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under TAYDASH_TEST_DISALLOW_SKIP=1 (CI) a skipped test is a failed test."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and os.environ.get("TAYDASH_TEST_DISALLOW_SKIP") == "1":
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but TAYDASH_TEST_DISALLOW_SKIP=1: {report.longrepr}"

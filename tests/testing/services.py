@@ -3,61 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import pwd
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from testing.gitrepo import run
+from taydash_hooks.sandbox import PgCluster, VmServer, free_port, pg_bindir, wait_for
+from taydash_hooks.sandbox import start_postgres as _start_postgres
+from taydash_hooks.sandbox import start_vm as _start_vm
 from testing.skip import require
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():  # type: ignore[operator]
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not come up within {timeout} s")
-
 
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
-def pg_bindir() -> str:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return os.path.dirname(found[-1])
-    return os.path.dirname(require("initdb", "apt-get install postgresql"))
-
-
-@dataclass
-class Postgres:
-    host: str
-    port: int
-    user: str
-    data: Path
-
-    def psql(self, sql: str, db: str = "postgres") -> str:
-        return run(
-            "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.host,
-            "-p", str(self.port), "-U", self.user, "-d", db, "-c", sql,
-        ).stdout.strip()
+class Postgres(PgCluster):
+    """The throwaway cluster, with test conveniences."""
 
     def create_db(self, name: str) -> None:
         self.psql(f'CREATE DATABASE "{name}"')
@@ -70,52 +33,21 @@ class Postgres:
 def postgres_cluster() -> Iterator[Postgres]:
     """initdb + pg_ctl on a free port; as the postgres user when we are root."""
     require("pg_dump", "apt-get install postgresql-client")
-    bindir = pg_bindir()
-    base = Path(tempfile.mkdtemp(prefix="taydash-pg-", dir="/tmp"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        # initdb refuses to run as root.
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    port = free_port()
-    run(*as_user, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust",
-        "-E", "UTF8", "--no-sync", timeout=120)
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(*as_user, f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l", base / "log", "-w",
-        "-t", "60", "start", timeout=90)
+    if pg_bindir() is None:
+        require("initdb", "apt-get install postgresql")
+    cluster = _start_postgres()
+    pg = Postgres(cluster.host, cluster.port, cluster.user, cluster.base, cluster.bindir,
+                  cluster.as_user)
     try:
-        yield Postgres("127.0.0.1", port, "postgres", data)
+        yield pg
     finally:
-        run(*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop",
-            check=False, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+        pg.stop()
 
 
 # --- VictoriaMetrics ------------------------------------------------------------------
 
 
-@dataclass
-class VictoriaMetrics:
-    url: str
-    storage: Path
-    proc: subprocess.Popen[bytes]
-
-    def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.url + path, timeout=30) as resp:
-            return bytes(resp.read())
-
-    def post(self, path: str, body: bytes) -> None:
-        req = urllib.request.Request(self.url + path, data=body, method="POST")
-        with urllib.request.urlopen(req, timeout=30):
-            pass
-
-    def ingest(self, lines: str) -> None:
-        """Prometheus text lines, then a flush so they reach the storage files."""
-        self.post("/api/v1/import/prometheus", lines.encode())
-        self.get("/internal/force_flush")
-
+class VictoriaMetrics(VmServer):
     def export(self, match: str, timeout: float = 15.0) -> list[dict[str, object]]:
         """Raw samples of ``match``, waiting until freshly ingested series are searchable."""
         import json
@@ -133,28 +65,12 @@ class VictoriaMetrics:
 
 def start_vm(storage: Path) -> VictoriaMetrics:
     binary = require("victoria-metrics", "apt-get install victoria-metrics")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"-storageDataPath={storage}", f"-httpListenAddr=127.0.0.1:{port}",
-         "-loggerLevel=ERROR", "-search.latencyOffset=0s"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    vm = VictoriaMetrics(f"http://127.0.0.1:{port}", storage, proc)
-    try:
-        wait_for(lambda: vm.get("/health") == b"OK", "victoria-metrics")
-    except BaseException:
-        stop_vm(vm)
-        raise
-    return vm
+    server = _start_vm(storage, binary)
+    return VictoriaMetrics(server.url, server.storage, server.proc)
 
 
-def stop_vm(vm: VictoriaMetrics) -> None:
-    vm.proc.terminate()
-    try:
-        vm.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        vm.proc.kill()
-        vm.proc.wait()
+def stop_vm(vm: VmServer) -> None:
+    vm.stop()
 
 
 @contextlib.contextmanager
