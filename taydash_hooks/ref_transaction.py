@@ -13,6 +13,7 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit
+from taydash_hooks.skips import skipped
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ def run_hook(state: str, stdin: bytes, cwd: Path | None = None) -> int:
         return Exit.OK
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
-    if state == "prepared" and cfg.tags is not None and cfg.tags.check_at_creation:
+    if state == "prepared" and cfg.tags is not None and cfg.tags.check_at_creation \
+            and not skipped("tags"):
         from taydash_hooks import tag_policy
 
         return tag_policy.check_at_creation(repo, cfg, rows)

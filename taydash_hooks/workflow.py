@@ -174,7 +174,9 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
     head = git.out("rev-parse", "HEAD", cwd=root)
     if up is not None:
         with step(f"fetching {up.remote}"):
-            res = git.git("fetch", "--quiet", "--", up.remote, cwd=root, check=False, timeout=300)
+            # --no-tags: a refused backup must not leave new local tags behind.
+            res = git.git("fetch", "--quiet", "--no-tags", "--", up.remote, cwd=root, check=False,
+                          timeout=300)
             if res.returncode != 0:
                 raise TaydashError(f"remote {up.remote} is unreachable: "
                                    f"{(res.err.strip().splitlines() or ['?'])[-1]}",
@@ -240,11 +242,20 @@ _SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-.*)
 _CONVENTIONAL = re.compile(r"(?P<type>[a-z]+)(?:\([^)]*\))?!?:\s*(?P<text>.+)")
 
 
-def latest_version(root: Path) -> tuple[int, int, int] | None:
-    """The highest vX.Y.Z among the tags; pre-release suffixes are ignored for ordering."""
-    tags = git.out("tag", "--list", "v*", cwd=root).split()
-    versions = [tuple(int(x) for x in m.groups()[:3]) for t in tags if (m := _SEMVER.fullmatch(t))]
-    return max(versions) if versions else None  # type: ignore[return-value]
+def latest_version(root: Path) -> tuple[tuple[int, int, int], str] | None:
+    """The highest vX.Y.Z among the tags and the tag that carries it.
+
+    Pre-release suffixes are ignored for ordering; of equal versions the tag
+    without a suffix wins.
+    """
+    best: tuple[tuple[int, int, int], bool, str] | None = None
+    for t in git.out("tag", "--list", "v*", cwd=root).split():
+        m = _SEMVER.fullmatch(t)
+        if m:
+            key = ((int(m.group(1)), int(m.group(2)), int(m.group(3))), "-" not in t, t)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return (best[0], best[2]) if best else None
 
 
 def next_version(current: tuple[int, int, int] | None, part: str) -> str:
@@ -277,16 +288,12 @@ def release(cwd: Path, part: str, description: str | None, yes: bool, push: bool
             confirm: Confirm) -> int:
     """Tag the next semver release with a changelog message; then as `backup`."""
     repo = git.find_repo(cwd)
-    current = latest_version(repo.root)
-    tag = next_version(current, part)
-    last = None
-    if current is not None:
-        prefix = "v{}.{}.{}".format(*current)
-        exact = git.rev_parse(f"refs/tags/{prefix}", repo.root)
-        last = prefix if exact else None
+    latest = latest_version(repo.root)
+    tag = next_version(latest[0] if latest else None, part)
+    last = latest[1] if latest else None
     title = f"Release {tag}" + (f" - {description}" if description else "")
     message = f"{title}\n\n{changelog(repo.root, last)}\n"
-    say(f"next release: {tag} (after {('v{}.{}.{}'.format(*current)) if current else 'none'})")
+    say(f"next release: {tag} (after {last or 'none'})")
     say("tag message:")
     for line in message.rstrip().splitlines():
         say(f"  | {line}")

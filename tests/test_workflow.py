@@ -1,0 +1,261 @@
+"""The deliberate-backup workflow end to end: real remotes, real keys, real services."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testing import keys, services
+from testing.gitrepo import Repos, run, taydash
+
+CHECK = '#!/bin/sh\ntest -f ok || { echo "ok missing"; exit 1; }\n'
+
+
+class Flow:
+    def __init__(self, repos: Repos, ring: keys.Keyring, pg: services.Postgres,
+                 vm: services.VictoriaMetrics, store: Path) -> None:
+        self.repos, self.ring, self.pg, self.vm, self.store = repos, ring, pg, vm, store
+        self.db = f"flow_{secrets.token_hex(4)}"
+        pg.create_db(self.db)
+        pg.psql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 42)", db=self.db)
+        fpr = ring.keys["trusted"].fingerprint
+        repos.git("config", "user.signingkey", fpr)
+        repos.write(".taydash/keys.asc", ring.export("trusted"))
+        repos.write("ops/check.sh", CHECK, 0o755)
+        repos.write("ok", "")
+        self.toml = (
+            '[validate]\ncommands = ["./ops/check.sh"]\n[push]\nprotected = ["main"]\n'
+            f'[tags]\nopenpgp_fingerprints = ["{fpr}"]\n'
+            f'[snapshots]\nstore = "file://{store}"\n'
+            f'[snapshots.postgres]\ndatabases = ["{self.db}"]\nhost = "{pg.host}"\n'
+            f'port = {pg.port}\nuser = "{pg.user}"\n'
+            f'[snapshots.victoriametrics]\nurl = "{vm.url}"\nstorage_data_path = "{vm.storage}"\n'
+        )
+        repos.configure(self.toml)
+        repos.install()
+        assert repos.push("origin", "main").returncode == 0
+
+    def cli(self, *args: str, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return taydash(*args, cwd=self.repos.work, input=input, env=env)
+
+    def local_tags(self) -> list[str]:
+        return self.repos.git("tag", "--list").stdout.split()
+
+
+@pytest.fixture
+def flow(repos: Repos, gnupghome: keys.Keyring, postgres: services.Postgres,
+         vm: services.VictoriaMetrics, tmp_path: Path) -> Iterator[Flow]:
+    f = Flow(repos, gnupghome, postgres, vm, tmp_path / "store")
+    yield f
+    postgres.drop_db(f.db)
+
+
+def test_backup_does_every_step(flow: Flow) -> None:
+    flow.repos.commit("more work")
+    proc = flow.cli("backup", "v0.1.0", "-m", "first backup", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    for step in ("checking the working tree is clean", "validating HEAD", "fetching origin",
+                 "creating signed tag v0.1.0", "taking the snapshots", "pushing HEAD to origin/main",
+                 "pushing tag v0.1.0", "confirming both on origin", "backup v0.1.0 done"):
+        assert step in err, step
+    head = flow.repos.head()
+    assert flow.repos.remote_ref("refs/heads/main") == head
+    assert flow.repos.remote_ref("refs/tags/v0.1.0") == flow.repos.head("refs/tags/v0.1.0")
+    assert "manifests/v0.1.0.json" in err and "db-backups/v0.1.0_" in err
+    assert (flow.store / "manifests" / "v0.1.0.json").exists()
+    assert "Good signature" in flow.repos.git("tag", "-v", "v0.1.0", check=False).stderr
+
+
+def test_backup_asks_before_pushing(flow: Flow) -> None:
+    proc = flow.cli("backup", "v0.1.0", input="n\n")
+    assert proc.returncode == 1 and "Push HEAD" in proc.stderr and "nothing was pushed" in proc.stderr
+    assert flow.local_tags() == []  # rolled back
+    assert not (flow.store / "manifests" / "v0.1.0.json").exists()
+    assert flow.repos.remote_ref("refs/tags/v0.1.0") is None
+
+
+@pytest.mark.parametrize("case", ["dirty", "detached", "bad name", "exists locally",
+                                  "exists remotely", "behind", "no key", "validation"])
+def test_backup_refusals_leave_the_repository_as_it_was(flow: Flow, tmp_path: Path,
+                                                        case: str) -> None:
+    tag = "v0.2.0"
+    expected = {"dirty": "uncommitted changes: scratch.txt", "detached": "HEAD is detached",
+                "bad name": "naming convention", "exists locally": "already exists locally",
+                "exists remotely": "already exists on origin", "behind": "is behind origin/main",
+                "no key": "could not sign", "validation": "validation of HEAD failed"}[case]
+    env = None
+    if case == "dirty":
+        flow.repos.write("scratch.txt", "x")
+    elif case == "detached":
+        flow.repos.git("checkout", "-q", "--detach")
+    elif case == "bad name":
+        tag = "v0.2"
+    elif case == "exists locally":
+        flow.repos.git("tag", "v0.2.0", env={**os.environ, "TAYDASH_SKIP": "tags,snapshot"})
+    elif case == "exists remotely":
+        other = tmp_path / "other"
+        run("git", "clone", "-q", str(flow.repos.remote), other)
+        run("git", "tag", "v0.2.0", cwd=other)
+        run("git", "push", "-q", "--no-verify", "origin", "v0.2.0", cwd=other)
+    elif case == "behind":
+        other = tmp_path / "other"
+        run("git", "clone", "-q", str(flow.repos.remote), other)
+        run("git", "commit", "-q", "--allow-empty", "-m", "theirs", cwd=other)
+        run("git", "push", "-q", "--no-verify", "origin", "main", cwd=other)
+    elif case == "no key":
+        flow.repos.git("config", "user.signingkey", "0" * 40)
+    elif case == "validation":
+        flow.repos.git("rm", "-q", "ok")
+        flow.repos.commit("break")
+    tags_before = set(flow.local_tags())
+    status_before = flow.repos.git("status", "--porcelain").stdout
+    remote_before = flow.repos.remote_ref("refs/heads/main")
+    proc = flow.cli("backup", tag, "--yes", env=env)
+    assert proc.returncode in (1, 2), proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert set(flow.local_tags()) == tags_before
+    assert flow.repos.git("status", "--porcelain").stdout == status_before
+    assert flow.repos.remote_ref("refs/heads/main") == remote_before
+    assert not (flow.store / "manifests" / f"{tag}.json").exists()
+
+
+def test_refused_push_rolls_back_tag_and_snapshots(flow: Flow) -> None:
+    # The server refuses everything: the tag and the snapshots this run made go away.
+    hook = flow.repos.remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'server says no' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    flow.repos.commit("new work")
+    proc = flow.cli("backup", "v0.3.0", "--yes")
+    assert proc.returncode == 1 and "server says no" in proc.stderr
+    assert "rolled back: tag v0.3.0" in proc.stderr
+    assert "v0.3.0" not in flow.local_tags()
+    assert not (flow.store / "manifests" / "v0.3.0.json").exists()
+    assert not list(flow.store.glob("db-backups/v0.3.0_*"))
+
+
+def test_no_remote_is_refused(repos: Repos) -> None:
+    repos.git("remote", "remove", "origin")
+    proc = taydash("backup", "v0.1.0", "--yes", cwd=repos.work)
+    assert proc.returncode == 2 and "no remote" in proc.stderr
+
+
+def test_release_versions_and_changelog(flow: Flow) -> None:
+    flow.repos.commit("feat(api): add sensors endpoint")
+    flow.repos.commit("fix: off-by-one in window")
+    flow.repos.commit("docs: readme")
+    proc = flow.cli("release", "minor", "sensors", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    msg = flow.repos.git("tag", "-l", "--format=%(contents)", "v0.1.0").stdout
+    assert msg.startswith("Release v0.1.0 - sensors")
+    assert "Features:\n- add sensors endpoint" in msg and "Fixes:\n- off-by-one in window" in msg
+    assert "Other:\n- docs: readme" in msg
+    assert flow.repos.remote_ref("refs/tags/v0.1.0") is None  # no --push
+    assert (flow.store / "manifests" / "v0.1.0.json").exists()
+    flow.repos.git("tag", "v0.9.9-rc1", env={**os.environ, "TAYDASH_SKIP": "tags,snapshot"})
+    flow.repos.commit("fix: another")
+    proc = flow.cli("release", "patch", "--yes", "--push")
+    assert proc.returncode == 0, proc.stderr
+    assert flow.repos.remote_ref("refs/tags/v0.9.10")  # the rc suffix is ignored for ordering
+    msg = flow.repos.git("tag", "-l", "--format=%(contents)", "v0.9.10").stdout
+    assert "another" in msg and "add sensors endpoint" not in msg
+
+
+def test_release_needs_confirmation(flow: Flow) -> None:
+    proc = flow.cli("release", "major", input="n\n")
+    assert proc.returncode == 1 and "v1.0.0" in proc.stderr and "cancelled" in proc.stderr
+    assert flow.local_tags() == []
+
+
+def test_verify_and_drill(flow: Flow) -> None:
+    assert flow.cli("backup", "v0.1.0", "--yes").returncode == 0
+    proc = flow.cli("verify", "v0.1.0", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = {c["name"]: c["result"] for c in json.loads(proc.stdout)["checks"]}
+    assert checks == {"remote": "pass", "signature": "pass", "clone": "pass", "validate": "pass",
+                      "artifacts": "pass"}
+    proc = flow.cli("drill", "--last", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:2] == ["tag", "clone"]
+    assert lines[1].startswith("v0.1.0") and lines[1].count("pass") == 5
+    leftover = flow.pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'taydash_drill_%'")
+    assert leftover == "0"
+    # A tag only local (never pushed) fails verify's remote check.
+    flow.repos.git("tag", "-s", "-m", "x", "v0.2.0", env={**os.environ, "TAYDASH_SKIP": "snapshot"})
+    proc = flow.cli("verify", "v0.2.0")
+    assert proc.returncode == 1 and "is not on origin" in proc.stdout
+
+
+def test_drill_with_no_release_tags(flow: Flow) -> None:
+    proc = flow.cli("drill")
+    assert proc.returncode == 1 and "no release tags" in proc.stderr
+
+
+def test_health_reports(flow: Flow) -> None:
+    flow.repos.write("big.bin", os.urandom(2 * 1024 * 1024).hex()[:1] * (2 * 1024 * 1024))
+    flow.repos.commit("add a big file")
+    flow.repos.git("tag", "-s", "-m", "x", "v0.1.0", env={**os.environ, "TAYDASH_SKIP": "snapshot"})
+    proc = flow.cli("health", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["last_release_tag"] == "v0.1.0" and doc["head_tagged"] is True
+    assert doc["unpushed_commits"] == 1
+    assert doc["tags_without_backup"] == ["v0.1.0"]
+    assert doc["tags_not_on_remote"] == ["v0.1.0"]
+    assert doc["large_blobs"][0]["path"] == "big.bin"
+    assert any("not on origin" in w for w in doc["warnings"])
+    text = flow.cli("health").stdout
+    assert "WARNING:" in text and "large blob" in text
+
+
+def test_restore_git_branch_and_paths(flow: Flow) -> None:
+    flow.repos.write("app.txt", "v1\n")
+    flow.repos.commit("v1")
+    flow.repos.git("tag", "-s", "-m", "x", "v0.1.0", env={**os.environ, "TAYDASH_SKIP": "snapshot"})
+    flow.repos.write("app.txt", "v2\n")
+    flow.repos.commit("v2")
+    proc = flow.cli("restore", "git", "v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert flow.repos.head("restore-v0.1.0") == flow.repos.head("v0.1.0^{commit}")
+    assert flow.cli("restore", "git", "v0.1.0").returncode == 1  # branch exists
+    flow.repos.write("app.txt", "local edit\n")
+    proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
+    assert proc.returncode == 1 and "uncommitted changes in app.txt" in proc.stderr
+    assert (flow.repos.work / "app.txt").read_text() == "local edit\n"
+    flow.repos.git("checkout", "--", "app.txt")
+    proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert (flow.repos.work / "app.txt").read_text() == "v1\n"
+    assert flow.repos.head() == flow.repos.head("main")  # HEAD untouched
+
+
+def test_doctor(flow: Flow) -> None:
+    proc = flow.cli("doctor")
+    assert proc.returncode == 0, proc.stdout
+    assert "OK   signing key" in proc.stdout and "OK   pre-push hook" in proc.stdout
+    flow.repos.git("config", "--unset", "user.signingkey")
+    flow.repos.git("config", "gpg.format", "ssh")
+    proc = flow.cli("doctor")
+    assert proc.returncode == 1
+    assert "FAIL signing key" in proc.stdout and "git config user.signingkey" in proc.stdout
+    assert "gpg.ssh.allowedSignersFile" in proc.stdout
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    proc = taydash("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "the push is blocked" in out and "FAILED: ./ops/validate.sh exit 1" in out
+    assert "backup v0.1.0 done" in out
+    assert "v0.1.0  pass        pass        pass        pass        pass" in out
+    assert (tmp_path / "demo" / "backups" / "manifests" / "v0.1.0.json").exists()
+    port = out.split("PostgreSQL on 127.0.0.1:")[1].split(",")[0]
+    assert f"-p {port} " not in run("ps", "-eo", "args").stdout  # the demo's cluster stopped
