@@ -8,6 +8,7 @@ key and what was expected: this is a gate, a typo must not switch it off.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -390,4 +391,23 @@ def load(repo: Repo, env: Mapping[str, str] | None = None) -> Config:
     if path is None:
         return Config(root=repo.root)
     table = _taydash_table(path) or {}
-    return parse(table, repo.root, path)
+    cfg = parse(table, repo.root, path)
+    if repo.toplevel is not None:
+        _summarise(repo, path, cfg)
+    return cfg
+
+
+def _summarise(repo: Repo, path: Path, cfg: Config) -> None:
+    """Leave the pre-push fast path what it needs, for this exact config file."""
+    from taydash_hooks.fast_push import write_summary
+
+    v = cfg.validate
+    summary: dict[str, object] = {
+        "validate": {"commands": list(v.commands), "cache": v.cache} if v else None,
+        "push": {"protected": list(cfg.push.protected)} if cfg.push else None,
+        "tags": cfg.tags is not None,
+        "snapshots": cfg.snapshots is not None,
+    }
+    # Only an optimisation: a read-only git dir just means the full path runs.
+    with contextlib.suppress(OSError):
+        write_summary(str(repo.state_dir), str(path), summary)

@@ -199,6 +199,9 @@ class Gate:
     def _check(self, target: Target) -> Verdict:
         k = key(self.cfg.commands, target.tree)
         if self.cache is not None and self.cache.passed(k):
+            if self.cache.commits.get(target.commit) != list(self.cfg.commands):
+                self.cache.record(k, self.cfg.commands, target.commit)
+                self.cache.save()
             return Verdict(True, "cached")
         log_dir = self.repo.state_dir / "logs"
         label = target.commit[:12]
@@ -223,6 +226,6 @@ class Gate:
                 )
             verdict = run_commands(self.cfg, root, log_dir, label)
         if verdict.ok and self.cache is not None:
-            self.cache.record(k)
+            self.cache.record(k, self.cfg.commands, target.commit)
             self.cache.save()
         return verdict

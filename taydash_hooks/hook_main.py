@@ -19,16 +19,21 @@ USAGE = (
 
 def dispatch(argv: list[str]) -> int:
     """Run the hook named in ``argv`` with git's stdin; return the exit code."""
-    from taydash_hooks.output import setup_logging, verbosity_from_env
-
-    setup_logging(verbosity_from_env())
     if not argv:
         raise TaydashError(USAGE)
     name, args = argv[0], argv[1:]
     if name == "pre-push" and len(args) == 2:
+        stdin = sys.stdin.buffer.read()
+        from taydash_hooks import fast_push
+
+        done = fast_push.try_cached(stdin)
+        if done is not None:
+            return done
+        _logging()
         from taydash_hooks import pre_push
 
-        return pre_push.run_hook(args[0], args[1], sys.stdin.buffer.read())
+        return pre_push.run_hook(args[0], args[1], stdin)
+    _logging()
     if name == "reference-transaction" and len(args) == 1:
         from taydash_hooks import ref_transaction
 
@@ -42,6 +47,12 @@ def dispatch(argv: list[str]) -> int:
 
         return pre_commit_plugin.run(args[0])
     raise TaydashError(USAGE)
+
+
+def _logging() -> None:
+    from taydash_hooks.output import setup_logging, verbosity_from_env
+
+    setup_logging(verbosity_from_env())
 
 
 def _interrupt(signum: int, frame: object) -> None:

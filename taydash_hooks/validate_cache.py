@@ -21,11 +21,17 @@ def key(commands: tuple[str, ...], tree: str) -> str:
 
 
 class ValidateCache:
-    """Load once, ask :meth:`passed`, :meth:`record` successes, :meth:`save` at the end."""
+    """Load once, ask :meth:`passed`, :meth:`record` successes, :meth:`save` at the end.
+
+    Besides tree keys it remembers which commit passed which command list, so
+    the hook's fast path (:mod:`taydash_hooks.fast_push`) can answer a re-push
+    without starting git or hashing anything.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, float] = {}
+        self.commits: dict[str, list[str]] = {}
         self._dirty = False
         try:
             doc = json.loads(path.read_text())
@@ -33,14 +39,20 @@ class ValidateCache:
             self.entries = {
                 k: float(v) for k, v in entries.items() if isinstance(v, (int, float))
             }
+            commits = doc.get("commits", {})
+            self.commits = {k: v for k, v in commits.items()
+                            if isinstance(v, list) and all(isinstance(c, str) for c in v)}
         except (OSError, ValueError, AttributeError):
-            self.entries = {}
+            self.entries, self.commits = {}, {}
 
     def passed(self, k: str) -> bool:
         return k in self.entries
 
-    def record(self, k: str) -> None:
+    def record(self, k: str, commands: tuple[str, ...] | None = None,
+               commit: str | None = None) -> None:
         self.entries[k] = time.time()
+        if commands is not None and commit is not None and self.commits.get(commit) != list(commands):
+            self.commits[commit] = list(commands)
         self._dirty = True
 
     def save(self) -> None:
@@ -49,7 +61,8 @@ class ValidateCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps({"version": 1, "passed": self.entries}))
+            tmp.write_text(json.dumps({"version": 2, "passed": self.entries,
+                                       "commits": self.commits}))
             os.replace(tmp, self.path)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -304,3 +304,27 @@ def test_pre_commit_manifest_offers_the_three_ids() -> None:
     for h in hooks.values():
         assert h["stages"] == ["pre-push"] and h["pass_filenames"] is False
         assert h["always_run"] is True and h["require_serial"] is True
+
+
+def test_fast_path_is_invalidated_by_a_config_change(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    gate.repos.write("ops/other.sh", "#!/bin/sh\nexit 5\n", 0o755)
+    gate.repos.configure('[validate]\ncommands = ["./ops/other.sh"]\n')
+    gate.repos.git("checkout", "-q", "-b", "after-change")
+    proc = gate.push("origin", "after-change")
+    assert proc.returncode == 1 and "FAILED: ./ops/other.sh exit 5" in proc.stderr  # type: ignore[attr-defined]
+
+
+def test_cache_hit_hook_imports_nothing_heavy(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    head = gate.repos.head()
+    line = f"refs/heads/main {head} refs/heads/again {'0' * 40}\n"
+    code = ("import sys, io\nfrom taydash_hooks import hook_main\n"
+            f"sys.stdin = io.TextIOWrapper(io.BytesIO({line.encode()!r}))\n"
+            "try:\n    hook_main.main(['pre-push', 'origin', 'x'])\n"
+            "except SystemExit as e: print('exit', e.code)\n"
+            "print(sorted(m for m in ('click', 'git', 'minio', 'gnupg', 'taydash_hooks.config',"
+            " 'subprocess') if m in sys.modules))")
+    proc = run(sys.executable, "-c", code, cwd=gate.repos.work)
+    assert proc.stdout.splitlines()[-2:] == ["exit 0", "[]"], proc.stdout + proc.stderr
+    assert "refs/heads/again" in proc.stderr and "cached" in proc.stderr
