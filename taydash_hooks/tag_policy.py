@@ -141,7 +141,9 @@ class TagPolicy:
         if any(t.kind == "openpgp" for _, _, t in todo):
             self._openpgp()
         verdicts: list[TagVerdict | TagObject] = list(staged)
-        workers = min(len(todo), os.cpu_count() or 1, 8)
+        # Two per core: each verifier is a short process, and its fork/exec
+        # latency overlaps with another's work.
+        workers = min(len(todo), 2 * (os.cpu_count() or 1), 8)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 results = pool.map(lambda x: self._signature(x[1], x[2]), todo)

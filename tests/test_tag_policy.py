@@ -278,20 +278,20 @@ def test_convention_accepts_documented_examples(name: str) -> None:
     assert naming_problem(name, "convention") is None
 
 
-@pytest.mark.parametrize("tool", ["gpg", "ssh-keygen"])
+@pytest.mark.parametrize("tool", ["gpgv", "ssh-keygen"])
 def test_case19_hung_verifier_rejects_after_timeout(lab: Lab, tmp_path: Path, tool: str) -> None:
     hang = tmp_path / f"hung-{tool}"
     real = run("sh", "-c", f"command -v {tool}").stdout.strip()
-    # Hangs on the verification call only, like a gpg waiting on a dead agent.
-    hang.write_text(f'#!/bin/sh\nfor a in "$@"; do case $a in --verify|verify) sleep 600;; esac; done\n'
+    # Hangs on the verification call only, like a verifier waiting on a dead agent.
+    hang.write_text(f'#!/bin/sh\nfor a in "$@"; do case $a in verify|*.asc) sleep 600;; esac; done\n'
                     f'exec {real} "$@"\n')
     hang.chmod(0o755)
-    if tool == "gpg":
+    if tool == "gpgv":
         lab.sign("v0.1.0")
     else:
         lab.sign_ssh("v0.1.0")
     env = {**os.environ, "TAYDASH_SIGNATURE_TIMEOUT": "1",
-           ("TAYDASH_GPG" if tool == "gpg" else "TAYDASH_SSH_KEYGEN"): str(hang)}
+           ("TAYDASH_GPGV" if tool == "gpgv" else "TAYDASH_SSH_KEYGEN"): str(hang)}
     start = time.monotonic()
     _rejected(lab, "v0.1.0", "hung", env=env)
     assert time.monotonic() - start < 60
