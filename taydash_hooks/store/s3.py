@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from taydash_hooks.config import S3Config
 from taydash_hooks.errors import TaydashError, environment, refused
@@ -20,6 +20,8 @@ from taydash_hooks.output import log
 from taydash_hooks.store.base import Version, Written, check_key
 
 PART_SIZE = 16 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
+UPLOADERS = 2  # parts uploaded at once
+QUEUED = 1  # parts read ahead and waiting: reading stops (and pg_dump blocks) beyond this
 
 CREDENTIAL_VARS = (
     ("TAYDASH_S3_ACCESS_KEY", "TAYDASH_S3_SECRET_KEY"),
@@ -36,6 +38,18 @@ def credentials(env: Mapping[str, str] | None = None) -> tuple[str, str]:
             return env[access], env[secret]
     names = ", ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
     raise environment(f"no S3 credentials found; set one of {names}.")
+
+
+def _read_part(reader: Any) -> bytes:
+    """Up to PART_SIZE bytes (fewer only at the end of the stream)."""
+    chunks, size = [], 0
+    while size < PART_SIZE:
+        chunk = reader.read(min(PART_SIZE - size, 4 * 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _explain(exc: BaseException, bucket: str, endpoint: str) -> TaydashError:
@@ -140,10 +154,7 @@ class S3Store:
             raise refused(f"{key} already exists in {self.url}; backups are never overwritten.")
         reader = HashingReader(stream)
         try:
-            result = self.client.put_object(
-                self.bucket, name, cast(BinaryIO, reader), length=-1, part_size=PART_SIZE,
-                num_parallel_uploads=2, retention=self._retention(),
-            )
+            version_id = self._upload(name, reader)
         except TaydashError:
             self._abort_uploads(name)
             raise
@@ -153,7 +164,67 @@ class S3Store:
         except BaseException:
             self._abort_uploads(name)
             raise
-        return Written(key, reader.size, reader.sha.hexdigest(), result.version_id)
+        return Written(key, reader.size, reader.sha.hexdigest(), version_id)
+
+    def _upload(self, name: str, reader: BinaryIO | Any) -> str | None:
+        """A multipart upload with a bounded read-ahead; returns the version id.
+
+        minio's own put_object queues parts without limit when the server is
+        slower than the producer, so memory would grow with the dump. Here at
+        most UPLOADERS + QUEUED + 1 parts exist at any time.
+        """
+        import queue
+        import threading
+
+        from minio.datatypes import Part
+        from minio.helpers import genheaders
+
+        retention = self._retention()
+        first = _read_part(reader)
+        if len(first) < PART_SIZE:
+            result = self.client.put_object(self.bucket, name, io.BytesIO(first), len(first),
+                                            retention=retention)
+            return result.version_id
+        headers = genheaders(None, None, None, retention, False)
+        headers["Content-Type"] = "application/octet-stream"
+        upload_id = self.client._create_multipart_upload(self.bucket, name, headers)
+        etags: dict[int, str] = {}
+        errors: list[BaseException] = []
+        todo: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=QUEUED)
+
+        def upload() -> None:
+            while (item := todo.get()) is not None:
+                if errors:
+                    continue  # drain: the reader stops at its next part
+                try:
+                    etags[item[0]] = self.client._upload_part(
+                        self.bucket, name, item[1], None, upload_id, item[0])
+                except BaseException as exc:
+                    errors.append(exc)
+
+        workers = [threading.Thread(target=upload, daemon=True) for _ in range(UPLOADERS)]
+        for w in workers:
+            w.start()
+        try:
+            try:
+                number, data = 1, first
+                while data and not errors:
+                    todo.put((number, data))
+                    number, data = number + 1, _read_part(reader)
+            finally:
+                for _ in workers:
+                    todo.put(None)
+                for w in workers:
+                    w.join()
+            if errors:
+                raise errors[0]
+            parts = [Part(n, etags[n]) for n in sorted(etags)]
+            done = self.client._complete_multipart_upload(self.bucket, name, upload_id, parts)
+            return done.version_id
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client._abort_multipart_upload(self.bucket, name, upload_id)
+            raise
 
     def put_bytes(self, key: str, data: bytes) -> Written:
         return self.put_stream(key, io.BytesIO(data))

@@ -123,6 +123,9 @@ def s3_server() -> Iterator[S3Server]:
     except ImportError:
         require("moto-server-python-module", "pip install 'moto[server]'")
         raise
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
