@@ -24,13 +24,13 @@ system-deps:
 	done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	    || missing="$$missing postgresql"; \
-	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' ' | sed 's/ *$$//'); \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	        echo "installing Debian packages:$$missing"; \
+	        echo "installing Debian packages: $$missing"; \
 	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	    else \
-	        echo "missing tools; install the Debian packages: sudo apt-get install$$missing" >&2; exit 3; \
+	        echo "missing tools; install the Debian packages: sudo apt-get install $$missing" >&2; exit 3; \
 	    fi; \
 	fi
 
