@@ -8,6 +8,7 @@ line. Here the one ref is rebuilt and run through the same checks.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
@@ -31,7 +32,15 @@ def update_from_env(env: dict[str, str] | None = None) -> RefUpdate | None:
     for oid in (to_ref, from_ref):
         if git.rev_parse(oid) is None:
             raise usage(f"pre-commit passed {oid[:12]}, which is not an object in this repository.")
-    row = (local_ref, git.rev_parse(to_ref) or to_ref, remote_ref, git.rev_parse(from_ref) or from_ref)
+    remote_oid = git.rev_parse(from_ref) or from_ref
+    remote = env.get("PRE_COMMIT_REMOTE_URL") or env.get("PRE_COMMIT_REMOTE_NAME")
+    if remote_ref.startswith("refs/tags/") and remote:
+        # For a new ref pre-commit passes the parent of the first new commit, not
+        # zeros: ask the remote whether the tag exists (a move) or not (a create).
+        from taydash_hooks.remote import ls_remote
+
+        remote_oid = ls_remote(Path.cwd(), remote, remote_ref).get(remote_ref, git.ZERO_OID)
+    row = (local_ref, git.rev_parse(to_ref) or to_ref, remote_ref, remote_oid)
     return classify([row])[0]
 
 

@@ -328,3 +328,44 @@ def test_cache_hit_hook_imports_nothing_heavy(gate: Gate) -> None:
     proc = run(sys.executable, "-c", code, cwd=gate.repos.work)
     assert proc.stdout.splitlines()[-2:] == ["exit 0", "[]"], proc.stdout + proc.stderr
     assert "refs/heads/again" in proc.stderr and "cached" in proc.stderr
+
+
+def _plugin_repo(repos: Repos, tmp_path: Path, toml: str, hook_id: str = "validate") -> dict[str, str]:
+    marker = tmp_path / "marker"
+    marker.mkdir(exist_ok=True)
+    config = PRE_COMMIT.format(python=sys.executable).replace(
+        "pre-commit validate", f"pre-commit {hook_id}").replace("id: taydash-validate",
+                                                                f"id: taydash-{hook_id}")
+    repos.write(".pre-commit-config.yaml", config)
+    repos.configure(toml)
+    run(sys.executable, "-m", "pre_commit", "install", "-t", "pre-push", cwd=repos.work)
+    return {**os.environ, "MARKER_DIR": str(marker)}
+
+
+def test_pre_commit_plugin_timeout_and_protected_branch(repos: Repos, tmp_path: Path) -> None:
+    repos.write("ops/slow.sh", "#!/bin/sh\nsleep 1003\n", 0o755)
+    env = _plugin_repo(repos, tmp_path, '[validate]\ncommands = ["./ops/slow.sh"]\ntimeout = 1\n'
+                       '[push]\nprotected = ["main"]\n')
+    proc = repos.push("origin", "main", env=env)
+    assert proc.returncode != 0
+    assert "timed out after 1 s" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert "sleep 1003" not in run("ps", "-eo", "args").stdout
+    # A forced rewrite of main is refused through the plugin too.
+    repos.write("ops/slow.sh", "#!/bin/sh\nexit 0\n", 0o755)
+    repos.commit("fast now")
+    assert repos.push("--no-verify", "origin", "main").returncode == 0  # type: ignore[attr-defined]
+    repos.git("commit", "-q", "--amend", "--allow-empty", "-m", "rewritten")
+    proc = repos.push("--force", "origin", "main", env=env)
+    assert proc.returncode != 0
+    assert "refs/heads/main is protected" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+
+
+def test_pre_commit_plugin_check_tags(repos: Repos, tmp_path: Path) -> None:
+    env = _plugin_repo(repos, tmp_path, '[tags]\nformats = ["ssh"]\ncheck_at_creation = false\n',
+                       hook_id="check-tags")
+    repos.commit("release candidate")  # a new commit, so pre-commit hands the tag over
+    repos.git("tag", "v0.1.0")
+    proc = repos.push("origin", "v0.1.0", env=env)
+    assert proc.returncode != 0
+    assert "lightweight tag" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert repos.remote_ref("refs/tags/v0.1.0") is None

@@ -420,3 +420,29 @@ def test_background_mode_logs_and_records_status(snap: Snap) -> None:
     assert doc["tag"] == "v0.1.0" and doc["ok"] is True, doc
     assert Path(doc["log"]).exists() and "done" in Path(doc["log"]).read_text()
     assert snap.manifest("v0.1.0")["tag"] == "v0.1.0"
+
+
+def test_pre_commit_plugin_snapshots_a_pushed_tag(repos: Repos, gnupghome: keys.Keyring,
+                                                  tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    repos.write(".env", "A=1\n")
+    repos.write(".pre-commit-config.yaml", f"""repos:
+- repo: local
+  hooks:
+  - id: taydash-snapshot-pushed-tags
+    name: taydash snapshots
+    entry: {sys.executable} -m taydash_hooks.hook_main pre-commit snapshot-pushed-tags
+    language: system
+    stages: [pre-push]
+    pass_filenames: false
+    always_run: true
+""")
+    repos.configure(f'[snapshots]\nstore = "file://{store}"\n'
+                    '[snapshots.config]\npaths = [".env"]\nrecipients = ["trusted@example.test"]\n')
+    run(sys.executable, "-m", "pre_commit", "install", "-t", "pre-push", cwd=repos.work)
+    repos.git("tag", "-a", "-m", "x", "v0.1.0")  # no direct hooks: no snapshot yet
+    assert not (store / "manifests" / "v0.1.0.json").exists()
+    proc = repos.push("origin", "v0.1.0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # pre-commit hides a passing hook's output
+    doc = json.loads((store / "manifests" / "v0.1.0.json").read_text())
+    assert [a["kind"] for a in doc["artifacts"]] == ["config"]
