@@ -117,3 +117,57 @@ def test_store_url_table(tmp_path: Path) -> None:
     assert default.url == f"file://{tmp_path / '.git' / 'taydash' / 'backups'}"
     rel = open_store(repo, Config(root=tmp_path, snapshots=SnapshotsConfig(store="file://bk")))
     assert rel.url == f"file://{tmp_path / 'bk'}"
+
+
+@pytest.fixture
+def authenticating_s3() -> Iterator[str]:
+    """An S3 endpoint that checks credentials: the real MinIO, or moto with auth switched on."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    endpoint = os.environ.get("TAYDASH_TEST_S3_ENDPOINT")
+    if endpoint:
+        yield endpoint.removeprefix("http://")
+        return
+    port = services.free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        services.wait_for(lambda: socket.create_connection(("127.0.0.1", port)).close() is None,
+                          "moto server")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_wrong_credentials_are_one_sentence_without_the_secret(authenticating_s3: str) -> None:
+    secret = "not-the-right-secret-0123456789"
+    store = S3Store("taydash-creds", "x", S3Config(endpoint=authenticating_s3, region="us-east-1"),
+                    env={"TAYDASH_S3_ACCESS_KEY": "AKIAWRONGWRONGWRONG1", "TAYDASH_S3_SECRET_KEY": secret})
+    with pytest.raises(TaydashError) as exc:
+        store.put_bytes("k", b"x")
+    assert exc.value.code == 3
+    assert "rejected the S3 credentials" in exc.value.message
+    assert secret not in exc.value.message and "AKIAWRONG" not in store.url
+
+
+def test_object_lock_retention_on_every_upload(s3: services.S3Server) -> None:
+    import datetime
+
+    client = s3.client()
+    client.make_bucket("taydash-locked", object_lock=True)
+    store = S3Store("taydash-locked", "p", S3Config(endpoint=s3.endpoint, region="us-east-1",
+                                                    object_lock_days=3), env=s3.env())
+    small = store.put_bytes("manifests/v1.json", b"{}")
+    big = store.put_stream("db-backups/v1.dump", io.BytesIO(b"y" * (17 * 1024 * 1024)))
+    for key, w in (("p/manifests/v1.json", small), ("p/db-backups/v1.dump", big)):
+        meta = client.stat_object("taydash-locked", key, version_id=w.version_id).metadata
+        assert meta["x-amz-object-lock-mode"] == "GOVERNANCE"
+        until = datetime.datetime.fromisoformat(
+            meta["x-amz-object-lock-retain-until-date"].replace("Z", "+00:00"))
+        left = until - datetime.datetime.now(datetime.timezone.utc)
+        assert datetime.timedelta(days=2) < left <= datetime.timedelta(days=3)

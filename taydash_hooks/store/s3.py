@@ -180,13 +180,22 @@ class S3Store:
         from minio.helpers import genheaders
 
         retention = self._retention()
-        first = _read_part(reader)
-        if len(first) < PART_SIZE:
-            result = self.client.put_object(self.bucket, name, io.BytesIO(first), len(first),
-                                            retention=retention)
-            return result.version_id
         headers = genheaders(None, None, None, retention, False)
         headers["Content-Type"] = "application/octet-stream"
+
+        def checksum(data: bytes) -> dict[str, str | list[str] | tuple[str]] | None:
+            # Object Lock requires Content-MD5 on every object and part it protects.
+            if retention is None:
+                return None
+            import base64
+            import hashlib
+
+            return {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}  # noqa: S324
+
+        first = _read_part(reader)
+        if len(first) < PART_SIZE:
+            single = {**headers, **(checksum(first) or {})}
+            return self.client._put_object(self.bucket, name, first, single).version_id
         upload_id = self.client._create_multipart_upload(self.bucket, name, headers)
         etags: dict[int, str] = {}
         errors: list[BaseException] = []
@@ -198,7 +207,7 @@ class S3Store:
                     continue  # drain: the reader stops at its next part
                 try:
                     etags[item[0]] = self.client._upload_part(
-                        self.bucket, name, item[1], None, upload_id, item[0])
+                        self.bucket, name, item[1], checksum(item[1]), upload_id, item[0])
                 except BaseException as exc:
                     errors.append(exc)
 
@@ -220,6 +229,11 @@ class S3Store:
                 raise errors[0]
             parts = [Part(n, etags[n]) for n in sorted(etags)]
             done = self.client._complete_multipart_upload(self.bucket, name, upload_id, parts)
+            if retention is not None:
+                # Some servers (moto) ignore retention headers on CreateMultipartUpload:
+                # set it on the finished version explicitly.
+                self.client.set_object_retention(self.bucket, name, retention,
+                                                 version_id=done.version_id)
             return done.version_id
         except BaseException:
             with contextlib.suppress(Exception):
