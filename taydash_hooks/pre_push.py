@@ -33,10 +33,8 @@ def protected_refusal(update: RefUpdate, patterns: Sequence[str]) -> str | None:
     return None
 
 
-def gate_updates(
-    repo: git.Repo, cfg: Config, updates: list[RefUpdate], results: dict[int, str]
-) -> bool:
-    """Protected-branch and validation checks; fills one status per update index."""
+def check_protected(cfg: Config, updates: list[RefUpdate], results: dict[int, str]) -> bool:
+    """Refuse deletions and non-fast-forwards of ``push.protected`` branches (client and server)."""
     ok = True
     if cfg.push is not None:
         for i, u in enumerate(updates):
@@ -44,6 +42,14 @@ def gate_updates(
             if why:
                 results[i] = why
                 ok = False
+    return ok
+
+
+def gate_updates(
+    repo: git.Repo, cfg: Config, updates: list[RefUpdate], results: dict[int, str]
+) -> bool:
+    """Protected-branch and validation checks; fills one status per update index."""
+    ok = check_protected(cfg, updates, results)
     for i, u in enumerate(updates):
         if u.kind is Kind.DELETE and i not in results:
             results[i] = "deletion allowed"

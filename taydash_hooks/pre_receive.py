@@ -11,7 +11,7 @@ from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit
 from taydash_hooks.output import say
-from taydash_hooks.pre_push import protected_refusal
+from taydash_hooks.pre_push import check_protected
 from taydash_hooks.push_updates import classify, parse_pre_receive
 
 
@@ -23,13 +23,7 @@ def run_hook(stdin: bytes, cwd: Path | None = None) -> int:
         return Exit.OK
     updates = classify(parse_pre_receive(stdin), repo.root)
     results: dict[int, str] = {}
-    ok = True
-    if cfg.push is not None:
-        for i, u in enumerate(updates):
-            why = protected_refusal(u, cfg.push.protected)
-            if why:
-                results[i] = why
-                ok = False
+    ok = check_protected(cfg, updates, results)
     if cfg.tags is not None:
         from taydash_hooks import tag_policy
 

@@ -20,6 +20,7 @@ from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.signatures import _gpg
 from taydash_hooks.snapshot_postgres import download_verified
+from taydash_hooks.snapshot_vm import empty_dir
 from taydash_hooks.store import Store
 
 
@@ -93,10 +94,13 @@ def restore(store: Store, artifact: dict[str, Any], dest: Path, timeout: float) 
                     # "data" refuses absolute paths, .. and device files from a bundle.
                     tar.extractall(dest, filter="data")
                 stream.read()  # EOF: gpg must have exited 0
-            except process.ProducerFailed as exc:
-                raise environment(f"decrypting the config bundle failed: {exc}") from None
-            except tarfile.TarError as exc:
-                raise refused(f"the config bundle is not a valid archive ({exc}).") from None
+            except BaseException as exc:
+                empty_dir(dest)  # it was empty: no half-unpacked bundle is left behind
+                if isinstance(exc, process.ProducerFailed):
+                    raise environment(f"decrypting the config bundle failed: {exc}") from None
+                if isinstance(exc, tarfile.TarError):
+                    raise refused(f"the config bundle is not a valid archive ({exc}).") from None
+                raise
             finally:
                 stream.close()
     return f"unpacked {', '.join(artifact.get('paths', []))} into {dest}"

@@ -149,18 +149,33 @@ def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: dict[str, Any], 
     if dest.exists() and any(dest.iterdir()):
         raise refused(f"{dest} is not empty; restore vm only writes into an empty directory.")
     dest.mkdir(parents=True, exist_ok=True)
-    with store.vm_args() as extra:
-        try:
-            res = process.run([cfg.vmrestore, f"-src={store.vm_url(artifact['key'])}",
-                               f"-storageDataPath={dest}", "-loggerLevel=ERROR", *extra],
-                              timeout=timeout)
-        except process.Timeout as exc:
-            raise environment(str(exc)) from None
-    if res.returncode != 0:
-        detail = (res.err or res.out).strip().splitlines()
-        raise environment(f"vmrestore failed: {detail[-1] if detail else f'exit {res.returncode}'}")
-    problems = check_files(dest, artifact)
-    if problems:
-        raise refused(f"restored VictoriaMetrics data in {dest} does not match the manifest: "
-                      f"{problems[0]} ({len(problems)} problem(s)).")
+    try:
+        with store.vm_args() as extra:
+            try:
+                res = process.run([cfg.vmrestore, f"-src={store.vm_url(artifact['key'])}",
+                                   f"-storageDataPath={dest}", "-loggerLevel=ERROR", *extra],
+                                  timeout=timeout)
+            except process.Timeout as exc:
+                raise environment(str(exc)) from None
+        if res.returncode != 0:
+            detail = (res.err or res.out).strip().splitlines()
+            raise environment(f"vmrestore failed: {detail[-1] if detail else f'exit {res.returncode}'}")
+        problems = check_files(dest, artifact)
+        if problems:
+            raise refused(f"restored VictoriaMetrics data does not match the manifest: "
+                          f"{problems[0]} ({len(problems)} problem(s)); nothing was kept in {dest}.")
+    except BaseException:
+        empty_dir(dest)  # it was empty: never leave data that failed its check behind
+        raise
     return f"restored {len(artifact.get('files', {}))} files into {dest}, every hash matches"
+
+
+def empty_dir(path: Path) -> None:
+    """Remove everything inside ``path`` (which the caller found empty)."""
+    import shutil
+
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
