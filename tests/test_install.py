@@ -213,3 +213,25 @@ def test_local_tag_starts_python_but_fetched_tags_do_not(repos: Repos, tmp_path:
     assert "reference-transaction" in text
     assert "python" not in text
     assert repos.head("v0.0.2")
+
+
+def test_reference_transaction_ignores_unknown_states(repos: Repos) -> None:
+    import os
+    import subprocess
+
+    repos.configure('[tags]\nformats = ["ssh"]\n')
+    line = f"{'0' * 40} {repos.head()} refs/tags/v0.1.0\n"  # a lightweight release tag
+    # A process whose command line reads like `git -c x tag v0.1.0`, standing in for git.
+    fake_git = subprocess.Popen(["bash", "-c", 'exec -a git sh -c "sleep 60" tag v0.1.0'])
+    try:
+        env = {**os.environ, "TAYDASH_GIT_PID": str(fake_git.pid)}
+        results = {}
+        for state in ("prepared", "preparing", "aborted", "some-future-state"):
+            proc = run(sys.executable, "-m", "taydash_hooks.hook_main", "reference-transaction",
+                       state, cwd=repos.work, input=line, env=env, check=False)
+            results[state] = (proc.returncode, "lightweight tag" in proc.stderr)
+    finally:
+        fake_git.kill()
+        fake_git.wait()
+    assert results == {"prepared": (1, True), "preparing": (0, False), "aborted": (0, False),
+                       "some-future-state": (0, False)}

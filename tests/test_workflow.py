@@ -259,3 +259,18 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "backups" / "manifests" / "v0.1.0.json").exists()
     port = out.split("PostgreSQL on 127.0.0.1:")[1].split(",")[0]
     assert f"-p {port} " not in run("ps", "-eo", "args").stdout  # the demo's cluster stopped
+
+
+def test_unreachable_remote_is_exit_3(flow: Flow, tmp_path: Path) -> None:
+    flow.repos.git("remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    proc = flow.cli("backup", "v0.1.0", "--yes")
+    assert proc.returncode == 3 and "unreachable" in proc.stderr
+    assert flow.local_tags() == []
+
+
+def test_health_thresholds_are_configurable(flow: Flow) -> None:
+    flow.repos.write("big.bin", "x" * (300 * 1024))
+    flow.repos.configure(flow.toml + "[health]\nlarge_blob_mib = 0.25\nmax_unpushed_commits = 0\n")
+    doc = json.loads(flow.cli("health", "--json").stdout)
+    assert [b["path"] for b in doc["large_blobs"]] == ["big.bin"]
+    assert any("not on origin" in w for w in doc["warnings"])
