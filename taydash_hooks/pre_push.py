@@ -45,10 +45,23 @@ def check_protected(cfg: Config, updates: list[RefUpdate], results: dict[int, st
     return ok
 
 
+def note(results: dict[int, str], i: int, text: str) -> None:
+    """Add ``text`` to the summary of update ``i`` (several checks speak about one ref)."""
+    results[i] = f"{results[i]}; {text}" if i in results else text
+
+
+def _refused(status: str | None) -> bool:
+    return status is not None and status.split(":", 1)[0] in ("REJECTED", "REFUSED", "refused")
+
+
 def gate_updates(
     repo: git.Repo, cfg: Config, updates: list[RefUpdate], results: dict[int, str]
 ) -> bool:
-    """Protected-branch and validation checks; fills one status per update index."""
+    """Protected-branch and validation checks; fills one status per update index.
+
+    Every pushed commit is validated, also one that only a tag carries; refs
+    already refused by another check are not validated again.
+    """
     ok = check_protected(cfg, updates, results)
     for i, u in enumerate(updates):
         if u.kind is Kind.DELETE and i not in results:
@@ -57,7 +70,8 @@ def gate_updates(
             results[i] = "unchanged"
     if cfg.validate is None or skipped("validate"):
         return ok
-    todo = [i for i, u in enumerate(updates) if i not in results]
+    todo = [i for i, u in enumerate(updates)
+            if u.kind not in (Kind.DELETE, Kind.UNCHANGED) and not _refused(results.get(i))]
     if not todo:
         return ok
     if not cfg.validate.commands:
@@ -70,10 +84,10 @@ def gate_updates(
     for i in todo:
         target = targets[updates[i].local_oid]
         if target is None:
-            results[i] = "not a commit: nothing to validate"
+            note(results, i, "not a commit: nothing to validate")
             continue
         verdict = gate.check(target)
-        results[i] = verdict.summary()
+        note(results, i, verdict.summary())
         ok = ok and verdict.ok
     return ok
 

@@ -79,6 +79,7 @@ def on_push(repo: git.Repo, cfg: Config, updates: list[RefUpdate], results: dict
             if u.is_tag and u.kind in (Kind.TAG_CREATE, Kind.UNCHANGED) and wanted(cfg, u.name)]
     if not todo:
         return True
+    from taydash_hooks.pre_push import note
     from taydash_hooks.snapshots import take
     from taydash_hooks.store import open_store
 
@@ -89,17 +90,16 @@ def on_push(repo: git.Repo, cfg: Config, updates: list[RefUpdate], results: dict
         if manifest.load(store, tag) is not None:
             continue
         policy = cfg.snapshots.on_push_missing
-        note = results.get(i, "")
         if policy == "warn":
-            results[i] = (note + "; " if note else "") + "WARNING: no snapshot for this tag"
+            note(results, i, "WARNING: no snapshot for this tag")
         elif policy == "block":
-            results[i] = f"REFUSED: no snapshot for {tag} (run: taydash snapshot {tag})"
+            note(results, i, f"REFUSED: no snapshot for {tag} (run: taydash snapshot {tag})")
             ok = False
         else:
             try:
                 take(repo, cfg, tag, store=store)
-                results[i] = (note + "; " if note else "") + "snapshot taken"
+                note(results, i, "snapshot taken")
             except TaydashError as exc:
-                results[i] = f"REFUSED: snapshot failed: {exc.message}"
+                note(results, i, f"REFUSED: snapshot failed: {exc.message}")
                 ok = False
     return ok

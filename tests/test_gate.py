@@ -369,3 +369,17 @@ def test_pre_commit_plugin_check_tags(repos: Repos, tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "lightweight tag" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
     assert repos.remote_ref("refs/tags/v0.1.0") is None
+
+
+def test_a_tag_accepted_by_the_policy_still_has_its_commit_validated(gate: Gate) -> None:
+    gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\n'
+                         '[tags]\nrequire_annotated = false\nrequire_signed = false\n'
+                         'formats = ["ssh"]\ncheck_at_creation = false\n')
+    gate.repos.git("rm", "-q", "ok")
+    gate.repos.commit("broken, but tagged")
+    gate.repos.git("tag", "v0.1.0")
+    proc = gate.push("origin", "v0.1.0")
+    assert proc.returncode == 1
+    err = proc.stderr  # type: ignore[attr-defined]
+    assert "tag accepted: lightweight tag allowed by configuration; FAILED: ./ops/validate.sh" in err
+    assert gate.repos.remote_ref("refs/tags/v0.1.0") is None
