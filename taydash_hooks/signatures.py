@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taydash_hooks import process
-from taydash_hooks.errors import usage
+from taydash_hooks.errors import environment, usage
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -71,6 +71,15 @@ class OpenPgpKeyring:
                 f"public keys into it (gpg --export --armor FINGERPRINT > {self.keys_file})."
             )
         self.home = Path(tempfile.mkdtemp(prefix="tdk-"))  # short: gpg socket paths are limited
+        try:
+            self._build()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _build(self) -> None:
+        assert self.home is not None
         shown = self._gpg("--show-keys", "--with-colons", str(self.keys_file))
         if re.search(r"^(sec|ssb):", shown.out, re.M):
             raise usage(
@@ -85,7 +94,6 @@ class OpenPgpKeyring:
         exported = self._gpg("--export")
         self.keyring = self.home / "allowed.gpg"
         self.keyring.write_bytes(exported.stdout)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.home is None:
@@ -102,7 +110,8 @@ class OpenPgpKeyring:
         try:
             return process.run(argv, input=input, timeout=signature_timeout())
         except process.Timeout as exc:
-            raise SignatureTimeout(str(exc)) from None
+            # Without the keyring no tag can be judged: fail closed, loudly.
+            raise environment(f"building the tag-policy keyring failed: {exc}.") from None
 
     def verify(self, payload: bytes, signature: bytes) -> SigCheck:
         """Verify a detached signature over ``payload`` and apply the allow-list."""
@@ -120,10 +129,6 @@ class OpenPgpKeyring:
         finally:
             sig.unlink()
         return decide_openpgp(res.out, self.allowed, self.allow_expired)
-
-
-class SignatureTimeout(Exception):
-    """gpg or ssh-keygen did not answer in time."""
 
 
 def decide_openpgp(status: str, allowed: set[str], allow_expired: bool) -> SigCheck:
