@@ -61,6 +61,12 @@ vmrestore = "/opt/vm/vmrestore"
 [snapshots.config]
 paths = [".env", "infra/"]
 recipients = ["ops@example.test"]
+
+[health]
+max_days_since_release = 14
+max_days_since_snapshot = 7.5
+max_unpushed_commits = 3
+large_blob_mib = 5
 """
 
 
@@ -92,6 +98,7 @@ def test_every_documented_key_round_trips(repos: Repos) -> None:
     assert s.victoriametrics == config.VictoriaMetricsConfig(
         "http://vm.internal:8428", "/srv/vm", "/opt/vm/vmbackup", "/opt/vm/vmrestore")
     assert s.config == config.ConfigBundleConfig((".env", "infra/"), ("ops@example.test",))
+    assert cfg.health == config.HealthConfig(14.0, 7.5, 3, 5.0)
     with pytest.raises(AttributeError):
         cfg.validate.timeout = 1  # type: ignore[misc,union-attr]  # frozen
 

@@ -235,3 +235,14 @@ def test_reference_transaction_ignores_unknown_states(repos: Repos) -> None:
         fake_git.wait()
     assert results == {"prepared": (1, True), "preparing": (0, False), "aborted": (0, False),
                        "some-future-state": (0, False)}
+
+
+def test_no_configuration_means_no_python_and_a_notice_with_verbose(repos: Repos) -> None:
+    import os
+
+    repos.install()
+    repos.commit("work")
+    proc = repos.push("origin", "main", env={**os.environ, "TAYDASH_VERBOSE": "1"})
+    assert proc.returncode == 0
+    assert proc.stderr.count("no configuration") == 1
+    assert repos.remote_ref("refs/heads/main") == repos.head()

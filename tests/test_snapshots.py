@@ -165,8 +165,20 @@ def test_flipped_byte_found_by_verify_and_refused_by_restore(snap: Snap) -> None
     assert proc.returncode == 1 and "corrupt" in proc.stderr
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_bad'") == "0"
     if snap.store_url.startswith("s3://"):
-        # The recorded version is still there: make it current again, then all is well.
+        # The recorded version is still there: fetch it, and the corrupt one is refused.
         assert snap.cli("objects", "versions", key).stdout.count("\n") == 2
+        good = Path(snap.repos.base) / "good.dump"
+        proc = snap.cli("objects", "get", key, "--version-id", art["version_id"], "-o", str(good))
+        assert proc.returncode == 0 and "matches the manifest" in proc.stderr, proc.stderr
+        import hashlib
+
+        assert hashlib.sha256(good.read_bytes()).hexdigest() == art["sha256"]
+        latest = next(line.split("\t")[0] for line in
+                      snap.cli("objects", "versions", key).stdout.splitlines() if "latest" in line)
+        bad = Path(snap.repos.base) / "bad.dump"
+        proc = snap.cli("objects", "get", key, "--version-id", latest, "-o", str(bad))
+        assert proc.returncode == 1 and "not saved" in proc.stderr and not bad.exists()
+        # Make the recorded version current again, then all is well.
         proc = snap.cli("objects", "promote", key, "--version-id", art["version_id"])
         assert proc.returncode == 0, proc.stderr
         assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
@@ -468,3 +480,27 @@ def test_flipped_byte_in_vm_backup_is_caught_by_our_hashes(repos: Repos, postgre
     proc = snap.cli("backups", "verify", "v0.1.0", "--deep")
     assert proc.returncode == 1 and "does not match" in proc.stdout
     postgres.drop_db(snap.db)
+
+
+def test_several_databases_and_choosing_one_to_restore(repos: Repos, postgres: services.Postgres,
+                                                       vm: services.VictoriaMetrics,
+                                                       gnupghome: keys.Keyring,
+                                                       tmp_path: Path) -> None:
+    snap = Snap(repos, postgres, vm, f"file://{tmp_path / 'store'}", None, dict(os.environ))
+    second = f"{snap.db}_b"
+    postgres.create_db(second)
+    postgres.psql("CREATE TABLE only_in_b (x int); INSERT INTO only_in_b VALUES (1), (2)", db=second)
+    snap.repos.configure(snap.toml.replace(f'databases = ["{snap.db}"]',
+                                           f'databases = ["{snap.db}", "{second}"]'))
+    assert snap.tag("v0.1.0").returncode == 0
+    keys_ = sorted(a["key"] for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[attr-defined]
+                   if a["kind"] == "postgres")
+    assert sorted(k.rsplit("_", 1)[-1] for k in keys_) == sorted(
+        [f"{snap.db.split('_')[-1]}.dump", "b.dump"])  # db-backups/<tag>_<TS>_<database>.dump
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "nowhere")
+    assert proc.returncode == 2 and "--database" in proc.stderr
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", f"{second}_r", "--database", second)
+    assert proc.returncode == 0, proc.stderr
+    assert postgres.psql("SELECT count(*) FROM only_in_b", db=f"{second}_r") == "2"
+    for db in (snap.db, second, f"{second}_r"):
+        postgres.drop_db(db)
