@@ -86,8 +86,11 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
         from taydash_hooks.store.s3 import S3Store
 
         if isinstance(store, S3Store):
-            store.ensure_bucket()
-            status = store.client.get_bucket_versioning(store.bucket).status
+            # Read-only: doctor reports, it does not switch versioning on itself.
+            if not store._call(store.client.bucket_exists, store.bucket):
+                return [Finding("store", False, f"bucket {store.bucket} does not exist",
+                                f"mc mb ALIAS/{store.bucket} (with versioning)")]
+            status = store._call(store.client.get_bucket_versioning, store.bucket).status
             return [Finding("store", True, store.url),
                     Finding("bucket versioning", status == "Enabled", status or "Off",
                             f"mc version enable ALIAS/{store.bucket} (or allow "

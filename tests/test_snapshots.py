@@ -77,6 +77,7 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     proc = snap.tag("v0.1.0")
     assert proc.returncode == 0, proc.stderr
     assert "snapshot of v0.1.0 done" in proc.stderr
+    assert json.loads(snap.vm.get("/snapshot/list"))["snapshots"] == []  # ours was deleted
     doc = snap.manifest("v0.1.0")
     assert doc["tag"] == "v0.1.0"
     assert doc["tag_object"] == snap.repos.head("refs/tags/v0.1.0")
@@ -242,6 +243,13 @@ def test_vmbackup_missing_is_exit_3(snap: Snap) -> None:
     proc = snap.cli("snapshot", "v0.1.0")
     assert proc.returncode == 3
     _no_manifest_then_rerun(snap, proc, "apt-get install victoria-metrics")
+    # A vmbackup that fails after our snapshot was made: the snapshot is deleted anyway.
+    snap.repos.configure(snap.toml.replace("[snapshots.victoriametrics]\n",
+                                           '[snapshots.victoriametrics]\nvmbackup = "false"\n'))
+    proc = snap.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
+    assert proc.returncode == 3 and "vmbackup failed" in proc.stderr, proc.stderr
+    assert json.loads(snap.vm.get("/snapshot/list"))["snapshots"] == []
+    assert _store_keys(snap, "vm-backups/") == []
 
 
 def test_pg_dump_killed_mid_stream(snap: Snap) -> None:

@@ -274,3 +274,16 @@ def test_health_thresholds_are_configurable(flow: Flow) -> None:
     doc = json.loads(flow.cli("health", "--json").stdout)
     assert [b["path"] for b in doc["large_blobs"]] == ["big.bin"]
     assert any("not on origin" in w for w in doc["warnings"])
+
+
+def test_doctor_on_an_s3_store(repos: Repos, s3: services.S3Server, bucket: str) -> None:
+    repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\n'
+                    f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+                    '[snapshots.victoriametrics]\nvmbackup = "no-vmbackup-here"\n')
+    proc = taydash("doctor", cwd=repos.work)
+    assert proc.returncode == 1
+    assert "FAIL S3 credentials" in proc.stdout and "TAYDASH_S3_ACCESS_KEY" in proc.stdout
+    assert "FAIL no-vmbackup-here" in proc.stdout and "apt-get install victoria-metrics" in proc.stdout
+    proc = taydash("doctor", cwd=repos.work, env={**os.environ, **s3.env()})
+    assert "FAIL bucket versioning" in proc.stdout and "mc version enable" in proc.stdout
+    assert s3.client().get_bucket_versioning(bucket).status != "Enabled"  # doctor only looks
