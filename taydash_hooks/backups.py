@@ -19,7 +19,8 @@ from taydash_hooks.store import Store, open_store
 from taydash_hooks.store.base import CHUNK
 
 
-def _open(cwd: Path) -> tuple[git.Repo, Config, Store]:
+def open_repo_store(cwd: Path) -> tuple[git.Repo, Config, Store]:
+    """The repository around ``cwd``, its configuration and its store."""
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
     return repo, cfg, open_store(repo, cfg)
@@ -27,7 +28,7 @@ def _open(cwd: Path) -> tuple[git.Repo, Config, Store]:
 
 def list_backups(cwd: Path, as_json: bool) -> int:
     """One line per manifest: tag, time, commit, artifacts."""
-    _, _, store = _open(cwd)
+    _, _, store = open_repo_store(cwd)
     docs = [manifest.require(store, t) for t in manifest.all_tags(store)]
     if as_json:
         emit_json([{"tag": d.get("tag"), "created": d.get("created"), "commit": d.get("commit"),
@@ -43,7 +44,7 @@ def list_backups(cwd: Path, as_json: bool) -> int:
 
 
 def show(cwd: Path, tag: str, as_json: bool) -> int:
-    _, _, store = _open(cwd)
+    _, _, store = open_repo_store(cwd)
     doc = manifest.require(store, tag)
     if as_json:
         emit_json(doc)
@@ -66,7 +67,7 @@ def _hash_object(store: Store, key: str, version_id: str | None) -> str:
     return sha.hexdigest()
 
 
-def _check_artifact(cfg: Config, store: Store, art: dict[str, Any], deep: bool) -> str | None:
+def check_artifact(cfg: Config, store: Store, art: dict[str, Any], deep: bool) -> str | None:
     """None when the artifact verifies, else the problem."""
     kind = art.get("kind")
     if kind == "victoriametrics":
@@ -108,12 +109,12 @@ def _check_artifact(cfg: Config, store: Store, art: dict[str, Any], deep: bool) 
 
 def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
     """Re-hash every artifact of ``tag``; exit 1 when one does not match."""
-    _, cfg, store = _open(cwd)
+    _, cfg, store = open_repo_store(cwd)
     doc = manifest.require(store, tag)
     rows = []
     for art in manifest.artifacts(doc):
         try:
-            problem = _check_artifact(cfg, store, art, deep)
+            problem = check_artifact(cfg, store, art, deep)
         except Exception as exc:  # a missing object is a failed check, not a crash
             problem = str(exc)
         rows.append({"kind": art.get("kind"), "key": art.get("key"), "ok": problem is None,
@@ -144,7 +145,7 @@ def _one(doc: dict[str, Any], kind: str, database: str | None = None) -> dict[st
 def restore_db(cwd: Path, tag: str, target: str, database: str | None) -> int:
     from taydash_hooks import snapshot_postgres
 
-    _, cfg, store = _open(cwd)
+    _, cfg, store = open_repo_store(cwd)
     pcfg = (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
     art = _one(manifest.require(store, tag), "postgres", database)
     say("taydash: " + snapshot_postgres.restore(pcfg, store, art, target, snapshot_timeout()))
@@ -154,7 +155,7 @@ def restore_db(cwd: Path, tag: str, target: str, database: str | None) -> int:
 def restore_vm(cwd: Path, tag: str, dest: Path) -> int:
     from taydash_hooks import snapshot_vm
 
-    _, cfg, store = _open(cwd)
+    _, cfg, store = open_repo_store(cwd)
     vcfg = (cfg.snapshots.victoriametrics if cfg.snapshots else None) or VictoriaMetricsConfig()
     art = _one(manifest.require(store, tag), "victoriametrics")
     say("taydash: " + snapshot_vm.restore(vcfg, store, art, dest, snapshot_timeout()))
@@ -164,7 +165,7 @@ def restore_vm(cwd: Path, tag: str, dest: Path) -> int:
 def restore_config(cwd: Path, tag: str, dest: Path) -> int:
     from taydash_hooks import snapshot_config
 
-    _, _, store = _open(cwd)
+    _, _, store = open_repo_store(cwd)
     art = _one(manifest.require(store, tag), "config")
     say("taydash: " + snapshot_config.restore(store, art, dest, snapshot_timeout()))
     return Exit.OK

@@ -87,10 +87,10 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
 
         if isinstance(store, S3Store):
             # Read-only: doctor reports, it does not switch versioning on itself.
-            if not store._call(store.client.bucket_exists, store.bucket):
+            if not store.call(store.client.bucket_exists, store.bucket):
                 return [Finding("store", False, f"bucket {store.bucket} does not exist",
                                 f"mc mb ALIAS/{store.bucket} (with versioning)")]
-            status = store._call(store.client.get_bucket_versioning, store.bucket).status
+            status = store.call(store.client.get_bucket_versioning, store.bucket).status
             return [Finding("store", True, store.url),
                     Finding("bucket versioning", status == "Enabled", status or "Off",
                             f"mc version enable ALIAS/{store.bucket} (or allow "

@@ -111,7 +111,7 @@ def _validate_check(repo: git.Repo, cfg: Config, root: Path) -> Check:
 def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, dict[str, Any] | None]:
     if cfg.snapshots is None:
         return Check("artifacts", None, "no [snapshots] configured"), None
-    from taydash_hooks.backups import _check_artifact
+    from taydash_hooks.backups import check_artifact
     from taydash_hooks.store import open_store
 
     store = open_store(repo, cfg)
@@ -119,7 +119,7 @@ def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, dict
     if doc is None:
         return Check("artifacts", False, f"no manifest for {tag} in {store.url}"), None
     for art in manifest.artifacts(doc):
-        problem = _check_artifact(cfg, store, art, deep=False)
+        problem = check_artifact(cfg, store, art, deep=False)
         if problem:
             return Check("artifacts", False, f"{art.get('key')}: {problem}"), doc
     return Check("artifacts", True, f"{len(manifest.artifacts(doc))} artifact(s) re-hashed"), doc

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from taydash_hooks import manifest
-from taydash_hooks.backups import _open
+from taydash_hooks.backups import open_repo_store
 from taydash_hooks.errors import Exit, refused
 from taydash_hooks.output import say
 from taydash_hooks.store import Store
@@ -26,7 +26,7 @@ def expected_sha(store: Store, key: str) -> str | None:
 
 
 def versions(cwd: Path, key: str) -> int:
-    _, _, store = _open(cwd)
+    _, _, store = open_repo_store(cwd)
     found = store.versions(key)
     if not found:
         raise refused(f"{key} has no versions in {store.url}.")
@@ -37,7 +37,7 @@ def versions(cwd: Path, key: str) -> int:
 
 def get(cwd: Path, key: str, version_id: str, output: Path) -> int:
     """Download one version to ``output``; refused (and not kept) when its checksum is wrong."""
-    _, _, store = _open(cwd)
+    _, _, store = open_repo_store(cwd)
     want = expected_sha(store, key)
     tmp = output.with_name(f".{output.name}.partial")
     sha = hashlib.sha256()
@@ -60,7 +60,7 @@ def get(cwd: Path, key: str, version_id: str, output: Path) -> int:
 
 def promote(cwd: Path, key: str, version_id: str) -> int:
     """Make an old version current again, after checking it against the manifest."""
-    _, _, store = _open(cwd)
+    _, _, store = open_repo_store(cwd)
     want = expected_sha(store, key)
     if want is not None:
         sha = hashlib.sha256()

@@ -31,7 +31,7 @@ def signature_timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
-def _gpg() -> str:
+def gpg_program() -> str:
     # Like git's gpg.program: lets a packager point at gpg2 (and tests at a hung one).
     return os.environ.get("TAYDASH_GPG", "gpg")
 
@@ -105,7 +105,7 @@ class OpenPgpKeyring:
 
     def _gpg(self, *args: str, input: bytes | None = None) -> process.Result:
         assert self.home is not None
-        argv = [_gpg(), "--homedir", str(self.home), "--batch", "--no-tty",
+        argv = [gpg_program(), "--homedir", str(self.home), "--batch", "--no-tty",
                 "--no-auto-key-retrieve", "--trust-model", "always", *args]
         try:
             return process.run(argv, input=input, timeout=signature_timeout())

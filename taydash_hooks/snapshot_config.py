@@ -18,7 +18,7 @@ from taydash_hooks import process
 from taydash_hooks.config import Config, ConfigBundleConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
-from taydash_hooks.signatures import _gpg
+from taydash_hooks.signatures import gpg_program
 from taydash_hooks.snapshot_postgres import download_verified
 from taydash_hooks.snapshot_vm import empty_dir
 from taydash_hooks.store import Store
@@ -35,7 +35,7 @@ def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
     if missing:
         raise usage(f"[snapshots.config] path {missing[0]!r} does not exist.")
     recipients = [arg for r in bcfg.recipients for arg in ("--recipient", r)]
-    argv = [_gpg(), "--batch", "--no-tty", "--trust-model", "always", "--encrypt", *recipients,
+    argv = [gpg_program(), "--batch", "--no-tty", "--trust-model", "always", "--encrypt", *recipients,
             "--output", "-"]
     failures: list[BaseException] = []
     with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
@@ -86,7 +86,7 @@ def restore(store: Store, artifact: dict[str, Any], dest: Path, timeout: float) 
         download_verified(store, artifact, local)
         with local.open("rb") as src, \
                 tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
-                process.popen([_gpg(), "--batch", "--no-tty", "--decrypt"], stdin=src,
+                process.popen([gpg_program(), "--batch", "--no-tty", "--decrypt"], stdin=src,
                               stdout=subprocess.PIPE, stderr=err) as proc:
             stream = process.ProducerStream(proc, "gpg --decrypt", timeout, err.name)
             try:

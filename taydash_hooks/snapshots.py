@@ -107,14 +107,15 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             # Without a manifest these are not a backup; do not leave orphans behind.
             for art in artifacts:
                 with contextlib.suppress(Exception, KeyboardInterrupt):
-                    _remove(store, art)
+                    remove_artifact(store, art)
             raise
         say(f"taydash: snapshot of {tag} done: {manifest.key(tag)} "
             f"({len(artifacts)} artifact(s), manifest sha256 {written.sha256[:12]})")
         return doc
 
 
-def _remove(store: Store, art: dict[str, Any]) -> None:
+def remove_artifact(store: Store, art: dict[str, Any]) -> None:
+    """Delete one artifact of a backup that has (or will have) no manifest."""
     if art["kind"] == "victoriametrics":
         store.delete_prefix(art["key"])
         return

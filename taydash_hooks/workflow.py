@@ -131,14 +131,14 @@ def _no_backup_yet(repo: git.Repo, cfg: Config, tag: str) -> None:
 
 
 def _remove_backup(store: Any, tag: str) -> None:
-    from taydash_hooks.snapshots import _remove
+    from taydash_hooks.snapshots import remove_artifact
 
     doc = manifest.load(store, tag)
     if doc is None:
         return
     store.delete(manifest.key(tag))  # the manifest first: without it the rest is no backup
     for art in manifest.artifacts(doc):
-        _remove(store, art)
+        remove_artifact(store, art)
 
 
 @dataclass(frozen=True)

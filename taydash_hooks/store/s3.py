@@ -93,7 +93,8 @@ class S3Store:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a minio call; its failure becomes one sentence (exit 3)."""
         try:
             return fn(*args, **kwargs)
         except TaydashError:
@@ -108,10 +109,10 @@ class S3Store:
         from minio.commonconfig import ENABLED
         from minio.versioningconfig import VersioningConfig
 
-        if not self._call(self.client.bucket_exists, self.bucket):
+        if not self.call(self.client.bucket_exists, self.bucket):
             raise environment(
                 f"bucket {self.bucket} does not exist at {self.cfg.endpoint}; create it first.")
-        status = self._call(self.client.get_bucket_versioning, self.bucket).status
+        status = self.call(self.client.get_bucket_versioning, self.bucket).status
         if status != ENABLED:
             try:
                 self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
@@ -279,7 +280,7 @@ class S3Store:
         full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
         if prefix.endswith("/") and not full.endswith("/"):
             full += "/"
-        objs = self._call(lambda: list(self.client.list_objects(self.bucket, full, recursive=True)))
+        objs = self.call(lambda: list(self.client.list_objects(self.bucket, full, recursive=True)))
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(o.object_name[strip:] for o in objs)
 
@@ -302,7 +303,7 @@ class S3Store:
 
     def versions(self, key: str) -> list[Version]:
         name = self._key(key)
-        objs = self._call(lambda: list(self.client.list_objects(
+        objs = self.call(lambda: list(self.client.list_objects(
             self.bucket, name, include_version=True)))
         return [Version(key, o.version_id or "null", o.size or 0,
                         o.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ") if o.last_modified else "",
@@ -313,9 +314,9 @@ class S3Store:
         from minio.commonconfig import CopySource
 
         name = self._key(key)
-        result = self._call(self.client.copy_object, self.bucket, name,
+        result = self.call(self.client.copy_object, self.bucket, name,
                             CopySource(self.bucket, name, version_id=version_id))
-        stat = self._call(self.client.stat_object, self.bucket, name)
+        stat = self.call(self.client.stat_object, self.bucket, name)
         return Written(key, stat.size or 0, "", result.version_id)
 
     def vm_url(self, prefix: str) -> str:
