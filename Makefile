@@ -39,7 +39,8 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest -q
+	@rm -f $(VENV)/pytest-status
+	$(PY) -m pytest -q; status=$$?; echo $$status > $(VENV)/pytest-status; exit $$status
 
 demo: $(STAMP) system-deps
 	$(VENV)/bin/taydash demo
