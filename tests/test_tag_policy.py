@@ -344,6 +344,12 @@ def test_creation_refuses_nonconforming_release_tag(lab: Lab) -> None:
     good = lab.sign("v0.1.0")
     assert good.returncode == 0, good.stderr  # type: ignore[attr-defined]
     assert lab.repos.git("tag", "-l", "v0.1.0").stdout.strip() == "v0.1.0"
+    before = lab.repos.head("refs/tags/v0.1.0")
+    lab.repos.commit("later work")
+    moved = lab.repos.git("-c", f"user.signingkey={lab.ring.keys['trusted'].fingerprint}",
+                          "tag", "-f", "-s", "-m", "moved", "v0.1.0", check=False)
+    assert moved.returncode != 0 and "moving a release tag" in moved.stderr  # type: ignore[attr-defined]
+    assert lab.repos.head("refs/tags/v0.1.0") == before
 
 
 def test_creation_check_ignores_fetched_tags(lab: Lab, tmp_path: Path) -> None:
