@@ -56,8 +56,10 @@ class SigCheck:
 class OpenPgpKeyring:
     """A throwaway GNUPGHOME holding only the public keys of ``tags.openpgp_keys``."""
 
-    def __init__(self, keys_file: Path, allowed: tuple[str, ...], allow_expired: bool) -> None:
+    def __init__(self, keys_file: Path, allowed: tuple[str, ...], allow_expired: bool,
+                 cache_dir: Path | None = None) -> None:
         self.keys_file = keys_file
+        self.cache_dir = cache_dir  # where built keyrings are kept, by the keys file's hash
         self.allowed = {f.upper() for f in allowed}
         self.allow_expired = allow_expired
         self.home: Path | None = None
@@ -80,6 +82,14 @@ class OpenPgpKeyring:
 
     def _build(self) -> None:
         assert self.home is not None
+        import hashlib
+
+        digest = hashlib.sha256(self.keys_file.read_bytes()).hexdigest()
+        cached = self.cache_dir / f"{digest}.gpg" if self.cache_dir else None
+        if cached is not None and cached.is_file():
+            # The same keys file was checked and converted before: no gpg call at all.
+            self.keyring = cached
+            return
         shown = self._gpg("--show-keys", "--with-colons", str(self.keys_file))
         if re.search(r"^(sec|ssb):", shown.out, re.M):
             raise usage(
@@ -94,6 +104,12 @@ class OpenPgpKeyring:
         exported = self._gpg("--export")
         self.keyring = self.home / "allowed.gpg"
         self.keyring.write_bytes(exported.stdout)
+        if cached is not None:
+            with contextlib.suppress(OSError):  # only a speed-up: a read-only git dir is fine
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+                tmp.write_bytes(exported.stdout)
+                os.replace(tmp, cached)
 
     def __exit__(self, *exc: object) -> None:
         if self.home is None:
@@ -105,7 +121,8 @@ class OpenPgpKeyring:
 
     def _gpg(self, *args: str, input: bytes | None = None) -> process.Result:
         assert self.home is not None
-        argv = [gpg_program(), "--homedir", str(self.home), "--batch", "--no-tty",
+        # --no-autostart: public keys need no agent, and starting one costs more than the rest.
+        argv = [gpg_program(), "--homedir", str(self.home), "--batch", "--no-tty", "--no-autostart",
                 "--no-auto-key-retrieve", "--trust-model", "always", *args]
         try:
             return process.run(argv, input=input, timeout=signature_timeout())

@@ -72,7 +72,8 @@ class TagPolicy:
     def _openpgp(self) -> OpenPgpKeyring:
         if self._keyring is None:
             ring = OpenPgpKeyring(self.config.path(self.cfg.openpgp_keys),
-                                  self.cfg.openpgp_fingerprints, self.cfg.allow_expired_keys)
+                                  self.cfg.openpgp_fingerprints, self.cfg.allow_expired_keys,
+                                  cache_dir=self.repo.state_dir / "keyrings")
             self._keyring = self._stack.enter_context(ring)
         return self._keyring
 
