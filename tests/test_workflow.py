@@ -287,3 +287,20 @@ def test_doctor_on_an_s3_store(repos: Repos, s3: services.S3Server, bucket: str)
     proc = taydash("doctor", cwd=repos.work, env={**os.environ, **s3.env()})
     assert "FAIL bucket versioning" in proc.stdout and "mc version enable" in proc.stdout
     assert s3.client().get_bucket_versioning(bucket).status != "Enabled"  # doctor only looks
+
+
+def test_backup_with_an_ssh_signing_key(repos: Repos, ssh_keys: dict[str, keys.SshKey]) -> None:
+    alice = ssh_keys["alice"]
+    repos.write(".taydash/allowed_signers", keys.allowed_signers_line(alice))
+    repos.configure('[tags]\nformats = ["ssh"]\n')
+    repos.install()
+    repos.git("config", "gpg.format", "ssh")
+    repos.git("config", "user.signingkey", str(alice.private))
+    proc = taydash("backup", "v0.1.0", "-m", "ssh signed", "--yes", cwd=repos.work)
+    assert proc.returncode == 0, proc.stderr
+    assert "-----BEGIN SSH SIGNATURE-----" in repos.git("cat-file", "tag", "v0.1.0").stdout
+    assert repos.remote_ref("refs/tags/v0.1.0") == repos.head("refs/tags/v0.1.0")
+    report = json.loads(taydash("verify", "v0.1.0", "--json", cwd=repos.work).stdout)
+    checks = {c["name"]: c["result"] for c in report["checks"]}
+    assert checks["signature"] == "pass" and checks["remote"] == "pass"
+    assert checks["artifacts"] == "n/a" and report["ok"] is True
