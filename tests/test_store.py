@@ -171,3 +171,22 @@ def test_object_lock_retention_on_every_upload(s3: services.S3Server) -> None:
             meta["x-amz-object-lock-retain-until-date"].replace("Z", "+00:00"))
         left = until - datetime.datetime.now(datetime.timezone.utc)
         assert datetime.timedelta(days=2) < left <= datetime.timedelta(days=3)
+
+
+def test_clean_partial_removes_only_that_tags_dead_attempts(store: Store) -> None:
+    mine, other = "db-backups/v1_20260101_000000.dump", "db-backups/v1_x_20260101_000000.dump"
+    if isinstance(store, FileStore):
+        folder = store.root / "db-backups"
+        folder.mkdir(parents=True)
+        for key in (mine, other):
+            (store.root / f"{key.replace('db-backups/', 'db-backups/.')}.abc.partial").write_bytes(b"x")
+        leftovers = lambda: sorted(p.name for p in folder.iterdir())  # noqa: E731
+    else:
+        for key in (mine, other):
+            store.client._create_multipart_upload(store.bucket, f"team/x/{key}", {})
+        leftovers = lambda: sorted(  # noqa: E731
+            str(u.object_name) for u in store.client._list_multipart_uploads(store.bucket).uploads)
+    assert len(leftovers()) == 2
+    assert store.clean_partial("db-backups/v1_") == 1
+    remaining = leftovers()
+    assert len(remaining) == 1 and "v1_x_" in remaining[0]

@@ -8,6 +8,7 @@ and a failed upload leaves nothing under the final key on either backend.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -97,6 +98,17 @@ def check_key(key: str) -> str:
     if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise usage(f"refusing store key {key!r}: it must be a plain relative path.")
     return key
+
+
+_TS_REST = re.compile(r"\d{8}_\d{6}[._]")
+
+
+def from_attempt(prefix: str, name: str) -> bool:
+    """True when ``name`` is ``prefix`` followed by a snapshot timestamp.
+
+    ``db-backups/v1_`` must not match ``db-backups/v1_x_<TS>.dump`` of tag ``v1_x``.
+    """
+    return name.startswith(prefix) and bool(_TS_REST.match(name, len(prefix)))
 
 
 class HashingReader:

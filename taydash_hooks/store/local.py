@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from taydash_hooks.errors import environment, refused
-from taydash_hooks.store.base import CHUNK, HashingReader, Version, Written, check_key
+from taydash_hooks.store.base import CHUNK, HashingReader, Version, Written, check_key, from_attempt
 
 
 class FileStore:
@@ -101,9 +101,10 @@ class FileStore:
         folder, _, start = self._path(prefix).as_posix().rpartition("/")
         count = 0
         for path in Path(folder).glob(f".{start}*.partial") if Path(folder).is_dir() else []:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                count += 1
+            if from_attempt(f".{start}", path.name):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    count += 1
         return count
 
     def delete(self, key: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from taydash_hooks.config import S3Config
 from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.output import log
-from taydash_hooks.store.base import Version, Written, check_key
+from taydash_hooks.store.base import Version, Written, check_key, from_attempt
 
 PART_SIZE = 16 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
 UPLOADERS = 2  # parts uploaded at once
@@ -138,7 +138,7 @@ class S3Store:
             result = self.client._list_multipart_uploads(self.bucket, prefix=name)
             for upload in result.uploads:
                 obj = str(upload.object_name)
-                if obj == name or not exact:
+                if obj == name or (not exact and from_attempt(name, obj)):
                     self.client._abort_multipart_upload(self.bucket, obj, str(upload.upload_id))
                     count += 1
         return count
