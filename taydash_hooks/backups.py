@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from taydash_hooks.output import color, emit_json, say
 from taydash_hooks.snapshot_postgres import corrupt_message
 from taydash_hooks.snapshots import snapshot_timeout
 from taydash_hooks.store import Store, open_store
-from taydash_hooks.store.base import CHUNK
+from taydash_hooks.store.base import sha256_of
 
 
 def open_repo_store(cwd: Path) -> tuple[git.Repo, Config, Store]:
@@ -60,11 +59,8 @@ def show(cwd: Path, tag: str, as_json: bool) -> int:
 
 
 def _hash_object(store: Store, key: str, version_id: str | None) -> str:
-    sha = hashlib.sha256()
     with store.open(key, version_id) as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+        return sha256_of(fh)[0]
 
 
 def check_artifact(cfg: Config, store: Store, art: dict[str, Any], deep: bool) -> str | None:

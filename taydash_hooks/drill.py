@@ -9,7 +9,6 @@ user's repository or databases.
 
 from __future__ import annotations
 
-import fnmatch
 import secrets
 import shutil
 import sys
@@ -25,6 +24,7 @@ from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError, refused
 from taydash_hooks.output import color, emit_json
 from taydash_hooks.remote import ls_remote, upstream
+from taydash_hooks.tag_report import release_tags
 
 
 @dataclass
@@ -211,15 +211,6 @@ def verify(cwd: Path, tag: str, as_json: bool) -> int:
     return Exit.OK if report.ok else Exit.REFUSED
 
 
-def release_tags(repo: git.Repo, cfg: Config, last: int) -> list[str]:
-    """The newest ``last`` release tags by creation date."""
-    patterns = cfg.tags.release if cfg.tags else ("v*",)
-    out = git.out("for-each-ref", "--sort=-creatordate", "--format=%(refname:strip=2)",
-                  "refs/tags", cwd=repo.root)
-    tags = [t for t in out.splitlines() if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
-    return tags[:last]
-
-
 COLUMNS = ("clone", "validate", "signature", "db restore", "vm restore")
 
 
@@ -227,7 +218,7 @@ def drill(cwd: Path, last: int, as_json: bool) -> int:
     """The monthly restore drill; a table and exit 1 when any cell failed."""
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
-    tags = release_tags(repo, cfg, last)
+    tags = [name for name, _ in release_tags(repo, cfg)][:last]
     if not tags:
         raise refused("there are no release tags to drill (create one with taydash release).")
     remote = _remote_name(repo)

@@ -18,26 +18,13 @@ from taydash_hooks.config import Config, HealthConfig
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import color, emit_json
 from taydash_hooks.snapshot_triggers import STATUS_FILE
+from taydash_hooks.tag_report import release_tags
 
 MIB = 1024 * 1024
 
 
 def _days(seconds: float) -> float:
     return round(seconds / 86400, 1)
-
-
-def _release_tags(repo: git.Repo, cfg: Config) -> list[tuple[str, int]]:
-    import fnmatch
-
-    patterns = cfg.tags.release if cfg.tags else ("v*",)
-    out = git.out("for-each-ref", "--sort=-creatordate",
-                  "--format=%(refname:strip=2) %(creatordate:unix)", "refs/tags", cwd=repo.root)
-    rows = []
-    for line in out.splitlines():
-        name, _, when = line.rpartition(" ")
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            rows.append((name, int(when or 0)))
-    return rows
 
 
 def largest_blobs(root: Path, minimum: int, limit: int = 10) -> list[dict[str, Any]]:
@@ -63,7 +50,7 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
     root = repo.root
     doc: dict[str, Any] = {"warnings": []}
     warn = doc["warnings"].append
-    tags = _release_tags(repo, cfg)
+    tags = release_tags(repo, cfg)
     doc["last_release_tag"] = tags[0][0] if tags else None
     doc["days_since_release"] = _days(now - tags[0][1]) if tags else None
     if not tags:

@@ -52,9 +52,9 @@ def is_pre_commit(path: Path) -> bool:
         return False
 
 
-def hooks_dir(cwd: Path, force: bool = False) -> Path:
+def hooks_dir(cwd: Path, force: bool = False, repo: git.Repo | None = None) -> Path:
     """The folder git runs hooks from, refusing a core.hooksPath outside the repository."""
-    repo = git.find_repo(cwd)
+    repo = repo or git.find_repo(cwd)
     rel = git.out("rev-parse", "--git-path", "hooks", cwd=cwd)
     path = (cwd / rel).resolve()
     custom = git.git("config", "--get", "core.hooksPath", cwd=cwd, check=False).out.strip()
@@ -84,7 +84,7 @@ def install(cwd: Path, *, force: bool = False, server: bool = False) -> list[str
         raise usage("--server installs pre-receive into a bare repository; this one has a work tree.")
     if repo.bare and not server:
         raise usage("This is a bare repository: use `taydash install --server` for pre-receive.")
-    folder = hooks_dir(cwd, force)
+    folder = hooks_dir(cwd, force, repo)
     folder.mkdir(parents=True, exist_ok=True)
     report = []
     for hook in SERVER_HOOKS if server else CLIENT_HOOKS:
@@ -120,7 +120,7 @@ def _install_one(path: Path, text: str) -> str:
 def uninstall(cwd: Path) -> list[str]:
     """Remove the shims and put any hook they had kept as ``.legacy`` back."""
     repo = git.find_repo(cwd)
-    folder = hooks_dir(cwd, force=True)
+    folder = hooks_dir(cwd, force=True, repo=repo)
     report = []
     for hook in SERVER_HOOKS if repo.bare else CLIENT_HOOKS:
         path = folder / hook

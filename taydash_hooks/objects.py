@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from taydash_hooks.backups import open_repo_store
 from taydash_hooks.errors import Exit, refused
 from taydash_hooks.output import say
 from taydash_hooks.store import Store
-from taydash_hooks.store.base import CHUNK
+from taydash_hooks.store.base import copy_hashing, sha256_of
 
 
 def expected_sha(store: Store, key: str) -> str | None:
@@ -40,21 +39,18 @@ def get(cwd: Path, key: str, version_id: str, output: Path) -> int:
     _, _, store = open_repo_store(cwd)
     want = expected_sha(store, key)
     tmp = output.with_name(f".{output.name}.partial")
-    sha = hashlib.sha256()
     try:
         with store.open(key, version_id) as src, tmp.open("wb") as out:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                sha.update(chunk)
-                out.write(chunk)
-        if want is not None and sha.hexdigest() != want:
-            raise refused(f"version {version_id} of {key} has SHA-256 {sha.hexdigest()[:16]}..., "
+            got = copy_hashing(src, out)
+        if want is not None and got != want:
+            raise refused(f"version {version_id} of {key} has SHA-256 {got[:16]}..., "
                           f"not the manifest's {want[:16]}...; not saved.")
         os.replace(tmp, output)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     note = "matches the manifest" if want else "no manifest names this key"
-    say(f"taydash: saved {key} version {version_id} to {output} (sha256 {sha.hexdigest()}, {note})")
+    say(f"taydash: saved {key} version {version_id} to {output} (sha256 {got}, {note})")
     return Exit.OK
 
 
@@ -63,11 +59,9 @@ def promote(cwd: Path, key: str, version_id: str) -> int:
     _, _, store = open_repo_store(cwd)
     want = expected_sha(store, key)
     if want is not None:
-        sha = hashlib.sha256()
         with store.open(key, version_id) as src:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                sha.update(chunk)
-        if sha.hexdigest() != want:
+            got = sha256_of(src)[0]
+        if got != want:
             raise refused(f"version {version_id} of {key} does not match the manifest; "
                           "refusing to make it current.")
     written = store.promote(key, version_id)

@@ -16,7 +16,7 @@ from taydash_hooks.config import PostgresConfig
 from taydash_hooks.errors import environment, refused
 from taydash_hooks.output import say
 from taydash_hooks.store import Store
-from taydash_hooks.store.base import CHUNK, Written
+from taydash_hooks.store.base import Written, copy_hashing
 
 
 def _conn(cfg: PostgresConfig) -> list[str]:
@@ -68,16 +68,11 @@ def download_verified(store: Store, artifact: dict[str, Any], dest: Path) -> Non
     serves now is what must be trusted, and a replaced object is reported
     with the way back (`objects promote`).
     """
-    import hashlib
-
-    sha = hashlib.sha256()
     with store.open(artifact["key"]) as src, dest.open("wb") as out:
-        for chunk in iter(lambda: src.read(CHUNK), b""):
-            sha.update(chunk)
-            out.write(chunk)
-    if sha.hexdigest() != artifact["sha256"]:
+        got = copy_hashing(src, out)
+    if got != artifact["sha256"]:
         dest.unlink()
-        raise refused(corrupt_message(artifact, sha.hexdigest()) + "; nothing was restored")
+        raise refused(corrupt_message(artifact, got) + "; nothing was restored")
 
 
 def corrupt_message(artifact: dict[str, Any], got: str) -> str:

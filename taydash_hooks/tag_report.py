@@ -7,6 +7,7 @@ from pathlib import Path
 
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
+from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, usage
 from taydash_hooks.output import color, emit_json
 from taydash_hooks.tag_policy import TagPolicy, TagVerdict
@@ -17,6 +18,21 @@ def local_tags(cwd: Path) -> dict[str, str]:
     out = git.out("for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/tags", cwd=cwd)
     pairs = (line.split(" ", 1) for line in out.splitlines() if line)
     return {name: oid for name, oid in pairs}
+
+
+def release_tags(repo: git.Repo, cfg: Config) -> list[tuple[str, int]]:
+    """Tags matching ``tags.release`` (``v*`` without a [tags] table), newest first, with their unix time."""
+    import fnmatch
+
+    patterns = cfg.tags.release if cfg.tags else ("v*",)
+    out = git.out("for-each-ref", "--sort=-creatordate",
+                  "--format=%(refname:strip=2) %(creatordate:unix)", "refs/tags", cwd=repo.root)
+    rows = []
+    for line in out.splitlines():
+        name, _, when = line.rpartition(" ")
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            rows.append((name, int(when or 0)))
+    return rows
 
 
 def run(cwd: Path, names: list[str], all_tags: bool, as_json: bool) -> int:

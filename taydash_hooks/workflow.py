@@ -20,6 +20,7 @@ from taydash_hooks import config as config_mod
 from taydash_hooks import git, manifest
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError, refused, usage
+from taydash_hooks.gate import dirty_files
 from taydash_hooks.output import say
 from taydash_hooks.remote import ls_remote, upstream
 from taydash_hooks.tag_naming import naming_problem
@@ -56,11 +57,6 @@ class Rollback:
                 say(f"   rolled back: {what}")
             except Exception as exc:  # keep undoing the rest
                 say(f"   could not roll back {what}: {exc}")
-
-
-def dirty_files(root: Path) -> list[str]:
-    res = git.git("status", "--porcelain", "--untracked-files=normal", cwd=root)
-    return [line[3:] for line in res.out.splitlines() if line.strip()]
 
 
 def check_name(cfg: Config, tag: str) -> None:

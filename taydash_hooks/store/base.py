@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -136,5 +135,10 @@ def sha256_of(stream: BinaryIO) -> tuple[str, int]:
     return sha.hexdigest(), size
 
 
-def iter_chunks(stream: BinaryIO) -> Iterator[bytes]:
-    return iter(lambda: stream.read(CHUNK), b"")
+def copy_hashing(stream: BinaryIO, out: BinaryIO) -> str:
+    """Copy ``stream`` to ``out`` in bounded chunks; the SHA-256 of what was copied."""
+    sha = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        sha.update(chunk)
+        out.write(chunk)
+    return sha.hexdigest()
