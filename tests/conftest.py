@@ -97,7 +97,7 @@ def bucket(s3: services.S3Server) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Under TAYDASH_TEST_DISALLOW_SKIP=1 (CI) a skipped test is a failed test."""
     outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+    report = outcome.get_result()
     if report.skipped and os.environ.get("TAYDASH_TEST_DISALLOW_SKIP") == "1":
         report.outcome = "failed"
         report.longrepr = f"skipped, but TAYDASH_TEST_DISALLOW_SKIP=1: {report.longrepr}"

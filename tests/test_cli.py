@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from testing.gitrepo import taydash
+from testing.gitrepo import Repos, taydash
 
 SPEC_COMMANDS = [
     ["install"], ["uninstall"], ["hook", "pre-push"], ["hook", "reference-transaction"],
@@ -43,8 +43,8 @@ def test_not_a_repository_is_one_sentence_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_dash_c_before_and_after_command(repos: object, tmp_path: Path) -> None:
-    work = repos.work  # type: ignore[attr-defined]
+def test_dash_c_before_and_after_command(repos: Repos, tmp_path: Path) -> None:
+    work = repos.work
     for argv in (["-C", str(work), "validate"], ["validate", "-C", str(work)]):
         proc = taydash(*argv, cwd=tmp_path)
         # The repository was found (no config → usage error about [validate], not "not a repo").
@@ -66,8 +66,8 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_hook_entry_does_not_import_click(repos: object) -> None:
-    work = repos.work  # type: ignore[attr-defined]
+def test_hook_entry_does_not_import_click(repos: Repos) -> None:
+    work = repos.work
     code = ("import sys\nfrom taydash_hooks import hook_main\n"
             "sys.stdin = open('/dev/null')\n"
             "try:\n    hook_main.main(['pre-push', 'origin', 'x'])\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ class Gate:
         path = self.marker / "runs"
         return len(path.read_text().splitlines()) if path.exists() else 0
 
-    def push(self, *args: str) -> object:
+    def push(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.repos.push(*args, env=self.env)
 
 
@@ -43,8 +44,8 @@ def gate(repos: Repos, tmp_path: Path) -> Gate:
 
 def test_passing_validation_goes_through(gate: Gate) -> None:
     proc = gate.push("origin", "main")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
-    assert "refs/heads/main" in proc.stderr and "validated (" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
+    assert "refs/heads/main" in proc.stderr and "validated (" in proc.stderr
     assert gate.repos.remote_ref("refs/heads/main") == gate.repos.head()
     assert gate.runs() == 1
 
@@ -55,7 +56,7 @@ def test_failing_validation_blocks_and_remote_is_unchanged(gate: Gate) -> None:
     gate.repos.commit("break it")
     proc = gate.push("origin", "main")
     assert proc.returncode != 0
-    err = proc.stderr  # type: ignore[attr-defined]
+    err = proc.stderr
     assert "FAILED: ./ops/validate.sh exit 1" in err
     assert "ok file missing" in err  # the tail of the output
     assert "full log:" in err
@@ -77,7 +78,7 @@ def test_uncommitted_deletion_does_not_block_a_good_commit(gate: Gate) -> None:
     (gate.repos.work / "ok").unlink()  # dirty: the work tree would fail
     gate.repos.git("stash", "list")
     proc = gate.push("origin", "main")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert gate.repos.git("status", "--porcelain").stdout.strip() == "D ok"
 
 
@@ -90,34 +91,34 @@ def test_two_branches_validated_separately_and_tag_on_same_commit_once(gate: Gat
     gate.repos.commit("main work")
     gate.repos.git("tag", "-a", "-m", "x", "build-1", "main")
     proc = gate.push("origin", "main", "feature", "build-1")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert gate.runs() == 2  # main+tag share a tree: validated once
-    err = proc.stderr  # type: ignore[attr-defined]
+    err = proc.stderr
     for ref in ("refs/heads/main", "refs/heads/feature", "refs/tags/build-1"):
         assert ref in err
 
 
 def test_repush_of_validated_tree_is_cached(gate: Gate) -> None:
-    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "main").returncode == 0
     gate.repos.git("checkout", "-q", "-b", "copy")
     proc = gate.push("origin", "copy")
     assert proc.returncode == 0
-    assert "cached" in proc.stderr  # type: ignore[attr-defined]
+    assert "cached" in proc.stderr
     assert gate.runs() == 1
 
 
 def test_corrupt_cache_is_ignored(gate: Gate) -> None:
-    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "main").returncode == 0
     (gate.repos.work / ".git" / "taydash" / "validate-cache.json").write_bytes(b"\x00{not json")
     gate.repos.git("checkout", "-q", "-b", "again")
     proc = gate.push("origin", "again")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
-    assert "validated (" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
+    assert "validated (" in proc.stderr
     assert gate.runs() == 2
 
 
 def test_cache_is_shared_by_linked_worktrees(gate: Gate, tmp_path: Path) -> None:
-    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "main").returncode == 0
     wt = tmp_path / "wt"
     gate.repos.git("worktree", "add", "-q", "-b", "linked", str(wt))
     proc = run("git", "push", "origin", "linked", cwd=wt, env=gate.env, check=False)
@@ -125,31 +126,31 @@ def test_cache_is_shared_by_linked_worktrees(gate: Gate, tmp_path: Path) -> None
 
 
 def test_force_push_and_deletion_of_main_refused_feature_allowed(gate: Gate) -> None:
-    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "main").returncode == 0
     gate.repos.git("checkout", "-q", "-b", "feature")
     gate.repos.commit("feature")
-    assert gate.push("origin", "feature").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "feature").returncode == 0
     main_before = gate.repos.remote_ref("refs/heads/main")
     gate.repos.git("checkout", "-q", "main")
     gate.repos.git("commit", "-q", "--amend", "-m", "rewritten")
     proc = gate.push("--force", "origin", "main")
     assert proc.returncode != 0
-    assert "refs/heads/main is protected" in proc.stderr  # type: ignore[attr-defined]
+    assert "refs/heads/main is protected" in proc.stderr
     proc = gate.push("origin", ":main")
-    assert proc.returncode != 0 and "cannot be deleted" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0 and "cannot be deleted" in proc.stderr
     assert gate.repos.remote_ref("refs/heads/main") == main_before
     gate.repos.git("checkout", "-q", "feature")
     gate.repos.git("commit", "-q", "--amend", "--allow-empty", "-m", "rewritten feature")
-    assert gate.push("--force", "origin", "feature").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("--force", "origin", "feature").returncode == 0
     proc = gate.push("origin", ":feature")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert gate.repos.remote_ref("refs/heads/feature") is None
 
 
 def test_push_to_url_and_raw_oid(gate: Gate) -> None:
     head = gate.repos.head()
     proc = gate.push(str(gate.repos.remote), f"{head}:refs/heads/by-oid")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert gate.runs() == 1
     assert gate.repos.remote_ref("refs/heads/by-oid") == head
 
@@ -160,7 +161,7 @@ def test_timeout_blocks_and_leaves_no_process(gate: Gate) -> None:
     start = time.monotonic()
     proc = gate.push("origin", "main")
     assert proc.returncode != 0
-    assert "timed out after 1 s" in proc.stderr  # type: ignore[attr-defined]
+    assert "timed out after 1 s" in proc.stderr
     assert time.monotonic() - start < 30
     procs = run("ps", "-eo", "args").stdout
     assert "sleep 1000" not in procs and "sleep 1001" not in procs
@@ -193,11 +194,11 @@ def test_missing_and_non_executable_commands(gate: Gate) -> None:
     gate.repos.configure('[validate]\ncommands = ["./ops/missing.sh"]\n')
     proc = gate.push("origin", "main")
     assert proc.returncode == 1
-    assert "does not exist in this commit" in proc.stderr  # type: ignore[attr-defined]
+    assert "does not exist in this commit" in proc.stderr
     gate.repos.write("ops/noexec.sh", "#!/bin/sh\nexit 0\n", 0o644)
     gate.repos.configure('[validate]\ncommands = ["./ops/noexec.sh"]\n')
     proc = gate.push("origin", "main")
-    assert proc.returncode == 1 and "not executable" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 1 and "not executable" in proc.stderr
 
 
 def test_command_outside_repo_is_config_error(gate: Gate) -> None:
@@ -209,7 +210,7 @@ def test_command_outside_repo_is_config_error(gate: Gate) -> None:
 def test_no_commands_passes_with_notice(gate: Gate) -> None:
     gate.repos.configure("[validate]\ncommands = []\n")
     proc = gate.push("origin", "main")
-    assert proc.returncode == 0 and "no commands configured" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0 and "no commands configured" in proc.stderr
 
 
 def test_megabytes_of_binary_output_do_not_break_the_hook(gate: Gate) -> None:
@@ -218,8 +219,8 @@ def test_megabytes_of_binary_output_do_not_break_the_hook(gate: Gate) -> None:
     gate.repos.configure('[validate]\ncommands = ["./ops/noisy.sh"]\n')
     proc = gate.push("origin", "main")
     assert proc.returncode == 1
-    assert "FAILED: ./ops/noisy.sh exit 3" in proc.stderr  # type: ignore[attr-defined]
-    assert len(proc.stderr) < 20000  # type: ignore[attr-defined]
+    assert "FAILED: ./ops/noisy.sh exit 3" in proc.stderr
+    assert len(proc.stderr) < 20000
 
 
 def test_malformed_stdin_is_exit_2(gate: Gate) -> None:
@@ -236,10 +237,10 @@ def test_isolate_false_refuses_dirty_tree(gate: Gate) -> None:
     gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\nisolate = false\n')
     gate.repos.write("dirty.txt", "x")
     proc = gate.push("origin", "main")
-    assert proc.returncode == 1 and "uncommitted changes" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 1 and "uncommitted changes" in proc.stderr
     (gate.repos.work / "dirty.txt").unlink()
     proc = gate.push("origin", "main")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_validate_command_on_a_revision(gate: Gate) -> None:
@@ -257,7 +258,7 @@ def test_skip_is_loud(gate: Gate) -> None:
     gate.repos.commit("break")
     proc = gate.repos.push("origin", "main", env={**gate.env, "TAYDASH_SKIP": "validate"})
     assert proc.returncode == 0
-    assert "validate check skipped" in proc.stderr  # type: ignore[attr-defined]
+    assert "validate check skipped" in proc.stderr
 
 
 # --- the pre-commit plugin path -----------------------------------------------------------
@@ -288,10 +289,10 @@ def test_pre_commit_plugin_validates_the_pushed_commit_in_isolation(repos: Repos
     repos.write("ok", "")  # untracked: must not rescue the commit
     proc = repos.push("origin", "main", env=env)
     assert proc.returncode != 0
-    assert "FAILED: ./ops/validate.sh exit 1" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert "FAILED: ./ops/validate.sh exit 1" in proc.stdout + proc.stderr
     repos.commit("add ok")
     proc = repos.push("origin", "main", env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert repos.remote_ref("refs/heads/main") == repos.head()
 
 
@@ -307,16 +308,16 @@ def test_pre_commit_manifest_offers_the_three_ids() -> None:
 
 
 def test_fast_path_is_invalidated_by_a_config_change(gate: Gate) -> None:
-    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "main").returncode == 0
     gate.repos.write("ops/other.sh", "#!/bin/sh\nexit 5\n", 0o755)
     gate.repos.configure('[validate]\ncommands = ["./ops/other.sh"]\n')
     gate.repos.git("checkout", "-q", "-b", "after-change")
     proc = gate.push("origin", "after-change")
-    assert proc.returncode == 1 and "FAILED: ./ops/other.sh exit 5" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 1 and "FAILED: ./ops/other.sh exit 5" in proc.stderr
 
 
 def test_cache_hit_hook_imports_nothing_heavy(gate: Gate) -> None:
-    assert gate.push("origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert gate.push("origin", "main").returncode == 0
     head = gate.repos.head()
     line = f"refs/heads/main {head} refs/heads/again {'0' * 40}\n"
     code = ("import sys, io\nfrom taydash_hooks import hook_main\n"
@@ -348,16 +349,16 @@ def test_pre_commit_plugin_timeout_and_protected_branch(repos: Repos, tmp_path: 
                        '[push]\nprotected = ["main"]\n')
     proc = repos.push("origin", "main", env=env)
     assert proc.returncode != 0
-    assert "timed out after 1 s" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert "timed out after 1 s" in proc.stdout + proc.stderr
     assert "sleep 1003" not in run("ps", "-eo", "args").stdout
     # A forced rewrite of main is refused through the plugin too.
     repos.write("ops/slow.sh", "#!/bin/sh\nexit 0\n", 0o755)
     repos.commit("fast now")
-    assert repos.push("--no-verify", "origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert repos.push("--no-verify", "origin", "main").returncode == 0
     repos.git("commit", "-q", "--amend", "--allow-empty", "-m", "rewritten")
     proc = repos.push("--force", "origin", "main", env=env)
     assert proc.returncode != 0
-    assert "refs/heads/main is protected" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert "refs/heads/main is protected" in proc.stdout + proc.stderr
 
 
 def test_pre_commit_plugin_check_tags(repos: Repos, tmp_path: Path) -> None:
@@ -367,7 +368,7 @@ def test_pre_commit_plugin_check_tags(repos: Repos, tmp_path: Path) -> None:
     repos.git("tag", "v0.1.0")
     proc = repos.push("origin", "v0.1.0", env=env)
     assert proc.returncode != 0
-    assert "lightweight tag" in proc.stdout + proc.stderr  # type: ignore[attr-defined]
+    assert "lightweight tag" in proc.stdout + proc.stderr
     assert repos.remote_ref("refs/tags/v0.1.0") is None
 
 
@@ -380,6 +381,6 @@ def test_a_tag_accepted_by_the_policy_still_has_its_commit_validated(gate: Gate)
     gate.repos.git("tag", "v0.1.0")
     proc = gate.push("origin", "v0.1.0")
     assert proc.returncode == 1
-    err = proc.stderr  # type: ignore[attr-defined]
+    err = proc.stderr
     assert "tag accepted: lightweight tag allowed by configuration; FAILED: ./ops/validate.sh" in err
     assert gate.repos.remote_ref("refs/tags/v0.1.0") is None

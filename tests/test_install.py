@@ -53,8 +53,7 @@ def test_round_trip_restores_foreign_hook_byte_for_byte(repos: Repos) -> None:
     assert not (hook.parent / "reference-transaction").exists()
 
 
-def test_foreign_pre_push_runs_with_same_stdin_and_args(repos: Repos, tmp_path: Path,
-                                                        monkeypatch: object) -> None:
+def test_foreign_pre_push_runs_with_same_stdin_and_args(repos: Repos, tmp_path: Path) -> None:
     marker = tmp_path / "markers"
     marker.mkdir()
     hook = repos.work / ".git" / "hooks" / "pre-push"

@@ -45,7 +45,7 @@ class Snap:
         repos.install()
 
     def tag(self, name: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.repos.git("tag", "-a", "-m", name, name, env=env or self.env, check=False)  # type: ignore[return-value]
+        return self.repos.git("tag", "-a", "-m", name, name, env=env or self.env, check=False)
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return taydash(*args, cwd=self.repos.work, env=env or self.env)
@@ -53,7 +53,7 @@ class Snap:
     def manifest(self, tag: str) -> dict[str, object]:
         proc = self.cli("backups", "show", tag, "--json")
         assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+        return json.loads(proc.stdout)
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -82,7 +82,7 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     assert doc["tag"] == "v0.1.0"
     assert doc["tag_object"] == snap.repos.head("refs/tags/v0.1.0")
     assert doc["commit"] == snap.repos.head()
-    arts = {a["kind"]: a for a in doc["artifacts"]}  # type: ignore[attr-defined]
+    arts = {a["kind"]: a for a in doc["artifacts"]}
     assert set(arts) == {"postgres", "victoriametrics", "config"}
     assert arts["postgres"]["key"].startswith("db-backups/v0.1.0_")
     assert arts["postgres"]["key"].endswith(".dump")
@@ -143,7 +143,7 @@ def test_fetched_and_non_matching_tags_do_not_snapshot(snap: Snap, tmp_path: Pat
 
 def test_flipped_byte_found_by_verify_and_refused_by_restore(snap: Snap) -> None:
     assert snap.tag("v0.1.0").returncode == 0
-    art = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres")  # type: ignore[attr-defined]
+    art = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres")
     key = art["key"]
     if snap.store_url.startswith("file://"):
         path = Path(snap.store_url[len("file://"):]) / key
@@ -409,7 +409,7 @@ def test_concurrent_snapshots_of_one_tag_are_serialised(snap: Snap) -> None:
     assert [p.returncode for p in procs] == [0, 0]
     errs = "".join(r[1] for r in results)
     assert errs.count("done:") == 1 and "nothing to do" in errs
-    assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]) == 1  # type: ignore[attr-defined]
+    assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]) == 1
 
 
 def test_stale_lock_is_detected(snap: Snap) -> None:
@@ -474,7 +474,7 @@ def test_flipped_byte_in_vm_backup_is_caught_by_our_hashes(repos: Repos, postgre
                                                           tmp_path: Path) -> None:
     snap = Snap(repos, postgres, vm, f"file://{tmp_path / 'store'}", None, dict(os.environ))
     assert snap.tag("v0.1.0").returncode == 0
-    prefix = tmp_path / "store" / next(a for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[attr-defined]
+    prefix = tmp_path / "store" / next(a for a in snap.manifest("v0.1.0")["artifacts"]
                                        if a["kind"] == "victoriametrics")["key"]
     victim = max((p for p in prefix.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     data = bytearray(victim.read_bytes())
@@ -501,7 +501,7 @@ def test_several_databases_and_choosing_one_to_restore(repos: Repos, postgres: s
     snap.repos.configure(snap.toml.replace(f'databases = ["{snap.db}"]',
                                            f'databases = ["{snap.db}", "{second}"]'))
     assert snap.tag("v0.1.0").returncode == 0
-    keys_ = sorted(a["key"] for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[attr-defined]
+    keys_ = sorted(a["key"] for a in snap.manifest("v0.1.0")["artifacts"]
                    if a["kind"] == "postgres")
     assert sorted(k.rsplit("_", 1)[-1] for k in keys_) == sorted(
         [f"{snap.db.split('_')[-1]}.dump", "b.dump"])  # db-backups/<tag>_<TS>_<database>.dump

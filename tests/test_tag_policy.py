@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class Lab:
         self.repos.configure(_config(self.ring, extra=extra, creation=creation))
 
     def sign(self, name: str, key: str = "trusted", *, gpg_program: Path | None = None,
-             target: str = "HEAD", use_subkey: bool = False) -> subprocess_result:
+             target: str = "HEAD", use_subkey: bool = False) -> subprocess.CompletedProcess[str]:
         k = self.ring.keys[key]
         signing = f"{k.subkey}!" if use_subkey else k.fingerprint
         args = ["-c", f"user.signingkey={signing}"]
@@ -57,13 +58,13 @@ class Lab:
                               check=False)
 
     def sign_ssh(self, name: str, who: str = "alice", target: str = "HEAD",
-                 env: dict[str, str] | None = None) -> subprocess_result:
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return self.repos.git("-c", "gpg.format=ssh", "-c",
                               f"user.signingkey={self.ssh[who].private}", "tag", "-s", "-m",
                               f"release {name}", name, target, check=False, env=env)
 
     def push_tag(self, name: str, *extra: str,
-                 env: dict[str, str] | None = None) -> subprocess_result:
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return self.repos.push("origin", *extra, f"refs/tags/{name}", env=env)
 
     def mktag(self, text: str) -> str:
@@ -78,17 +79,14 @@ class Lab:
         return {row["tag"]: row for row in json.loads(proc.stdout)}
 
 
-subprocess_result = object  # for annotations only
-
-
 def _rejected(lab: Lab, name: str, fragment: str, env: dict[str, str] | None = None) -> None:
     """Rejected by check-tags and by a real push, which leaves the remote without the tag."""
     verdict = lab.check(name, env=env)[name]
     assert verdict["verdict"] == "reject", verdict
     assert fragment in verdict["reason"], verdict
     proc = lab.push_tag(name, env=env)
-    assert proc.returncode != 0  # type: ignore[attr-defined]
-    assert fragment in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0
+    assert fragment in proc.stderr
     assert lab.repos.remote_ref(f"refs/tags/{name}") is None
 
 
@@ -96,13 +94,13 @@ def _accepted(lab: Lab, name: str) -> dict[str, str]:
     verdict = lab.check(name)[name]
     assert verdict["verdict"] == "accept", verdict
     proc = lab.push_tag(name)
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert lab.repos.remote_ref(f"refs/tags/{name}") == lab.repos.head(f"refs/tags/{name}")
     return verdict
 
 
 def test_good_openpgp_signature_is_accepted(lab: Lab) -> None:
-    assert lab.sign("v0.1.0").returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign("v0.1.0").returncode == 0
     verdict = _accepted(lab, "v0.1.0")
     assert verdict["signer"] == lab.ring.keys["trusted"].fingerprint
     assert verdict["kind"] == "openpgp"
@@ -138,7 +136,7 @@ def test_case5_good_signature_signer_not_allowed(lab: Lab) -> None:
 
 def test_case6_expired_key(lab: Lab) -> None:
     then = int(time.time()) - 9 * DAY  # the key was valid then
-    assert lab.sign("v0.1.0", "expired", gpg_program=lab.ring.faked_gpg(then)).returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign("v0.1.0", "expired", gpg_program=lab.ring.faked_gpg(then)).returncode == 0
     _rejected(lab, "v0.1.0", "has expired")
     lab.configure(extra="allow_expired_keys = true\n")
     _accepted(lab, "v0.1.0")
@@ -147,7 +145,7 @@ def test_case6_expired_key(lab: Lab) -> None:
 def test_case7_signature_expired(lab: Lab) -> None:
     then = int(time.time()) - 5 * DAY
     gpg = lab.ring.faked_gpg(then, extra="--default-sig-expire=1d")
-    assert lab.sign("v0.1.0", "old", gpg_program=gpg).returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign("v0.1.0", "old", gpg_program=gpg).returncode == 0
     _rejected(lab, "v0.1.0", "signature has expired")
 
 
@@ -157,7 +155,7 @@ def test_case8_revoked_key(lab: Lab) -> None:
 
 
 def test_case9_subkey_of_allowed_primary(lab: Lab) -> None:
-    assert lab.sign("v0.1.0", "subkeyed", use_subkey=True).returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign("v0.1.0", "subkeyed", use_subkey=True).returncode == 0
     text = lab.repos.git("verify-tag", "--raw", "v0.1.0", check=False).stderr
     assert lab.ring.keys["subkeyed"].subkey in text  # really made by the subkey
     verdict = _accepted(lab, "v0.1.0")
@@ -177,7 +175,7 @@ def test_case11_not_a_commit(lab: Lab, target: str) -> None:
     elif target == "tag":
         lab.sign("v0.0.1")
         target = "v0.0.1"
-    assert lab.sign("v0.1.0", target=target).returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign("v0.1.0", target=target).returncode == 0
     _rejected(lab, "v0.1.0", "not a commit")
 
 
@@ -188,13 +186,13 @@ def test_case12_moving_a_remote_tag(lab: Lab) -> None:
     lab.repos.git("-c", f"user.signingkey={lab.ring.keys['trusted'].fingerprint}",
                   "tag", "-f", "-s", "-m", "moved", "v0.1.0")
     proc = lab.push_tag("v0.1.0", "--force")
-    assert proc.returncode != 0  # type: ignore[attr-defined]
-    assert "moves release tag" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0
+    assert "moves release tag" in proc.stderr
     assert lab.repos.remote_ref("refs/tags/v0.1.0") != lab.repos.head("refs/tags/v0.1.0")
 
 
 def test_case13_ssh_signature_allowed(lab: Lab) -> None:
-    assert lab.sign_ssh("v0.1.0").returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign_ssh("v0.1.0").returncode == 0
     verdict = _accepted(lab, "v0.1.0")
     assert verdict["kind"] == "ssh" and verdict["signer"] == "alice@example.test"
 
@@ -230,7 +228,7 @@ def test_case15_ssh_validity_judged_now_not_by_tagger_date(lab: Lab) -> None:
     lab.repos.commit("alice's key only valid until 2020")
     # The signer backdates the tag into the window; it is judged at the current time.
     old = {**os.environ, "GIT_COMMITTER_DATE": "2019-06-01T00:00:00Z"}
-    assert lab.sign_ssh("v0.1.0", env=old).returncode == 0  # type: ignore[attr-defined]
+    assert lab.sign_ssh("v0.1.0", env=old).returncode == 0
     assert "2019" in lab.repos.git("log", "-1", "--format=%ci", "v0.1.0").stdout or True
     _rejected(lab, "v0.1.0", "not in tags.allowed_signers")
     line = keys.allowed_signers_line(lab.ssh["alice"], 'namespaces="git",valid-after="20990101"')
@@ -267,7 +265,7 @@ def test_case18_naming(lab: Lab, name: str) -> None:
     verdict = lab.check(name)[name]
     assert verdict["verdict"] == "reject"
     assert "vMAJOR.MINOR.PATCH" in verdict["reason"] and "v0.1.0" in verdict["reason"]
-    assert lab.push_tag(name).returncode != 0  # type: ignore[attr-defined]
+    assert lab.push_tag(name).returncode != 0
 
 
 @pytest.mark.parametrize("name", ["v0.1.0", "v0.1.0-checkpoint-daily", "v0.1.0-milestone-mqtt",
@@ -302,19 +300,19 @@ def test_case20_deleting_release_tag(lab: Lab) -> None:
     lab.sign("v0.1.0")
     _accepted(lab, "v0.1.0")
     lab.repos.git("tag", "other")
-    assert lab.repos.push("origin", "refs/tags/other").returncode == 0  # type: ignore[attr-defined]
+    assert lab.repos.push("origin", "refs/tags/other").returncode == 0
     proc = lab.repos.push("origin", ":refs/tags/v0.1.0")
-    assert proc.returncode != 0 and "deleting a release tag" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0 and "deleting a release tag" in proc.stderr
     assert lab.repos.remote_ref("refs/tags/v0.1.0")
     proc = lab.repos.push("origin", ":refs/tags/other")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert lab.repos.remote_ref("refs/tags/other") is None
 
 
 def test_non_release_tags_are_not_judged(lab: Lab) -> None:
     lab.repos.git("tag", "wip-1")
     assert lab.check("wip-1")["wip-1"]["verdict"] == "accept"
-    assert lab.push_tag("wip-1").returncode == 0  # type: ignore[attr-defined]
+    assert lab.push_tag("wip-1").returncode == 0
 
 
 def test_all_lists_every_release_tag_and_exits_1_on_a_reject(lab: Lab) -> None:
@@ -336,19 +334,19 @@ def test_all_lists_every_release_tag_and_exits_1_on_a_reject(lab: Lab) -> None:
 def test_creation_refuses_nonconforming_release_tag(lab: Lab) -> None:
     lab.configure(creation=True)
     proc = lab.repos.git("tag", "v0.1.0", check=False)
-    assert proc.returncode != 0  # type: ignore[attr-defined]
-    assert "lightweight tag" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0
+    assert "lightweight tag" in proc.stderr
     assert lab.repos.git("tag", "-l", "v0.1.0").stdout.strip() == ""
     bad_name = lab.sign("v1.2")
-    assert bad_name.returncode != 0 and "naming convention" in bad_name.stderr  # type: ignore[attr-defined]
+    assert bad_name.returncode != 0 and "naming convention" in bad_name.stderr
     good = lab.sign("v0.1.0")
-    assert good.returncode == 0, good.stderr  # type: ignore[attr-defined]
+    assert good.returncode == 0, good.stderr
     assert lab.repos.git("tag", "-l", "v0.1.0").stdout.strip() == "v0.1.0"
     before = lab.repos.head("refs/tags/v0.1.0")
     lab.repos.commit("later work")
     moved = lab.repos.git("-c", f"user.signingkey={lab.ring.keys['trusted'].fingerprint}",
                           "tag", "-f", "-s", "-m", "moved", "v0.1.0", check=False)
-    assert moved.returncode != 0 and "moving a release tag" in moved.stderr  # type: ignore[attr-defined]
+    assert moved.returncode != 0 and "moving a release tag" in moved.stderr
     assert lab.repos.head("refs/tags/v0.1.0") == before
 
 
@@ -359,7 +357,7 @@ def test_creation_check_ignores_fetched_tags(lab: Lab, tmp_path: Path) -> None:
     run("git", "push", "-q", "origin", "v0.5.0", cwd=other)
     lab.configure(creation=True)
     proc = lab.repos.git("fetch", "-q", "--tags", "origin", check=False)
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     assert lab.repos.git("tag", "-l", "v0.5.0").stdout.strip() == "v0.5.0"
 
 
@@ -368,7 +366,7 @@ def test_shell_metacharacters_in_tag_name_never_reach_a_shell(lab: Lab) -> None:
     lab.sign(name)
     verdict = lab.check(name)[name]
     assert verdict["verdict"] == "reject" and "naming convention" in verdict["reason"]
-    assert lab.push_tag(name).returncode != 0  # type: ignore[attr-defined]
+    assert lab.push_tag(name).returncode != 0
     assert not list(lab.repos.work.rglob("pwned*"))
 
 
@@ -409,13 +407,13 @@ def test_pre_receive_enforces_policy_even_with_no_verify(lab: Lab) -> None:
     assert taydash("install", "--server", cwd=remote).returncode == 0
     lab.repos.git("tag", "-a", "-m", "x", "v0.1.0")
     proc = lab.push_tag("v0.1.0", "--no-verify")
-    assert proc.returncode != 0 and "unsigned tag" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0 and "unsigned tag" in proc.stderr
     assert lab.repos.remote_ref("refs/tags/v0.1.0") is None
     lab.sign("v0.2.0")
     proc = lab.push_tag("v0.2.0", "--no-verify")
-    assert proc.returncode == 0, proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
     # Protected branches on the server too.
-    assert lab.repos.push("--no-verify", "origin", "main").returncode == 0  # type: ignore[attr-defined]
+    assert lab.repos.push("--no-verify", "origin", "main").returncode == 0
     lab.repos.git("commit", "-q", "--amend", "-m", "rewritten")
     proc = lab.repos.push("--no-verify", "--force", "origin", "main")
-    assert proc.returncode != 0 and "protected" in proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode != 0 and "protected" in proc.stderr
