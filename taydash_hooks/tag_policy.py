@@ -54,8 +54,7 @@ class TagPolicy:
         self.config = cfg
         self._stack = contextlib.ExitStack()
         self._keyring: OpenPgpKeyring | None = None
-        self._signers: Path | None = None
-        self._revoked: Path | bool | None = False  # False: not looked up yet
+        self._ssh_files: tuple[Path, Path | None] | None = None  # allowed_signers, revocations
 
     def __enter__(self) -> TagPolicy:
         return self
@@ -77,18 +76,19 @@ class TagPolicy:
             self._keyring = self._stack.enter_context(ring)
         return self._keyring
 
-    def _ssh(self, tag: TagObject) -> SigCheck:
-        if self._signers is None:
-            path = self.config.path(self.cfg.allowed_signers)
-            check_allowed_signers(path)
-            self._signers = path
-        if self._revoked is False:
+    def _ssh_setup(self) -> tuple[Path, Path | None]:
+        if self._ssh_files is None:
+            signers = self.config.path(self.cfg.allowed_signers)
+            check_allowed_signers(signers)
             # git's own setting for revoked SSH keys, honoured the way git verify-tag does.
             rev = git.git("config", "--path", "--get", "gpg.ssh.revocationFile",
                           cwd=self.repo.root, check=False).out.strip()
-            self._revoked = Path(rev) if rev else None
-        revoked = self._revoked if isinstance(self._revoked, Path) else None
-        return verify_ssh(tag.payload, tag.signature, self._signers, revoked)
+            self._ssh_files = (signers, Path(rev) if rev else None)
+        return self._ssh_files
+
+    def _ssh(self, tag: TagObject) -> SigCheck:
+        signers, revoked = self._ssh_setup()
+        return verify_ssh(tag.payload, tag.signature, signers, revoked)
 
     # --- verdicts ----------------------------------------------------------------
 
@@ -141,6 +141,8 @@ class TagPolicy:
         # Back-ends are set up before the threads start (once, not per thread).
         if any(t.kind == "openpgp" for _, _, t in todo):
             self._openpgp()
+        if any(t.kind == "ssh" for _, _, t in todo):
+            self._ssh_setup()
         verdicts: list[TagVerdict | TagObject] = list(staged)
         # Two per core: each verifier is a short process, and its fork/exec
         # latency overlaps with another's work.

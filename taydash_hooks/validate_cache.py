@@ -48,11 +48,10 @@ class ValidateCache:
     def passed(self, k: str) -> bool:
         return k in self.entries
 
-    def record(self, k: str, commands: tuple[str, ...] | None = None,
-               commit: str | None = None) -> None:
+    def record(self, k: str, commands: tuple[str, ...], commit: str) -> None:
+        """``commit`` (with tree key ``k``) passed ``commands``."""
         self.entries[k] = time.time()
-        if commands is not None and commit is not None and self.commits.get(commit) != list(commands):
-            self.commits[commit] = list(commands)
+        self.commits[commit] = list(commands)
         self._dirty = True
 
     def save(self) -> None:
