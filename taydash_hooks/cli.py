@@ -7,14 +7,13 @@ so `taydash --help` stays cheap.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 
-from taydash_hooks.errors import Exit, TaydashError
+from taydash_hooks.errors import Exit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,10 +80,6 @@ def _setup() -> State:
     return state
 
 
-def _exit(code: int) -> NoReturn:
-    sys.exit(int(code))
-
-
 def _confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
@@ -112,7 +107,7 @@ def cli() -> None:
 def install(force: bool, server: bool) -> None:
     """Install the pre-push and reference-transaction shims (pre-receive with --server)."""
     state = _setup()
-    from taydash_hooks.install import install as do_install
+    from taydash_hooks.commands.install import install as do_install
 
     for line in do_install(state.dir, force=force, server=server):
         click.echo(line, err=True)
@@ -123,7 +118,7 @@ def install(force: bool, server: bool) -> None:
 def uninstall() -> None:
     """Remove the shims and restore any hook they had kept as .legacy."""
     state = _setup()
-    from taydash_hooks.install import uninstall as do_uninstall
+    from taydash_hooks.commands.install import uninstall as do_uninstall
 
     for line in do_uninstall(state.dir):
         click.echo(line, err=True)
@@ -135,37 +130,38 @@ def hook() -> None:
     """What the installed shims run (git chooses the arguments)."""
 
 
+def _hook(*argv: str) -> int:
+    """The shims' own dispatcher, run where -C points (hooks run at the work tree root)."""
+    state = _setup()
+    if state.cwd is not None:
+        os.chdir(state.cwd)
+    from taydash_hooks.hooks.main import dispatch
+
+    return dispatch(list(argv))
+
+
 @hook.command("pre-push")
 @click.argument("remote")
 @click.argument("url")
 @common
-def hook_pre_push(remote: str, url: str) -> None:
+def hook_pre_push(remote: str, url: str) -> int:
     """Check a push: reads git's pre-push stdin."""
-    state = _setup()
-    from taydash_hooks import pre_push
-
-    _exit(pre_push.run_hook(remote, url, sys.stdin.buffer.read(), state.cwd))
+    return _hook("pre-push", remote, url)
 
 
 @hook.command("reference-transaction")
 @click.argument("state_name", metavar="STATE")
 @common
-def hook_reference_transaction(state_name: str) -> None:
+def hook_reference_transaction(state_name: str) -> int:
     """Tag policy at creation (prepared) and snapshot trigger (committed)."""
-    state = _setup()
-    from taydash_hooks import ref_transaction
-
-    _exit(ref_transaction.run_hook(state_name, sys.stdin.buffer.read(), state.cwd))
+    return _hook("reference-transaction", state_name)
 
 
 @hook.command("pre-receive")
 @common
-def hook_pre_receive() -> None:
+def hook_pre_receive() -> int:
     """Server side: tag policy and protected branches for a bare repository."""
-    state = _setup()
-    from taydash_hooks import pre_receive
-
-    _exit(pre_receive.run_hook(sys.stdin.buffer.read(), state.cwd))
+    return _hook("pre-receive")
 
 
 # --- validation and tags ----------------------------------------------------------
@@ -174,12 +170,12 @@ def hook_pre_receive() -> None:
 @cli.command()
 @click.argument("rev", default="HEAD")
 @common
-def validate(rev: str) -> None:
+def validate(rev: str) -> int:
     """Run the validation gate on REV (default HEAD) without pushing."""
     state = _setup()
-    from taydash_hooks import validate_rev
+    from taydash_hooks.commands import validate as validate_rev
 
-    _exit(validate_rev.run(state.dir, rev))
+    return validate_rev.run(state.dir, rev)
 
 
 @cli.command("check-tags")
@@ -187,12 +183,12 @@ def validate(rev: str) -> None:
 @click.option("--all", "all_tags", is_flag=True, help="Every local tag matching tags.release.")
 @json_option
 @common
-def check_tags(tags: tuple[str, ...], all_tags: bool, as_json: bool) -> None:
+def check_tags(tags: tuple[str, ...], all_tags: bool, as_json: bool) -> int:
     """Policy verdict (signer, kind, accept/reject, reason) for each TAG."""
     state = _setup()
-    from taydash_hooks import tag_report
+    from taydash_hooks.commands import check_tags as tag_report
 
-    _exit(tag_report.run(state.dir, list(tags), all_tags, as_json))
+    return tag_report.run(state.dir, list(tags), all_tags, as_json)
 
 
 # --- snapshots, backups, restores, objects ----------------------------------------
@@ -202,16 +198,13 @@ def check_tags(tags: tuple[str, ...], all_tags: bool, as_json: bool) -> None:
 @click.argument("tag")
 @click.option("--only", metavar="KIND,...", help="Only these kinds (postgres,victoriametrics,config).")
 @common
-def snapshot(tag: str, only: str | None) -> None:
+def snapshot(tag: str, only: str | None) -> int:
     """Take the snapshots for TAG now (does nothing when its manifest exists)."""
     state = _setup()
-    from taydash_hooks import config as config_mod
-    from taydash_hooks import git
-    from taydash_hooks.snapshots import take
+    from taydash_hooks.commands import snapshot as core
 
-    repo = git.find_repo(state.dir)
     kinds = [k.strip() for k in only.split(",") if k.strip()] if only else None
-    take(repo, config_mod.load(repo), tag, kinds)
+    return core.run(state.dir, tag, kinds)
 
 
 @cli.group()
@@ -223,24 +216,24 @@ def backups() -> None:
 @backups.command("list")
 @json_option
 @common
-def backups_list(as_json: bool) -> None:
+def backups_list(as_json: bool) -> int:
     """Every backup (manifest) in the store."""
     state = _setup()
-    from taydash_hooks import backups as core
+    from taydash_hooks.commands import backups as core
 
-    _exit(core.list_backups(state.dir, as_json))
+    return core.list_backups(state.dir, as_json)
 
 
 @backups.command("show")
 @click.argument("tag")
 @json_option
 @common
-def backups_show(tag: str, as_json: bool) -> None:
+def backups_show(tag: str, as_json: bool) -> int:
     """The manifest of TAG."""
     state = _setup()
-    from taydash_hooks import backups as core
+    from taydash_hooks.commands import backups as core
 
-    _exit(core.show(state.dir, tag, as_json))
+    return core.show(state.dir, tag, as_json)
 
 
 @backups.command("verify")
@@ -248,12 +241,12 @@ def backups_show(tag: str, as_json: bool) -> None:
 @click.option("--deep", is_flag=True, help="Also read every dump fully with pg_restore.")
 @json_option
 @common
-def backups_verify(tag: str, deep: bool, as_json: bool) -> None:
+def backups_verify(tag: str, deep: bool, as_json: bool) -> int:
     """Re-hash every artifact of TAG against its manifest."""
     state = _setup()
-    from taydash_hooks import backups as core
+    from taydash_hooks.commands import backups as core
 
-    _exit(core.verify(state.dir, tag, deep, as_json))
+    return core.verify(state.dir, tag, deep, as_json)
 
 
 @cli.group()
@@ -267,12 +260,12 @@ def restore() -> None:
 @click.option("--target-db", required=True, help="Database to create (must not exist).")
 @click.option("--database", help="Which configured database's dump (when there are several).")
 @common
-def restore_db(tag: str, target_db: str, database: str | None) -> None:
+def restore_db(tag: str, target_db: str, database: str | None) -> int:
     """Verify the dump's checksum, create TARGET_DB and pg_restore into it."""
     state = _setup()
-    from taydash_hooks import backups as core
+    from taydash_hooks.commands import restore as core
 
-    _exit(core.restore_db(state.dir, tag, target_db, database))
+    return core.restore(state.dir, tag, "postgres", target_db, database)
 
 
 @restore.command("vm")
@@ -280,12 +273,12 @@ def restore_db(tag: str, target_db: str, database: str | None) -> None:
 @click.option("--storage-data-path", required=True, type=click.Path(file_okay=False),
               help="Empty directory to restore into.")
 @common
-def restore_vm(tag: str, storage_data_path: str) -> None:
+def restore_vm(tag: str, storage_data_path: str) -> int:
     """vmrestore into an empty directory, then check every file's hash."""
     state = _setup()
-    from taydash_hooks import backups as core
+    from taydash_hooks.commands import restore as core
 
-    _exit(core.restore_vm(state.dir, tag, state.dir / storage_data_path))
+    return core.restore(state.dir, tag, "victoriametrics", str(state.dir / storage_data_path))
 
 
 @restore.command("config")
@@ -293,12 +286,12 @@ def restore_vm(tag: str, storage_data_path: str) -> None:
 @click.option("--dest", required=True, type=click.Path(file_okay=False),
               help="Empty directory to unpack into.")
 @common
-def restore_config(tag: str, dest: str) -> None:
+def restore_config(tag: str, dest: str) -> int:
     """Decrypt and unpack the config bundle of TAG."""
     state = _setup()
-    from taydash_hooks import backups as core
+    from taydash_hooks.commands import restore as core
 
-    _exit(core.restore_config(state.dir, tag, state.dir / dest))
+    return core.restore(state.dir, tag, "config", str(state.dir / dest))
 
 
 @restore.command("git")
@@ -306,12 +299,12 @@ def restore_config(tag: str, dest: str) -> None:
 @click.option("--branch", help="Branch to create (default restore-<tag>).")
 @click.option("--path", "paths", multiple=True, help="Only restore this path (repeatable).")
 @common
-def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> None:
+def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> int:
     """Create a branch at TAG, or restore only the given paths from it."""
     state = _setup()
-    from taydash_hooks import restore_git
+    from taydash_hooks.commands import restore_git
 
-    _exit(restore_git.run(state.dir, tag, branch, list(paths)))
+    return restore_git.run(state.dir, tag, branch, list(paths))
 
 
 @cli.group()
@@ -323,12 +316,12 @@ def objects() -> None:
 @objects.command("versions")
 @click.argument("key")
 @common
-def objects_versions(key: str) -> None:
+def objects_versions(key: str) -> int:
     """List the versions of KEY."""
     state = _setup()
-    from taydash_hooks import objects as core
+    from taydash_hooks.commands import objects as core
 
-    _exit(core.versions(state.dir, key))
+    return core.versions(state.dir, key)
 
 
 @objects.command("get")
@@ -336,24 +329,24 @@ def objects_versions(key: str) -> None:
 @click.option("--version-id", required=True)
 @click.option("-o", "output", required=True, type=click.Path(dir_okay=False))
 @common
-def objects_get(key: str, version_id: str, output: str) -> None:
+def objects_get(key: str, version_id: str, output: str) -> int:
     """Download one version of KEY, checking its checksum."""
     state = _setup()
-    from taydash_hooks import objects as core
+    from taydash_hooks.commands import objects as core
 
-    _exit(core.get(state.dir, key, version_id, state.dir / output))
+    return core.get(state.dir, key, version_id, state.dir / output)
 
 
 @objects.command("promote")
 @click.argument("key")
 @click.option("--version-id", required=True)
 @common
-def objects_promote(key: str, version_id: str) -> None:
+def objects_promote(key: str, version_id: str) -> int:
     """Make an old version of KEY the current one again."""
     state = _setup()
-    from taydash_hooks import objects as core
+    from taydash_hooks.commands import objects as core
 
-    _exit(core.promote(state.dir, key, version_id))
+    return core.promote(state.dir, key, version_id)
 
 
 # --- the deliberate workflow --------------------------------------------------------
@@ -364,13 +357,13 @@ def objects_promote(key: str, version_id: str) -> None:
 @click.option("-m", "message", help="Tag message.")
 @click.option("--yes", is_flag=True, help="Do not ask before pushing.")
 @common
-def backup(tag: str, message: str | None, yes: bool) -> None:
+def backup(tag: str, message: str | None, yes: bool) -> int:
     """Clean tree, validate, fetch, signed tag, snapshots, push HEAD and TAG, confirm."""
     state = _setup()
-    from taydash_hooks import workflow
+    from taydash_hooks.commands import backup as workflow
 
     msg = message or f"Backup {tag}"
-    _exit(workflow.backup(state.dir, workflow.BackupPlan(tag, msg, push=True, yes=yes), _confirm))
+    return workflow.backup(state.dir, workflow.BackupPlan(tag, msg, push=True, yes=yes), _confirm)
 
 
 @cli.command()
@@ -379,86 +372,86 @@ def backup(tag: str, message: str | None, yes: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--push", is_flag=True, help="Also push, as `taydash backup` does.")
 @common
-def release(part: str, description: str | None, yes: bool, push: bool) -> None:
+def release(part: str, description: str | None, yes: bool, push: bool) -> int:
     """Next semver tag with a changelog message from commits since the last release."""
     state = _setup()
-    from taydash_hooks import workflow
+    from taydash_hooks.commands import release as workflow
 
-    _exit(workflow.release(state.dir, part, description, yes, push, _confirm))
+    return workflow.release(state.dir, part, description, yes, push, _confirm)
 
 
 @cli.command()
 @click.argument("tag")
 @json_option
 @common
-def verify(tag: str, as_json: bool) -> None:
+def verify(tag: str, as_json: bool) -> int:
     """Tag on the remote, signature by policy, fresh clone validates, artifacts verify."""
     state = _setup()
-    from taydash_hooks import drill as core
+    from taydash_hooks.commands import verify as core
 
-    _exit(core.verify(state.dir, tag, as_json))
+    return core.verify(state.dir, tag, as_json)
 
 
 @cli.command()
 @click.option("--last", "last", default=5, show_default=True, type=click.IntRange(min=1))
 @json_option
 @common
-def drill(last: int, as_json: bool) -> None:
+def drill(last: int, as_json: bool) -> int:
     """Restore drill over the last N release tags, as a table."""
     state = _setup()
-    from taydash_hooks import drill as core
+    from taydash_hooks.commands import drill as core
 
-    _exit(core.drill(state.dir, last, as_json))
+    return core.drill(state.dir, last, as_json)
 
 
 @cli.command()
 @json_option
 @common
-def health(as_json: bool) -> None:
+def health(as_json: bool) -> int:
     """Time since the last backup, unpushed commits, tags without backups, large blobs."""
     state = _setup()
-    from taydash_hooks import health as core
+    from taydash_hooks.commands import health as core
 
-    _exit(core.run(state.dir, as_json))
+    return core.run(state.dir, as_json)
 
 
 @cli.command()
 @common
-def doctor() -> None:
+def doctor() -> int:
     """Check signing set-up, tools, store and credentials; print the fix for each failure."""
     state = _setup()
-    from taydash_hooks import doctor as core
+    from taydash_hooks.commands import doctor as core
 
-    _exit(core.run(state.dir))
+    return core.run(state.dir)
 
 
 @cli.command()
 @click.option("--dir", "sandbox_dir", type=click.Path(file_okay=False),
               help="Sandbox folder (default: a new temporary folder).")
 @common
-def demo(sandbox_dir: str | None) -> None:
+def demo(sandbox_dir: str | None) -> int:
     """The whole lifecycle in a sandbox on embedded defaults."""
     state = _setup()
-    from taydash_hooks import demo as core
+    from taydash_hooks.commands import demo as core
 
-    _exit(core.run(state.dir / sandbox_dir if sandbox_dir else None))
+    return core.run(state.dir / sandbox_dir if sandbox_dir else None)
+
+
+def _run() -> int:
+    try:
+        rv = cli.main(prog_name="taydash", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        raise KeyboardInterrupt from None
+    except click.ClickException as exc:
+        exc.show()
+        return Exit.USAGE
+    return rv if isinstance(rv, int) else Exit.OK
 
 
 def main() -> None:
-    """Console entry point: map errors to SPEC.md's exit codes, no traceback for known ones."""
-    try:
-        cli.main(prog_name="taydash", standalone_mode=False)
-    except TaydashError as exc:
-        click.echo(f"taydash: {exc.message}", err=True)
-        sys.exit(int(exc.code))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(Exit.USAGE)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("taydash: interrupted", err=True)
-        sys.exit(Exit.INTERRUPTED)
-    except BrokenPipeError:
-        os._exit(0)
-    sys.exit(0)
+    """Console entry point: the one entry's exit codes (see :mod:`taydash_hooks.entry`)."""
+    from taydash_hooks import entry
+
+    entry.main(_run)

@@ -391,16 +391,19 @@ def load(repo: Repo, env: Mapping[str, str] | None = None) -> Config:
     if path is None:
         return Config(root=repo.root)
     table = _taydash_table(path) or {}
-    cfg = parse(table, repo.root, path)
-    if repo.toplevel is not None:
-        _summarise(repo, path, cfg)
-    return cfg
+    return parse(table, repo.root, path)
 
 
-def _summarise(repo: Repo, path: Path, cfg: Config) -> None:
-    """Leave the pre-push fast path what it needs, for this exact config file."""
-    from taydash_hooks.fast_push import write_summary
+def write_fast_path_summary(repo: Repo, cfg: Config) -> None:
+    """Leave the pre-push fast path what it needs, for this exact config file.
 
+    Called by the pre-push hook itself: loading a configuration never writes.
+    """
+    from taydash_hooks.hooks.fast_path import write_summary
+
+    path = cfg.source
+    if path is None or repo.toplevel is None:
+        return
     v = cfg.validate
     summary: dict[str, object] = {
         "validate": {"commands": list(v.commands), "cache": v.cache} if v else None,

@@ -1,23 +1,58 @@
-"""Diagnostics on stderr: logging set-up, colour that honours NO_COLOR and TTYs."""
+"""The one output module: what goes to stderr and stdout, with one prefix rule.
+
+The rule: a *sentence* about what happened (progress, a warning, an error)
+goes to stderr as ``taydash: <sentence>`` through :func:`say`, :func:`warn`
+or :func:`error`. A *structured line* (one ref of a push report, a step of
+the workflow, a table row) carries no prefix: :func:`line` on stderr,
+:func:`out` on stdout for what a command was asked to print. Status words
+come from :class:`Word` only, so they read the same in every command.
+
+Verbosity: ``-q`` keeps errors only, the default shows sentences and lines,
+``-v``/``-vv`` add info/debug records from :mod:`logging`.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 import sys
 from typing import Any, TextIO
 
+PREFIX = "taydash: "
+
 log = logging.getLogger("taydash_hooks")
 
 
+class Word(str, enum.Enum):
+    """The status words every command and hook uses."""
+
+    OK = "ok"
+    VALIDATED = "validated"
+    CACHED = "cached"
+    ACCEPTED = "accepted"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    WARNING = "WARNING"
+    REFUSED = "REFUSED"  # policy said no
+    FAILED = "FAILED"  # a command or tool did not succeed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Table cells (verify, drill, doctor, backups verify).
+PASS, FAIL, NOT_APPLICABLE = "pass", "FAIL", "n/a"
+
+
 def setup_logging(verbosity: int) -> None:
-    """-q → errors only, default → warnings and notices, -v → info, -vv → debug."""
+    """-q → errors only, default → warnings and sentences, -v → info, -vv → debug."""
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
         max(-1, min(verbosity, 2)), logging.DEBUG
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("taydash: %(message)s"))
+    handler.setFormatter(logging.Formatter(PREFIX + "%(message)s"))
     root = logging.getLogger("taydash_hooks")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -43,10 +78,42 @@ def color(text: str, code: str, stream: TextIO | None = None) -> str:
     return f"\033[{codes[code]}m{text}\033[0m"
 
 
+def mark(ok: bool | None, stream: TextIO | None = None) -> str:
+    """The coloured table cell for a check: pass, FAIL or n/a."""
+    if ok is None:
+        return NOT_APPLICABLE
+    return color(PASS, "green", stream) if ok else color(FAIL, "red", stream)
+
+
+def _shown(level: int) -> bool:
+    return log.isEnabledFor(level)
+
+
 def say(message: str) -> None:
-    """One line of progress on stderr, shown unless -q."""
-    if log.isEnabledFor(logging.WARNING):
-        print(message, file=sys.stderr, flush=True)
+    """A sentence of progress on stderr (``taydash: ...``), shown unless -q."""
+    if _shown(logging.WARNING):
+        print(PREFIX + message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning sentence on stderr, shown unless -q."""
+    say(f"{Word.WARNING}: {message}")
+
+
+def error(message: str) -> None:
+    """An error sentence on stderr; shown even with -q."""
+    print(PREFIX + message, file=sys.stderr, flush=True)
+
+
+def line(text: str) -> None:
+    """A structured line (report row, workflow step) on stderr, no prefix; hidden by -q."""
+    if _shown(logging.WARNING):
+        print(text, file=sys.stderr, flush=True)
+
+
+def out(text: str = "") -> None:
+    """What the command was asked for (a table, a manifest) on stdout."""
+    print(text, flush=False)
 
 
 def emit_json(doc: Any) -> None:

@@ -21,6 +21,6 @@ def skipped(name: str) -> bool:
             f"(known: {', '.join(NAMES)})."
         )
     if name in names:
-        say(f"taydash: WARNING: {name} check skipped because TAYDASH_SKIP={raw}")
+        say(f"WARNING: {name} check skipped because TAYDASH_SKIP={raw}")
         return True
     return False

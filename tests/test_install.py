@@ -226,7 +226,7 @@ def test_reference_transaction_ignores_unknown_states(repos: Repos) -> None:
         env = {**os.environ, "TAYDASH_GIT_PID": str(fake_git.pid)}
         results = {}
         for state in ("prepared", "preparing", "aborted", "some-future-state"):
-            proc = run(sys.executable, "-m", "taydash_hooks.hook_main", "reference-transaction",
+            proc = run(sys.executable, "-m", "taydash_hooks.hooks.main", "reference-transaction",
                        state, cwd=repos.work, input=line, env=env, check=False)
             results[state] = (proc.returncode, "lightweight tag" in proc.stderr)
     finally:

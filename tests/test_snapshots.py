@@ -213,7 +213,7 @@ def test_missing_database_fails_cleanly_and_rerun_succeeds(snap: Snap) -> None:
 
 def _store_keys(snap: Snap, prefix: str) -> list[str]:
     from taydash_hooks import config, git
-    from taydash_hooks.store import open_store
+    from taydash_hooks.snapshots.location import open_store
 
     repo = git.find_repo(snap.repos.work)
     old = dict(os.environ)
@@ -451,7 +451,7 @@ def test_pre_commit_plugin_snapshots_a_pushed_tag(repos: Repos, gnupghome: keys.
   hooks:
   - id: taydash-snapshot-pushed-tags
     name: taydash snapshots
-    entry: {sys.executable} -m taydash_hooks.hook_main pre-commit snapshot-pushed-tags
+    entry: {sys.executable} -m taydash_hooks.hooks.main pre-commit snapshot-pushed-tags
     language: system
     stages: [pre-push]
     pass_filenames: false

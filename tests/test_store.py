@@ -110,7 +110,7 @@ def test_s3_errors_are_one_sentence(s3: services.S3Server, bucket: str) -> None:
 
 def test_store_url_table(tmp_path: Path) -> None:
     from taydash_hooks.git import Repo
-    from taydash_hooks.store import open_store
+    from taydash_hooks.snapshots.location import open_store
 
     repo = Repo(tmp_path / ".git", tmp_path / ".git", tmp_path)
     default = open_store(repo, Config(root=tmp_path, snapshots=SnapshotsConfig()))

@@ -271,7 +271,7 @@ def test_case18_naming(lab: Lab, name: str) -> None:
 @pytest.mark.parametrize("name", ["v0.1.0", "v0.1.0-checkpoint-daily", "v0.1.0-milestone-mqtt",
                                   "v0.1.0-adr-001", "v0.2.0-before-refactor", "v1.0.0-rc2"])
 def test_convention_accepts_documented_examples(name: str) -> None:
-    from taydash_hooks.tag_naming import naming_problem
+    from taydash_hooks.tags.naming import naming_problem
 
     assert naming_problem(name, "convention") is None
 

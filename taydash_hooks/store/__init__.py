@@ -1,44 +1,45 @@
-"""Opening the configured store by URL: ``file://PATH`` (default) or ``s3://BUCKET/PREFIX``."""
+"""The storage interface and its backends, opened by URL: ``file://PATH`` or ``s3://BUCKET/PREFIX``.
+
+Storage only: nothing here knows about configuration files, git, snapshot
+kinds or their tools. Backends register in one table, keyed by scheme.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from taydash_hooks.config import Config, S3Config
-from taydash_hooks.git import Repo
-from taydash_hooks.store.base import Store, Version, Written
+from taydash_hooks.store.base import Properties, S3Options, Store, Version, Written
 
-__all__ = ["Store", "Version", "Written", "default_url", "open_store"]
-
-
-def default_url(repo: Repo) -> str:
-    return f"file://{repo.state_dir / 'backups'}"
+__all__ = ["Properties", "S3Options", "Store", "Version", "Written", "open_url"]
 
 
-def _file(url: str, cfg: Config, env: Mapping[str, str] | None) -> Store:
+def _file(url: str, root: Path, s3: S3Options, env: Mapping[str, str] | None) -> Store:
     from taydash_hooks.store.local import FileStore
 
-    return FileStore(cfg.path(url[len("file://"):]))
+    path = Path(url[len("file://"):]).expanduser()
+    return FileStore(path if path.is_absolute() else root / path)
 
 
-def _s3(url: str, cfg: Config, env: Mapping[str, str] | None) -> Store:
+def _s3(url: str, root: Path, s3: S3Options, env: Mapping[str, str] | None) -> Store:
     from taydash_hooks.store.s3 import S3Store
 
     bucket, _, prefix = url[len("s3://"):].partition("/")
-    s3cfg = cfg.snapshots.s3 if cfg.snapshots and cfg.snapshots.s3 else S3Config()
-    return S3Store(bucket, prefix, s3cfg, env)
+    return S3Store(bucket, prefix, s3, env)
 
 
-_FACTORIES: dict[str, Callable[[str, Config, Mapping[str, str] | None], Store]] = {
+_BACKENDS: dict[str, Callable[[str, Path, S3Options, Mapping[str, str] | None], Store]] = {
     "file://": _file,
     "s3://": _s3,
 }
 
+SCHEMES = tuple(_BACKENDS)
 
-def open_store(repo: Repo, cfg: Config, env: Mapping[str, str] | None = None) -> Store:
-    """The store ``[snapshots] store`` names (default: under the git common dir)."""
-    url = (cfg.snapshots.store if cfg.snapshots else "") or default_url(repo)
-    for scheme, factory in _FACTORIES.items():
+
+def open_url(url: str, root: Path, s3: S3Options | None = None,
+             env: Mapping[str, str] | None = None) -> Store:
+    """The store at ``url``; a relative ``file://`` path is relative to ``root``."""
+    for scheme, factory in _BACKENDS.items():
         if url.startswith(scheme):
-            return factory(url, cfg, env)
+            return factory(url, root, s3 or S3Options(), env)
     raise AssertionError(f"config validation let through store URL {url!r}")

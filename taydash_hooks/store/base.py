@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from taydash_hooks.errors import usage
@@ -26,6 +27,44 @@ class Written:
     size: int
     sha256: str
     version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach an S3 endpoint (``[snapshots.s3]``)."""
+
+    endpoint: str = "localhost:9000"
+    secure: bool = False
+    region: str = ""
+    object_lock_days: int = 0
+
+
+@dataclass(frozen=True)
+class Properties:
+    """What a store is, for code that hands it to another tool (vmbackup) or reports on it.
+
+    Asked through :meth:`Store.properties`, never read off a backend's internals.
+    """
+
+    scheme: str  # "file" or "s3"
+    local_root: Path | None = None  # file: the folder
+    bucket: str = ""
+    prefix: str = ""  # s3: the key prefix inside the bucket, without slashes around it
+    endpoint: str = ""
+    secure: bool = False
+    region: str = ""
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What `doctor` reports of a store: reachable, and whether it keeps versions."""
+
+    ok: bool
+    detail: str
+    versioning: str | None = None  # "Enabled", "Suspended", "Off"; None: not a versioned store
+    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,12 +121,12 @@ class Store(Protocol):
         """Make an old version current again (a new version with its content)."""
         ...
 
-    def vm_url(self, prefix: str) -> str:
-        """vmbackup/vmrestore's -dst/-src for ``prefix``."""
+    def properties(self) -> Properties:
+        """What this store is (scheme, location, access), for tools that write to it themselves."""
         ...
 
-    def vm_args(self) -> AbstractContextManager[list[str]]:
-        """Extra vmbackup/vmrestore flags (endpoint, a 0600 credentials file) while open."""
+    def health(self) -> Health:
+        """A read-only look at the store for `doctor`: reachable, versioning."""
         ...
 
 

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from taydash_hooks.errors import environment, refused
-from taydash_hooks.store.base import CHUNK, HashingReader, Version, Written, check_key, from_attempt
+from taydash_hooks.store.base import (
+    CHUNK,
+    HashingReader,
+    Health,
+    Properties,
+    Version,
+    Written,
+    check_key,
+    from_attempt,
+)
 
 
 class FileStore:
@@ -122,9 +131,14 @@ class FileStore:
     def promote(self, key: str, version_id: str) -> Written:
         raise refused("the file store keeps one version of each key; nothing to promote.")
 
-    def vm_url(self, prefix: str) -> str:
-        return f"fs://{self._path(prefix.rstrip('/'))}"
+    def properties(self) -> Properties:
+        return Properties("file", local_root=self.root)
 
-    @contextlib.contextmanager
-    def vm_args(self) -> Iterator[list[str]]:
-        yield []
+    def health(self) -> Health:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return Health(False, f"{self.url}: {exc.strerror}", fix=f"create {self.root}")
+        if not os.access(self.root, os.W_OK):
+            return Health(False, f"{self.url} is not writable", fix=f"make {self.root} writable")
+        return Health(True, self.url)

@@ -8,16 +8,21 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, BinaryIO
 
-from taydash_hooks.config import S3Config
 from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.output import log
-from taydash_hooks.store.base import Version, Written, check_key, from_attempt
+from taydash_hooks.store.base import (
+    Health,
+    Properties,
+    S3Options,
+    Version,
+    Written,
+    check_key,
+    from_attempt,
+)
 
 PART_SIZE = 16 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
 UPLOADERS = 2  # parts uploaded at once
@@ -71,7 +76,7 @@ def _explain(exc: BaseException, bucket: str, endpoint: str) -> TaydashError:
 class S3Store:
     """Backups in a bucket; versioning switched on when missing and allowed."""
 
-    def __init__(self, bucket: str, prefix: str, cfg: S3Config,
+    def __init__(self, bucket: str, prefix: str, cfg: S3Options,
                  env: Mapping[str, str] | None = None) -> None:
         from minio import Minio
         from urllib3 import PoolManager, Retry, Timeout
@@ -319,18 +324,15 @@ class S3Store:
         stat = self.call(self.client.stat_object, self.bucket, name)
         return Written(key, stat.size or 0, "", result.version_id)
 
-    def vm_url(self, prefix: str) -> str:
-        return f"s3://{self.bucket}/{self._key(prefix.rstrip('/'))}/"
+    def properties(self) -> Properties:
+        return Properties("s3", bucket=self.bucket, prefix=self.prefix, endpoint=self.cfg.endpoint,
+                          secure=self.cfg.secure, region=self.cfg.region,
+                          access_key=self._access, secret_key=self._secret)
 
-    @contextlib.contextmanager
-    def vm_args(self) -> Iterator[list[str]]:
-        scheme = "https" if self.cfg.secure else "http"
-        with tempfile.TemporaryDirectory(prefix="taydash-creds-") as tmp:
-            path = Path(tmp) / "credentials"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"[default]\naws_access_key_id={self._access}\n"
-                         f"aws_secret_access_key={self._secret}\n")
-            args = [f"-customS3Endpoint={scheme}://{self.cfg.endpoint}", f"-credsFilePath={path}",
-                    "-s3ForcePathStyle"]
-            yield args
+    def health(self) -> Health:
+        # Read-only: doctor reports, it does not switch versioning on itself.
+        if not self.call(self.client.bucket_exists, self.bucket):
+            return Health(False, f"bucket {self.bucket} does not exist",
+                          fix=f"mc mb ALIAS/{self.bucket} (with versioning)")
+        status = self.call(self.client.get_bucket_versioning, self.bucket).status
+        return Health(True, self.url, versioning=status or "Off")

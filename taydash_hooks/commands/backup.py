@@ -1,0 +1,233 @@
+"""`taydash backup`: the team's manual backup page as one command.
+
+Every step prints one line as it starts and ends and the first failure
+stops the run with a sentence saying what to do. A failure rolls back what
+this run created (the tag, the snapshots it took): the repository is left as
+it was before the command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.config import Config
+from taydash_hooks.errors import Exit, TaydashError, refused, usage
+from taydash_hooks.gate.validation import dirty_files
+from taydash_hooks.output import line
+from taydash_hooks.remote import ls_remote, upstream
+from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.manifest import Manifest
+from taydash_hooks.store import Store
+from taydash_hooks.tags.naming import naming_problem
+
+Confirm = Callable[[str], bool]
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """``-> title`` when it starts, ``ok``/``FAILED`` with the time when it ends."""
+    line(f"-> {title}")
+    start = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        line(f"   FAILED: {title}")
+        raise
+    line(f"   ok ({time.monotonic() - start:.1f} s)")
+
+
+@dataclass
+class Rollback:
+    """What this run created, undone in reverse order on failure."""
+
+    undo: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
+
+    def add(self, what: str, fn: Callable[[], object]) -> None:
+        self.undo.append((what, fn))
+
+    def run(self) -> None:
+        for what, fn in reversed(self.undo):
+            try:
+                fn()
+                line(f"   rolled back: {what}")
+            except Exception as exc:  # keep undoing the rest
+                line(f"   could not roll back {what}: {exc}")
+
+
+def check_name(cfg: Config, tag: str) -> None:
+    naming = cfg.tags.naming if cfg.tags else "convention"
+    problem = naming_problem(tag, naming)
+    if problem:
+        raise usage(problem + ".")
+
+
+def _validate_head(repo: git.Repo, cfg: Config) -> None:
+    if cfg.validate is None or not cfg.validate.commands:
+        line("   (no [validate] commands configured)")
+        return
+    from taydash_hooks.gate.validation import Gate, resolve_targets
+
+    head = git.out("rev-parse", "HEAD", cwd=repo.root)
+    target = resolve_targets([head], repo.root)[head]
+    assert target is not None
+    verdict = Gate(repo, cfg.validate).check(target)
+    line(f"   HEAD {head[:7]}  {verdict.text()}")
+    if not verdict.ok:
+        raise refused(f"validation of HEAD failed ({verdict.text()}); fix it and commit first.")
+
+
+def _create_tag(repo: git.Repo, tag: str, message: str) -> str:
+    # The hooks run here: the policy at creation, then (foreground) the snapshots.
+    from taydash_hooks.snapshots.take import snapshot_timeout
+
+    res = git.git("tag", "-s", "-m", message, "--", tag, cwd=repo.root, check=False,
+                  timeout=snapshot_timeout() + 600)
+    for text in res.err.splitlines():
+        line(f"   | {text}")
+    if res.returncode != 0:
+        err = res.err.strip()
+        if "refused" in err.lower() or "reference-transaction" in err:
+            raise refused(f"the tag policy refused {tag}: {err.splitlines()[0] if err else ''}")
+        raise refused(
+            f"git could not sign tag {tag} (signing key missing or locked?): "
+            f"{err.splitlines()[-1] if err else 'no output'}. Set user.signingkey "
+            "(and gpg.format=ssh for an SSH key) and unlock the key, then rerun.")
+    return git.out("rev-parse", f"refs/tags/{tag}", cwd=repo.root)
+
+
+def _snapshots(repo: git.Repo, cfg: Config, tag: str, rollback: Rollback) -> Manifest | None:
+    """Take the snapshots (or confirm the tag's hook took them); undone with the tag."""
+    if cfg.snapshots is None:
+        line("   (no [snapshots] configured)")
+        return None
+    from taydash_hooks.snapshots.location import open_store
+    from taydash_hooks.snapshots.take import take
+
+    store = open_store(repo, cfg)
+    # Registered first: a snapshot the reference-transaction hook took, or a
+    # failed one here, is removed with the tag on any failure.
+    rollback.add(f"snapshots of {tag}", lambda: _remove_backup(store, tag))
+    return take(repo, cfg, tag, store=store)
+
+
+def _no_backup_yet(repo: git.Repo, cfg: Config, tag: str) -> None:
+    if cfg.snapshots is None:
+        return
+    from taydash_hooks.snapshots.location import open_store
+
+    store = open_store(repo, cfg)
+    if manifest.load(store, tag) is not None:
+        raise refused(f"{store.url} already holds a backup named {tag} (of an earlier tag); "
+                      "choose a new tag name.")
+
+
+def _remove_backup(store: Store, tag: str) -> None:
+    from taydash_hooks.snapshots.take import remove_artifact
+
+    doc = manifest.load(store, tag)
+    if doc is None:
+        return
+    store.delete(manifest.key(tag))  # the manifest first: without it the rest is no backup
+    for art in doc.artifacts:
+        remove_artifact(store, art)
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    tag: str
+    message: str
+    push: bool = True
+    yes: bool = False
+
+
+def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
+    """The whole manual backup; see the module docstring."""
+    repo = git.find_repo(cwd)
+    if repo.bare:
+        raise usage("backup needs a work tree; this is a bare repository.")
+    cfg = config_mod.load(repo)
+    root = repo.root
+    tag = plan.tag
+    with step("checking the branch and its remote"):
+        up = upstream(root) if plan.push else None
+    with step("checking the working tree is clean"):
+        dirty = dirty_files(root)
+        if dirty:
+            raise refused("uncommitted changes: " + ", ".join(dirty[:10])
+                          + (" ..." if len(dirty) > 10 else "") + "; commit or stash them first.")
+    with step(f"checking the tag name {tag}"):
+        check_name(cfg, tag)
+        if git.rev_parse(f"refs/tags/{tag}", root):
+            raise refused(f"tag {tag} already exists locally; choose a new name.")
+        _no_backup_yet(repo, cfg, tag)
+    with step("validating HEAD"):
+        _validate_head(repo, cfg)
+    head = git.out("rev-parse", "HEAD", cwd=root)
+    if up is not None:
+        with step(f"fetching {up.remote}"):
+            # --no-tags: a refused backup must not leave new local tags behind.
+            res = git.git("fetch", "--quiet", "--no-tags", "--", up.remote, cwd=root, check=False,
+                          timeout=300)
+            if res.returncode != 0:
+                raise TaydashError(f"remote {up.remote} is unreachable: "
+                                   f"{(res.err.strip().splitlines() or ['?'])[-1]}",
+                                   Exit.ENVIRONMENT)
+        with step(f"checking HEAD is not behind {up.remote}/{up.branch}"):
+            theirs = git.rev_parse(f"refs/remotes/{up.remote}/{up.branch}", root)
+            if theirs and not git.is_ancestor(theirs, head, root):
+                state = "behind" if git.is_ancestor(head, theirs, root) else "diverged from"
+                raise refused(f"{up.branch} is {state} {up.remote}/{up.branch}; "
+                              f"pull (git pull --rebase) and rerun.")
+            on_remote = ls_remote(root, up.remote, f"refs/tags/{tag}")
+            if on_remote:
+                raise refused(f"tag {tag} already exists on {up.remote} "
+                              f"({next(iter(on_remote.values()))[:12]}); choose a new name.")
+    rollback = Rollback()
+    try:
+        with step(f"creating signed tag {tag}"):
+            tag_oid = _create_tag(repo, tag, plan.message)
+            rollback.add(f"tag {tag}", lambda: git.git("tag", "-d", "--", tag, cwd=root))
+        with step("taking the snapshots"):
+            doc = _snapshots(repo, cfg, tag, rollback)
+        if up is not None:
+            question = f"Push HEAD ({head[:7]}) to {up.remote}/{up.branch} and tag {tag}?"
+            if not plan.yes and not confirm(question):
+                raise refused("push cancelled; nothing was pushed.")
+            with step(f"pushing HEAD to {up.remote}/{up.branch}"):
+                _push(root, up.remote, f"HEAD:refs/heads/{up.branch}")
+            with step(f"pushing tag {tag}"):
+                _push(root, up.remote, f"refs/tags/{tag}")
+            with step(f"confirming both on {up.remote}"):
+                seen = ls_remote(root, up.remote, f"refs/heads/{up.branch}", f"refs/tags/{tag}")
+                if seen.get(f"refs/heads/{up.branch}") != head:
+                    raise refused(f"{up.remote} does not show {up.branch} at {head[:12]}.")
+                if seen.get(f"refs/tags/{tag}") != tag_oid:
+                    raise refused(f"{up.remote} does not show {tag} as {tag_oid[:12]}.")
+    except BaseException:
+        rollback.run()
+        raise
+    line("")
+    line(f"backup {tag} done")
+    line(f"  tag       {tag} ({tag_oid[:12]})")
+    line(f"  commit    {head}")
+    if doc is not None:
+        line(f"  manifest  {manifest.key(tag)}")
+        for art in doc.artifacts:
+            line(f"  artifact  {art.kind}: {art.key} ({art.size} bytes)")
+    if up is not None:
+        line(f"  remote    {up.remote} ({up.branch} and {tag} confirmed)")
+    return Exit.OK
+
+
+def _push(root: Path, remote: str, refspec: str) -> None:
+    res = git.git("push", "--", remote, refspec, cwd=root, check=False, timeout=3600)
+    for text in res.err.splitlines():
+        line(f"   | {text}")
+    if res.returncode != 0:
+        raise refused(f"git push {refspec} was refused; see the lines above.")

@@ -1,0 +1,96 @@
+"""`taydash backups list|show|verify`: the manifests in the store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.config import Config
+from taydash_hooks.errors import Exit
+from taydash_hooks.output import emit_json, mark, out, say
+from taydash_hooks.snapshots import kinds, manifest
+from taydash_hooks.snapshots.binding import require_bound
+from taydash_hooks.snapshots.kinds import Checked
+from taydash_hooks.snapshots.location import open_store
+from taydash_hooks.snapshots.manifest import Manifest
+from taydash_hooks.store import Store
+
+
+def open_repo_store(cwd: Path) -> tuple[git.Repo, Config, Store]:
+    """The repository around ``cwd``, its configuration and its store."""
+    repo = git.find_repo(cwd)
+    cfg = config_mod.load(repo)
+    return repo, cfg, open_store(repo, cfg)
+
+
+def list_backups(cwd: Path, as_json: bool) -> int:
+    """One line per manifest: tag, time, commit, artifacts."""
+    _, _, store = open_repo_store(cwd)
+    docs = [manifest.require(store, t) for t in manifest.all_tags(store)]
+    if as_json:
+        emit_json([{"tag": d.tag, "created": d.created, "commit": d.commit,
+                    "artifacts": len(d.artifacts), "size": sum(a.size for a in d.artifacts)}
+                   for d in docs])
+        return Exit.OK
+    if not docs:
+        say(f"no backups in {store.url}")
+    for d in docs:
+        kinds_ = ",".join(sorted({a.kind for a in d.artifacts}))
+        out(f"{d.tag}\t{d.created}\t{d.commit[:12]}\t{kinds_}")
+    return Exit.OK
+
+
+def show(cwd: Path, tag: str, as_json: bool) -> int:
+    """The manifest of ``tag``, after checking it belongs to the tag."""
+    repo, _, store = open_repo_store(cwd)
+    doc = require_bound(repo, store, tag)
+    if as_json:
+        emit_json(doc.to_json())
+        return Exit.OK
+    out(f"tag       {doc.tag} ({doc.tag_object})")
+    out(f"commit    {doc.commit}")
+    out(f"tagger    {doc.tagger}")
+    out(f"created   {doc.created}")
+    out(f"store     {doc.store}")
+    for a in doc.artifacts:
+        out(f"  {a.kind:<16} {a.key}  {a.size} bytes  sha256 {a.sha256}")
+    return Exit.OK
+
+
+def check_all(cfg: Config, store: Store, doc: Manifest, deep: bool) -> list[tuple[str, str, Checked]]:
+    """Verify every artifact of ``doc``: (kind, key, what was found) each."""
+    rows = []
+    for art in doc.artifacts:
+        try:
+            checked = kinds.get(art.kind).verify(cfg, store, art, deep)
+        except Exception as exc:  # a missing object is a failed check, not a crash
+            checked = Checked(problems=[str(exc)])
+        rows.append((art.kind, art.key, checked))
+    return rows
+
+
+def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
+    """Re-hash every stored file of every artifact of ``tag``; exit 1 when one does not match."""
+    repo, cfg, store = open_repo_store(cwd)
+    doc = require_bound(repo, store, tag)
+    rows = check_all(cfg, store, doc, deep)
+    ok = all(c.ok for _, _, c in rows)
+    files = sum(c.files for _, _, c in rows)
+    size = sum(c.bytes for _, _, c in rows)
+    if as_json:
+        emit_json({"tag": tag, "ok": ok, "deep": deep, "files": files, "bytes": size,
+                   "artifacts": [{"kind": k, "key": key, "ok": c.ok, "files": c.files,
+                                  "bytes": c.bytes, "problem": c.problems[0] if c.problems else None,
+                                  "problems": c.problems} for k, key, c in rows]})
+    else:
+        for kind, key, c in rows:
+            detail = f"  {c.problems[0]}" + (f" (+{len(c.problems) - 1} more)" if len(c.problems) > 1
+                                              else "") if c.problems else ""
+            out(f"{mark(c.ok, sys.stdout):<4} {kind:<16} {key}  {c.files} file(s), {c.bytes} bytes"
+                + detail)
+        say(f"{tag}: re-hashed {files} file(s), {size} bytes"
+            + (" and read them with the tools" if deep else "") + (": every hash matches." if ok
+                                                                   else ": verification FAILED."))
+    return Exit.OK if ok else Exit.REFUSED

@@ -1,0 +1,158 @@
+"""`taydash doctor`: every check with OK/FAIL and the exact fix. Exit 0 only when all pass."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from taydash_hooks import git, process
+from taydash_hooks.config import Config
+from taydash_hooks.errors import Exit, TaydashError
+from taydash_hooks.output import color
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _tool(name: str, package: str, needed: bool) -> Finding:
+    path = shutil.which(name)
+    if path:
+        return Finding(name, True, path)
+    if not needed:
+        return Finding(name, True, "not found (not needed by this configuration)")
+    return Finding(name, False, "not found on PATH", f"apt-get install {package}")
+
+
+def _signing(root: Path) -> list[Finding]:
+    def cfg(key: str) -> str:
+        return git.git("config", "--get", key, cwd=root, check=False).out.strip()
+
+    fmt = cfg("gpg.format") or "openpgp"
+    key = cfg("user.signingkey")
+    found = [Finding("signing format", True, fmt)]
+    if fmt == "ssh":
+        if not key:
+            found.append(Finding("signing key", False, "user.signingkey is not set",
+                                 "git config user.signingkey ~/.ssh/id_ed25519.pub"))
+        else:
+            found.append(Finding("signing key", Path(os.path.expanduser(key)).exists()
+                                 or key.startswith(("ssh-", "key::")), key,
+                                 "point user.signingkey at an existing SSH key file"))
+        signers = cfg("gpg.ssh.allowedSignersFile")
+        found.append(Finding("gpg.ssh.allowedSignersFile", bool(signers), signers or "not set",
+                             "gpg.format=ssh needs it to verify tags: git config "
+                             "gpg.ssh.allowedSignersFile .taydash/allowed_signers"))
+        return found
+    if not key:
+        found.append(Finding("signing key", False, "user.signingkey is not set",
+                             "gpg --list-secret-keys --keyid-format=long, then "
+                             "git config user.signingkey <FINGERPRINT>"))
+        return found
+    try:
+        res = process.run(["gpg", "--batch", "--list-secret-keys", "--", key], timeout=30)
+        ok = res.returncode == 0
+    except (process.Timeout, TaydashError):
+        ok = False
+    found.append(Finding("signing key", ok, key if ok else f"no secret key {key} in the keyring",
+                         "import the secret key (gpg --import) or fix user.signingkey"))
+    return found
+
+
+def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
+    if cfg.snapshots is None:
+        return []
+    from taydash_hooks.snapshots.location import open_store
+
+    url = cfg.snapshots.store or "file:// (default)"
+    if url.startswith("s3://"):
+        from taydash_hooks.store.s3 import CREDENTIAL_VARS, credentials
+
+        try:
+            credentials()
+        except TaydashError:
+            names = " or ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
+            return [Finding("S3 credentials", False, "no credentials variables are set",
+                            f"export {names}")]
+    try:
+        health = open_store(repo, cfg).health()
+    except TaydashError as exc:
+        return [Finding("store", False, exc.message, "check [snapshots] store and the server")]
+    found = [Finding("store", health.ok, health.detail, health.fix)]
+    if health.ok and health.versioning is not None:
+        bucket = cfg.snapshots.store[len("s3://"):].partition("/")[0]
+        found.append(Finding("bucket versioning", health.versioning == "Enabled", health.versioning,
+                             f"mc version enable ALIAS/{bucket} (or allow "
+                             "s3:PutBucketVersioning for these credentials)"))
+    return found
+
+
+def _hooks(cwd: Path) -> list[Finding]:
+    from taydash_hooks.commands.install import CLIENT_HOOKS, hooks_dir, is_ours
+
+    try:
+        folder = hooks_dir(cwd, force=True)
+    except TaydashError as exc:
+        return [Finding("hooks", False, exc.message)]
+    found = []
+    for hook in CLIENT_HOOKS:
+        ok = is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy")
+        found.append(Finding(f"{hook} hook", ok, str(folder / hook), "taydash install"))
+    return found
+
+
+def checks(cwd: Path) -> list[Finding]:
+    """Every finding, in the order they are printed."""
+    from taydash_hooks import config as config_mod
+
+    found = [_tool("git", "git", True)]
+    try:
+        repo = git.find_repo(cwd)
+    except TaydashError as exc:
+        return [*found, Finding("repository", False, exc.message, "run inside a git repository")]
+    try:
+        cfg = config_mod.load(repo)
+        found.append(Finding("configuration", True, str(cfg.source or "none (nothing enabled)")))
+    except TaydashError as exc:
+        return [*found, Finding("configuration", False, exc.message, "fix the key named above")]
+    snap = cfg.snapshots
+    pg = bool(snap and snap.postgres and "postgres" in snap.kinds)
+    vm = bool(snap and snap.victoriametrics and "victoriametrics" in snap.kinds)
+    ssh = bool(cfg.tags and "ssh" in cfg.tags.formats)
+    found += [
+        _tool("gpg", "gnupg", True),
+        _tool("ssh-keygen", "openssh-client", ssh),
+        _tool("pg_dump", "postgresql-client", pg),
+        _tool("pg_restore", "postgresql-client", pg),
+        _tool(snap.victoriametrics.vmbackup if vm and snap and snap.victoriametrics else "vmbackup",
+              "victoria-metrics (it brings vmbackup)", vm),
+        _tool(snap.victoriametrics.vmrestore if vm and snap and snap.victoriametrics else "vmrestore",
+              "victoria-metrics (it brings vmrestore)", vm),
+    ]
+    if not repo.bare:
+        found += _hooks(cwd)
+        found += _signing(repo.root)
+    if cfg.tags is not None and "openpgp" in cfg.tags.formats and cfg.tags.openpgp_fingerprints:
+        keys = cfg.path(cfg.tags.openpgp_keys)
+        found.append(Finding("tags.openpgp_keys", keys.is_file(), str(keys),
+                             f"gpg --export --armor FINGERPRINT > {keys}"))
+    found += _store(repo, cfg)
+    return found
+
+
+def run(cwd: Path) -> int:
+    found = checks(cwd)
+    out = sys.stdout
+    for f in found:
+        mark = color("OK  ", "green", out) if f.ok else color("FAIL", "red", out)
+        print(f"{mark} {f.name:<28} {f.detail}")
+        if not f.ok and f.fix:
+            print(f"     fix: {f.fix}")
+    return Exit.OK if all(f.ok for f in found) else Exit.REFUSED

@@ -1,0 +1,39 @@
+"""`taydash drill [--last N]`: the restore drill over the last N release tags, as a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.commands.check_tags import release_tags
+from taydash_hooks.commands.verify import COLUMNS, remote_name, verify_tag
+from taydash_hooks.errors import Exit, refused
+from taydash_hooks.output import emit_json, out
+
+
+def drill(cwd: Path, last: int, as_json: bool) -> int:
+    """The monthly restore drill; a table and exit 1 when any cell failed."""
+    repo = git.find_repo(cwd)
+    cfg = config_mod.load(repo)
+    tags = [name for name, _ in release_tags(repo, cfg)][:last]
+    if not tags:
+        raise refused("there are no release tags to drill (create one with taydash release).")
+    remote = remote_name(repo)
+    reports = [verify_tag(repo, cfg, remote, t, restores=True) for t in tags]
+    if as_json:
+        emit_json({"ok": all(r.ok for r in reports), "tags": [r.as_dict() for r in reports]})
+    else:
+        width = max(len(t) for t in [*tags, "tag"])
+        out(f"{'tag':<{width}}  " + "  ".join(f"{c:<10}" for c in COLUMNS) + "  duration")
+        for r in reports:
+            cells = []
+            for name in COLUMNS:
+                c = r.get(name)
+                cells.append(f"{c.cell() if c else 'n/a':<10}")
+            out(f"{r.tag:<{width}}  " + "  ".join(cells) + f"  {r.seconds:.1f} s")
+        for r in reports:
+            for c in r.checks:
+                if c.ok is False:
+                    out(f"{r.tag}: {c.name}: {c.detail}")
+    return Exit.OK if all(r.ok for r in reports) else Exit.REFUSED

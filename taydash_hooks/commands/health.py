@@ -1,0 +1,150 @@
+"""`taydash health`: is this repository backed up, as of now?
+
+Thresholds come from the optional ``[health]`` table; a value past its
+threshold is a warning (coloured on a TTY). Health is a report: exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.commands.check_tags import release_tags
+from taydash_hooks.config import Config, HealthConfig
+from taydash_hooks.errors import Exit, TaydashError
+from taydash_hooks.output import color, emit_json
+from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.triggers import STATUS_FILE
+
+MIB = 1024 * 1024
+
+
+def _days(seconds: float) -> float:
+    return round(seconds / 86400, 1)
+
+
+def largest_blobs(root: Path, minimum: int, limit: int = 10) -> list[dict[str, Any]]:
+    """The biggest blobs reachable from any ref, over ``minimum`` bytes."""
+    objects = git.git("rev-list", "--objects", "--all", cwd=root, timeout=600).stdout
+    res = git.git("cat-file", "--batch-check=%(objecttype) %(objectname) %(objectsize) %(rest)",
+                  input=objects, cwd=root, timeout=600)
+    blobs: dict[str, dict[str, Any]] = {}
+    for line in res.out.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) >= 3 and parts[0] == "blob" and int(parts[2]) > minimum:
+            blobs.setdefault(parts[1], {"oid": parts[1], "size": int(parts[2]),
+                                        "path": parts[3] if len(parts) > 3 else ""})
+    return sorted(blobs.values(), key=lambda b: -b["size"])[:limit]
+
+
+def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, Any]:
+    """Every health figure, with a ``warnings`` list of what is past its threshold."""
+    from taydash_hooks.remote import upstream
+
+    h = cfg.health or HealthConfig()
+    now = time.time() if now is None else now
+    root = repo.root
+    doc: dict[str, Any] = {"warnings": []}
+    warn = doc["warnings"].append
+    tags = release_tags(repo, cfg)
+    doc["last_release_tag"] = tags[0][0] if tags else None
+    doc["days_since_release"] = _days(now - tags[0][1]) if tags else None
+    if not tags:
+        warn("no release tag yet")
+    elif doc["days_since_release"] > h.max_days_since_release:
+        warn(f"last release tag {tags[0][0]} is {doc['days_since_release']} days old")
+    head = git.rev_parse("HEAD", root)
+    at_head = git.out("tag", "--points-at", "HEAD", cwd=root).split() if head else []
+    doc["head_tagged"] = bool(set(at_head) & {t for t, _ in tags})
+    doc["unpushed_commits"] = None
+    try:
+        up = upstream(root)
+        theirs = git.rev_parse(f"refs/remotes/{up.remote}/{up.branch}", root)
+        rng = [f"{theirs}..HEAD"] if theirs else ["HEAD"]
+        doc["unpushed_commits"] = int(git.out("rev-list", "--count", *rng, cwd=root) or 0)
+        if doc["unpushed_commits"] > h.max_unpushed_commits:
+            warn(f"{doc['unpushed_commits']} commits on {up.branch} are not on {up.remote}")
+        from taydash_hooks.remote import ls_remote
+
+        remote_tags = set(ls_remote(root, up.remote, "refs/tags/*"))
+        doc["tags_not_on_remote"] = [t for t, _ in tags if f"refs/tags/{t}" not in remote_tags]
+        if doc["tags_not_on_remote"]:
+            warn(f"{len(doc['tags_not_on_remote'])} release tag(s) not on {up.remote}")
+    except TaydashError as exc:
+        doc["tags_not_on_remote"] = None
+        warn(exc.message)
+    doc["days_since_snapshot"] = None
+    doc["tags_without_backup"] = None
+    if cfg.snapshots is not None:
+        from taydash_hooks.snapshots.location import open_store
+
+        try:
+            store = open_store(repo, cfg)
+            backed = manifest.all_tags(store)
+            doc["tags_without_backup"] = [t for t, _ in tags if t not in backed]
+            docs = [manifest.load(store, t) for t in backed]
+            created = [d.created for d in docs if d is not None]
+            newest = max((c for c in created if c), default=None)
+            if newest:
+                from datetime import datetime
+
+                doc["days_since_snapshot"] = _days(now - datetime.fromisoformat(newest).timestamp())
+                if doc["days_since_snapshot"] > h.max_days_since_snapshot:
+                    warn(f"last snapshot is {doc['days_since_snapshot']} days old")
+            else:
+                warn("no snapshot yet")
+            if doc["tags_without_backup"]:
+                warn(f"release tag(s) without a backup: {', '.join(doc['tags_without_backup'][:5])}")
+        except TaydashError as exc:
+            warn(exc.message)
+    counts = dict(line.split(": ", 1) for line in
+                  git.out("count-objects", "-v", cwd=root).splitlines() if ": " in line)
+    doc["repo_size_bytes"] = (int(counts.get("size", 0)) + int(counts.get("size-pack", 0))) * 1024
+    doc["large_blobs"] = largest_blobs(root, int(h.large_blob_mib * MIB))
+    if doc["large_blobs"]:
+        warn(f"{len(doc['large_blobs'])} blob(s) over {h.large_blob_mib:g} MiB in the history")
+    status = repo.state_dir / STATUS_FILE
+    try:
+        doc["last_background_snapshot"] = json.loads(status.read_text())
+        if not doc["last_background_snapshot"].get("ok"):
+            warn(f"the last background snapshot failed: {doc['last_background_snapshot'].get('message')}")
+    except (OSError, ValueError):
+        doc["last_background_snapshot"] = None
+    return doc
+
+
+def run(cwd: Path, as_json: bool) -> int:
+    repo = git.find_repo(cwd)
+    cfg = config_mod.load(repo)
+    doc = collect(repo, cfg)
+    if as_json:
+        emit_json(doc)
+        return Exit.OK
+    out = sys.stdout
+    rows = [
+        ("last release tag", f"{doc['last_release_tag']} ({doc['days_since_release']} days ago)"
+         if doc["last_release_tag"] else "none"),
+        ("last snapshot", f"{doc['days_since_snapshot']} days ago"
+         if doc["days_since_snapshot"] is not None else "none"),
+        ("HEAD tagged", "yes" if doc["head_tagged"] else "no"),
+        ("unpushed commits", str(doc["unpushed_commits"])),
+        ("tags without backup", ", ".join(doc["tags_without_backup"] or []) or "none"),
+        ("tags not on remote", ", ".join(doc["tags_not_on_remote"] or []) or "none"),
+        ("repository size", f"{doc['repo_size_bytes'] / MIB:.1f} MiB"),
+    ]
+    for name, value in rows:
+        print(f"{name:<20} {value}")
+    for b in doc["large_blobs"]:
+        print(f"{'large blob':<20} {b['size'] / MIB:.1f} MiB  {b['path']}  {b['oid'][:12]}")
+    last = doc["last_background_snapshot"]
+    if last:
+        print(f"{'background snapshot':<20} {last.get('tag')}: "
+              f"{'ok' if last.get('ok') else 'FAILED'} ({last.get('finished')})")
+    for w in doc["warnings"]:
+        print(color(f"WARNING: {w}", "yellow", out))
+    return Exit.OK

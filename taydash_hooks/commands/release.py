@@ -1,0 +1,74 @@
+"""`taydash release {major,minor,patch}`: the next semver tag with a changelog, then `backup`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from taydash_hooks import git
+from taydash_hooks.commands.backup import BackupPlan, Confirm, backup
+from taydash_hooks.errors import refused
+from taydash_hooks.output import line
+
+_SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-.*)?")
+_CONVENTIONAL = re.compile(r"(?P<type>[a-z]+)(?:\([^)]*\))?!?:\s*(?P<text>.+)")
+
+
+def latest_version(root: Path) -> tuple[tuple[int, int, int], str] | None:
+    """The highest vX.Y.Z among the tags and the tag that carries it.
+
+    Pre-release suffixes are ignored for ordering; of equal versions the tag
+    without a suffix wins.
+    """
+    best: tuple[tuple[int, int, int], bool, str] | None = None
+    for t in git.out("tag", "--list", "v*", cwd=root).split():
+        m = _SEMVER.fullmatch(t)
+        if m:
+            key = ((int(m.group(1)), int(m.group(2)), int(m.group(3))), "-" not in t, t)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return (best[0], best[2]) if best else None
+
+
+def next_version(current: tuple[int, int, int] | None, part: str) -> str:
+    major, minor, patch = current or (0, 0, 0)
+    if part == "major":
+        return f"v{major + 1}.0.0"
+    if part == "minor":
+        return f"v{major}.{minor + 1}.0"
+    return f"v{major}.{minor}.{patch + 1}"
+
+
+def changelog(root: Path, since: str | None) -> str:
+    """Commits since the last release, grouped by Conventional Commit type."""
+    rng = [f"{since}..HEAD"] if since else ["HEAD"]
+    subjects = git.out("log", "--format=%s", *rng, cwd=root).splitlines()
+    groups: dict[str, list[str]] = {"Features": [], "Fixes": [], "Other": []}
+    for subject in subjects:
+        m = _CONVENTIONAL.fullmatch(subject)
+        kind = m.group("type") if m else ""
+        name = "Features" if kind == "feat" else "Fixes" if kind == "fix" else "Other"
+        groups[name].append(m.group("text") if m and name != "Other" else subject)
+    parts = []
+    for name, items in groups.items():
+        if items:
+            parts.append(f"{name}:\n" + "\n".join(f"- {i}" for i in items))
+    return "\n\n".join(parts) if parts else "(no commits since the last release)"
+
+
+def release(cwd: Path, part: str, description: str | None, yes: bool, push: bool,
+            confirm: Confirm) -> int:
+    """Tag the next semver release with a changelog message; then as `backup`."""
+    repo = git.find_repo(cwd)
+    latest = latest_version(repo.root)
+    tag = next_version(latest[0] if latest else None, part)
+    last = latest[1] if latest else None
+    title = f"Release {tag}" + (f" - {description}" if description else "")
+    message = f"{title}\n\n{changelog(repo.root, last)}\n"
+    line(f"next release: {tag} (after {last or 'none'})")
+    line("tag message:")
+    for text in message.rstrip().splitlines():
+        line(f"  | {text}")
+    if not yes and not confirm(f"Create {tag}{' and push it' if push else ''}?"):
+        raise refused("release cancelled; nothing was created.")
+    return backup(cwd, BackupPlan(tag, message, push=push, yes=True), confirm)

@@ -1,0 +1,35 @@
+"""`taydash restore db|vm|config`: bring one artifact of a bound backup back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taydash_hooks.errors import Exit, refused, usage
+from taydash_hooks.output import say
+from taydash_hooks.snapshots import kinds
+from taydash_hooks.snapshots.binding import require_bound
+from taydash_hooks.snapshots.manifest import Artifact, Manifest
+
+
+def _one(doc: Manifest, kind: str, database: str | None = None) -> Artifact:
+    arts = doc.of_kind(kind)
+    if database is not None:
+        arts = [a for a in arts if a.database == database]
+    if not arts:
+        what = f"database {database}" if database else kind
+        raise refused(f"the backup of {doc.tag} has no {what} artifact.")
+    if len(arts) > 1:
+        names = ", ".join(str(a.database) for a in arts)
+        raise usage(f"the backup of {doc.tag} holds several databases ({names}); "
+                    "choose one with --database.")
+    return arts[0]
+
+
+def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = None) -> int:
+    """Restore the ``kind`` artifact of ``tag`` into ``target`` (a database name or a folder)."""
+    from taydash_hooks.commands.backups import open_repo_store
+
+    repo, cfg, store = open_repo_store(cwd)
+    art = _one(require_bound(repo, store, tag), kind, database)
+    say(kinds.get(kind).restore(cfg, store, art, target))
+    return Exit.OK

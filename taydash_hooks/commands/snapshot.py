@@ -1,0 +1,18 @@
+"""`taydash snapshot TAG [--only KIND,...]`: take the snapshots of one tag by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.errors import Exit
+
+
+def run(cwd: Path, tag: str, only: list[str] | None) -> int:
+    """Snapshot ``tag`` now; nothing to do when it already has a backup."""
+    from taydash_hooks.snapshots.take import take
+
+    repo = git.find_repo(cwd)
+    take(repo, config_mod.load(repo), tag, only)
+    return Exit.OK

@@ -1,0 +1,129 @@
+"""The pre-push hook's fast path: answer a re-push of validated commits with no git call.
+
+Most pushes carry commits that already passed (pushed to another branch,
+pushed again after a rejected push of something else). For those the
+full gate would import the config loader, start git three times and hash
+the command list; here two small JSON files answer. Anything this module
+is not sure about returns None and the full path runs (imports only os,
+sys and json: every millisecond here is paid on every push).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+SUMMARY = "config-summary.json"
+CACHE = "validate-cache.json"
+_ZERO = frozenset("0")
+
+
+def config_stamp(path: str) -> list[object]:
+    """What must not change for a config summary to stay valid."""
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino]
+
+
+def common_dir(cwd: str) -> str | None:
+    git_dir = os.environ.get("GIT_DIR")
+    if git_dir:
+        git_dir = os.path.join(cwd, git_dir)
+    else:
+        dotgit = os.path.join(cwd, ".git")
+        if os.path.isdir(dotgit):
+            git_dir = dotgit
+        elif os.path.isfile(dotgit):  # a linked worktree: "gitdir: <path>"
+            with open(dotgit) as fh:
+                first = fh.readline().strip()
+            if not first.startswith("gitdir: "):
+                return None
+            git_dir = os.path.join(cwd, first[len("gitdir: "):])
+        else:
+            return None
+    try:
+        with open(os.path.join(git_dir, "commondir")) as fh:
+            return os.path.normpath(os.path.join(git_dir, fh.read().strip()))
+    except OSError:
+        return os.path.normpath(git_dir)
+
+
+def _config_path(cwd: str) -> str | None:
+    override = os.environ.get("TAYDASH_CONFIG")
+    if override:
+        return override
+    for name in (".taydash.toml", "pyproject.toml"):
+        path = os.path.join(cwd, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _load(path: str) -> dict[str, object] | None:
+    try:
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def try_cached(stdin: bytes) -> int | None:
+    """Exit 0 with a summary when every pushed commit already passed; None to run the full gate."""
+    if os.environ.get("TAYDASH_SKIP"):
+        return None
+    cwd = os.getcwd()
+    common = common_dir(cwd)
+    config = _config_path(cwd)
+    if common is None or config is None:
+        return None
+    state = os.path.join(common, "taydash")
+    summary = _load(os.path.join(state, SUMMARY))
+    try:
+        if summary is None or summary.get("stamp") != config_stamp(config):
+            return None
+    except OSError:
+        return None
+    validate = summary.get("validate")
+    if not isinstance(validate, dict) or not validate.get("cache") or not validate.get("commands"):
+        return None
+    push = summary.get("push")
+    protected = push.get("protected", []) if isinstance(push, dict) else []
+    rows = []
+    for line in stdin.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ")
+        if len(parts) != 4 or not parts[2].startswith("refs/heads/") or set(parts[1]) == _ZERO:
+            return None  # tags, deletions, odd lines: the full path judges them
+        if protected and set(parts[3]) != _ZERO:
+            import fnmatch
+
+            if any(fnmatch.fnmatchcase(parts[2][len("refs/heads/"):], p) for p in protected):
+                return None  # a protected update needs the fast-forward check
+        rows.append(parts)
+    if not rows:
+        return None
+    cache = _load(os.path.join(state, CACHE)) or {}
+    commits = cache.get("commits")
+    if not isinstance(commits, dict):
+        return None
+    commands = validate["commands"]
+    if any(commits.get(local_oid) != commands for _, local_oid, _, _ in rows):
+        return None
+    if not os.environ.get("TAYDASH_QUIET"):
+        for _, local_oid, remote_ref, remote_oid in rows:
+            status = "unchanged" if local_oid == remote_oid else "cached"
+            print(f"{remote_ref} {local_oid[:7]}  {status}", file=sys.stderr)
+    return 0
+
+
+def write_summary(state_dir: str, config: str, summary: dict[str, object]) -> None:
+    """Record what the fast path needs from a configuration the full loader accepted."""
+    path = os.path.join(state_dir, SUMMARY)
+    doc = {"stamp": config_stamp(config), **summary}
+    if _load(path) == json.loads(json.dumps(doc)):
+        return
+    os.makedirs(state_dir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, path)

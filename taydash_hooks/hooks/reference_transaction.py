@@ -1,0 +1,84 @@
+"""The reference-transaction hook: tag policy at creation and snapshot triggers.
+
+The shim only starts Python for a refs/tags/ line whose git process looks
+like `git tag`; here the parent's command line is parsed exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from taydash_hooks import config as config_mod
+from taydash_hooks import git
+from taydash_hooks.errors import Exit
+from taydash_hooks.skips import skipped
+
+log = logging.getLogger(__name__)
+
+# git's global options that take a separate value (`git -C dir tag`).
+_GLOBAL_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path",
+                      "--super-prefix", "--config-env", "--list-cmds"}
+
+
+def git_subcommand(argv: list[str]) -> str | None:
+    """The subcommand of a git command line (``git -C x tag -s v1`` → ``tag``)."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return arg
+    return None
+
+
+def created_by_git_tag(pid: str | None) -> bool:
+    """True when the git process ``pid`` is a local `git tag` (not fetch, clone, pull)."""
+    if not pid:
+        return False
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    if not argv:
+        return False
+    if os.path.basename(argv[0]) == "git-tag":
+        return True
+    return os.path.basename(argv[0]) == "git" and git_subcommand(argv) == "tag"
+
+
+def parse_lines(stdin: bytes) -> list[tuple[str, str, str]]:
+    """``<old> <new> <ref>`` lines for refs under refs/tags/."""
+    rows = []
+    for raw in stdin.decode("utf-8", "replace").splitlines():
+        parts = raw.split(" ")
+        if len(parts) == 3 and parts[2].startswith("refs/tags/"):
+            rows.append((parts[0], parts[1], parts[2]))
+    return rows
+
+
+def run_hook(state: str, stdin: bytes, cwd: Path | None = None) -> int:
+    """``taydash hook reference-transaction STATE`` with git's stdin."""
+    if state not in ("prepared", "committed"):
+        return Exit.OK  # "aborted", and states newer git may add ("preparing")
+    rows = [r for r in parse_lines(stdin) if set(r[1]) != {"0"}]  # deletions never trigger
+    if not rows or not created_by_git_tag(os.environ.get("TAYDASH_GIT_PID")):
+        return Exit.OK
+    repo = git.find_repo(cwd)
+    cfg = config_mod.load(repo)
+    if state == "prepared" and cfg.tags is not None and cfg.tags.check_at_creation \
+            and not skipped("tags"):
+        from taydash_hooks.tags import policy as tag_policy
+
+        return tag_policy.check_at_creation(repo, cfg, rows)
+    if state == "committed" and cfg.snapshots is not None:
+        from taydash_hooks.snapshots import triggers as snapshot_triggers
+
+        return snapshot_triggers.on_tag_created(repo, cfg, rows)
+    return Exit.OK

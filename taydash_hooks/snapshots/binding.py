@@ -1,0 +1,52 @@
+"""A manifest is only ever used for the tag it names: the binding check every reader runs.
+
+Anyone who can write to the store can copy one tag's manifest over
+another's; a tag can be deleted and re-created for another commit. So a
+manifest is trusted only when its ``tag`` is the requested name and its tag
+object and commit are those of that tag in this repository.
+"""
+
+from __future__ import annotations
+
+from taydash_hooks import git
+from taydash_hooks.errors import refused
+from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.manifest import Manifest
+from taydash_hooks.store import Store
+
+
+def binding_problem(repo: git.Repo, doc: Manifest, tag: str) -> str | None:
+    """Why ``doc`` is not the backup of ``tag`` in ``repo``, or None when it is."""
+    if doc.tag != tag:
+        return (f"manifests/{tag}.json names tag {doc.tag!r}, not {tag!r}: it was copied or "
+                "renamed in the store")
+    oid = git.rev_parse(f"refs/tags/{tag}", repo.root)
+    if oid is None:
+        return (f"there is no tag {tag} in this repository to check the backup against "
+                "(git fetch --tags)")
+    if oid != doc.tag_object:
+        return (f"the backup of {tag} was taken for tag object {doc.tag_object[:12]}, but {tag} "
+                f"here is {oid[:12]} (the tag was re-created)")
+    commit = git.rev_parse(f"{oid}^{{commit}}", repo.root)
+    if commit != doc.commit:
+        return (f"the backup of {tag} records commit {doc.commit[:12]}, but {tag} points at "
+                f"{(commit or '?')[:12]}")
+    return None
+
+
+def require_bound(repo: git.Repo, store: Store, tag: str) -> Manifest:
+    """The manifest of ``tag``, refused (exit 1) unless it belongs to this repository's ``tag``."""
+    return _bound(repo, manifest.require(store, tag), tag)
+
+
+def load_bound(repo: git.Repo, store: Store, tag: str) -> Manifest | None:
+    """Like :func:`require_bound`, but None when there is no manifest at all."""
+    doc = manifest.load(store, tag)
+    return None if doc is None else _bound(repo, doc, tag)
+
+
+def _bound(repo: git.Repo, doc: Manifest, tag: str) -> Manifest:
+    problem = binding_problem(repo, doc, tag)
+    if problem:
+        raise refused(f"refusing the backup of {tag}: {problem}.")
+    return doc

@@ -1,0 +1,138 @@
+"""The config bundle: tar the configured paths, encrypt to OpenPGP recipients, upload.
+
+tar streams into gpg on a thread and gpg's output streams into the store;
+the bundle is never written unencrypted, not even to a temp file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from taydash_hooks import process
+from taydash_hooks.config import Config, ConfigBundleConfig
+from taydash_hooks.errors import environment, refused, usage
+from taydash_hooks.output import say
+from taydash_hooks.snapshots.kinds import Checked, TakeJob
+from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
+from taydash_hooks.store import Store
+from taydash_hooks.tags.signatures import gpg_program
+
+
+def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
+           timeout: float) -> Artifact:
+    """Upload the encrypted bundle of ``bcfg.paths`` to ``key``."""
+    if bcfg.paths and not bcfg.recipients:
+        raise usage("[snapshots.config] has paths but no recipients; refusing to store them "
+                    "unencrypted.")
+    sources = [(p, cfg.path(p)) for p in bcfg.paths]
+    missing = [p for p, path in sources if not path.exists()]
+    if missing:
+        raise usage(f"[snapshots.config] path {missing[0]!r} does not exist.")
+    recipients = [arg for r in bcfg.recipients for arg in ("--recipient", r)]
+    argv = [gpg_program(), "--batch", "--no-tty", "--trust-model", "always", "--encrypt", *recipients,
+            "--output", "-"]
+    failures: list[BaseException] = []
+    with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
+            process.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err) as proc:
+
+        def feed() -> None:
+            assert proc.stdin is not None
+            try:
+                with tarfile.open(fileobj=proc.stdin, mode="w|gz") as tar:
+                    for name, path in sources:
+                        tar.add(path, arcname=name.strip("/"))
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+
+        def tar_ok() -> str | None:
+            feeder.join()
+            return f"packing the config bundle failed ({failures[0]})" if failures else None
+
+        stream = process.ProducerStream(proc, "gpg --encrypt", timeout, err.name, at_eof=tar_ok)
+        try:
+            written = store.put_stream(key, stream)  # type: ignore[arg-type]
+        except BaseException as exc:
+            cause = exc if isinstance(exc, process.ProducerFailed) else exc.__cause__ or exc.__context__
+            if isinstance(cause, process.ProducerFailed):
+                raise environment(f"config bundle failed: {cause}.") from None
+            raise
+        finally:
+            stream.close()
+    say(f"  config: {len(sources)} path(s), {written.size} bytes encrypted -> {key}")
+    return Artifact("config", key, written.size, written.sha256, written.version_id,
+                    paths=tuple(bcfg.paths), recipients=tuple(bcfg.recipients))
+
+
+def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str:
+    """Verify, decrypt (with the user's key) and unpack into an empty ``dest``."""
+    if dest.exists() and any(dest.iterdir()):
+        raise refused(f"{dest} is not empty; restore config only unpacks into an empty directory.")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
+        local = Path(tmp) / "bundle.tar.gz.gpg"
+        download_verified(store, artifact, local)
+        with local.open("rb") as src, \
+                tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
+                process.popen([gpg_program(), "--batch", "--no-tty", "--decrypt"], stdin=src,
+                              stdout=subprocess.PIPE, stderr=err) as proc:
+            stream = process.ProducerStream(proc, "gpg --decrypt", timeout, err.name)
+            try:
+                with tarfile.open(fileobj=stream, mode="r|gz") as tar:  # type: ignore[call-overload]
+                    # "data" refuses absolute paths, .. and device files from a bundle.
+                    tar.extractall(dest, filter="data")
+                stream.read()  # EOF: gpg must have exited 0
+            except BaseException as exc:
+                empty_dir(dest)  # it was empty: no half-unpacked bundle is left behind
+                if isinstance(exc, process.ProducerFailed):
+                    raise environment(f"decrypting the config bundle failed: {exc}") from None
+                if isinstance(exc, tarfile.TarError):
+                    raise refused(f"the config bundle is not a valid archive ({exc}).") from None
+                raise
+            finally:
+                stream.close()
+    return f"unpacked {', '.join(artifact.paths)} into {dest}"
+
+
+class ConfigBundle:
+    """The ``config`` kind: the configured paths as tar.gz, encrypted to the recipients."""
+
+    name = "config"
+
+    def configured(self, cfg: Config) -> bool:
+        return bool(cfg.snapshots and cfg.snapshots.config and cfg.snapshots.config.paths)
+
+    def tool_versions(self, cfg: Config) -> dict[str, str]:
+        return {}
+
+    def take(self, job: TakeJob) -> Iterator[Artifact]:
+        bcfg = job.cfg.snapshots.config if job.cfg.snapshots else None
+        if bcfg is not None and bcfg.paths:
+            yield bundle(job.cfg, bcfg, job.store, f"config-backups/{job.tag}_{job.ts}.tar.gz.gpg",
+                         job.timeout)
+
+    def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
+        return check_object(store, art)
+
+    def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
+        from taydash_hooks.snapshots.take import snapshot_timeout
+
+        return restore(store, art, Path(target), snapshot_timeout())
+
+    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
+        return self.restore(cfg, store, art, str(scratch / "config"))
+
+    def remove(self, store: Store, art: Artifact) -> None:
+        store.delete(art.key)

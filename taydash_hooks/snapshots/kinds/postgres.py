@@ -1,0 +1,165 @@
+"""PostgreSQL: stream ``pg_dump -Fc`` through SHA-256 into the store; restore with pg_restore.
+
+No temp file on the way out: memory is bounded by the store's part size.
+Passwords come from libpq (.pgpass, PGPASSFILE, PGPASSWORD), never argv.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from taydash_hooks import process
+from taydash_hooks.config import Config, PostgresConfig
+from taydash_hooks.errors import environment, refused, usage
+from taydash_hooks.output import say
+from taydash_hooks.snapshots.kinds import Checked, TakeJob
+from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.snapshots.stored import check_object, download_verified
+from taydash_hooks.store import Store, Written
+
+# A database name we create: never something libpq would read as a conninfo
+# string or URI (`dbname=prod`, `postgresql://...`).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+
+
+def _conn(cfg: PostgresConfig) -> list[str]:
+    # --no-password: a hook has no terminal; a missing password fails instead of hanging.
+    return ["-h", cfg.host, "-p", str(cfg.port), "-U", cfg.user, "--no-password"]
+
+
+def settings(cfg: Config) -> PostgresConfig:
+    """``[snapshots.postgres]``, or its defaults when the table is absent (restoring elsewhere)."""
+    return (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
+
+
+def tool_version(cfg: PostgresConfig, tool: str = "pg_dump") -> str:
+    try:
+        return process.run([*cfg.exec, tool, "--version"], timeout=30).out.strip()
+    except (process.Timeout, Exception):
+        return "unknown"
+
+
+def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
+    return f"db-backups/{tag}_{ts}_{database}.dump" if several else f"db-backups/{tag}_{ts}.dump"
+
+
+def check_target_name(name: str) -> str:
+    """A plain database name (exit 2 otherwise): libpq must never read it as a conninfo."""
+    if not _PLAIN_NAME.fullmatch(name):
+        raise usage(f"--target-db {name!r} is not a plain database name (letters, digits, "
+                    "'_', '.', '-'; at most 63 characters; no '=', spaces or URIs).")
+    return name
+
+
+def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float) -> Artifact:
+    """Stream one database into ``key`` and write its ``.sha256`` sidecar."""
+    argv = [*cfg.exec, "pg_dump", "-Fc", *_conn(cfg), f"--dbname={database}"]
+    with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
+            process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc:
+        stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
+        try:
+            written: Written = store.put_stream(key, stream)  # type: ignore[arg-type]
+        except process.ProducerFailed as exc:
+            raise environment(f"dump of database {database} failed: {exc}.") from None
+        except BaseException as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, process.ProducerFailed):
+                raise environment(f"dump of database {database} failed: {cause}.") from None
+            raise
+        finally:
+            stream.close()
+    name = key.rsplit("/", 1)[-1]
+    store.put_bytes(f"{key}.sha256", f"{written.sha256}  {name}\n".encode())
+    say(f"  postgres {database}: {written.size} bytes -> {key}")
+    return Artifact("postgres", key, written.size, written.sha256, written.version_id,
+                    sha256_key=f"{key}.sha256", database=database)
+
+
+def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
+            timeout: float) -> str:
+    """Verify, create ``target`` (refusing an existing one) and pg_restore into it."""
+    check_target_name(target)
+    with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
+        local = Path(tmp) / "restore.dump"
+        download_verified(store, artifact, local)
+        created = process.run([*cfg.exec, "createdb", *_conn(cfg), "--", target], timeout=120)
+        if created.returncode != 0:
+            if "already exists" in created.err:
+                raise refused(f"database {target} already exists; restore refuses to touch it "
+                              "(choose another --target-db).")
+            raise environment(f"createdb {target} failed: {created.err.strip()}")
+        with local.open("rb") as fh:
+            # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
+            restored = process.run(
+                [*cfg.exec, "pg_restore", *_conn(cfg), "--no-owner", "--exit-on-error",
+                 f"--dbname={target}"], stdin=fh, timeout=timeout)
+        if restored.returncode != 0:
+            raise environment(f"pg_restore into {target} failed: {restored.err.strip()[-300:]}")
+    count = process.run(
+        [*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", f"--dbname={target}", "-c",
+         "SELECT count(*) FROM information_schema.tables "
+         "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"], timeout=60)
+    tables = count.out.strip() or "?"
+    return f"restored {artifact.database} ({artifact.size} bytes, {tables} tables) into {target}"
+
+
+def drop(cfg: PostgresConfig, database: str) -> None:
+    """Drop a scratch database made by a drill."""
+    process.run([*cfg.exec, "dropdb", *_conn(cfg), "--if-exists", "--force", "--", database],
+                timeout=120)
+
+
+class Postgres:
+    """The ``postgres`` kind: one ``pg_dump -Fc`` per configured database."""
+
+    name = "postgres"
+
+    def configured(self, cfg: Config) -> bool:
+        return bool(cfg.snapshots and cfg.snapshots.postgres)
+
+    def tool_versions(self, cfg: Config) -> dict[str, str]:
+        return {"pg_dump": tool_version(settings(cfg))}
+
+    def take(self, job: TakeJob) -> Iterator[Artifact]:
+        pcfg = settings(job.cfg)
+        several = len(pcfg.databases) > 1
+        for db in pcfg.databases:
+            yield dump(pcfg, db, job.store, dump_key(job.tag, job.ts, db, several), job.timeout)
+
+    def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
+        checked = check_object(store, art)
+        if deep and checked.ok:
+            from taydash_hooks.snapshots.take import snapshot_timeout
+
+            with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
+                local = Path(tmp) / "dump"
+                download_verified(store, art, local)
+                # Reading every data block to /dev/null catches a dump that hashes right but is broken.
+                res = process.run([*settings(cfg).exec, "pg_restore", "--file=/dev/null", str(local)],
+                                  timeout=snapshot_timeout())
+                if res.returncode != 0:
+                    checked.problems.append(f"pg_restore cannot read the dump: {res.err.strip()[-200:]}")
+        return checked
+
+    def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
+        from taydash_hooks.snapshots.take import snapshot_timeout
+
+        return restore(settings(cfg), store, art, target, snapshot_timeout())
+
+    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
+        pcfg = settings(cfg)
+        name = f"taydash_drill_{secrets.token_hex(6)}"
+        try:
+            return self.restore(cfg, store, art, name)
+        finally:
+            drop(pcfg, name)  # scratch only: dropped whatever happened
+
+    def remove(self, store: Store, art: Artifact) -> None:
+        for key in (art.key, art.sha256_key):
+            if key:
+                store.delete(key)

@@ -1,0 +1,104 @@
+"""When snapshots happen by themselves: a tag created by `git tag`, and a push of a tag without one."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from taydash_hooks import git
+from taydash_hooks.config import Config
+from taydash_hooks.errors import Exit, TaydashError
+from taydash_hooks.hooks.report import RefResult
+from taydash_hooks.hooks.updates import Kind
+from taydash_hooks.output import Word, say
+from taydash_hooks.results import Finding
+from taydash_hooks.skips import skipped
+from taydash_hooks.snapshots import manifest
+
+STATUS_FILE = "snapshot-status.json"
+
+
+def wanted(cfg: Config, tag: str) -> bool:
+    return cfg.snapshots is not None and any(
+        fnmatch.fnmatchcase(tag, p) for p in cfg.snapshots.on_tag)
+
+
+def record_status(repo: git.Repo, tag: str, ok: bool, message: str, log: str | None) -> None:
+    """What `taydash health` shows as the last background snapshot result."""
+    repo.state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = repo.state_dir / f".{STATUS_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps({"tag": tag, "ok": ok, "message": message, "log": log,
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    os.replace(tmp, repo.state_dir / STATUS_FILE)
+
+
+def start_background(repo: git.Repo, tag: str) -> Path:
+    """Detach ``python -m taydash_hooks.snapshots.job TAG``; its output goes to a log file."""
+    logs = repo.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)
+    log_path = logs / f"snapshot-{safe}-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}.log"
+    with log_path.open("ab") as out:
+        subprocess.Popen(  # fixed argv: the tag is one argument, no shell
+            [sys.executable, "-m", "taydash_hooks.snapshots.job", str(log_path), tag],
+            cwd=repo.root, env=git.no_git_env(), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return log_path
+
+
+def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:
+    """reference-transaction ``committed``: snapshot each new on_tag tag (git ignores our exit)."""
+    assert cfg.snapshots is not None
+    if skipped("snapshot"):
+        return Exit.OK
+    from taydash_hooks.snapshots.take import take
+
+    for _old, _new, ref in rows:
+        tag = ref[len("refs/tags/"):]
+        if not wanted(cfg, tag):
+            continue
+        if cfg.snapshots.mode == "background":
+            log = start_background(repo, tag)
+            say(f"snapshot of {tag} started in the background; log: {log}")
+            continue
+        try:
+            take(repo, cfg, tag)
+        except TaydashError as exc:
+            say(f"snapshot of {tag} {Word.FAILED}: {exc.message} "
+                f"(rerun: taydash snapshot {tag})")
+    return Exit.OK
+
+
+def on_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
+    """pre-push: a pushed on_tag tag without a manifest is snapshotted, blocked or warned about."""
+    assert cfg.snapshots is not None
+    todo = [r for r in results
+            if r.update.is_tag and r.update.kind in (Kind.TAG_CREATE, Kind.UNCHANGED)
+            and wanted(cfg, r.update.name)]
+    if not todo:
+        return
+    from taydash_hooks.snapshots.location import open_store
+    from taydash_hooks.snapshots.take import take
+
+    store = open_store(repo, cfg)
+    for r in todo:
+        tag = r.update.name
+        if manifest.load(store, tag) is not None:
+            continue
+        policy = cfg.snapshots.on_push_missing
+        if policy == "warn":
+            r.add(Finding(Word.WARNING, "no snapshot for this tag"))
+        elif policy == "block":
+            r.add(Finding(Word.REFUSED, f"no snapshot for {tag} (run: taydash snapshot {tag})"))
+        else:
+            try:
+                take(repo, cfg, tag, store=store)
+                r.add(Finding(Word.OK, "snapshot taken"))
+            except TaydashError as exc:
+                r.add(Finding(Word.REFUSED, f"snapshot failed: {exc.message}"))
