@@ -30,8 +30,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def catch_signals() -> None:
-    """A hang-up or kill(1) cleans up like Ctrl-C (temp worktrees, uploads, tags)."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """A hang-up or kill(1) cleans up like Ctrl-C (temp worktrees, uploads, tags).
+
+    SIGINT is set explicitly too: a process started with SIGINT ignored (a
+    background job of a non-interactive shell) would otherwise not roll back.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
 
 

@@ -11,6 +11,7 @@ import pytest
 from testing import keys, services
 from testing.gitrepo import Repos
 from testing.skip import require
+from testing.snap import Snap
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +102,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.skipped and os.environ.get("TAYDASH_TEST_DISALLOW_SKIP") == "1":
         report.outcome = "failed"
         report.longrepr = f"skipped, but TAYDASH_TEST_DISALLOW_SKIP=1: {report.longrepr}"
+
+
+@pytest.fixture(params=["file", "s3"])
+def snap(request: pytest.FixtureRequest, repos: Repos, postgres: services.Postgres,
+         vm: services.VictoriaMetrics, gnupghome: keys.Keyring, tmp_path: Path) -> Iterator[Snap]:
+    env = dict(os.environ)
+    s3 = None
+    if request.param == "file":
+        url = f"file://{tmp_path / 'store'}"
+    else:
+        s3 = request.getfixturevalue("s3")
+        bucket = request.getfixturevalue("bucket")
+        url = f"s3://{bucket}/backups"
+        env.update(s3.env())
+    snap = Snap(repos, postgres, vm, url, s3, env)
+    yield snap
+    postgres.drop_db(snap.db)

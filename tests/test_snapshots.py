@@ -4,73 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from testing import keys, services
-from testing.gitrepo import Repos, run, taydash
-
-
-class Snap:
-    """A repository whose release tags snapshot a real database, VictoriaMetrics and a config."""
-
-    def __init__(self, repos: Repos, pg: services.Postgres, vm: services.VictoriaMetrics,
-                 store_url: str, s3: services.S3Server | None, env: dict[str, str]) -> None:
-        self.repos, self.pg, self.vm, self.env = repos, pg, vm, env
-        self.db = f"app_{secrets.token_hex(4)}"
-        pg.create_db(self.db)
-        pg.psql("CREATE TABLE readings (id int primary key, value text);"
-                "INSERT INTO readings SELECT g, md5(g::text) FROM generate_series(1, 500) g",
-                db=self.db)
-        vm.ingest(f'snap_metric{{db="{self.db}"}} 7\n')
-        self.store_url = store_url
-        s3_table = (f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
-                    if s3 else "")
-        repos.write(".env", "SECRET_SETTING=1\n")
-        repos.write("infra/app.conf", "port = 80\n")
-        self.toml = (
-            f'[snapshots]\non_tag = ["v*"]\nstore = "{store_url}"\n{s3_table}'
-            f'[snapshots.postgres]\ndatabases = ["{self.db}"]\nhost = "{pg.host}"\n'
-            f'port = {pg.port}\nuser = "{pg.user}"\n'
-            f'[snapshots.victoriametrics]\nurl = "{vm.url}"\nstorage_data_path = "{vm.storage}"\n'
-            '[snapshots.config]\npaths = [".env", "infra/"]\nrecipients = ["trusted@example.test"]\n'
-        )
-        repos.configure(self.toml)
-        repos.install()
-
-    def tag(self, name: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.repos.git("tag", "-a", "-m", name, name, env=env or self.env, check=False)
-
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return taydash(*args, cwd=self.repos.work, env=env or self.env)
-
-    def manifest(self, tag: str) -> dict[str, object]:
-        proc = self.cli("backups", "show", tag, "--json")
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-
-@pytest.fixture(params=["file", "s3"])
-def snap(request: pytest.FixtureRequest, repos: Repos, postgres: services.Postgres,
-         vm: services.VictoriaMetrics, gnupghome: keys.Keyring, tmp_path: Path) -> Iterator[Snap]:
-    env = dict(os.environ)
-    s3 = None
-    if request.param == "file":
-        url = f"file://{tmp_path / 'store'}"
-    else:
-        s3 = request.getfixturevalue("s3")
-        bucket = request.getfixturevalue("bucket")
-        url = f"s3://{bucket}/backups"
-        env.update(s3.env())
-    snap = Snap(repos, postgres, vm, url, s3, env)
-    yield snap
-    postgres.drop_db(snap.db)
+from testing.gitrepo import Repos, run
+from testing.snap import Snap
 
 
 def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -> None:

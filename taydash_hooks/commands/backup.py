@@ -101,7 +101,7 @@ def _create_tag(repo: git.Repo, tag: str, message: str) -> str:
     return git.out("rev-parse", f"refs/tags/{tag}", cwd=repo.root)
 
 
-def _snapshots(repo: git.Repo, cfg: Config, tag: str, rollback: Rollback) -> Manifest | None:
+def _snapshots(repo: git.Repo, cfg: Config, tag: str) -> Manifest | None:
     """Take the snapshots (or confirm the tag's hook took them); undone with the tag."""
     if cfg.snapshots is None:
         line("   (no [snapshots] configured)")
@@ -109,11 +109,7 @@ def _snapshots(repo: git.Repo, cfg: Config, tag: str, rollback: Rollback) -> Man
     from taydash_hooks.snapshots.location import open_store
     from taydash_hooks.snapshots.take import take
 
-    store = open_store(repo, cfg)
-    # Registered first: a snapshot the reference-transaction hook took, or a
-    # failed one here, is removed with the tag on any failure.
-    rollback.add(f"snapshots of {tag}", lambda: _remove_backup(store, tag))
-    return take(repo, cfg, tag, store=store)
+    return take(repo, cfg, tag, store=open_store(repo, cfg))
 
 
 def _no_backup_yet(repo: git.Repo, cfg: Config, tag: str) -> None:
@@ -125,6 +121,18 @@ def _no_backup_yet(repo: git.Repo, cfg: Config, tag: str) -> None:
     if manifest.load(store, tag) is not None:
         raise refused(f"{store.url} already holds a backup named {tag} (of an earlier tag); "
                       "choose a new tag name.")
+
+
+def _delete_tag(root: Path, tag: str) -> None:
+    if git.rev_parse(f"refs/tags/{tag}", root) is not None:
+        git.git("tag", "-d", "--", tag, cwd=root)
+
+
+def _remove_own_backup(repo: git.Repo, cfg: Config, tag: str) -> None:
+    if cfg.snapshots is not None:
+        from taydash_hooks.snapshots.location import open_store
+
+        _remove_backup(open_store(repo, cfg), tag)
 
 
 def _remove_backup(store: Store, tag: str) -> None:
@@ -191,10 +199,14 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
     rollback = Rollback()
     try:
         with step(f"creating signed tag {tag}"):
+            # Registered before git runs: an interrupt while `git tag` (and the snapshot
+            # its hook takes) is still running must remove the tag too. The name did not
+            # exist before this run (checked above), so whatever holds it now is ours.
+            rollback.add(f"tag {tag}", lambda: _delete_tag(root, tag))
+            rollback.add(f"snapshots of {tag}", lambda: _remove_own_backup(repo, cfg, tag))
             tag_oid = _create_tag(repo, tag, plan.message)
-            rollback.add(f"tag {tag}", lambda: git.git("tag", "-d", "--", tag, cwd=root))
         with step("taking the snapshots"):
-            doc = _snapshots(repo, cfg, tag, rollback)
+            doc = _snapshots(repo, cfg, tag)
         if up is not None:
             question = f"Push HEAD ({head[:7]}) to {up.remote}/{up.branch} and tag {tag}?"
             if not plan.yes and not confirm(question):

@@ -12,7 +12,7 @@ from taydash_hooks.errors import Exit
 from taydash_hooks.output import emit_json, mark, out, say
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_bound
-from taydash_hooks.snapshots.kinds import Checked
+from taydash_hooks.snapshots.kinds.base import Checked
 from taydash_hooks.snapshots.location import open_store
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store

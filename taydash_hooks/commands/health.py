@@ -85,10 +85,20 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
 
         try:
             store = open_store(repo, cfg)
-            backed = manifest.all_tags(store)
-            doc["tags_without_backup"] = [t for t, _ in tags if t not in backed]
-            docs = [manifest.load(store, t) for t in backed]
-            created = [d.created for d in docs if d is not None]
+            from taydash_hooks.snapshots.binding import binding_problem
+
+            docs = {t: manifest.load(store, t) for t in manifest.all_tags(store)}
+            # A manifest that does not belong to its tag (copied, or the tag re-created)
+            # is no backup of it.
+            bound = {}
+            for t, d in docs.items():
+                problem = binding_problem(repo, d, t) if d is not None else "no manifest"
+                if problem is None and d is not None:
+                    bound[t] = d
+                elif d is not None and git.rev_parse(f"refs/tags/{t}", root) is not None:
+                    warn(f"the backup of {t} does not belong to it: {problem}")
+            doc["tags_without_backup"] = [t for t, _ in tags if t not in bound]
+            created = [d.created for d in bound.values()]
             newest = max((c for c in created if c), default=None)
             if newest:
                 from datetime import datetime

@@ -72,11 +72,17 @@ def run_hook(state: str, stdin: bytes, cwd: Path | None = None) -> int:
         return Exit.OK
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
-    if state == "prepared" and cfg.tags is not None and cfg.tags.check_at_creation \
-            and not skipped("tags"):
-        from taydash_hooks.tags import policy as tag_policy
+    if state == "prepared":
+        code: int = Exit.OK
+        if cfg.tags is not None and cfg.tags.check_at_creation and not skipped("tags"):
+            from taydash_hooks.tags import policy as tag_policy
 
-        return tag_policy.check_at_creation(repo, cfg, rows)
+            code = tag_policy.check_at_creation(repo, cfg, rows)
+        if code == Exit.OK and cfg.snapshots is not None:
+            from taydash_hooks.snapshots import triggers
+
+            code = triggers.names_free_at_creation(repo, cfg, rows)
+        return code
     if state == "committed" and cfg.snapshots is not None:
         from taydash_hooks.snapshots import triggers as snapshot_triggers
 

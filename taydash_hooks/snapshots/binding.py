@@ -8,6 +8,8 @@ object and commit are those of that tag in this repository.
 
 from __future__ import annotations
 
+import re
+
 from taydash_hooks import git
 from taydash_hooks.errors import refused
 from taydash_hooks.snapshots import manifest
@@ -50,3 +52,37 @@ def _bound(repo: git.Repo, doc: Manifest, tag: str) -> Manifest:
     if problem:
         raise refused(f"refusing the backup of {tag}: {problem}.")
     return doc
+
+
+_SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-.*)?")
+
+
+def next_free_name(repo: git.Repo, store: Store, tag: str) -> str | None:
+    """The next patch version after ``tag`` that neither a tag nor a backup holds."""
+    m = _SEMVER.fullmatch(tag)
+    if not m:
+        return None
+    taken = set(manifest.all_tags(store))
+    taken |= set(git.out("tag", "--list", "v*", cwd=repo.root).split())
+    major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    for bump in range(1, 1000):
+        name = f"v{major}.{minor}.{patch + bump}{m.group(4) or ''}"
+        if name not in taken:
+            return name
+    return None
+
+
+def name_taken(repo: git.Repo, store: Store, tag: str, tag_object: str) -> str | None:
+    """Why ``tag`` may not name ``tag_object``: a backup already holds the name; or None.
+
+    Backed-up names are never reused: a manifest stays bound to the tag object
+    it was taken for, so a re-created tag would otherwise pass as backed up.
+    """
+    doc = manifest.load(store, tag)
+    if doc is None or doc.tag_object == tag_object:
+        return None
+    suggestion = next_free_name(repo, store, tag)
+    hint = f"; use the next free version, {suggestion}" if suggestion else "; use a new name"
+    return (f"the name {tag} is taken by a backup in {store.url} of another tag object "
+            f"({doc.tag_object[:12]}, taken {doc.created or 'earlier'}); backed-up names are "
+            f"never reused{hint}")

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from taydash_hooks.errors import refused
-from taydash_hooks.snapshots.kinds import Checked
+from taydash_hooks.snapshots.kinds.base import Checked
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import copy_hashing, sha256_of

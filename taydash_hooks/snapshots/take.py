@@ -7,7 +7,6 @@ leaves no manifest (and the artifacts of the failed attempt are removed).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from datetime import datetime, timezone
 
@@ -16,21 +15,13 @@ from taydash_hooks.config import KINDS, Config
 from taydash_hooks.errors import refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.snapshots import kinds, manifest
-from taydash_hooks.snapshots.kinds import TakeJob
+from taydash_hooks.snapshots.kinds.base import TakeJob, snapshot_timeout
+
+__all__ = ["remove_artifact", "snapshot_timeout", "tag_facts", "take", "timestamp"]
 from taydash_hooks.snapshots.location import open_store
 from taydash_hooks.snapshots.lock import tag_lock
 from taydash_hooks.snapshots.manifest import Artifact, Manifest
 from taydash_hooks.store import Store
-
-DEFAULT_TIMEOUT = 6 * 3600.0
-
-
-def snapshot_timeout() -> float:
-    """Seconds any one snapshot tool (pg_dump, vmbackup, gpg) may run: TAYDASH_SNAPSHOT_TIMEOUT."""
-    try:
-        return float(os.environ.get("TAYDASH_SNAPSHOT_TIMEOUT", DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
 
 
 def timestamp(now: float | None = None) -> str:

@@ -75,6 +75,24 @@ def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]
     return Exit.OK
 
 
+def names_free_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:
+    """reference-transaction ``prepared``: refuse a tag whose name a backup of another tag holds."""
+    from taydash_hooks.snapshots.binding import name_taken
+    from taydash_hooks.snapshots.location import open_store
+
+    try:
+        store = open_store(repo, cfg)
+        problems = [p for _, new, ref in rows
+                    if (p := name_taken(repo, store, ref[len("refs/tags/"):], new))]
+    except TaydashError as exc:
+        # Offline: creating a tag stays possible; pre-push checks again and fails closed.
+        say(f"{Word.WARNING}: could not check the store for backups of this name ({exc.message}).")
+        return Exit.OK
+    for problem in problems:
+        say(f"tag {Word.REFUSED}: {problem}")
+    return Exit.REFUSED if problems else Exit.OK
+
+
 def on_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
     """pre-push: a pushed on_tag tag without a manifest is snapshotted, blocked or warned about."""
     assert cfg.snapshots is not None
@@ -83,6 +101,7 @@ def on_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
             and wanted(cfg, r.update.name)]
     if not todo:
         return
+    from taydash_hooks.snapshots.binding import name_taken
     from taydash_hooks.snapshots.location import open_store
     from taydash_hooks.snapshots.take import take
 
@@ -90,6 +109,9 @@ def on_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
     for r in todo:
         tag = r.update.name
         if manifest.load(store, tag) is not None:
+            taken = name_taken(repo, store, tag, r.update.local_oid)
+            if taken:  # whatever on_push_missing says: this tag has no backup, another one does
+                r.add(Finding(Word.REFUSED, taken))
             continue
         policy = cfg.snapshots.on_push_missing
         if policy == "warn":

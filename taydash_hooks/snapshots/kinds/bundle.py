@@ -18,7 +18,7 @@ from taydash_hooks import process
 from taydash_hooks.config import Config, ConfigBundleConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
-from taydash_hooks.snapshots.kinds import Checked, TakeJob
+from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
 from taydash_hooks.store import Store
@@ -127,8 +127,6 @@ class ConfigBundle:
         return check_object(store, art)
 
     def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        from taydash_hooks.snapshots.take import snapshot_timeout
-
         return restore(store, art, Path(target), snapshot_timeout())
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:

@@ -17,7 +17,7 @@ from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
-from taydash_hooks.snapshots.kinds import Checked, TakeJob
+from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
 from taydash_hooks.store import Store, Written
@@ -134,8 +134,6 @@ class Postgres:
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         checked = check_object(store, art)
         if deep and checked.ok:
-            from taydash_hooks.snapshots.take import snapshot_timeout
-
             with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
                 local = Path(tmp) / "dump"
                 download_verified(store, art, local)
@@ -147,8 +145,6 @@ class Postgres:
         return checked
 
     def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        from taydash_hooks.snapshots.take import snapshot_timeout
-
         return restore(settings(cfg), store, art, target, snapshot_timeout())
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:

@@ -23,7 +23,7 @@ from taydash_hooks import process
 from taydash_hooks.config import Config, VictoriaMetricsConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
-from taydash_hooks.snapshots.kinds import Checked, TakeJob
+from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact, FileHash
 from taydash_hooks.snapshots.stored import empty_dir
 from taydash_hooks.store import Store
@@ -227,8 +227,9 @@ def check_stored(store: Store, art: Artifact) -> Checked:
             checked.problems.append(f"{rel} is stored with parts that do not add up to "
                                     f"{want.size} bytes")
         elif sha.hexdigest() != want.sha256:
-            checked.problems.append(f"{rel} does not match the manifest: SHA-256 {sha.hexdigest()[:12]}... in the store, "
-                                    f"expected {want.sha256[:12]}...")
+            checked.problems.append(f"{rel} does not match the manifest: SHA-256 "
+                                    f"{sha.hexdigest()[:12]}... in the store, expected "
+                                    f"{want.sha256[:12]}...")
     return checked
 
 
@@ -311,8 +312,6 @@ class VictoriaMetrics:
         return checked
 
     def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        from taydash_hooks.snapshots.take import snapshot_timeout
-
         return restore(settings(cfg), store, art, Path(target), snapshot_timeout())
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:

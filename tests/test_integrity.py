@@ -1,0 +1,146 @@
+"""Backups that cannot lie: bound to their tag, every stored byte re-hashed, nothing extra passes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from testing.snap import Snap
+
+ZERO_PART = "0000000000000005_0000000000000000_0000000000000005"
+
+
+def _no_hooks(snap: Snap) -> dict[str, str]:
+    return {**snap.env, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath",
+            "GIT_CONFIG_VALUE_0": "/dev/null"}
+
+
+def _readers_refuse(snap: Snap, tag: str, tmp_path: Path, fragment: str) -> None:
+    for argv in (["backups", "verify", tag], ["backups", "verify", tag, "--deep"],
+                 ["backups", "show", tag], ["backups", "show", tag, "--json"]):
+        proc = snap.cli(*argv)
+        assert proc.returncode == 1 and fragment in proc.stderr, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    target = f"{snap.db}_wrong"
+    proc = snap.cli("restore", "db", tag, "--target-db", target)
+    assert proc.returncode == 1 and fragment in proc.stderr, proc.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    for kind, flag in (("vm", "--storage-data-path"), ("config", "--dest")):
+        dest = tmp_path / f"restored-{kind}"
+        proc = snap.cli("restore", kind, tag, flag, str(dest))
+        assert proc.returncode == 1 and fragment in proc.stderr, (kind, proc.stderr)
+        assert not dest.exists() or not any(dest.iterdir())
+
+
+def test_a_manifest_copied_over_another_tags_is_refused_by_every_reader(snap: Snap,
+                                                                        tmp_path: Path) -> None:
+    assert snap.tag("v0.9.0").returncode == 0
+    snap.pg.psql("INSERT INTO readings VALUES (100001, 'new in v1')", db=snap.db)
+    snap.repos.commit("v1 work")
+    assert snap.tag("v1.0.0").returncode == 0
+    assert snap.cli("backups", "verify", "v1.0.0").returncode == 0
+    old = snap.raw_get("manifests/v0.9.0.json")
+    # As copied: the manifest still names v0.9.0.
+    snap.raw_put("manifests/v1.0.0.json", old)
+    _readers_refuse(snap, "v1.0.0", tmp_path, "names tag 'v0.9.0', not 'v1.0.0'")
+    # Renamed inside too: the tag object and commit still give it away.
+    doc = json.loads(old)
+    doc["tag"] = "v1.0.0"
+    snap.raw_put("manifests/v1.0.0.json", json.dumps(doc).encode())
+    _readers_refuse(snap, "v1.0.0", tmp_path, "was taken for tag object")
+    health = snap.cli("health", "--json")
+    assert "v1.0.0" in json.loads(health.stdout)["tags_without_backup"], health.stdout
+
+
+def test_a_hostile_manifest_is_one_sentence_not_a_crash(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    doc = json.loads(snap.raw_get("manifests/v0.1.0.json"))
+    for bad, fragment in (
+        ({**doc, "artifacts": [{"kind": "postgres", "key": "../../etc/passwd", "size": 1,
+                                "sha256": "0" * 64}]}, "not a plain relative key"),
+        ({**doc, "artifacts": "nope"}, "artifacts is not a list"),
+        ({**doc, "commit": 7}, "commit is not a string"),
+    ):
+        snap.raw_put("manifests/v0.1.0.json", json.dumps(bad).encode())
+        proc = snap.cli("backups", "verify", "v0.1.0")
+        assert proc.returncode == 1 and fragment in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    snap.raw_put("manifests/v0.1.0.json", b"[" * 100_000)
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1 and "not valid JSON" in proc.stderr, proc.stderr
+
+
+def test_a_recreated_tag_cannot_reuse_a_backed_up_name(snap: Snap) -> None:
+    assert snap.tag("v1.1.0").returncode == 0
+    first = snap.manifest("v1.1.0")["tag_object"]
+    snap.repos.git("tag", "-d", "v1.1.0")
+    snap.repos.commit("after the first v1.1.0")
+    # At creation: refused, with the next free version.
+    proc = snap.tag("v1.1.0")
+    assert proc.returncode != 0
+    assert "taken by a backup" in proc.stderr and "v1.1.1" in proc.stderr, proc.stderr
+    assert snap.repos.git("tag", "--list", "v1.1.0").stdout.strip() == ""
+    # Made without our hooks: the push refuses it, whatever on_push_missing says.
+    for policy in ("warn", "block", "snapshot"):
+        snap.repos.configure(snap.toml.replace('on_tag = ["v*"]',
+                                               f'on_tag = ["v*"]\non_push_missing = "{policy}"'))
+        snap.repos.git("tag", "-f", "-a", "-m", "again", "v1.1.0", env=_no_hooks(snap))
+        proc = snap.repos.push("origin", "v1.1.0", env=snap.env)
+        assert proc.returncode == 1, (policy, proc.stderr)
+        assert "taken by a backup" in proc.stderr and "v1.1.1" in proc.stderr
+        assert snap.repos.remote_ref("refs/tags/v1.1.0") is None
+    # And verify refuses the old backup for the new tag.
+    proc = snap.cli("backups", "verify", "v1.1.0")
+    assert proc.returncode == 1 and "re-created" in proc.stderr, proc.stderr
+    assert json.loads(snap.raw_get("manifests/v1.1.0.json"))["tag_object"] == first
+
+
+def test_verify_rehashes_every_vm_file_without_deep(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    art = snap.artifact("v0.1.0", "victoriametrics")
+    files = art["files"]
+    assert isinstance(files, dict)
+    proc = snap.cli("backups", "verify", "v0.1.0", "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"]
+    assert report["files"] == len(files) + 2  # every VM file, the dump, the config bundle
+    assert report["bytes"] >= sum(f["size"] for f in files.values())
+    assert f"re-hashed {len(files) + 2} file(s)" in snap.cli("backups", "verify", "v0.1.0").stderr
+    # One flipped byte in the largest stored part, same size: only a re-hash sees it.
+    prefix = str(art["key"])
+    parts = [k for k in snap.raw_keys(prefix) if not k.endswith(".ignore")]
+    victim = max(parts, key=lambda k: len(snap.raw_get(k)))
+    data = bytearray(snap.raw_get(victim))
+    data[len(data) // 2] ^= 0x01
+    snap.raw_put(victim, bytes(data))
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    rel = victim[len(prefix):].rpartition("/")[0]
+    assert proc.returncode == 1 and rel in proc.stdout and "does not match" in proc.stdout
+
+
+def test_an_injected_vm_part_fails_verify_and_restore(snap: Snap, tmp_path: Path) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    prefix = str(snap.artifact("v0.1.0", "victoriametrics")["key"])
+    # Another instance's data part, next to ours under the backup's prefix.
+    key = f"{prefix}data/small/2099_01/injected_part/values.bin/{ZERO_PART}"
+    snap.raw_put(key, b"hello")
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1, proc.stdout
+    assert "data/small/2099_01/injected_part/values.bin is in the store but not in the manifest" \
+        in proc.stdout
+    dest = tmp_path / "vm"
+    proc = snap.cli("restore", "vm", "v0.1.0", "--storage-data-path", str(dest))
+    assert proc.returncode == 1 and "not in the manifest" in proc.stderr, proc.stderr
+    assert not dest.exists() or not any(dest.iterdir())
+    # A stray object that is no vmbackup part at all fails too.
+    snap.raw_put(f"{prefix}notes.txt", b"x")
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1 and "notes.txt is in the store but is no vmbackup part" in proc.stdout
+
+
+def test_restore_db_refuses_a_conninfo_target(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    for target in (f"dbname={snap.db}", "postgresql://localhost/prod", "two words", ""):
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+        assert proc.returncode == 2 and "not a plain database name" in proc.stderr, proc.stderr
+    assert snap.pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbname=%'") == "0"

@@ -1,0 +1,229 @@
+"""The shape of the package: one entry and its exit codes, no import cycles, light hook paths."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from testing import keys
+from testing.gitrepo import ROOT, Repos, run
+
+PACKAGE = ROOT / "taydash_hooks"
+HEAVY = ("click", "git", "minio", "gnupg")
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = path
+    return mods
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every import of a package module by another, at module level or inside a function."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods
+                           else node.module for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                # A module's own parent packages load first by definition: not a cycle.
+                if t in mods and t != name and not name.startswith(t + "."):
+                    graph[name].add(t)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    graph = _import_graph()
+    assert "taydash_hooks.hooks.pre_push" in graph and graph["taydash_hooks.cli"]  # the walk saw imports
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_core_code_does_not_import_click() -> None:
+    for name, path in _modules().items():
+        if name == "taydash_hooks.cli":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] != "click" for a in node.names), name
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] != "click", name
+
+
+def test_store_is_storage_only() -> None:
+    graph = _import_graph()
+    for name, deps in graph.items():
+        if name.startswith("taydash_hooks.store"):
+            assert not any(d.startswith(("taydash_hooks.config", "taydash_hooks.git",
+                                         "taydash_hooks.snapshots")) for d in deps), (name, deps)
+
+
+def test_every_snapshot_kind_is_registered_once_under_its_config_table() -> None:
+    from taydash_hooks.config import KINDS
+    from taydash_hooks.snapshots import kinds
+
+    assert tuple(kinds.registry()) == KINDS
+    try:
+        kinds.register(kinds.get("postgres"))
+    except AssertionError as exc:
+        assert "registered twice" in str(exc)
+    else:
+        raise AssertionError("a duplicate registration went through")
+
+
+def _imports_after(code: str, cwd: Path, stdin: bytes = b"") -> list[str]:
+    probe = (f"import sys\n{code}\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], input=stdin, capture_output=True,
+                          cwd=cwd, check=False)
+    return proc.stdout.decode().strip().splitlines()
+
+
+def test_every_hook_path_imports_no_click_minio_gitpython_or_gnupg(repos: Repos) -> None:
+    repos.configure('[push]\nprotected = ["main"]\n[tags]\nrequire_signed = false\n')
+    head = repos.head()
+    for hook, stdin in (("pre-receive", f"{head} {head} refs/heads/main\n"),
+                        ("reference-transaction", f"{'0' * 40} {head} refs/tags/v1\n")):
+        args = [hook] if hook == "pre-receive" else [hook, "prepared"]
+        code = ("from taydash_hooks.hooks import main\n"
+                f"try:\n    main.main({args!r})\nexcept SystemExit as e:\n    print('exit', e.code)")
+        out = _imports_after(code, repos.work, stdin.encode())
+        assert out[-2:] == ["exit 0", "[]"], (hook, out)
+
+
+def test_old_shims_module_path_still_runs(repos: Repos) -> None:
+    # Shims installed before the split call `python -m taydash_hooks.hook_main`.
+    proc = subprocess.run([sys.executable, "-m", "taydash_hooks.hook_main", "pre-push", "origin", "x"],
+                          input=b"", capture_output=True, cwd=repos.work, check=False)
+    assert proc.returncode == 0, proc.stderr
+    usage = subprocess.run([sys.executable, "-m", "taydash_hooks.hook_main", "nonsense"],
+                           capture_output=True, cwd=repos.work, check=False)
+    assert usage.returncode == 2 and b"usage:" in usage.stderr
+
+
+def _crash(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # A genuine unexpected exception inside the one entry (the handler is the unit under test).
+    code = "from taydash_hooks import entry\nentry.main(lambda: {}['no such key'])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env=env, check=False)
+
+
+def test_a_crash_exits_3_with_one_line_and_a_traceback_log(repos: Repos) -> None:
+    proc = _crash(repos.work, dict(os.environ))
+    assert proc.returncode == 3  # never 1: that is "refused by policy"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("taydash: unexpected error (KeyError")
+    assert "Traceback" not in proc.stderr
+    logs = sorted((repos.work / ".git" / "taydash" / "logs").glob("crash-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in lines[0]
+    text = logs[0].read_text()
+    assert "Traceback (most recent call last)" in text and "KeyError: 'no such key'" in text
+    assert logs[0].stat().st_mode & 0o077 == 0
+
+
+def test_a_crash_outside_a_repository_logs_under_the_state_home(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = _crash(tmp_path, env)
+    assert proc.returncode == 3
+    assert list((tmp_path / "state" / "taydash").glob("crash-*.log"))
+
+
+def test_known_failure_and_interrupt_codes_through_the_entry(tmp_path: Path) -> None:
+    code = ("import os, signal\nfrom taydash_hooks import entry, errors\n"
+            "def work():\n"
+            "    if os.environ['CASE'] == 'refused':\n        raise errors.refused('no.')\n"
+            "    os.kill(os.getpid(), getattr(signal, os.environ['CASE']))\n"
+            "    return 0\n"
+            "entry.main(work)")
+    codes = {}
+    for case in ("refused", "SIGTERM", "SIGHUP", "SIGINT"):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=tmp_path, env={**os.environ, "CASE": case}, check=False)
+        codes[case] = (proc.returncode, proc.stderr.strip())
+    assert codes["refused"] == (1, "taydash: no.")
+    for sig in ("SIGTERM", "SIGHUP", "SIGINT"):
+        assert codes[sig] == (130, "taydash: interrupted"), sig
+
+
+def test_sigterm_during_backup_after_the_tag_rolls_it_back(flow_env: tuple[Repos, Path]) -> None:
+    repos, store = flow_env
+    proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "backup", "v0.1.0"],
+                            cwd=repos.work, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    manifest = store / "manifests" / "v0.1.0.json"
+    deadline = time.monotonic() + 120
+    # The tag exists and its snapshot is written: backup now waits at "Push HEAD ...?".
+    while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert manifest.exists() and repos.head("refs/tags/v0.1.0")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "rolled back: tag v0.1.0" in err and "interrupted" in err
+    assert run("git", "tag", "--list", cwd=repos.work).stdout.strip() == ""
+    assert not manifest.exists()
+    assert repos.remote_ref("refs/tags/v0.1.0") is None
+
+
+@pytest.fixture
+def flow_env(repos: Repos, gnupghome: keys.Keyring, tmp_path: Path) -> tuple[Repos, Path]:
+    """A repository that signs with a real key and snapshots an encrypted config bundle."""
+    fpr = gnupghome.keys["trusted"].fingerprint
+    store = tmp_path / "store"
+    repos.git("config", "user.signingkey", fpr)
+    repos.write("infra/app.env", "SECRET=1\n")
+    repos.configure(f'[snapshots]\nstore = "file://{store}"\n'
+                    f'[snapshots.config]\npaths = ["infra"]\nrecipients = ["{fpr}"]\n')
+    repos.install()
+    assert repos.push("origin", "main").returncode == 0
+    return repos, store

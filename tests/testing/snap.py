@@ -1,0 +1,93 @@
+"""A repository whose release tags snapshot real services, and raw access to its store."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+from testing import services
+from testing.gitrepo import Repos, taydash
+
+
+class Snap:
+    """A repository whose release tags snapshot a real database, VictoriaMetrics and a config."""
+
+    def __init__(self, repos: Repos, pg: services.Postgres, vm: services.VictoriaMetrics,
+                 store_url: str, s3: services.S3Server | None, env: dict[str, str]) -> None:
+        self.repos, self.pg, self.vm, self.env = repos, pg, vm, env
+        self.db = f"app_{secrets.token_hex(4)}"
+        pg.create_db(self.db)
+        pg.psql("CREATE TABLE readings (id int primary key, value text);"
+                "INSERT INTO readings SELECT g, md5(g::text) FROM generate_series(1, 500) g",
+                db=self.db)
+        vm.ingest(f'snap_metric{{db="{self.db}"}} 7\n')
+        self.store_url = store_url
+        s3_table = (f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+                    if s3 else "")
+        repos.write(".env", "SECRET_SETTING=1\n")
+        repos.write("infra/app.conf", "port = 80\n")
+        self.toml = (
+            f'[snapshots]\non_tag = ["v*"]\nstore = "{store_url}"\n{s3_table}'
+            f'[snapshots.postgres]\ndatabases = ["{self.db}"]\nhost = "{pg.host}"\n'
+            f'port = {pg.port}\nuser = "{pg.user}"\n'
+            f'[snapshots.victoriametrics]\nurl = "{vm.url}"\nstorage_data_path = "{vm.storage}"\n'
+            '[snapshots.config]\npaths = [".env", "infra/"]\nrecipients = ["trusted@example.test"]\n'
+        )
+        repos.configure(self.toml)
+        repos.install()
+
+    def tag(self, name: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.repos.git("tag", "-a", "-m", name, name, env=env or self.env, check=False)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return taydash(*args, cwd=self.repos.work, env=env or self.env)
+
+    def manifest(self, tag: str) -> dict[str, object]:
+        proc = self.cli("backups", "show", tag, "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    # --- the store as an attacker (or a careless admin) sees it: raw objects ------------
+
+    @property
+    def is_file(self) -> bool:
+        return self.store_url.startswith("file://")
+
+    def _s3(self) -> tuple[object, str, str]:
+        bucket, _, prefix = self.store_url[len("s3://"):].partition("/")
+        endpoint = self.toml.split('endpoint = "')[1].split('"')[0]
+        server = services.S3Server(endpoint, self.env["TAYDASH_S3_ACCESS_KEY"],
+                                   self.env["TAYDASH_S3_SECRET_KEY"])
+        return server.client(), bucket, prefix
+
+    def raw_get(self, key: str) -> bytes:
+        if self.is_file:
+            return (Path(self.store_url[len("file://"):]) / key).read_bytes()
+        client, bucket, prefix = self._s3()
+        return client.get_object(bucket, f"{prefix}/{key}").read()  # type: ignore[attr-defined, no-any-return]
+
+    def raw_put(self, key: str, data: bytes) -> None:
+        if self.is_file:
+            path = Path(self.store_url[len("file://"):]) / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                path.chmod(0o600)
+            path.write_bytes(data)
+            return
+        client, bucket, prefix = self._s3()
+        client.put_object(bucket, f"{prefix}/{key}", io.BytesIO(data), len(data))  # type: ignore[attr-defined]
+
+    def raw_keys(self, prefix: str) -> list[str]:
+        if self.is_file:
+            root = Path(self.store_url[len("file://"):])
+            return sorted(p.relative_to(root).as_posix() for p in (root / prefix).rglob("*")
+                          if p.is_file())
+        client, bucket, base = self._s3()
+        objs = client.list_objects(bucket, f"{base}/{prefix}", recursive=True)  # type: ignore[attr-defined]
+        return sorted(o.object_name[len(base) + 1:] for o in objs)
+
+    def artifact(self, tag: str, kind: str) -> dict[str, object]:
+        return next(a for a in self.manifest(tag)["artifacts"] if a["kind"] == kind)  # type: ignore[attr-defined, no-any-return]
