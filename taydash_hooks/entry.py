@@ -14,8 +14,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +56,8 @@ def write_crash_log(text: str) -> Path | None:
     try:
         folder = _crash_dir()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        import time
+
         path = folder / f"crash-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}-{os.getpid()}.log"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -85,6 +85,8 @@ def run(work: Callable[[], int]) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return int(Exit.OK)
     except Exception as exc:
+        import traceback  # only now: every hook pays for what the entry imports
+
         log = write_crash_log(traceback.format_exc())
         where = f"; the traceback is in {log}" if log else ""
         error(f"unexpected error ({type(exc).__name__}: {exc}){where}. Please report it.")

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+from testing.gitrepo import run
 from testing.snap import Snap
 
 ZERO_PART = "0000000000000005_0000000000000000_0000000000000005"
@@ -144,3 +150,107 @@ def test_restore_db_refuses_a_conninfo_target(snap: Snap) -> None:
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
         assert proc.returncode == 2 and "not a plain database name" in proc.stderr, proc.stderr
     assert snap.pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbname=%'") == "0"
+
+
+def test_two_runs_of_one_tag_at_once_never_both_claim_done(snap: Snap, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    for round_ in range(3):
+        tag = f"v0.{round_ + 1}.0"
+        snap.repos.commit(f"round {round_}")
+        assert snap.tag(tag, env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+        snap.repos.push("--no-verify", "origin", "main", tag)
+        if not other.exists():
+            run("git", "clone", "-q", str(snap.repos.remote), other)
+        run("git", "fetch", "-q", "--tags", "origin", cwd=other)
+        run("git", "merge", "-q", "--ff-only", "origin/main", cwd=other)
+        # Two clones: two state dirs, so the local lock does not serialise them.
+        procs = [subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", tag],
+                                  cwd=cwd, env=snap.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for cwd in (snap.repos.work, other)]
+        outs = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+        done = [err for code, err in outs if code == 0 and f"snapshot of {tag} done" in err]
+        assert len(done) <= 1, outs
+        for code, err in outs:
+            assert code == 0 or "another run owns" in err, err
+        assert any(f"snapshot of {tag} done" in err for _, err in outs) or \
+            all("already has a backup" in err for code, err in outs if code == 0), outs
+        verify = snap.cli("backups", "verify", tag)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        # The loser's rollback removed its own objects only: nothing but the manifest's.
+        doc = snap.manifest(tag)
+        listed = {str(a["key"]) for a in doc["artifacts"]} | \
+            {str(a["sha256_key"]) for a in doc["artifacts"] if a.get("sha256_key")}
+        stored = {k for k in snap.raw_keys("db-backups/") + snap.raw_keys("config-backups/")
+                  if f"/{tag}_" in f"/{k.split('/', 1)[1]}"}
+        assert stored == {k for k in listed if not k.startswith("vm-backups/")}
+        vm_key = next(str(a["key"]) for a in doc["artifacts"] if a["kind"] == "victoriametrics")
+        vm_prefixes = {k.split("/")[1] for k in snap.raw_keys("vm-backups/")
+                       if k.split("/")[1].startswith(f"{tag}_")}
+        assert vm_prefixes == {vm_key.split("/")[1]}
+        if not snap.is_file:
+            client, bucket, prefix = snap._s3()
+            versions = [o for o in client.list_objects(  # type: ignore[attr-defined]
+                bucket, f"{prefix}/manifests/{tag}.json", include_version=True)]
+            assert len(versions) == 1  # created once, never overwritten
+
+
+def test_a_dead_runs_leftovers_are_removed_by_the_next_run_and_no_one_elses(snap: Snap) -> None:
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    # Another machine's run is writing this tag right now: its object must survive.
+    foreign = "db-backups/v0.1.0_20990101_000000-0badc0de.dump"
+    snap.raw_put(foreign, b"someone else's dump in progress")
+    # A VictoriaMetrics that accepts and never answers: our run stores its dump, then
+    # waits there, where it is killed (SIGKILL: no rollback runs).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        snap.repos.configure(snap.toml.replace(f'url = "{snap.vm.url}"', f'url = "{url}"'))
+        proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0",
+                                 "--only", "postgres,victoriametrics"],
+                                cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [
+                k for k in snap.raw_keys("db-backups/") if k != foreign and "/v0.1.0_" in f"/{k[11:]}"]:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.kill()
+        proc.wait()
+    runs = snap.repos.work / ".git" / "taydash" / "runs"
+    assert list(runs.glob("*.json"))  # the dead run's journal
+    orphans = [k for k in snap.raw_keys("db-backups/") if k != foreign]
+    assert orphans  # its dump, stored without a manifest
+    snap.repos.configure(snap.toml)
+    rerun = snap.cli("snapshot", "v0.1.0")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "leftover(s) of an interrupted snapshot" in rerun.stderr
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
+    doc = snap.manifest("v0.1.0")
+    ours = {str(a["key"]) for a in doc["artifacts"]} | {str(a.get("sha256_key")) for a in doc["artifacts"]}
+    left = [k for k in snap.raw_keys("db-backups/") if k not in ours]
+    assert left == [foreign]
+    assert not set(orphans) & set(snap.raw_keys("db-backups/"))
+    assert not list(runs.glob("*.json"))
+
+
+def test_every_file_a_snapshot_leaves_in_a_file_store_is_private(snap: Snap, tmp_path: Path) -> None:
+    if not snap.is_file:
+        return  # S3 has no file modes; its access is the bucket's policy
+    old = os.umask(0o022)
+    try:
+        assert snap.tag("v0.1.0").returncode == 0
+    finally:
+        os.umask(old)
+    root = Path(snap.store_url[len("file://"):])
+    paths = [root, *root.rglob("*")]
+    assert any("vm-backups" in str(p) for p in paths)  # vmbackup's own files too
+    for p in paths:
+        want = 0o700 if p.is_dir() else 0o600
+        assert p.stat().st_mode & 0o777 == want, p
+    proc = snap.cli("doctor")
+    assert "readable by other users" not in proc.stdout
+    (root / "manifests" / "v0.1.0.json").chmod(0o644)
+    proc = snap.cli("doctor")
+    assert "FAIL store" in proc.stdout and "readable by other users" in proc.stdout
+    assert f"chmod -R go-rwx {root}" in proc.stdout

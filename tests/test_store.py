@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from testing import services
 
-from taydash_hooks.config import Config, S3Config, SnapshotsConfig
+from taydash_hooks.config import Config, SnapshotsConfig
 from taydash_hooks.errors import TaydashError
-from taydash_hooks.store import Store
+from taydash_hooks.store import S3Options, Store
 from taydash_hooks.store.local import FileStore
 from taydash_hooks.store.s3 import S3Store
 
 
 def make_s3_store(s3: services.S3Server, bucket: str, prefix: str = "team/x") -> S3Store:
-    return S3Store(bucket, prefix, S3Config(endpoint=s3.endpoint, secure=s3.secure,
+    return S3Store(bucket, prefix, S3Options(endpoint=s3.endpoint, secure=s3.secure,
                                             region="us-east-1"), env=s3.env())
 
 
@@ -96,13 +97,13 @@ def test_s3_versioning_switched_on_and_promote(s3: services.S3Server, bucket: st
 
 
 def test_s3_errors_are_one_sentence(s3: services.S3Server, bucket: str) -> None:
-    missing = S3Store("no-such-bucket-xyz", "", S3Config(endpoint=s3.endpoint), env=s3.env())
+    missing = S3Store("no-such-bucket-xyz", "", S3Options(endpoint=s3.endpoint), env=s3.env())
     with pytest.raises(TaydashError, match="does not exist") as exc:
         missing.put_bytes("k", b"x")
     assert exc.value.code == 3
     with pytest.raises(TaydashError, match="no S3 credentials"):
-        S3Store(bucket, "", S3Config(endpoint=s3.endpoint), env={})
-    dead = S3Store(bucket, "", S3Config(endpoint=f"127.0.0.1:{services.free_port()}"), env=s3.env())
+        S3Store(bucket, "", S3Options(endpoint=s3.endpoint), env={})
+    dead = S3Store(bucket, "", S3Options(endpoint=f"127.0.0.1:{services.free_port()}"), env=s3.env())
     with pytest.raises(TaydashError, match="cannot reach") as exc:
         dead.put_bytes("k", b"x")
     assert exc.value.code == 3
@@ -146,7 +147,7 @@ def authenticating_s3() -> Iterator[str]:
 
 def test_wrong_credentials_are_one_sentence_without_the_secret(authenticating_s3: str) -> None:
     secret = "not-the-right-secret-0123456789"
-    store = S3Store("taydash-creds", "x", S3Config(endpoint=authenticating_s3, region="us-east-1"),
+    store = S3Store("taydash-creds", "x", S3Options(endpoint=authenticating_s3, region="us-east-1"),
                     env={"TAYDASH_S3_ACCESS_KEY": "AKIAWRONGWRONGWRONG1", "TAYDASH_S3_SECRET_KEY": secret})
     with pytest.raises(TaydashError) as exc:
         store.put_bytes("k", b"x")
@@ -160,7 +161,7 @@ def test_object_lock_retention_on_every_upload(s3: services.S3Server) -> None:
 
     client = s3.client()
     client.make_bucket("taydash-locked", object_lock=True)
-    store = S3Store("taydash-locked", "p", S3Config(endpoint=s3.endpoint, region="us-east-1",
+    store = S3Store("taydash-locked", "p", S3Options(endpoint=s3.endpoint, region="us-east-1",
                                                     object_lock_days=3), env=s3.env())
     small = store.put_bytes("manifests/v1.json", b"{}")
     big = store.put_stream("db-backups/v1.dump", io.BytesIO(b"y" * (17 * 1024 * 1024)))
@@ -174,19 +175,54 @@ def test_object_lock_retention_on_every_upload(s3: services.S3Server) -> None:
 
 
 def test_clean_partial_removes_only_that_tags_dead_attempts(store: Store) -> None:
-    mine, other = "db-backups/v1_20260101_000000.dump", "db-backups/v1_x_20260101_000000.dump"
+    # A run's keys are <tag>_<TS>-<RUN>: another run of the same tag, or a tag whose name
+    # extends this one, is never touched.
+    mine = "db-backups/v1_20260101_000000-aaaa1111.dump"
+    others = ["db-backups/v1_x_20260101_000000-aaaa1111.dump",
+              "db-backups/v1_20260101_000000-aaaa11112.dump",
+              "db-backups/v1_20260101_000000-bbbb2222.dump"]
     if isinstance(store, FileStore):
         folder = store.root / "db-backups"
         folder.mkdir(parents=True)
-        for key in (mine, other):
+        for key in (mine, *others):
             (store.root / f"{key.replace('db-backups/', 'db-backups/.')}.abc.partial").write_bytes(b"x")
         leftovers = lambda: sorted(p.name for p in folder.iterdir())  # noqa: E731
     else:
-        for key in (mine, other):
+        for key in (mine, *others):
             store.client._create_multipart_upload(store.bucket, f"team/x/{key}", {})
         leftovers = lambda: sorted(  # noqa: E731
             str(u.object_name) for u in store.client._list_multipart_uploads(store.bucket).uploads)
-    assert len(leftovers()) == 2
-    assert store.clean_partial("db-backups/v1_") == 1
+    assert len(leftovers()) == 4
+    assert store.clean_partial("db-backups/v1_20260101_000000-aaaa1111") == 1
     remaining = leftovers()
-    assert len(remaining) == 1 and "v1_x_" in remaining[0]
+    names = [k.rsplit("/", 1)[1] for k in others]
+    assert len(remaining) == 3 and all(any(n in r for r in remaining) for n in names), remaining
+
+
+def test_file_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = FileStore(tmp_path / "store")
+        store.put_bytes("db-backups/deep/v1_20260101_000000-aaaa1111.dump", b"secret rows")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "store", tmp_path / "store" / "db-backups",
+                 tmp_path / "store" / "db-backups" / "deep"):
+        assert path.stat().st_mode & 0o777 == 0o700, path
+    dump = tmp_path / "store" / "db-backups" / "deep" / "v1_20260101_000000-aaaa1111.dump"
+    assert dump.stat().st_mode & 0o777 == 0o600
+    assert store.health().ok
+    dump.chmod(0o644)  # an old store, written before this rule
+    health = store.health()
+    assert not health.ok and "readable by other users" in health.detail
+    assert health.fix == f"chmod -R go-rwx {tmp_path / 'store'}"
+
+
+def test_conditional_create_lets_exactly_one_writer_win(store: Store) -> None:
+    from taydash_hooks.store.base import KeyTaken
+
+    store.put_bytes("manifests/v1.json", b"{}")
+    with pytest.raises(KeyTaken):
+        store.put_bytes("manifests/v1.json", b"{\"other\": 1}")
+    with store.open("manifests/v1.json") as fh:
+        assert fh.read() == b"{}"

@@ -304,3 +304,54 @@ def test_backup_with_an_ssh_signing_key(repos: Repos, ssh_keys: dict[str, keys.S
     checks = {c["name"]: c["result"] for c in report["checks"]}
     assert checks["signature"] == "pass" and checks["remote"] == "pass"
     assert checks["artifacts"] == "n/a" and report["ok"] is True
+
+
+def test_release_learns_the_remotes_tags_before_choosing(flow: Flow, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    run("git", "clone", "-q", str(flow.repos.remote), other)
+    run("git", "tag", "-a", "-m", "theirs", "v0.2.0", cwd=other)
+    run("git", "push", "-q", "--no-verify", "origin", "v0.2.0", cwd=other)
+    flow.repos.commit("feat: ours")
+    assert flow.local_tags() == []  # this clone has not fetched v0.2.0
+    proc = flow.cli("release", "minor", "--yes", "--push")
+    assert proc.returncode == 0, proc.stderr
+    assert "next release: v0.3.0 (after v0.2.0)" in proc.stderr
+    assert flow.repos.remote_ref("refs/tags/v0.3.0")
+    assert not (flow.store / "manifests" / "v0.2.0.json").exists()
+
+
+def test_backup_takes_one_snapshot_even_when_it_fails(flow: Flow) -> None:
+    proc = flow.cli("backup", "v0.1.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("snapshot of v0.1.0 (") == 1, proc.stderr
+    flow.pg.drop_db(flow.db)  # the next dump fails
+    try:
+        flow.repos.commit("more")
+        proc = flow.cli("backup", "v0.2.0", "--yes")
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.count(f"dump of database {flow.db} failed") == 1, proc.stderr
+        assert flow.local_tags() == ["v0.1.0"]
+    finally:
+        flow.pg.create_db(flow.db)
+
+
+def test_a_tag_the_policy_refuses_is_never_snapshotted(flow: Flow) -> None:
+    skip = {**os.environ, "TAYDASH_SKIP": "tags"}
+    proc = flow.repos.git("tag", "v0.3.0", env=skip, check=False)  # lightweight, unsigned
+    assert proc.returncode == 0
+    assert "refused by the tag policy" in proc.stderr and "not snapshotted" in proc.stderr
+    assert not (flow.store / "manifests" / "v0.3.0.json").exists()
+    proc = flow.cli("snapshot", "v0.3.0")
+    assert proc.returncode == 1 and "refused by the tag policy" in proc.stderr
+    assert not (flow.store / "manifests" / "v0.3.0.json").exists()
+
+
+def test_a_snapshot_of_an_old_tag_says_so_and_records_the_delay(flow: Flow) -> None:
+    old = {**os.environ, "TAYDASH_SKIP": "snapshot", "GIT_COMMITTER_DATE": "@1700000000 +0000"}
+    flow.repos.git("tag", "-s", "-m", "long ago", "v0.1.0", env=old)
+    proc = flow.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "was created" in proc.stderr and "days ago" in proc.stderr
+    assert "captures the data as it is now" in proc.stderr
+    doc = json.loads((flow.store / "manifests" / "v0.1.0.json").read_text())
+    assert doc["taken_after_tag_s"] > 365 * 86400

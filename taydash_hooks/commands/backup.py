@@ -20,7 +20,7 @@ from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError, refused, usage
 from taydash_hooks.gate.validation import dirty_files
 from taydash_hooks.output import line
-from taydash_hooks.remote import ls_remote, upstream
+from taydash_hooks.remote import Upstream, ls_remote, upstream
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store
@@ -86,8 +86,13 @@ def _create_tag(repo: git.Repo, tag: str, message: str) -> str:
     # The hooks run here: the policy at creation, then (foreground) the snapshots.
     from taydash_hooks.snapshots.take import snapshot_timeout
 
+    # The policy still runs at creation; the snapshot is ours to take once, next step
+    # (not also by the tag's hook: one pg_dump per tag, even when it fails).
+    from taydash_hooks.snapshots.triggers import DEFER_ENV
+
+    env = {**git.no_git_env(), DEFER_ENV: "1"}
     res = git.git("tag", "-s", "-m", message, "--", tag, cwd=repo.root, check=False,
-                  timeout=snapshot_timeout() + 600)
+                  timeout=snapshot_timeout() + 600, env=env)
     for text in res.err.splitlines():
         line(f"   | {text}")
     if res.returncode != 0:
@@ -121,6 +126,20 @@ def _no_backup_yet(repo: git.Repo, cfg: Config, tag: str) -> None:
     if manifest.load(store, tag) is not None:
         raise refused(f"{store.url} already holds a backup named {tag} (of an earlier tag); "
                       "choose a new tag name.")
+
+
+def _optional_upstream(root: Path) -> Upstream | None:
+    try:
+        return upstream(root)
+    except TaydashError:
+        return None  # a repository without a remote can still tag and snapshot
+
+
+def _not_on_remote(root: Path, remote: str, tag: str) -> None:
+    on_remote = ls_remote(root, remote, f"refs/tags/{tag}")
+    if on_remote:
+        raise refused(f"tag {tag} already exists on {remote} "
+                      f"({next(iter(on_remote.values()))[:12]}); choose a new name.")
 
 
 def _delete_tag(root: Path, tag: str) -> None:
@@ -163,7 +182,7 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
     root = repo.root
     tag = plan.tag
     with step("checking the branch and its remote"):
-        up = upstream(root) if plan.push else None
+        up = upstream(root) if plan.push else _optional_upstream(root)
     with step("checking the working tree is clean"):
         dirty = dirty_files(root)
         if dirty:
@@ -177,7 +196,10 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
     with step("validating HEAD"):
         _validate_head(repo, cfg)
     head = git.out("rev-parse", "HEAD", cwd=root)
-    if up is not None:
+    if up is not None and not plan.push:
+        with step(f"checking {tag} is not on {up.remote}"):
+            _not_on_remote(root, up.remote, tag)
+    if up is not None and plan.push:
         with step(f"fetching {up.remote}"):
             # --no-tags: a refused backup must not leave new local tags behind.
             res = git.git("fetch", "--quiet", "--no-tags", "--", up.remote, cwd=root, check=False,
@@ -192,10 +214,8 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
                 state = "behind" if git.is_ancestor(head, theirs, root) else "diverged from"
                 raise refused(f"{up.branch} is {state} {up.remote}/{up.branch}; "
                               f"pull (git pull --rebase) and rerun.")
-            on_remote = ls_remote(root, up.remote, f"refs/tags/{tag}")
-            if on_remote:
-                raise refused(f"tag {tag} already exists on {up.remote} "
-                              f"({next(iter(on_remote.values()))[:12]}); choose a new name.")
+        with step(f"checking {tag} is not on {up.remote}"):
+            _not_on_remote(root, up.remote, tag)
     rollback = Rollback()
     try:
         with step(f"creating signed tag {tag}"):
@@ -207,7 +227,7 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
             tag_oid = _create_tag(repo, tag, plan.message)
         with step("taking the snapshots"):
             doc = _snapshots(repo, cfg, tag)
-        if up is not None:
+        if up is not None and plan.push:
             question = f"Push HEAD ({head[:7]}) to {up.remote}/{up.branch} and tag {tag}?"
             if not plan.yes and not confirm(question):
                 raise refused("push cancelled; nothing was pushed.")
@@ -232,7 +252,7 @@ def backup(cwd: Path, plan: BackupPlan, confirm: Confirm) -> int:
         line(f"  manifest  {manifest.key(tag)}")
         for art in doc.artifacts:
             line(f"  artifact  {art.kind}: {art.key} ({art.size} bytes)")
-    if up is not None:
+    if up is not None and plan.push:
         line(f"  remote    {up.remote} ({up.branch} and {tag} confirmed)")
     return Exit.OK
 

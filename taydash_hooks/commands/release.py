@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from taydash_hooks import git
@@ -14,14 +15,14 @@ _SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-.*)
 _CONVENTIONAL = re.compile(r"(?P<type>[a-z]+)(?:\([^)]*\))?!?:\s*(?P<text>.+)")
 
 
-def latest_version(root: Path) -> tuple[tuple[int, int, int], str] | None:
-    """The highest vX.Y.Z among the tags and the tag that carries it.
+def latest_version(root: Path, also: Iterable[str] = ()) -> tuple[tuple[int, int, int], str] | None:
+    """The highest vX.Y.Z among the local tags (and the names in ``also``) and its tag.
 
     Pre-release suffixes are ignored for ordering; of equal versions the tag
     without a suffix wins.
     """
     best: tuple[tuple[int, int, int], bool, str] | None = None
-    for t in git.out("tag", "--list", "v*", cwd=root).split():
+    for t in [*git.out("tag", "--list", "v*", cwd=root).split(), *also]:
         m = _SEMVER.fullmatch(t)
         if m:
             key = ((int(m.group(1)), int(m.group(2)), int(m.group(3))), "-" not in t, t)
@@ -60,15 +61,45 @@ def release(cwd: Path, part: str, description: str | None, yes: bool, push: bool
             confirm: Confirm) -> int:
     """Tag the next semver release with a changelog message; then as `backup`."""
     repo = git.find_repo(cwd)
-    latest = latest_version(repo.root)
+    # Names taken elsewhere count too: a tag on the remote this clone has not fetched, and
+    # a backup in the store (backed-up names are never reused). Learnt before anything
+    # is created, so a release never tags, snapshots and then fails to push.
+    taken = _names_elsewhere(repo, push)
+    latest = latest_version(repo.root, taken)
     tag = next_version(latest[0] if latest else None, part)
-    last = latest[1] if latest else None
+    local = latest_version(repo.root)
+    last = local[1] if local else None
     title = f"Release {tag}" + (f" - {description}" if description else "")
     message = f"{title}\n\n{changelog(repo.root, last)}\n"
-    line(f"next release: {tag} (after {last or 'none'})")
+    line(f"next release: {tag} (after {latest[1] if latest else 'none'})")
     line("tag message:")
     for text in message.rstrip().splitlines():
         line(f"  | {text}")
     if not yes and not confirm(f"Create {tag}{' and push it' if push else ''}?"):
         raise refused("release cancelled; nothing was created.")
     return backup(cwd, BackupPlan(tag, message, push=push, yes=True), confirm)
+
+
+def _names_elsewhere(repo: git.Repo, push: bool) -> list[str]:
+    """Release tag names on the remote and in the store; exit 3 when the remote is needed
+    (``--push``) and cannot be asked."""
+    from taydash_hooks import config as config_mod
+    from taydash_hooks.errors import TaydashError
+    from taydash_hooks.remote import ls_remote, upstream
+
+    names: list[str] = []
+    try:
+        up = upstream(repo.root)
+    except TaydashError:
+        if push:
+            raise
+        up = None
+    if up is not None:
+        names += [ref[len("refs/tags/"):] for ref in ls_remote(repo.root, up.remote, "refs/tags/v*")]
+    cfg = config_mod.load(repo)
+    if cfg.snapshots is not None:
+        from taydash_hooks.snapshots import manifest
+        from taydash_hooks.snapshots.location import open_store
+
+        names += manifest.all_tags(open_store(repo, cfg))
+    return names

@@ -81,6 +81,8 @@ class Manifest:
     store: str = ""
     tools: dict[str, str] = field(default_factory=dict)
     format: int = FORMAT
+    run: str = ""  # <TS>-<RUN>: the part of every artifact key that is this run's own
+    taken_after_tag_s: int | None = None  # seconds between the tag and this snapshot
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [a for a in self.artifacts if a.kind == kind]
@@ -89,7 +91,8 @@ class Manifest:
         return {"format": self.format, "tag": self.tag, "tag_object": self.tag_object,
                 "tag_type": self.tag_type, "commit": self.commit, "tagger": self.tagger,
                 "created": self.created, "timestamp": self.timestamp, "store": self.store,
-                "tools": dict(self.tools), "artifacts": [a.to_json() for a in self.artifacts]}
+                "tools": dict(self.tools), "artifacts": [a.to_json() for a in self.artifacts],
+                "run": self.run, "taken_after_tag_s": self.taken_after_tag_s}
 
 
 def key(tag: str) -> str:
@@ -185,6 +188,9 @@ def parse(data: bytes, where: str) -> Manifest:
             store=_str(doc, "store", True) or "",
             tools={str(k): str(v) for k, v in tools.items()},
             format=doc.get("format", FORMAT) if isinstance(doc.get("format"), int) else FORMAT,
+            run=_str(doc, "run", True) or "",
+            taken_after_tag_s=_int(doc, "taken_after_tag_s") if doc.get("taken_after_tag_s")
+            is not None else None,
         )
     except _Bad as exc:
         raise refused(f"{where} is not a valid manifest ({exc}).") from None

@@ -7,13 +7,18 @@ leaves no manifest (and the artifacts of the failed attempt are removed).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
+import secrets
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from taydash_hooks import __version__, git
 from taydash_hooks.config import KINDS, Config
 from taydash_hooks.errors import refused, usage
-from taydash_hooks.output import say
+from taydash_hooks.output import say, warn
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.kinds.base import TakeJob, snapshot_timeout
 
@@ -22,6 +27,7 @@ from taydash_hooks.snapshots.location import open_store
 from taydash_hooks.snapshots.lock import tag_lock
 from taydash_hooks.snapshots.manifest import Artifact, Manifest
 from taydash_hooks.store import Store
+from taydash_hooks.store.base import KeyTaken, from_attempt
 
 
 def timestamp(now: float | None = None) -> str:
@@ -34,17 +40,19 @@ def tag_facts(repo: git.Repo, tag: str) -> dict[str, str]:
     ref = f"refs/tags/{tag}"
     # for-each-ref takes patterns (`v*`) and prefixes (`v1` lists `v1/rc`): keep the exact ref only.
     res = git.git("for-each-ref", "--format=%(refname)%00%(objectname) %(objecttype)%00"
-                  "%(taggername) %(taggeremail) %(taggerdate:iso-strict)", ref, cwd=repo.root)
+                  "%(taggername) %(taggeremail) %(taggerdate:iso-strict)%00%(creatordate:unix)",
+                  ref, cwd=repo.root)
     lines = [ln.split("\0") for ln in res.out.splitlines()]
-    found = [parts for parts in lines if len(parts) == 3 and parts[0] == ref]
+    found = [parts for parts in lines if len(parts) == 4 and parts[0] == ref]
     if not found:
         raise usage(f"there is no tag {tag!r} in this repository (a TAG names exactly one tag).")
-    _, head, tagger = found[0]
+    _, head, tagger, created = found[0]
     oid, kind = head.split()
     commit = git.rev_parse(f"{oid}^{{commit}}", repo.root)
     if commit is None:
         raise usage(f"tag {tag} does not point at a commit.")
-    return {"tag_object": oid, "tag_type": kind, "commit": commit, "tagger": tagger.strip()}
+    return {"tag_object": oid, "tag_type": kind, "commit": commit, "tagger": tagger.strip(),
+            "tag_time": created.strip()}
 
 
 def _kinds(cfg: Config, only: list[str] | None) -> list[str]:
@@ -67,6 +75,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         raise usage("No [snapshots] table in the configuration; nothing to snapshot.")
     names = _kinds(cfg, only)
     facts = tag_facts(repo, tag)
+    _policy_accepts(repo, cfg, tag, facts["tag_object"])
     store = store or open_store(repo, cfg)
     with tag_lock(repo.state_dir, tag):
         existing = manifest.load(store, tag)
@@ -82,14 +91,20 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             raise usage("[snapshots] has no kinds configured (add [snapshots.postgres], "
                         "[snapshots.victoriametrics] or [snapshots.config]).")
         ts = timestamp()
+        # This run's own keys: <tag>_<TS>-<RUN>. Two runs (two clones, two machines) of
+        # one tag never share a key, so a rollback can only ever touch its own objects.
+        stamp = f"{ts}-{secrets.token_hex(4)}"
+        age = _tag_age(facts)
+        if age is not None and age > STALE_AFTER:
+            warn(f"tag {tag} was created {_human(age)} ago: this snapshot captures the data as it "
+                 "is now, not as it was at the tag (recorded in the manifest).")
         say(f"snapshot of {tag} ({', '.join(names)}) -> {store.url}")
-        # We hold the tag's lock: partial uploads for this tag are from a dead attempt.
-        for prefix in (f"db-backups/{tag}_", f"config-backups/{tag}_"):
-            if store.clean_partial(prefix):
-                say(f"removed leftovers of an interrupted snapshot under {prefix}")
+        # We hold the tag's lock: a journal left for this tag is a dead run of this clone.
+        _clean_dead_runs(repo, store, tag)
         artifacts: list[Artifact] = []
         tools: dict[str, str] = {"taydash": __version__}
-        job = TakeJob(cfg, store, tag, ts, snapshot_timeout())
+        job = TakeJob(cfg, store, tag, stamp, snapshot_timeout())
+        journal = _journal(repo, tag, stamp)
         try:
             for name in names:
                 kind = kinds.get(name)
@@ -101,17 +116,111 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 tag=tag, tag_object=facts["tag_object"], tag_type=facts["tag_type"],
                 commit=facts["commit"], tagger=facts["tagger"],
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts))
-            written = store.put_bytes(manifest.key(tag), manifest.dump(doc))
+                timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
+                run=stamp, taken_after_tag_s=age)
+            try:
+                written = store.put_bytes(manifest.key(tag), manifest.dump(doc))
+            except KeyTaken:
+                raise refused(f"another run owns {tag}: its manifest was written first "
+                              f"({manifest.key(tag)} in {store.url}); this run's artifacts were "
+                              "removed.") from None
         except BaseException:
             # Without a manifest these are not a backup; do not leave orphans behind.
             for art in artifacts:
                 with contextlib.suppress(Exception, KeyboardInterrupt):
                     kinds.get(art.kind).remove(store, art)
+            # The journal stays: an upload the store could not abort now (the server
+            # went away) is cleaned by the next run of this tag here.
             raise
+        _end_journal(journal)
         say(f"snapshot of {tag} done: {manifest.key(tag)} "
             f"({len(artifacts)} artifact(s), manifest sha256 {written.sha256[:12]})")
         return doc
+
+
+def _policy_accepts(repo: git.Repo, cfg: Config, tag: str, oid: str) -> None:
+    """Refuse to snapshot a release tag the policy refuses (also one made with
+    TAYDASH_SKIP=tags): its manifest would block the name for a good tag later."""
+    if cfg.tags is None:
+        return
+    from taydash_hooks.tags.policy import TagPolicy
+
+    with TagPolicy(repo, cfg) as policy:
+        if not policy.is_release(tag):
+            return
+        verdict = policy.judge_many([(tag, oid)])[0]
+    if not verdict.ok:
+        raise refused(f"{tag} is refused by the tag policy ({verdict.reason}); it is not "
+                      "snapshotted. Delete it and make a conforming tag.")
+
+
+STALE_AFTER = 3600  # seconds between a tag and its snapshot before we say so
+PREFIXES = ("db-backups/", "config-backups/", "vm-backups/")
+
+
+def _tag_age(facts: dict[str, str]) -> int | None:
+    try:
+        return max(0, int(time.time()) - int(facts["tag_time"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _human(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def _runs_dir(repo: git.Repo) -> Path:
+    return repo.state_dir / "runs"
+
+
+def _journal(repo: git.Repo, tag: str, stamp: str) -> Path:
+    """Record that this run may leave objects under its keys, until it ends one way or another."""
+    folder = _runs_dir(repo)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}-{stamp}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"tag": tag, "stamp": stamp, "pid": os.getpid()}, fh)
+    return path
+
+
+def _end_journal(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _clean_dead_runs(repo: git.Repo, store: Store, tag: str) -> None:
+    """Remove what a killed run of this clone left: its partial uploads and orphan objects.
+
+    Only keys of that run (its ``<tag>_<TS>-<RUN>``) are touched: never another clone's
+    run, which may be writing the same tag right now.
+    """
+    folder = _runs_dir(repo)
+    if not folder.is_dir():
+        return
+    prefix = hashlib.sha256(tag.encode()).hexdigest()[:16] + "-"
+    for path in sorted(folder.glob(f"{prefix}*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            stamp = str(doc["stamp"])
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        removed = 0
+        for folder_key in PREFIXES:
+            run_prefix = f"{folder_key}{tag}_{stamp}"
+            removed += store.clean_partial(run_prefix)
+            for key in store.keys(folder_key):
+                if from_attempt(run_prefix, key):
+                    store.delete(key)
+                    removed += 1
+        if removed:
+            say(f"removed {removed} leftover(s) of an interrupted snapshot of {tag} (run {stamp})")
+        path.unlink(missing_ok=True)
 
 
 def remove_artifact(store: Store, art: Artifact) -> None:

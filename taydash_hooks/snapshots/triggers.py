@@ -21,6 +21,9 @@ from taydash_hooks.skips import skipped
 from taydash_hooks.snapshots import manifest
 
 STATUS_FILE = "snapshot-status.json"
+# Set by `taydash backup`/`release` around their own `git tag`: they take the snapshot
+# themselves right after, once; the tag's hook leaves it to them.
+DEFER_ENV = "TAYDASH_SNAPSHOT_DEFERRED"
 
 
 def wanted(cfg: Config, tag: str) -> bool:
@@ -55,7 +58,7 @@ def start_background(repo: git.Repo, tag: str) -> Path:
 def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:
     """reference-transaction ``committed``: snapshot each new on_tag tag (git ignores our exit)."""
     assert cfg.snapshots is not None
-    if skipped("snapshot"):
+    if skipped("snapshot") or os.environ.get(DEFER_ENV) == "1":
         return Exit.OK
     from taydash_hooks.snapshots.take import take
 

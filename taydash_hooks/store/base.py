@@ -8,13 +8,12 @@ and a failed upload leaves nothing under the final key on either backend.
 from __future__ import annotations
 
 import hashlib
-import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from taydash_hooks.errors import usage
+from taydash_hooks.errors import Exit, TaydashError, usage
 
 CHUNK = 1024 * 1024
 
@@ -86,7 +85,8 @@ class Store(Protocol):
         ...
 
     def put_bytes(self, key: str, data: bytes) -> Written:
-        """Store a small object (manifest, sidecar); never replaces an existing key."""
+        """Store a small object (manifest, sidecar) with a conditional create: when another
+        writer got there first, raises :class:`KeyTaken` and nothing is replaced."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -103,8 +103,14 @@ class Store(Protocol):
         """Remove a partial backup (a new, unique prefix that has no manifest)."""
         ...
 
-    def delete(self, key: str) -> None:
-        """Remove one object of a failed snapshot (every version of it on S3)."""
+    def delete(self, key: str, version_id: str | None = None) -> None:
+        """Remove one object: the version ``version_id`` only when given (what one run
+        created), else every version of it on S3."""
+        ...
+
+    def adopt(self, prefix: str) -> None:
+        """Take over what another tool (vmbackup) wrote under ``prefix``: on ``file://`` the
+        files become private like ours; nothing to do on S3."""
         ...
 
     def clean_partial(self, prefix: str) -> int:
@@ -138,15 +144,22 @@ def check_key(key: str) -> str:
     return key
 
 
-_TS_REST = re.compile(r"\d{8}_\d{6}[._]")
+class KeyTaken(TaydashError):
+    """A conditional create found the key already written (by another run)."""
+
+    def __init__(self, key: str, url: str) -> None:
+        super().__init__(f"{key} already exists in {url}; backups are never overwritten.",
+                         Exit.REFUSED)
+        self.key = key
 
 
 def from_attempt(prefix: str, name: str) -> bool:
-    """True when ``name`` is ``prefix`` followed by a snapshot timestamp.
+    """True when ``name`` belongs to the run whose keys start with ``prefix``.
 
-    ``db-backups/v1_`` must not match ``db-backups/v1_x_<TS>.dump`` of tag ``v1_x``.
+    A run's prefix is ``<dir>/<tag>_<TS>-<RUN>``, unique to it: ``prefix`` is followed by
+    the end, a ``.``, ``_`` or ``/``, never by more of another run's id or tag name.
     """
-    return name.startswith(prefix) and bool(_TS_REST.match(name, len(prefix)))
+    return name.startswith(prefix) and (len(name) == len(prefix) or name[len(prefix)] in "._/")
 
 
 class HashingReader:

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from taydash_hooks.errors import environment, refused
+from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.store.base import (
     CHUNK,
     HashingReader,
     Health,
+    KeyTaken,
     Properties,
     Version,
     Written,
@@ -35,8 +36,17 @@ class FileStore:
         return self.root / check_key(key)
 
     def _writable_dir(self, path: Path) -> None:
+        """Create ``path`` and its missing parents 0700 (whatever the umask)."""
+        missing = []
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            for folder in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir(mode=0o700)
+                    os.chmod(folder, 0o700)
         except OSError as exc:
             raise environment(f"cannot create {path} in the file store ({exc.strerror}).") from None
         if not os.access(path, os.W_OK):
@@ -46,11 +56,14 @@ class FileStore:
         final = self._path(key)
         self._writable_dir(final.parent)
         if final.exists():
-            raise refused(f"{key} already exists in {self.url}; backups are never overwritten.")
+            raise KeyTaken(key, self.url)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
         reader = HashingReader(stream)
         try:
-            with tmp.open("wb") as out:
+            # 0600 from the first byte: a dump is never readable by other local users.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as out:
                 for chunk in iter(lambda: reader.read(CHUNK), b""):
                     out.write(chunk)
                 out.flush()
@@ -60,8 +73,7 @@ class FileStore:
             # link(2) fails when the final name exists: never overwrite, even racing.
             os.link(tmp, final)
         except FileExistsError:
-            raise refused(f"{key} already exists in {self.url}; backups are never overwritten.") \
-                from None
+            raise KeyTaken(key, self.url) from None
         except OSError as exc:
             raise environment(f"cannot write {key} to {self.url} ({exc.strerror}).") from None
         finally:
@@ -116,9 +128,16 @@ class FileStore:
                     count += 1
         return count
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, version_id: str | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+    def adopt(self, prefix: str) -> None:
+        base = self._path(prefix.rstrip("/"))
+        for dirpath, _, filenames in os.walk(base):
+            os.chmod(dirpath, 0o700)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o600, follow_symlinks=False)
 
     def versions(self, key: str) -> list[Version]:
         path = self._path(key)
@@ -136,9 +155,15 @@ class FileStore:
 
     def health(self) -> Health:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return Health(False, f"{self.url}: {exc.strerror}", fix=f"create {self.root}")
+            self._writable_dir(self.root)
+        except TaydashError as exc:
+            return Health(False, exc.message, fix=f"create {self.root} (mode 0700)")
         if not os.access(self.root, os.W_OK):
             return Health(False, f"{self.url} is not writable", fix=f"make {self.root} writable")
+        open_to = [str(p) for p in (self.root, *self.root.rglob("*"))
+                   if not p.is_symlink() and p.stat().st_mode & 0o077]
+        if open_to:
+            return Health(False, f"{self.url} is readable by other users ({open_to[0]}"
+                                 + (f" and {len(open_to) - 1} more" if len(open_to) > 1 else "") + ")",
+                          fix=f"chmod -R go-rwx {self.root}")
         return Health(True, self.url)

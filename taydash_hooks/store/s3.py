@@ -6,7 +6,6 @@ minio is imported here only, so hooks that never touch S3 never pay for it.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -16,6 +15,7 @@ from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.output import log
 from taydash_hooks.store.base import (
     Health,
+    KeyTaken,
     Properties,
     S3Options,
     Version,
@@ -157,7 +157,7 @@ class S3Store:
         self.ensure_bucket()
         name = self._key(key)
         if self.exists(key):
-            raise refused(f"{key} already exists in {self.url}; backups are never overwritten.")
+            raise KeyTaken(key, self.url)
         reader = HashingReader(stream)
         try:
             version_id = self._upload(name, reader)
@@ -247,7 +247,34 @@ class S3Store:
             raise
 
     def put_bytes(self, key: str, data: bytes) -> Written:
-        return self.put_stream(key, io.BytesIO(data))
+        from minio.error import S3Error
+
+        self.ensure_bucket()
+        name = self._key(key)
+        retention = self._retention()
+        from minio.helpers import genheaders
+
+        headers = genheaders(None, None, None, retention, False)
+        headers["Content-Type"] = "application/octet-stream"
+        # Created only if absent (If-None-Match: *, honoured by S3, MinIO and moto): of two
+        # runs writing the same manifest at once, exactly one wins and nothing is replaced.
+        headers["If-None-Match"] = "*"
+        if retention is not None:
+            import base64
+            import hashlib
+
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+        try:
+            result = self.client._put_object(self.bucket, name, data, headers)
+        except S3Error as exc:
+            if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise KeyTaken(key, self.url) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+        except Exception as exc:
+            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+        import hashlib
+
+        return Written(key, len(data), hashlib.sha256(data).hexdigest(), result.version_id)
 
     def exists(self, key: str) -> bool:
         from minio.error import S3Error
@@ -299,8 +326,15 @@ class S3Store:
             for err in self.client.remove_objects(self.bucket, todo):
                 log.warning("could not delete %s: %s", err.name, err.message)
 
-    def delete(self, key: str) -> None:
+    def adopt(self, prefix: str) -> None:
+        return None
+
+    def delete(self, key: str, version_id: str | None = None) -> None:
         name = self._key(key)
+        if version_id:
+            with contextlib.suppress(Exception):
+                self.client.remove_object(self.bucket, name, version_id=version_id)
+            return
         with contextlib.suppress(Exception):
             for o in self.client.list_objects(self.bucket, name, include_version=True):
                 if o.object_name == name:

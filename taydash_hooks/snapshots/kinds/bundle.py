@@ -21,6 +21,7 @@ from taydash_hooks.output import say
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
+from taydash_hooks.snapshots.unpack import unpack
 from taydash_hooks.store import Store
 from taydash_hooks.tags.signatures import gpg_program
 
@@ -78,9 +79,10 @@ def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
 
 def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str:
     """Verify, decrypt (with the user's key) and unpack into an empty ``dest``."""
-    if dest.exists() and any(dest.iterdir()):
-        raise refused(f"{dest} is not empty; restore config only unpacks into an empty directory.")
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or (dest.exists() and any(dest.iterdir())):
+        raise refused(f"{dest} is not an empty directory; restore config only unpacks into a "
+                      "fresh one.")
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
         local = Path(tmp) / "bundle.tar.gz.gpg"
         download_verified(store, artifact, local)
@@ -90,9 +92,8 @@ def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str
                               stdout=subprocess.PIPE, stderr=err) as proc:
             stream = process.ProducerStream(proc, "gpg --decrypt", timeout, err.name)
             try:
-                with tarfile.open(fileobj=stream, mode="r|gz") as tar:  # type: ignore[call-overload]
-                    # "data" refuses absolute paths, .. and device files from a bundle.
-                    tar.extractall(dest, filter="data")
+                # Every member checked and written by us, never through a symlink.
+                unpack(stream, dest)  # type: ignore[arg-type]
                 stream.read()  # EOF: gpg must have exited 0
             except BaseException as exc:
                 empty_dir(dest)  # it was empty: no half-unpacked bundle is left behind
@@ -133,4 +134,4 @@ class ConfigBundle:
         return self.restore(cfg, store, art, str(scratch / "config"))
 
     def remove(self, store: Store, art: Artifact) -> None:
-        store.delete(art.key)
+        store.delete(art.key, art.version_id)

@@ -156,6 +156,6 @@ class Postgres:
             drop(pcfg, name)  # scratch only: dropped whatever happened
 
     def remove(self, store: Store, art: Artifact) -> None:
-        for key in (art.key, art.sha256_key):
-            if key:
-                store.delete(key)
+        store.delete(art.key, art.version_id)  # the version this run wrote, nobody else's
+        if art.sha256_key:
+            store.delete(art.sha256_key)

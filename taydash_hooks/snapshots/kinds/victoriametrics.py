@@ -33,6 +33,9 @@ COMPLETE = "backup_complete.ignore"
 # Files vmbackup writes beside the data; every other stored object must be a
 # part of a file the manifest lists.
 BOOKKEEPING = frozenset({COMPLETE, "backup_metadata.ignore"})
+# vmbackup and vmrestore serve /metrics on :8420/:8421 of every interface by default:
+# two runs at once would collide, and nothing should listen beyond loopback.
+QUIET_HTTP = ("-httpListenAddr=127.0.0.1:0",)
 # What vmrestore itself leaves in a restored directory.
 RESTORED_BOOKKEEPING = frozenset({"flock.lock"})
 # vmbackup stores each file as parts: <file>/<file size>_<offset>_<part size>, in hex.
@@ -146,7 +149,8 @@ def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float
             try:
                 res = process.run(
                     [cfg.vmbackup, f"-storageDataPath={cfg.storage_data_path}",
-                     f"-snapshotName={name}", f"-dst={dst}", "-loggerLevel=ERROR", *extra],
+                     f"-snapshotName={name}", f"-dst={dst}", "-loggerLevel=ERROR", *QUIET_HTTP,
+                     *extra],
                     timeout=timeout)
             except process.Timeout as exc:
                 raise environment(str(exc)) from None
@@ -155,6 +159,7 @@ def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float
             raise environment(f"vmbackup failed: {detail[-1] if detail else f'exit {res.returncode}'}")
         if f"{prefix}{COMPLETE}" not in store.keys(prefix):
             raise environment(f"vmbackup finished without writing {COMPLETE}.")
+        store.adopt(prefix)
     except BaseException:
         store.delete_prefix(prefix)
         raise
@@ -264,7 +269,7 @@ def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: 
                           "restored.")
         with tool_args(store, artifact.key) as (src, *extra):
             try:
-                res = process.run([cfg.vmrestore, f"-src={src}",
+                res = process.run([cfg.vmrestore, f"-src={src}", *QUIET_HTTP,
                                    f"-storageDataPath={dest}", "-loggerLevel=ERROR", *extra],
                                   timeout=timeout)
             except process.Timeout as exc:
