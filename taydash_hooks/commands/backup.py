@@ -96,13 +96,13 @@ def _create_tag(repo: git.Repo, tag: str, message: str) -> str:
     for text in res.err.splitlines():
         line(f"   | {text}")
     if res.returncode != 0:
-        err = res.err.strip()
-        if "refused" in err.lower() or "reference-transaction" in err:
-            raise refused(f"the tag policy refused {tag}: {err.splitlines()[0] if err else ''}")
+        # git does not say which of its steps failed; the lines relayed above do (the tag
+        # policy's reason, or gpg/ssh-keygen's), so the sentence names both causes.
+        last = res.err.strip().splitlines()[-1:] or ["no output"]
         raise refused(
-            f"git could not sign tag {tag} (signing key missing or locked?): "
-            f"{err.splitlines()[-1] if err else 'no output'}. Set user.signingkey "
-            "(and gpg.format=ssh for an SSH key) and unlock the key, then rerun.")
+            f"git could not sign and create tag {tag} ({last[0]}): either the tag policy "
+            "refused it (its reason is above) or the signing key is missing or locked (set "
+            "user.signingkey, and gpg.format=ssh for an SSH key, unlock it, then rerun).")
     return git.out("rev-parse", f"refs/tags/{tag}", cwd=repo.root)
 
 

@@ -48,6 +48,19 @@ def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
     return f"db-backups/{tag}_{ts}_{database}.dump" if several else f"db-backups/{tag}_{ts}.dump"
 
 
+def database_exists(cfg: PostgresConfig, name: str) -> bool:
+    """Whether ``name`` exists on the server (asked, not guessed from an error message)."""
+    # Through stdin: psql interpolates :'name' (quoted) in a script, not in -c.
+    res = process.run([*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", "--dbname=postgres",
+                       "-v", f"name={name}"],
+                      input=b"SELECT count(*) FROM pg_database WHERE datname = :'name';\n",
+                      timeout=60)
+    if res.returncode != 0:
+        raise environment(f"cannot ask PostgreSQL at {cfg.host}:{cfg.port} which databases exist: "
+                          f"{res.err.strip()[-500:]}")
+    return res.out.strip() != "0"
+
+
 def check_target_name(name: str) -> str:
     """A plain database name (exit 2 otherwise): libpq must never read it as a conninfo."""
     if not _PLAIN_NAME.fullmatch(name):
@@ -84,15 +97,15 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
             timeout: float) -> str:
     """Verify, create ``target`` (refusing an existing one) and pg_restore into it."""
     check_target_name(target)
+    if database_exists(cfg, target):
+        raise refused(f"database {target} already exists; restore refuses to touch it "
+                      "(choose another --target-db).")
     with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
         local = Path(tmp) / "restore.dump"
         download_verified(store, artifact, local)
         created = process.run([*cfg.exec, "createdb", *_conn(cfg), "--", target], timeout=120)
         if created.returncode != 0:
-            if "already exists" in created.err:
-                raise refused(f"database {target} already exists; restore refuses to touch it "
-                              "(choose another --target-db).")
-            raise environment(f"createdb {target} failed: {created.err.strip()}")
+            raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
         with local.open("rb") as fh:
             # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
             restored = process.run(
