@@ -67,17 +67,22 @@ def write_crash_log(text: str) -> Path | None:
         return None
 
 
-def run(work: Callable[[], int]) -> int:
-    """Run ``work`` and map its outcome to an exit code (see the module docstring)."""
+def _error(message: str) -> None:
+    # Imported only on the way out: output pulls in logging, which a cached push never needs.
     from taydash_hooks.output import error
 
+    error(message)
+
+
+def run(work: Callable[[], int]) -> int:
+    """Run ``work`` and map its outcome to an exit code (see the module docstring)."""
     try:
         return int(work())
     except TaydashError as exc:
-        error(exc.message)
+        _error(exc.message)
         return int(exc.code)
     except KeyboardInterrupt:
-        error("interrupted")
+        _error("interrupted")
         return int(Exit.INTERRUPTED)
     except BrokenPipeError:
         # A reader that went away (`taydash backups list | head`) is not a failure.
@@ -89,7 +94,7 @@ def run(work: Callable[[], int]) -> int:
 
         log = write_crash_log(traceback.format_exc())
         where = f"; the traceback is in {log}" if log else ""
-        error(f"unexpected error ({type(exc).__name__}: {exc}){where}. Please report it.")
+        _error(f"unexpected error ({type(exc).__name__}: {exc}){where}. Please report it.")
         return int(Exit.ENVIRONMENT)
 
 

@@ -325,7 +325,7 @@ def test_cache_hit_hook_imports_nothing_heavy(gate: Gate) -> None:
             "try:\n    hook_main.main(['pre-push', 'origin', 'x'])\n"
             "except SystemExit as e: print('exit', e.code)\n"
             "print(sorted(m for m in ('click', 'git', 'minio', 'gnupg', 'taydash_hooks.config',"
-            " 'subprocess') if m in sys.modules))")
+            " 'subprocess', 'logging') if m in sys.modules))")
     proc = run(sys.executable, "-c", code, cwd=gate.repos.work)
     assert proc.stdout.splitlines()[-2:] == ["exit 0", "[]"], proc.stdout + proc.stderr
     assert "refs/heads/again" in proc.stderr and "cached" in proc.stderr
