@@ -40,16 +40,24 @@ def _key(kind: str, check: Check | None = None) -> dict[str, Any]:
     return {"kind": kind, "check": check}
 
 
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "a number greater than 0"
+def _range(lo: float, hi: float, *, above: bool = False, what: str = "a number") -> Check:
+    """A number in [lo, hi] (or (lo, hi] with ``above``): the documented range of a key."""
+    low = f"greater than {lo:g}" if above else f"from {lo:g}"
+
+    def check(v: Any) -> str | None:
+        ok = (v > lo if above else v >= lo) and v <= hi  # NaN fails both
+        return None if ok else f"{what} {low} to {hi:g}"
+
+    return check
 
 
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "an integer of 0 or more"
-
-
-def _port(v: Any) -> str | None:
-    return None if 0 < v < 65536 else "a TCP port between 1 and 65535"
+# The documented ranges (README, "Limits").
+_TIMEOUT = _range(0, 86400, above=True, what="a number of seconds")  # one day per command
+_LOCK_DAYS = _range(0, 36500, what="an integer number of days")  # S3's own 100-year ceiling
+_PORT = _range(1, 65535, what="a TCP port")
+_DAYS = _range(0, 36500, above=True, what="a number of days")
+_COMMITS = _range(0, 1_000_000, what="an integer")
+_MIB = _range(0, 1_048_576, above=True, what="a number of MiB")
 
 
 def _non_empty(v: Any) -> str | None:
@@ -67,12 +75,15 @@ def _naming(v: Any) -> str | None:
     if v == "convention":
         return None
     if isinstance(v, str) and v.startswith("regex:"):
+        from taydash_hooks.tags.naming import compile_custom
+
         try:
-            re.compile(v[len("regex:") :])
-        except re.error as exc:
-            return f'"convention" or "regex:<valid python regex>" ({exc})'
+            compile_custom(v[len("regex:") :])
+        except ValueError as exc:
+            return ('"convention" or "regex:<RE2 pattern>" (linear time: no backreferences or '
+                    f"lookaround; RE2 says: {exc})")
         return None
-    return '"convention" or "regex:<python regex>"'
+    return '"convention" or "regex:<RE2 pattern>"'
 
 
 def _one_of(*choices: str) -> Check:
@@ -117,7 +128,7 @@ def _http_url(v: Any) -> str | None:
 @dataclass(frozen=True)
 class ValidateConfig:
     commands: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
-    timeout: float = field(default=900.0, metadata=_key("number", _positive))
+    timeout: float = field(default=900.0, metadata=_key("number", _TIMEOUT))
     isolate: bool = field(default=True, metadata=_key("bool"))
     cache: bool = field(default=True, metadata=_key("bool"))
 
@@ -152,14 +163,14 @@ class S3Config:
     endpoint: str = field(default="localhost:9000", metadata=_key("str", _non_empty))
     secure: bool = field(default=False, metadata=_key("bool"))
     region: str = field(default="", metadata=_key("str"))
-    object_lock_days: int = field(default=0, metadata=_key("int", _non_negative))
+    object_lock_days: int = field(default=0, metadata=_key("int", _LOCK_DAYS))
 
 
 @dataclass(frozen=True)
 class PostgresConfig:
     databases: tuple[str, ...] = field(default=("taydash",), metadata=_key("strlist", _non_empty))
     host: str = field(default="localhost", metadata=_key("str", _non_empty))
-    port: int = field(default=5432, metadata=_key("int", _port))
+    port: int = field(default=5432, metadata=_key("int", _PORT))
     user: str = field(default="postgres", metadata=_key("str", _non_empty))
     exec: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
 
@@ -184,10 +195,10 @@ class ConfigBundleConfig:
 class HealthConfig:
     """Thresholds of `taydash health` (an extension of SPEC.md: [health] is optional)."""
 
-    max_days_since_release: float = field(default=30.0, metadata=_key("number", _positive))
-    max_days_since_snapshot: float = field(default=30.0, metadata=_key("number", _positive))
-    max_unpushed_commits: int = field(default=20, metadata=_key("int", _non_negative))
-    large_blob_mib: float = field(default=1.0, metadata=_key("number", _positive))
+    max_days_since_release: float = field(default=30.0, metadata=_key("number", _DAYS))
+    max_days_since_snapshot: float = field(default=30.0, metadata=_key("number", _DAYS))
+    max_unpushed_commits: int = field(default=20, metadata=_key("int", _COMMITS))
+    large_blob_mib: float = field(default=1.0, metadata=_key("number", _MIB))
 
 
 KINDS = ("postgres", "victoriametrics", "config")
@@ -342,15 +353,27 @@ def parse(data: Mapping[str, Any], root: Path, source: Path | None) -> Config:
     return Config(root=root, source=source, **values)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``; anything unreadable is one sentence and exit 2."""
     try:
         with path.open("rb") as fh:
-            doc: dict[str, Any] = tomllib.load(fh)
-            return doc
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise usage(f"{path}: cannot read the configuration ({exc.strerror}).") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise usage(f"{path}: the configuration is larger than {MAX_CONFIG_BYTES} bytes.")
+    try:
+        doc: dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+        return doc
+    except UnicodeDecodeError:
+        raise usage(f"{path}: the configuration is not UTF-8 text.") from None
     except tomllib.TOMLDecodeError as exc:
         raise usage(f"{path}: not valid TOML ({exc}).") from None
+    except RecursionError:
+        raise usage(f"{path}: the configuration nests tables or arrays too deeply.") from None
 
 
 def _taydash_table(path: Path) -> dict[str, Any] | None:
@@ -399,6 +422,7 @@ def write_fast_path_summary(repo: Repo, cfg: Config) -> None:
 
     Called by the pre-push hook itself: loading a configuration never writes.
     """
+    from taydash_hooks.gate.cache import profile
     from taydash_hooks.hooks.fast_path import write_summary
 
     path = cfg.source
@@ -406,11 +430,14 @@ def write_fast_path_summary(repo: Repo, cfg: Config) -> None:
         return
     v = cfg.validate
     summary: dict[str, object] = {
-        "validate": {"commands": list(v.commands), "cache": v.cache} if v else None,
+        "validate": {"profile": profile(v.commands, v.isolate, v.timeout), "cache": v.cache,
+                     "commands": bool(v.commands)} if v else None,
         "push": {"protected": list(cfg.push.protected)} if cfg.push else None,
         "tags": cfg.tags is not None,
         "snapshots": cfg.snapshots is not None,
     }
-    # Only an optimisation: a read-only git dir just means the full path runs.
-    with contextlib.suppress(OSError):
+    # Only an optimisation: a read-only git dir (or a planted symlink) means the full path runs.
+    from taydash_hooks.errors import TaydashError
+
+    with contextlib.suppress(OSError, TaydashError):
         write_summary(str(repo.state_dir), str(path), summary)

@@ -220,3 +220,35 @@ class ProducerStream:
     def close(self) -> None:
         self._timer.cancel()
         kill_group(self.proc, grace=1.0)
+
+
+class GroupWatchdog:
+    """Kills a process group when this process dies, even by SIGKILL.
+
+    A ``sh`` waits on a pipe whose only writer is us; when we exit for any reason
+    the kernel closes it, ``read`` returns and the group is killed. On a normal
+    end :meth:`stop` kills the watchdog first, so it never fires at a finished
+    (and perhaps reused) group id.
+    """
+
+    def __init__(self, pgid: int) -> None:
+        read_end, self._write_end = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                # The group id is an int we format; it reaches sh as $1, never as code.
+                # `kill -9 -PGID`: dash's kill takes neither `--` nor `-s KILL` before it.
+                ["/bin/sh", "-c", 'read _ ; kill -9 "-$1" 2>/dev/null', "taydash-watchdog",
+                 str(int(pgid))],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(5)
+        with contextlib.suppress(OSError):
+            os.close(self._write_end)

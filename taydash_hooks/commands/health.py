@@ -120,7 +120,9 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
         warn(f"{len(doc['large_blobs'])} blob(s) over {h.large_blob_mib:g} MiB in the history")
     status = repo.state_dir / STATUS_FILE
     try:
-        doc["last_background_snapshot"] = json.loads(status.read_text())
+        from taydash_hooks.statefiles import read_private
+
+        doc["last_background_snapshot"] = json.loads(read_private(status))
         if not doc["last_background_snapshot"].get("ok"):
             warn(f"the last background snapshot failed: {doc['last_background_snapshot'].get('message')}")
     except (OSError, ValueError):

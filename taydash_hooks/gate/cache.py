@@ -6,18 +6,31 @@ corrupt file is treated as empty (the worst case is validating again).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
+from taydash_hooks.statefiles import read_private, write_private
 
-def key(commands: tuple[str, ...], tree: str) -> str:
-    """The cache key: hash of the command list and the tree id."""
-    doc = json.dumps({"commands": list(commands), "tree": tree}, sort_keys=True)
-    return hashlib.sha256(doc.encode()).hexdigest()
+VERSION = 3
+
+
+def profile(commands: tuple[str, ...], isolate: bool, timeout: float) -> str:
+    """Everything besides the tree that can change a verdict, as one hash.
+
+    A tree that passed in the working tree (``isolate = false``, where an
+    ignored file may have helped) or with a longer timeout has not passed
+    under another setting.
+    """
+    doc = json.dumps({"commands": list(commands), "isolate": isolate, "timeout": timeout},
+                     sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:32]
+
+
+def key(prof: str, tree: str) -> str:
+    """The cache key: the verdict profile and the tree id."""
+    return hashlib.sha256(f"{prof} {tree}".encode()).hexdigest()
 
 
 class ValidateCache:
@@ -31,38 +44,32 @@ class ValidateCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, float] = {}
-        self.commits: dict[str, list[str]] = {}
+        self.commits: dict[str, str] = {}  # commit -> profile it passed under
         self._dirty = False
         try:
-            doc = json.loads(path.read_text())
-            entries = doc.get("passed", {}) if isinstance(doc, dict) else {}
+            doc = json.loads(read_private(path))
+            if not isinstance(doc, dict) or doc.get("version") != VERSION:
+                raise ValueError("another version")  # older keys meant less: start over
+            entries = doc.get("passed", {})
             self.entries = {
                 k: float(v) for k, v in entries.items() if isinstance(v, (int, float))
             }
             commits = doc.get("commits", {})
-            self.commits = {k: v for k, v in commits.items()
-                            if isinstance(v, list) and all(isinstance(c, str) for c in v)}
+            self.commits = {k: v for k, v in commits.items() if isinstance(v, str)}
         except (OSError, ValueError, AttributeError):
             self.entries, self.commits = {}, {}
 
     def passed(self, k: str) -> bool:
         return k in self.entries
 
-    def record(self, k: str, commands: tuple[str, ...], commit: str) -> None:
-        """``commit`` (with tree key ``k``) passed ``commands``."""
+    def record(self, k: str, prof: str, commit: str) -> None:
+        """``commit`` (with tree key ``k``) passed under verdict profile ``prof``."""
         self.entries[k] = time.time()
-        self.commits[commit] = list(commands)
+        self.commits[commit] = prof
         self._dirty = True
 
     def save(self) -> None:
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps({"version": 2, "passed": self.entries,
-                                       "commits": self.commits}))
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        write_private(self.path, json.dumps({"version": VERSION, "passed": self.entries,
+                                             "commits": self.commits}).encode())

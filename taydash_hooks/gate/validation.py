@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -23,9 +24,10 @@ from pathlib import Path
 from taydash_hooks import git, process
 from taydash_hooks.config import ValidateConfig
 from taydash_hooks.errors import refused, usage
-from taydash_hooks.gate.cache import ValidateCache, key
+from taydash_hooks.gate.cache import ValidateCache, key, profile
 from taydash_hooks.output import Word
 from taydash_hooks.results import Finding
+from taydash_hooks.statefiles import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,13 @@ def resolve_targets(oids: list[str], cwd: Path | None = None) -> dict[str, Targe
 
 @contextlib.contextmanager
 def temporary_worktree(repo: git.Repo, commit: str) -> Iterator[Path]:
-    """A detached worktree at ``commit``, removed afterwards whatever happens."""
-    base = Path(tempfile.mkdtemp(prefix="taydash-validate-"))
+    """A detached worktree at ``commit``, removed afterwards whatever happens.
+
+    Its folder records our pid, so that after a SIGKILL (no ``finally`` runs) the
+    next gate recognises it as a dead run's and removes it (:func:`prune_dead_worktrees`).
+    """
+    base = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
+    (base / OWNER).write_text(f"{os.getpid()}\n")
     path = base / "tree"
     env = git.no_git_env()
     try:
@@ -118,13 +125,59 @@ def _tail(log_path: Path) -> str:
     return "\n".join("    " + line for line in lines)
 
 
+WORKTREE_PREFIX = "taydash-validate-"
+OWNER = "owner"
+
+
+def _dead_owner(base: Path) -> bool:
+    """True when ``base`` is one of our temp folders whose run is gone."""
+    try:
+        st = os.lstat(base)
+        pid = int((base / OWNER).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def prune_dead_worktrees(repo: git.Repo) -> list[Path]:
+    """Remove the worktrees and temp folders that killed runs of the gate left; which ones."""
+    env = git.no_git_env()
+    gone: list[Path] = []
+    listing = git.git("--git-dir", str(repo.common_dir), "worktree", "list", "--porcelain",
+                      env=env, check=False).out
+    for line in listing.splitlines():
+        if not line.startswith("worktree "):
+            continue
+        path = Path(line[len("worktree "):])
+        if path.parent.name.startswith(WORKTREE_PREFIX) and _dead_owner(path.parent):
+            git.git("--git-dir", str(repo.common_dir), "worktree", "remove", "--force", str(path),
+                    env=env, check=False)
+            shutil.rmtree(path.parent, ignore_errors=True)
+            gone.append(path.parent)
+    for base in Path(tempfile.gettempdir()).glob(f"{WORKTREE_PREFIX}*"):
+        if _dead_owner(base):
+            shutil.rmtree(base, ignore_errors=True)
+            gone.append(base)
+    if gone:
+        git.git("--git-dir", str(repo.common_dir), "worktree", "prune", env=env, check=False)
+    return gone
+
+
 def run_commands(
     cfg: ValidateConfig, root: Path, log_dir: Path, label: str
 ) -> Finding:
     """Run every command in ``root``; the first failure decides the verdict."""
     start = time.monotonic()
     env = git.no_git_env()
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir)
     for n, cmd in enumerate(cfg.commands, 1):
         try:
             argv = shlex.split(cmd)
@@ -136,7 +189,7 @@ def run_commands(
         if isinstance(prog, Finding):
             return prog
         log_path = log_dir / f"validate-{label}-{n}.log"
-        with log_path.open("wb") as out:
+        with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
             try:
                 proc = subprocess.Popen(
                     [prog, *argv[1:]], cwd=root, env=env, stdin=subprocess.DEVNULL,
@@ -144,6 +197,8 @@ def run_commands(
                 )
             except OSError as exc:
                 return Finding(Word.FAILED, f"{cmd}: cannot start ({exc.strerror})")
+            # If this hook is killed outright (kill -9), the command and all it started die too.
+            watchdog = process.GroupWatchdog(proc.pid)
             try:
                 rc = proc.wait(cfg.timeout)
             except subprocess.TimeoutExpired:
@@ -154,6 +209,7 @@ def run_commands(
             finally:
                 # Whatever the leader did, nothing it started may outlive the gate.
                 process.kill_group(proc)
+                watchdog.stop()
         if rc != 0:
             log.error("%s exited %d; output tail (full log: %s):\n%s",
                       cmd, rc, log_path, _tail(log_path))
@@ -177,6 +233,7 @@ class Gate:
         self.cfg = cfg
         self.cache = ValidateCache(repo.state_dir / "validate-cache.json") if cfg.cache else None
         self.seen: dict[str, Finding] = {}
+        self._pruned = False
 
     def check(self, target: Target) -> Finding:
         """The verdict for ``target``'s tree (computed once per tree per run)."""
@@ -187,15 +244,20 @@ class Gate:
         return verdict
 
     def _check(self, target: Target) -> Finding:
-        k = key(self.cfg.commands, target.tree)
+        prof = profile(self.cfg.commands, self.cfg.isolate, self.cfg.timeout)
+        k = key(prof, target.tree)
         if self.cache is not None and self.cache.passed(k):
-            if self.cache.commits.get(target.commit) != list(self.cfg.commands):
-                self.cache.record(k, self.cfg.commands, target.commit)
+            if self.cache.commits.get(target.commit) != prof:
+                self.cache.record(k, prof, target.commit)
                 self.cache.save()
             return Finding(Word.CACHED)
         log_dir = self.repo.state_dir / "logs"
         label = target.commit[:12]
         if self.cfg.isolate:
+            if not self._pruned:
+                self._pruned = True
+                for base in prune_dead_worktrees(self.repo):
+                    log.warning("removed %s, left by a validation run that was killed", base)
             with temporary_worktree(self.repo, target.commit) as wt:
                 verdict = run_commands(self.cfg, wt, log_dir, label)
         else:
@@ -216,6 +278,6 @@ class Gate:
                 )
             verdict = run_commands(self.cfg, root, log_dir, label)
         if verdict.ok and self.cache is not None:
-            self.cache.record(k, self.cfg.commands, target.commit)
+            self.cache.record(k, prof, target.commit)
             self.cache.save()
         return verdict

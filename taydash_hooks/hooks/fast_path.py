@@ -61,7 +61,8 @@ def _config_path(cwd: str) -> str | None:
 
 def _load(path: str) -> dict[str, object] | None:
     try:
-        with open(path, "rb") as fh:
+        # O_NOFOLLOW: a state file that is a symlink is ignored (the full path runs).
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
             doc = json.load(fh)
     except (OSError, ValueError):
         return None
@@ -106,8 +107,8 @@ def try_cached(stdin: bytes) -> int | None:
     commits = cache.get("commits")
     if not isinstance(commits, dict):
         return None
-    commands = validate["commands"]
-    if any(commits.get(local_oid) != commands for _, local_oid, _, _ in rows):
+    prof = validate.get("profile")
+    if not isinstance(prof, str) or any(commits.get(oid) != prof for _, oid, _, _ in rows):
         return None
     if not os.environ.get("TAYDASH_QUIET"):
         for _, local_oid, remote_ref, remote_oid in rows:
@@ -122,8 +123,8 @@ def write_summary(state_dir: str, config: str, summary: dict[str, object]) -> No
     doc = {"stamp": config_stamp(config), **summary}
     if _load(path) == json.loads(json.dumps(doc)):
         return
-    os.makedirs(state_dir, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh)
-    os.replace(tmp, path)
+    from pathlib import Path
+
+    from taydash_hooks.statefiles import write_private
+
+    write_private(Path(path), json.dumps(doc).encode())

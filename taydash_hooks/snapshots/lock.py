@@ -16,6 +16,7 @@ from pathlib import Path
 
 from taydash_hooks.errors import environment
 from taydash_hooks.output import say
+from taydash_hooks.statefiles import open_private, private_dir
 
 
 def _alive(pid: int) -> bool:
@@ -31,10 +32,9 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def tag_lock(state_dir: Path, tag: str, wait: float = 3600.0) -> Iterator[None]:
     """Hold the snapshot lock of ``tag``; wait for another holder up to ``wait`` seconds."""
-    folder = state_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(state_dir / "locks")
     path = folder / f"snapshot-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_private(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -26,6 +26,7 @@ __all__ = ["remove_artifact", "snapshot_timeout", "tag_facts", "take", "timestam
 from taydash_hooks.snapshots.location import open_store
 from taydash_hooks.snapshots.lock import tag_lock
 from taydash_hooks.snapshots.manifest import Artifact, Manifest
+from taydash_hooks.statefiles import private_dir
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import KeyTaken, from_attempt
 
@@ -94,6 +95,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         # This run's own keys: <tag>_<TS>-<RUN>. Two runs (two clones, two machines) of
         # one tag never share a key, so a rollback can only ever touch its own objects.
         stamp = f"{ts}-{secrets.token_hex(4)}"
+        _check_key_room(cfg, tag, stamp)
         age = _tag_age(facts)
         if age is not None and age > STALE_AFTER:
             warn(f"tag {tag} was created {_human(age)} ago: this snapshot captures the data as it "
@@ -154,6 +156,24 @@ def _policy_accepts(repo: git.Repo, cfg: Config, tag: str, oid: str) -> None:
                       "snapshotted. Delete it and make a conforming tag.")
 
 
+NAME_MAX = 255  # bytes in one file name, the limit of every local filesystem we meet
+
+
+def _check_key_room(cfg: Config, tag: str, stamp: str) -> None:
+    """Refuse, before taking anything, a tag whose keys could not be file names."""
+    last = tag.rsplit("/", 1)[-1]
+    pcfg = cfg.snapshots.postgres if cfg.snapshots else None
+    database = max(pcfg.databases, key=len) if pcfg and pcfg.databases else ""
+    partial = "." + "0" * 32 + ".partial"  # what the file store adds while writing
+    names = [f".{last}_{stamp}_{database}.dump.sha256{partial}",
+             f".{last}_{stamp}.tar.gz.gpg{partial}", f"{last}_{stamp}"]
+    longest = max(len(os.fsencode(n)) for n in names)
+    if longest > NAME_MAX:
+        raise usage(f"tag name {tag[:40]!r}... is too long to back up: its store keys would need "
+                    f"file names of {longest} bytes, and {NAME_MAX} is the limit; use a shorter "
+                    "tag name.")
+
+
 STALE_AFTER = 3600  # seconds between a tag and its snapshot before we say so
 PREFIXES = ("db-backups/", "config-backups/", "vm-backups/")
 
@@ -179,8 +199,7 @@ def _runs_dir(repo: git.Repo) -> Path:
 
 def _journal(repo: git.Repo, tag: str, stamp: str) -> Path:
     """Record that this run may leave objects under its keys, until it ends one way or another."""
-    folder = _runs_dir(repo)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = private_dir(_runs_dir(repo))
     path = folder / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}-{stamp}.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -19,6 +19,7 @@ from taydash_hooks.output import Word, say
 from taydash_hooks.results import Finding
 from taydash_hooks.skips import skipped
 from taydash_hooks.snapshots import manifest
+from taydash_hooks.statefiles import open_private, private_dir, write_private
 
 STATUS_FILE = "snapshot-status.json"
 # Set by `taydash backup`/`release` around their own `git tag`: they take the snapshot
@@ -33,20 +34,18 @@ def wanted(cfg: Config, tag: str) -> bool:
 
 def record_status(repo: git.Repo, tag: str, ok: bool, message: str, log: str | None) -> None:
     """What `taydash health` shows as the last background snapshot result."""
-    repo.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = repo.state_dir / f".{STATUS_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"tag": tag, "ok": ok, "message": message, "log": log,
-                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
-    os.replace(tmp, repo.state_dir / STATUS_FILE)
+    write_private(repo.state_dir / STATUS_FILE, json.dumps(
+        {"tag": tag, "ok": ok, "message": message, "log": log,
+         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode())
 
 
 def start_background(repo: git.Repo, tag: str) -> Path:
     """Detach ``python -m taydash_hooks.snapshots.job TAG``; its output goes to a log file."""
-    logs = repo.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)
+    logs = private_dir(repo.state_dir / "logs")
+    # Bounded: a file name has 255 bytes, a tag name may be longer.
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)[:100]
     log_path = logs / f"snapshot-{safe}-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}.log"
-    with log_path.open("ab") as out:
+    with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
         subprocess.Popen(  # fixed argv: the tag is one argument, no shell
             [sys.executable, "-m", "taydash_hooks.snapshots.job", str(log_path), tag],
             cwd=repo.root, env=git.no_git_env(), stdin=subprocess.DEVNULL, stdout=out,

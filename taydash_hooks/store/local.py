@@ -77,7 +77,8 @@ class FileStore:
         except OSError as exc:
             raise environment(f"cannot write {key} to {self.url} ({exc.strerror}).") from None
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            # OSError, not just FileNotFoundError: an error here must never hide the real one.
+            with contextlib.suppress(OSError):
                 tmp.unlink()
         fd = os.open(final.parent, os.O_RDONLY)
         try:

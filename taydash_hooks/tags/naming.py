@@ -1,8 +1,19 @@
-"""The release tag naming convention of SPEC.md (or a configured regex)."""
+"""The release tag naming convention of SPEC.md (or a configured regex).
+
+Tag names come from whoever pushes, so judging one is bounded: a release tag
+name is at most :data:`MAX_TAG_LENGTH` characters, and a custom pattern runs
+on RE2, whose time is linear in the name (no pattern can make it backtrack).
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
+
+# git allows far longer names; a release tag also becomes part of store keys and
+# file names (`db-backups/<tag>_<TS>-<RUN>_<database>.dump.sha256`), which must fit in 255.
+MAX_TAG_LENGTH = 128
 
 _WORD = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 _NUM = r"(?:0|[1-9][0-9]*)"
@@ -19,14 +30,35 @@ CONVENTION_TEXT = (
 EXAMPLE = "v0.1.0-milestone-mqtt"
 
 
+def compile_custom(pattern: str) -> Any:
+    """``pattern`` compiled by RE2; raises ``ValueError`` with RE2's reason when it cannot be."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the reason goes into our sentence, not onto stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(reason) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _custom(pattern: str) -> Any:
+    return compile_custom(pattern)
+
+
 def naming_problem(name: str, naming: str) -> str | None:
     """Why ``name`` breaks ``naming`` (quoting the rule and a correct example), or None."""
+    if len(name) > MAX_TAG_LENGTH:
+        return (f"tag name {name[:40]!r}... is {len(name)} characters long; release tag names "
+                f"have at most {MAX_TAG_LENGTH}")
     if naming == "convention":
         if CONVENTION.fullmatch(name):
             return None
         return (f"tag name {name!r} does not follow the naming convention "
                 f"({CONVENTION_TEXT}; e.g. v0.1.0 or {EXAMPLE})")
     pattern = naming[len("regex:"):]
-    if re.fullmatch(pattern, name):
+    if _custom(pattern).fullmatch(name):
         return None
     return f"tag name {name!r} does not match tags.naming regex {pattern!r}"

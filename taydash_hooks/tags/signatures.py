@@ -105,11 +105,12 @@ class OpenPgpKeyring:
         self.keyring = self.home / "allowed.gpg"
         self.keyring.write_bytes(exported.stdout)
         if cached is not None:
-            with contextlib.suppress(OSError):  # only a speed-up: a read-only git dir is fine
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
-                tmp.write_bytes(exported.stdout)
-                os.replace(tmp, cached)
+            from taydash_hooks.errors import TaydashError
+            from taydash_hooks.statefiles import write_private
+
+            # Only a speed-up: a read-only git dir (or a planted symlink) is fine.
+            with contextlib.suppress(OSError, TaydashError):
+                write_private(cached, exported.stdout)
 
     def __exit__(self, *exc: object) -> None:
         if self.home is None:
