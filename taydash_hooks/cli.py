@@ -181,13 +181,22 @@ def validate(rev: str) -> int:
 @cli.command("check-tags")
 @click.argument("tags", nargs=-1)
 @click.option("--all", "all_tags", is_flag=True, help="Every local tag matching tags.release.")
+@click.option("--ci", is_flag=True, help="Judge the tag this GitHub Actions / GitLab CI run is for "
+                                         "(the hosted remote's server-side check).")
 @json_option
 @common
-def check_tags(tags: tuple[str, ...], all_tags: bool, as_json: bool) -> int:
-    """Policy verdict (signer, kind, accept/reject, reason) for each TAG."""
+def check_tags(tags: tuple[str, ...], all_tags: bool, ci: bool, as_json: bool) -> int:
+    """Policy verdict (signer, kind, accept/reject, reason) for each TAG.
+
+    Example: taydash check-tags --all
+    """
     state = _setup()
     from taydash_hooks.commands import check_tags as tag_report
 
+    if ci:
+        if tags or all_tags:
+            raise click.UsageError("--ci judges the CI run's own tag; name no TAG and no --all.")
+        return tag_report.run_ci(state.dir, as_json)
     return tag_report.run(state.dir, list(tags), all_tags, as_json)
 
 
@@ -371,13 +380,17 @@ def backup(tag: str, message: str | None, yes: bool) -> int:
 @click.argument("description", required=False)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--push", is_flag=True, help="Also push, as `taydash backup` does.")
+@click.option("--allow-empty", is_flag=True, help="Release even with no commits since the last one.")
 @common
-def release(part: str, description: str | None, yes: bool, push: bool) -> int:
-    """Next semver tag with a changelog message from commits since the last release."""
+def release(part: str, description: str | None, yes: bool, push: bool, allow_empty: bool) -> int:
+    """Next semver tag with a changelog message from commits since the last release.
+
+    Example: taydash release minor "MQTT ingestion" --push
+    """
     state = _setup()
     from taydash_hooks.commands import release as workflow
 
-    return workflow.release(state.dir, part, description, yes, push, _confirm)
+    return workflow.release(state.dir, part, description, yes, push, _confirm, allow_empty)
 
 
 @cli.command()
@@ -405,14 +418,19 @@ def drill(last: int, as_json: bool) -> int:
 
 
 @cli.command()
+@click.option("--strict", is_flag=True, help="Exit 1 when anything is past its threshold "
+                                             "(for cron and CI).")
 @json_option
 @common
-def health(as_json: bool) -> int:
-    """Time since the last backup, unpushed commits, tags without backups, large blobs."""
+def health(strict: bool, as_json: bool) -> int:
+    """Time since the last backup, unpushed commits, tags without backups, large blobs.
+
+    Example: taydash health --strict || mail -s "backups need attention" ops@example.com
+    """
     state = _setup()
     from taydash_hooks.commands import health as core
 
-    return core.run(state.dir, as_json)
+    return core.run(state.dir, as_json, strict)
 
 
 @cli.command()

@@ -46,6 +46,18 @@ class Word(str, enum.Enum):
 PASS, FAIL, NOT_APPLICABLE = "pass", "FAIL", "n/a"
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 commit``, ``2 commits`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def listing(items: list[str], limit: int = 10) -> str:
+    """``a, b, c`` or ``a, b, …and 3 more``: every item up to ``limit``, then a count."""
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", …and {len(items) - limit} more"
+
+
 def setup_logging(verbosity: int) -> None:
     """-q → errors only, default → warnings and sentences, -v → info, -vv → debug."""
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(

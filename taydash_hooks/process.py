@@ -213,8 +213,10 @@ class ProducerStream:
         detail = ""
         if self.stderr_path:
             with contextlib.suppress(OSError), open(self.stderr_path, "rb") as fh:
+                # The whole error, bounded: libpq's first line names the host and port,
+                # its last only asks "Is the server running?".
                 lines = fh.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
-                detail = f": {lines[-1]}" if lines else ""
+                detail = ": " + " / ".join(ln.strip() for ln in lines if ln.strip()) if lines else ""
         return f"{self.name} {why}{detail}"
 
     def close(self) -> None:

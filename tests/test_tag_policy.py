@@ -417,3 +417,40 @@ def test_pre_receive_enforces_policy_even_with_no_verify(lab: Lab) -> None:
     lab.repos.git("commit", "-q", "--amend", "-m", "rewritten")
     proc = lab.repos.push("--no-verify", "--force", "origin", "main")
     assert proc.returncode != 0 and "protected" in proc.stderr
+
+
+# --- hosted remotes: the CI job ---------------------------------------------------------------
+
+
+def test_check_tags_ci_judges_the_pushed_tag_like_a_pre_receive(lab: Lab) -> None:
+    lab.repos.configure(_config(lab.ring))
+    lab.sign("v0.1.0")
+    lab.repos.git("tag", "-a", "-m", "unsigned", "v0.2.0")
+    github = {**os.environ, "GITHUB_ACTIONS": "true", "GITHUB_REF_TYPE": "tag"}
+    ok = taydash("check-tags", "--ci", cwd=lab.repos.work,
+                 env={**github, "GITHUB_REF": "refs/tags/v0.1.0", "GITHUB_REF_NAME": "v0.1.0"})
+    assert ok.returncode == 0 and ok.stdout.startswith("::notice title=taydash tag policy (v0.1.0)::")
+    bad = taydash("check-tags", "--ci", cwd=lab.repos.work,
+                  env={**github, "GITHUB_REF": "refs/tags/v0.2.0", "GITHUB_REF_NAME": "v0.2.0"})
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("::error title=taydash tag policy (v0.2.0)::unsigned tag")
+    gitlab = {**os.environ, "GITLAB_CI": "true", "CI_COMMIT_TAG": "v0.2.0"}
+    bad = taydash("check-tags", "--ci", cwd=lab.repos.work, env=gitlab)
+    assert bad.returncode == 1 and "taydash: tag v0.2.0: REFUSED: unsigned tag" in bad.stdout
+    branch = taydash("check-tags", "--ci", cwd=lab.repos.work,
+                     env={**github, "GITHUB_REF": "refs/heads/main", "GITHUB_REF_TYPE": "branch"})
+    assert branch.returncode == 0 and "nothing to check" in branch.stderr
+    plain = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
+    assert taydash("check-tags", "--ci", cwd=lab.repos.work, env=plain).returncode == 2
+
+
+def test_the_shipped_ci_files_run_the_ci_check() -> None:
+    import yaml
+    from testing.gitrepo import ROOT
+
+    gh = yaml.safe_load((ROOT / "ci" / "github-actions.yml").read_text())
+    steps = gh["jobs"]["check-tags"]["steps"]
+    assert {"run": "taydash check-tags --ci"} in steps
+    assert gh[True]["push"]["tags"] == ["*"]  # YAML reads the key `on` as true
+    gl = yaml.safe_load((ROOT / "ci" / "gitlab-ci.yml").read_text())
+    assert "taydash check-tags --ci" in gl["taydash-check-tags"]["script"]

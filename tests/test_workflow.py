@@ -121,6 +121,8 @@ def test_backup_refusals_leave_the_repository_as_it_was(flow: Flow, tmp_path: Pa
     assert proc.returncode in (1, 2), proc.stderr
     assert expected in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+    if case == "exists remotely":  # the step that failed is the one named
+        assert f"FAILED: checking {tag} is not on origin" in proc.stderr
     assert set(flow.local_tags()) == tags_before
     assert flow.repos.git("status", "--porcelain").stdout == status_before
     assert flow.repos.remote_ref("refs/heads/main") == remote_before
@@ -184,8 +186,8 @@ def test_verify_and_drill(flow: Flow) -> None:
     proc = flow.cli("drill", "--last", "5")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split()[:2] == ["tag", "clone"]
-    assert lines[1].startswith("v0.1.0") and lines[1].count("pass") == 5
+    assert lines[0].split()[:2] == ["tag", "remote"]
+    assert lines[1].startswith("v0.1.0") and lines[1].count("pass") == 7
     leftover = flow.pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'taydash_drill_%'")
     assert leftover == "0"
     # A tag only local (never pushed) fails verify's remote check.
@@ -355,3 +357,128 @@ def test_a_snapshot_of_an_old_tag_says_so_and_records_the_delay(flow: Flow) -> N
     assert "captures the data as it is now" in proc.stderr
     doc = json.loads((flow.store / "manifests" / "v0.1.0.json").read_text())
     assert doc["taken_after_tag_s"] > 365 * 86400
+
+
+def test_drill_row_shows_why_a_tag_fails(flow: Flow) -> None:
+    env = {**os.environ, "TAYDASH_SKIP": "snapshot"}
+    flow.repos.git("tag", "-s", "-m", "no backup yet", "v0.1.0", env=env)
+    proc = flow.cli("drill")
+    assert proc.returncode == 1
+    header, row = proc.stdout.splitlines()[:2]
+    cells = dict(zip(header.split()[1:], row.split()[1:], strict=False))
+    assert header.split()[1:6] == ["remote", "signature", "clone", "validate", "artifacts"]
+    assert cells["remote"] == "FAIL" and cells["artifacts"] == "FAIL", proc.stdout
+
+
+def test_doctor_catches_what_the_snapshot_would_fail_on(flow: Flow, tmp_path: Path) -> None:
+    from testing.services import free_port
+
+    port = free_port()
+    broken = flow.toml.replace(f"port = {flow.pg.port}", f"port = {port}").replace(
+        f'url = "{flow.vm.url}"', f'url = "http://127.0.0.1:{free_port()}"')
+    # A bundle recipient whose key can sign but not encrypt.
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    run("gpg", "--batch", "--passphrase", "", "--quick-generate-key", "Sign Only <signonly@example.test>",
+        "ed25519", "sign", "never", env=env)
+    flow.repos.write("infra.conf", "x\n")
+    flow.repos.configure(broken + '[snapshots.config]\npaths = ["infra.conf"]\n'
+                         'recipients = ["signonly@example.test"]\n')
+    proc = flow.cli("doctor", env=env)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "FAIL PostgreSQL" in out and f'port {port} failed' in out, out
+    assert "FAIL VictoriaMetrics" in out and "not reachable" in out
+    assert "FAIL recipient signonly@example.test" in out and "no usable encryption subkey" in out
+    assert "gpg --quick-add-key" in out
+
+
+def test_doctor_fix_for_the_keys_file_works_when_pasted(flow: Flow) -> None:
+    (flow.repos.work / ".taydash" / "keys.asc").unlink()
+    (flow.repos.work / ".taydash").rmdir()
+    proc = flow.cli("doctor")
+    fix = next(line.split("fix: ", 1)[1] for line in proc.stdout.splitlines()
+               if "fix: mkdir -p .taydash && gpg --export" in line)
+    assert flow.ring.keys["trusted"].fingerprint in fix
+    run("sh", "-c", fix, cwd=flow.repos.work)
+    assert "OK   tags.openpgp_keys" in flow.cli("doctor").stdout
+
+
+def test_doctor_in_a_bare_repository_checks_pre_receive(repos: Repos) -> None:
+    (repos.remote / "taydash.toml").write_text('[push]\nprotected = ["main"]\n')
+    proc = taydash("doctor", cwd=repos.remote)
+    assert "FAIL pre-receive hook" in proc.stdout and "taydash install --server" in proc.stdout
+    assert taydash("install", "--server", cwd=repos.remote).returncode == 0
+    assert "OK   pre-receive hook" in taydash("doctor", cwd=repos.remote).stdout
+
+
+def test_doctor_object_lock_on_a_bucket_without_it(repos: Repos, s3: services.S3Server,
+                                                   bucket: str) -> None:
+    repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\n'
+                    f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+                    "object_lock_days = 7\n")
+    proc = taydash("doctor", cwd=repos.work, env={**os.environ, **s3.env()})
+    assert "FAIL bucket Object Lock" in proc.stdout and "--with-lock" in proc.stdout, proc.stdout
+
+
+def test_tls_mismatch_names_the_likely_cause(repos: Repos, s3: services.S3Server,
+                                             bucket: str) -> None:
+    repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\n'
+                    f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+                    "secure = true\n")
+    proc = taydash("backups", "list", cwd=repos.work, env={**os.environ, **s3.env()})
+    assert proc.returncode == 3
+    assert "secure = true, but the endpoint does not speak TLS" in proc.stderr, proc.stderr
+
+
+def test_release_with_nothing_new_is_refused_unless_allowed(flow: Flow) -> None:
+    assert flow.cli("release", "patch", "--yes").returncode == 0
+    proc = flow.cli("release", "patch", "--yes")
+    assert proc.returncode == 1 and "no commits since the last release v0.0.1" in proc.stderr
+    assert flow.local_tags() == ["v0.0.1"]
+    proc = flow.cli("release", "patch", "--yes", "--allow-empty")
+    assert proc.returncode == 0, proc.stderr
+    assert "v0.0.2" in flow.local_tags()
+
+
+def test_near_miss_release_names_are_warned_about(flow: Flow) -> None:
+    for name in ("V1.0.0", "release-1.0.0"):
+        proc = flow.repos.git("tag", name, check=False)
+        assert proc.returncode == 0
+        assert f"tag {name} looks like a release but tags.release (v*) does not cover it" \
+            in proc.stderr, proc.stderr
+    proc = flow.repos.git("tag", "docs-update", check=False)
+    assert "looks like a release" not in proc.stderr
+
+
+def test_snapshot_summary_names_path_version_and_hash(flow: Flow) -> None:
+    proc = flow.cli("backup", "v0.1.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((flow.store / "manifests" / "v0.1.0.json").read_text())
+    for art in doc["artifacts"]:
+        assert f"file://{flow.store}/{art['key']}" in proc.stderr
+        assert f"sha256 {art['sha256']}" in proc.stderr
+
+
+def test_a_store_inside_the_working_tree_is_kept_out_of_git(flow: Flow) -> None:
+    flow.repos.configure(flow.toml.replace(f'store = "file://{flow.store}"', 'store = "file://backups"'))
+    proc = flow.cli("backup", "v0.1.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert (flow.repos.work / "backups" / "manifests" / "v0.1.0.json").exists()
+    assert "/backups/" in (flow.repos.work / ".git" / "info" / "exclude").read_text()
+    assert flow.repos.git("status", "--porcelain").stdout == ""
+    flow.repos.commit("next")
+    assert flow.cli("backup", "v0.2.0", "--yes").returncode == 0  # not "uncommitted changes"
+
+
+def test_pg_dump_failure_keeps_the_whole_error(flow: Flow) -> None:
+    from testing.services import free_port
+
+    port = free_port()
+    flow.repos.configure(flow.toml.replace(f"port = {flow.pg.port}", f"port = {port}"))
+    flow.repos.git("tag", "-s", "-m", "x", "v0.1.0", env={**os.environ, "TAYDASH_SKIP": "snapshot"})
+    proc = flow.cli("snapshot", "v0.1.0", "--only", "postgres")
+    assert proc.returncode == 3
+    assert f'port {port} failed: Connection refused' in proc.stderr, proc.stderr
+    assert "Is the server running" in proc.stderr

@@ -27,8 +27,10 @@ def open_repo_store(cwd: Path) -> tuple[git.Repo, Config, Store]:
 
 def list_backups(cwd: Path, as_json: bool) -> int:
     """One line per manifest: tag, time, commit, artifacts."""
+    from taydash_hooks.tags.naming import version_key
+
     _, _, store = open_repo_store(cwd)
-    docs = [manifest.require(store, t) for t in manifest.all_tags(store)]
+    docs = [manifest.require(store, t) for t in sorted(manifest.all_tags(store), key=version_key)]
     if as_json:
         emit_json([{"tag": d.tag, "created": d.created, "commit": d.commit,
                     "artifacts": len(d.artifacts), "size": sum(a.size for a in d.artifacts)}
@@ -36,9 +38,13 @@ def list_backups(cwd: Path, as_json: bool) -> int:
         return Exit.OK
     if not docs:
         say(f"no backups in {store.url}")
+        return Exit.OK
+    width = max(len(d.tag) for d in [*docs, Manifest("tag", "", "", ())])
+    out(f"{'tag':<{width}}  {'created':<25}  {'commit':<12}  {'size':>10}  kinds")
     for d in docs:
         kinds_ = ",".join(sorted({a.kind for a in d.artifacts}))
-        out(f"{d.tag}\t{d.created}\t{d.commit[:12]}\t{kinds_}")
+        size = sum(a.size for a in d.artifacts)
+        out(f"{d.tag:<{width}}  {d.created:<25}  {d.commit[:12]:<12}  {size:>10}  {kinds_}")
     return Exit.OK
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, usage
-from taydash_hooks.output import color, emit_json
+from taydash_hooks.output import color, emit_json, say
 from taydash_hooks.tags.policy import TagPolicy, TagVerdict
 
 
@@ -33,6 +35,58 @@ def release_tags(repo: git.Repo, cfg: Config) -> list[tuple[str, int]]:
         if any(fnmatch.fnmatchcase(name, p) for p in patterns):
             rows.append((name, int(when or 0)))
     return rows
+
+
+def ci_tag(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(CI name, pushed tag) from the environment GitHub Actions or GitLab CI set, or None."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        ref = env.get("GITHUB_REF", "")
+        return ("github", ref[len("refs/tags/"):]) if ref.startswith("refs/tags/") else ("github", "")
+    if env.get("GITLAB_CI") == "true":
+        return "gitlab", env.get("CI_COMMIT_TAG", "")
+    return None
+
+
+def _annotate(kind: str, tag: str, verdict: TagVerdict) -> None:
+    if kind == "github":
+        # Workflow commands: the refusal shows on the run's summary page, not only in its log.
+        text = verdict.reason.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        level = "notice" if verdict.ok else "error"
+        print(f"::{level} title=taydash tag policy ({tag})::{text}")
+    else:
+        print(f"taydash: tag {tag}: {'accepted' if verdict.ok else 'REFUSED'}: {verdict.reason}")
+
+
+def run_ci(cwd: Path, as_json: bool, env: Mapping[str, str] | None = None) -> int:
+    """``check-tags --ci``: judge the tag this CI run was started for (the hosted remote's
+    pre-receive, which GitHub and GitLab cannot run); exit 1 when the policy refuses it."""
+    env = os.environ if env is None else env
+    found = ci_tag(env)
+    if found is None:
+        raise usage("--ci: no CI environment found (GITHUB_ACTIONS or GITLAB_CI is not set).")
+    kind, tag = found
+    if not tag:
+        say("nothing to check: this CI run is not for a tag push.")
+        return Exit.OK
+    repo = git.find_repo(cwd)
+    cfg = config_mod.load(repo)
+    if cfg.tags is None:
+        raise usage("No [tags] table in the configuration; there is no tag policy to check.")
+    oid = local_tags(repo.root).get(tag)
+    if oid is None:
+        raise usage(f"the CI checkout has no tag {tag!r} (fetch it: actions/checkout with "
+                    "fetch-depth: 0, or GIT_DEPTH: 0 on GitLab).")
+    with TagPolicy(repo, cfg) as policy:
+        if not policy.is_release(tag):
+            say(f"nothing to check: {tag} is not a release tag (tags.release).")
+            return Exit.OK
+        verdict = policy.judge_many([(tag, oid)])[0]
+    if as_json:
+        emit_json({"tag": tag, "object": oid, "signer": verdict.signer, "kind": verdict.kind,
+                   "verdict": "accept" if verdict.ok else "reject", "reason": verdict.reason})
+    else:
+        _annotate(kind, tag, verdict)
+    return Exit.OK if verdict.ok else Exit.REFUSED
 
 
 def run(cwd: Path, names: list[str], all_tags: bool, as_json: bool) -> int:

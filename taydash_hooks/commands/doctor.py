@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -52,9 +53,11 @@ def _signing(root: Path) -> list[Finding]:
                              "gpg.ssh.allowedSignersFile .taydash/allowed_signers"))
         return found
     if not key:
-        found.append(Finding("signing key", False, "user.signingkey is not set",
-                             "gpg --list-secret-keys --keyid-format=long, then "
-                             "git config user.signingkey <FINGERPRINT>"))
+        secret = _secret_fingerprints()
+        fix = (f"git config user.signingkey {secret[0]}" if secret else
+               "gpg --quick-generate-key 'Your Name <you@example.com>' default default never, "
+               "then git config user.signingkey <the fingerprint it prints>")
+        found.append(Finding("signing key", False, "user.signingkey is not set", fix))
         return found
     try:
         res = process.run(["gpg", "--batch", "--list-secret-keys", "--", key], timeout=30)
@@ -64,6 +67,23 @@ def _signing(root: Path) -> list[Finding]:
     found.append(Finding("signing key", ok, key if ok else f"no secret key {key} in the keyring",
                          "import the secret key (gpg --import) or fix user.signingkey"))
     return found
+
+
+def _secret_fingerprints() -> list[str]:
+    """Fingerprints of the secret keys in the user's keyring (the fix names a real one)."""
+    try:
+        res = process.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], timeout=30)
+    except (process.Timeout, TaydashError):
+        return []
+    fprs, after_sec = [], False
+    for line in res.out.splitlines():
+        fields = line.split(":")
+        if fields[0] == "sec":
+            after_sec = True
+        elif fields[0] == "fpr" and after_sec and len(fields) > 9:
+            fprs.append(fields[9])
+            after_sec = False
+    return fprs
 
 
 def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
@@ -86,6 +106,14 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
     except TaydashError as exc:
         return [Finding("store", False, exc.message, "check [snapshots] store and the server")]
     found = [Finding("store", health.ok, health.detail, health.fix)]
+    lock_days = cfg.snapshots.s3.object_lock_days if cfg.snapshots.s3 else 0
+    if health.ok and lock_days > 0:
+        found.append(Finding("bucket Object Lock", bool(health.object_lock),
+                             "enabled" if health.object_lock else
+                             f"off, but object_lock_days = {lock_days} (every upload would fail "
+                             "with InvalidRequest)",
+                             "use a bucket created with Object Lock (mc mb --with-lock ALIAS/NAME; "
+                             "it cannot be switched on later), or set object_lock_days = 0"))
     if health.ok and health.versioning is not None:
         bucket = cfg.snapshots.store[len("s3://"):].partition("/")[0]
         found.append(Finding("bucket versioning", health.versioning == "Enabled", health.versioning,
@@ -136,14 +164,99 @@ def checks(cwd: Path) -> list[Finding]:
         _tool(snap.victoriametrics.vmrestore if vm and snap and snap.victoriametrics else "vmrestore",
               "victoria-metrics (it brings vmrestore)", vm),
     ]
-    if not repo.bare:
+    if repo.bare:
+        found += _server_hook(cwd)
+    else:
         found += _hooks(cwd)
         found += _signing(repo.root)
     if cfg.tags is not None and "openpgp" in cfg.tags.formats and cfg.tags.openpgp_fingerprints:
         keys = cfg.path(cfg.tags.openpgp_keys)
+        # A fix that works when pasted: the real fingerprints, and the folder made first.
+        rel = shlex.quote(cfg.tags.openpgp_keys)
+        folder = shlex.quote(str(Path(cfg.tags.openpgp_keys).parent))
+        fprs = " ".join(cfg.tags.openpgp_fingerprints)
         found.append(Finding("tags.openpgp_keys", keys.is_file(), str(keys),
-                             f"gpg --export --armor FINGERPRINT > {keys}"))
+                             f"mkdir -p {folder} && gpg --export --armor {fprs} > {rel}"))
+    found += _services(cfg)
+    found += _recipients(cfg)
     found += _store(repo, cfg)
+    return found
+
+
+def _server_hook(cwd: Path) -> list[Finding]:
+    from taydash_hooks.commands.install import SERVER_HOOKS, hooks_dir, is_ours
+
+    try:
+        folder = hooks_dir(cwd, force=True)
+    except TaydashError as exc:
+        return [Finding("hooks", False, exc.message)]
+    return [Finding(f"{hook} hook", is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy"),
+                    str(folder / hook), "taydash install --server") for hook in SERVER_HOOKS]
+
+
+def _services(cfg: Config) -> list[Finding]:
+    """Can the snapshot reach what it dumps? (A wrong port fails here, not at `git tag`.)"""
+    snap = cfg.snapshots
+    found = []
+    if snap and snap.postgres and "postgres" in snap.kinds:
+        p = snap.postgres
+        argv = [*p.exec, "psql", "-h", p.host, "-p", str(p.port), "-U", p.user, "--no-password",
+                "-X", "-tA", f"--dbname={p.databases[0] if p.databases else 'postgres'}",
+                "-c", "SELECT 1"]
+        try:
+            res = process.run(argv, timeout=15)
+            ok, detail = res.returncode == 0, " / ".join(res.err.strip().splitlines()[:2])
+        except (process.Timeout, TaydashError) as exc:
+            ok, detail = False, str(exc)
+        found.append(Finding("PostgreSQL", ok, f"{p.host}:{p.port} as {p.user}" if ok else detail,
+                             f"check [snapshots.postgres] host, port and user (pg_isready -h "
+                             f"{p.host} -p {p.port}); passwords come from ~/.pgpass or PGPASSWORD"))
+    if snap and snap.victoriametrics and "victoriametrics" in snap.kinds:
+        import urllib.request
+
+        url = snap.victoriametrics.url.rstrip("/")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310
+                ok, detail = resp.status == 200, url
+        except OSError as exc:
+            ok, detail = False, f"{url} is not reachable ({getattr(exc, 'reason', exc)})"
+        found.append(Finding("VictoriaMetrics", ok, detail,
+                             "check [snapshots.victoriametrics] url; is VictoriaMetrics running?"))
+    return found
+
+
+def _recipients(cfg: Config) -> list[Finding]:
+    """Every config-bundle recipient has a public key that can encrypt."""
+    snap = cfg.snapshots
+    if not (snap and snap.config and snap.config.paths):
+        return []
+    from taydash_hooks.tags.signatures import gpg_program
+
+    found = []
+    for who in snap.config.recipients:
+        try:
+            res = process.run([gpg_program(), "--batch", "--with-colons", "--list-keys", "--", who],
+                              timeout=30)
+        except (process.Timeout, TaydashError) as exc:
+            found.append(Finding(f"recipient {who}", False, str(exc)))
+            continue
+        pubs = [line.split(":") for line in res.out.splitlines() if line.startswith("pub:")]
+        # Field 12 holds the key's usable capabilities; a capital E: it can encrypt.
+        can = [p for p in pubs if len(p) > 11 and "E" in p[11] and p[1] not in ("r", "e")]
+        if not pubs:
+            found.append(Finding(f"recipient {who}", False, "no public key in the keyring",
+                                 "gpg --import THEIR-PUBLIC-KEY.asc (or fix "
+                                 "[snapshots.config] recipients)"))
+        elif not can:
+            fpr = next((line.split(":")[9] for line in res.out.splitlines()
+                        if line.startswith("fpr:")), who)
+            found.append(Finding(f"recipient {who}", False,
+                                 "the key has no usable encryption subkey (gpg would fail with "
+                                 "'encryption failed: No name')",
+                                 f"gpg --quick-add-key {fpr} cv25519 encr (with the secret key), "
+                                 "or name a recipient whose key can encrypt"))
+        else:
+            found.append(Finding(f"recipient {who}", True, "can encrypt"))
     return found
 
 

@@ -1,7 +1,8 @@
 """`taydash health`: is this repository backed up, as of now?
 
 Thresholds come from the optional ``[health]`` table; a value past its
-threshold is a warning (coloured on a TTY). Health is a report: exit 0.
+threshold is a warning (coloured on a TTY). Health is a report: exit 0,
+unless ``--strict`` (for cron and CI): then any warning is exit 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from taydash_hooks import git
 from taydash_hooks.commands.check_tags import release_tags
 from taydash_hooks.config import Config, HealthConfig
 from taydash_hooks.errors import Exit, TaydashError
-from taydash_hooks.output import color, emit_json
+from taydash_hooks.output import color, emit_json, listing, plural
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.triggers import STATUS_FILE
 
@@ -68,13 +69,15 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
         rng = [f"{theirs}..HEAD"] if theirs else ["HEAD"]
         doc["unpushed_commits"] = int(git.out("rev-list", "--count", *rng, cwd=root) or 0)
         if doc["unpushed_commits"] > h.max_unpushed_commits:
-            warn(f"{doc['unpushed_commits']} commits on {up.branch} are not on {up.remote}")
+            warn(f"{plural(doc['unpushed_commits'], 'commit')} on {up.branch} "
+                 f"{'is' if doc['unpushed_commits'] == 1 else 'are'} not on {up.remote}")
         from taydash_hooks.remote import ls_remote
 
         remote_tags = set(ls_remote(root, up.remote, "refs/tags/*"))
         doc["tags_not_on_remote"] = [t for t, _ in tags if f"refs/tags/{t}" not in remote_tags]
         if doc["tags_not_on_remote"]:
-            warn(f"{len(doc['tags_not_on_remote'])} release tag(s) not on {up.remote}")
+            warn(f"{plural(len(doc['tags_not_on_remote']), 'release tag')} not on {up.remote}: "
+                 f"{listing(doc['tags_not_on_remote'])}")
     except TaydashError as exc:
         doc["tags_not_on_remote"] = None
         warn(exc.message)
@@ -109,7 +112,8 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
             else:
                 warn("no snapshot yet")
             if doc["tags_without_backup"]:
-                warn(f"release tag(s) without a backup: {', '.join(doc['tags_without_backup'][:5])}")
+                missing = doc["tags_without_backup"]
+                warn(f"{plural(len(missing), 'release tag')} without a backup: {listing(missing)}")
         except TaydashError as exc:
             warn(exc.message)
     counts = dict(line.split(": ", 1) for line in
@@ -117,7 +121,8 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
     doc["repo_size_bytes"] = (int(counts.get("size", 0)) + int(counts.get("size-pack", 0))) * 1024
     doc["large_blobs"] = largest_blobs(root, int(h.large_blob_mib * MIB))
     if doc["large_blobs"]:
-        warn(f"{len(doc['large_blobs'])} blob(s) over {h.large_blob_mib:g} MiB in the history")
+        warn(f"{plural(len(doc['large_blobs']), 'blob')} over {h.large_blob_mib:g} MiB in the "
+             "history")
     status = repo.state_dir / STATUS_FILE
     try:
         from taydash_hooks.statefiles import read_private
@@ -130,13 +135,18 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
     return doc
 
 
-def run(cwd: Path, as_json: bool) -> int:
+def _exit(doc: dict[str, Any], strict: bool) -> int:
+    return Exit.REFUSED if strict and doc["warnings"] else Exit.OK
+
+
+def run(cwd: Path, as_json: bool, strict: bool = False) -> int:
+    """The health report; exit 1 on any warning when ``strict``."""
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
     doc = collect(repo, cfg)
     if as_json:
         emit_json(doc)
-        return Exit.OK
+        return _exit(doc, strict)
     out = sys.stdout
     rows = [
         ("last release tag", f"{doc['last_release_tag']} ({doc['days_since_release']} days ago)"
@@ -145,8 +155,8 @@ def run(cwd: Path, as_json: bool) -> int:
          if doc["days_since_snapshot"] is not None else "none"),
         ("HEAD tagged", "yes" if doc["head_tagged"] else "no"),
         ("unpushed commits", str(doc["unpushed_commits"])),
-        ("tags without backup", ", ".join(doc["tags_without_backup"] or []) or "none"),
-        ("tags not on remote", ", ".join(doc["tags_not_on_remote"] or []) or "none"),
+        ("tags without backup", listing(doc["tags_without_backup"] or []) or "none"),
+        ("tags not on remote", listing(doc["tags_not_on_remote"] or []) or "none"),
         ("repository size", f"{doc['repo_size_bytes'] / MIB:.1f} MiB"),
     ]
     for name, value in rows:
@@ -159,4 +169,4 @@ def run(cwd: Path, as_json: bool) -> int:
               f"{'ok' if last.get('ok') else 'FAILED'} ({last.get('finished')})")
     for w in doc["warnings"]:
         print(color(f"WARNING: {w}", "yellow", out))
-    return Exit.OK
+    return _exit(doc, strict)

@@ -29,6 +29,12 @@ def versions(cwd: Path, key: str) -> int:
     found = store.versions(key)
     if not found:
         raise refused(f"{key} has no versions in {store.url}.")
+    if not store.properties().versioned:
+        say(f"{store.url} keeps no object versions (a file store holds one copy of each key); "
+            f"this is the only one:")
+        for v in found:
+            print(f"current\t{v.modified}\t{v.size}")
+        return Exit.OK
     for v in found:
         print(f"{v.version_id}\t{v.modified}\t{v.size}\t{'latest' if v.latest else ''}".rstrip())
     return Exit.OK

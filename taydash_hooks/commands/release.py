@@ -58,16 +58,20 @@ def changelog(root: Path, since: str | None) -> str:
 
 
 def release(cwd: Path, part: str, description: str | None, yes: bool, push: bool,
-            confirm: Confirm) -> int:
+            confirm: Confirm, allow_empty: bool = False) -> int:
     """Tag the next semver release with a changelog message; then as `backup`."""
     repo = git.find_repo(cwd)
+    local = latest_version(repo.root)
+    if local and not allow_empty and not git.out("rev-list", "--max-count=1", f"{local[1]}..HEAD",
+                                                 cwd=repo.root):
+        raise refused(f"no commits since the last release {local[1]}; nothing to release "
+                      "(--allow-empty releases anyway).")
     # Names taken elsewhere count too: a tag on the remote this clone has not fetched, and
     # a backup in the store (backed-up names are never reused). Learnt before anything
     # is created, so a release never tags, snapshots and then fails to push.
     taken = _names_elsewhere(repo, push)
     latest = latest_version(repo.root, taken)
     tag = next_version(latest[0] if latest else None, part)
-    local = latest_version(repo.root)
     last = local[1] if local else None
     title = f"Release {tag}" + (f" - {description}" if description else "")
     message = f"{title}\n\n{changelog(repo.root, last)}\n"

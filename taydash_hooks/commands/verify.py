@@ -203,4 +203,5 @@ def verify(cwd: Path, tag: str, as_json: bool) -> int:
 # The kinds a drill restores for real, and their column in the table.
 COLUMN_OF = {"postgres": "db restore", "victoriametrics": "vm restore", "config": "config restore"}
 DRILLED = ("postgres", "victoriametrics")
-COLUMNS = ("clone", "validate", "signature", *(COLUMN_OF[k] for k in DRILLED))
+# Every check that decides the row is a column: a FAIL shows where it is, not only in a footnote.
+COLUMNS = ("remote", "signature", "clone", "validate", "artifacts", *(COLUMN_OF[k] for k in DRILLED))

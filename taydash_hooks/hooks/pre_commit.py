@@ -60,8 +60,8 @@ def run(hook_id: str) -> int:
     cfg = config_mod.load(repo)
     update = update_from_env()
     if update is None:
-        say("pre-commit did not say which ref is pushed (not a pre-push run?); "
-            "nothing to check.")
+        say("nothing to check: not a push (pre-commit handed over no pushed ref; "
+            "`git push` runs this hook with one).")
         return Exit.OK
     results = check_updates(repo, cfg, [update], IDS[hook_id])
     render(results)

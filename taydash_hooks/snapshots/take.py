@@ -18,7 +18,7 @@ from pathlib import Path
 from taydash_hooks import __version__, git
 from taydash_hooks.config import KINDS, Config
 from taydash_hooks.errors import refused, usage
-from taydash_hooks.output import say, warn
+from taydash_hooks.output import line, plural, say, warn
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.kinds.base import TakeJob, snapshot_timeout
 
@@ -136,7 +136,11 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             raise
         _end_journal(journal)
         say(f"snapshot of {tag} done: {manifest.key(tag)} "
-            f"({len(artifacts)} artifact(s), manifest sha256 {written.sha256[:12]})")
+            f"({plural(len(artifacts), 'artifact')}, manifest sha256 {written.sha256[:12]})")
+        # What the team's scripts printed, to paste into a ticket: where, which version, hash.
+        for art in artifacts:
+            line(f"  {art.kind:<16} {store.url.rstrip('/')}/{art.key}")
+            line(f"  {'':<16} version {art.version_id or '-'}  sha256 {art.sha256}")
         return doc
 
 

@@ -46,6 +46,7 @@ class Properties:
     """
 
     scheme: str  # "file" or "s3"
+    versioned: bool = False  # keeps every version of a key (S3 with versioning)
     local_root: Path | None = None  # file: the folder
     bucket: str = ""
     prefix: str = ""  # s3: the key prefix inside the bucket, without slashes around it
@@ -63,6 +64,7 @@ class Health:
     ok: bool
     detail: str
     versioning: str | None = None  # "Enabled", "Suspended", "Off"; None: not a versioned store
+    object_lock: bool | None = None  # the bucket has Object Lock; None: not applicable
     fix: str = ""
 
 

@@ -57,7 +57,40 @@ def _read_part(reader: Any) -> bytes:
     return b"".join(chunks)
 
 
-def _explain(exc: BaseException, bucket: str, endpoint: str) -> TaydashError:
+def _causes(exc: BaseException) -> list[BaseException]:
+    found, seen = [], set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        found.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)
+                 if isinstance(getattr(e, "reason", None), BaseException) else None]
+    return found
+
+
+def _tls_hint(exc: BaseException, secure: bool) -> str:
+    """The likely cause when TLS and plain HTTP meet, decided on exception types."""
+    import http.client
+    import ssl
+
+    from urllib3.exceptions import ProtocolError, SSLError
+
+    causes = _causes(exc)
+    if secure and any(isinstance(e, (ssl.SSLError, SSLError)) for e in causes):
+        return ("secure = true, but the endpoint does not speak TLS; set secure = false in "
+                "[snapshots.s3] (or use its https port)")
+    if not secure and any(isinstance(e, (ProtocolError, http.client.BadStatusLine,
+                                          http.client.RemoteDisconnected, ConnectionResetError))
+                          for e in causes):
+        return ("the endpoint closed a plain HTTP request; if it expects TLS, set secure = true "
+                "in [snapshots.s3]")
+    return ""
+
+
+def _explain(exc: BaseException, bucket: str, endpoint: str, secure: bool = False) -> TaydashError:
     """One sentence for what the S3 client raised (never echoing credentials)."""
     from minio.error import S3Error
     from urllib3.exceptions import HTTPError
@@ -69,7 +102,9 @@ def _explain(exc: BaseException, bucket: str, endpoint: str) -> TaydashError:
             return environment(f"{endpoint} rejected the S3 credentials ({exc.code}).")
         return environment(f"S3 error from {endpoint}: {exc.code} ({exc.message}).")
     if isinstance(exc, (HTTPError, OSError)):
-        return environment(f"cannot reach the S3 endpoint {endpoint} ({type(exc).__name__}).")
+        hint = _tls_hint(exc, secure)
+        return environment(f"cannot reach the S3 endpoint {endpoint} ({type(exc).__name__}"
+                           f"{': ' + hint if hint else ''}).")
     return environment(f"S3 request to {endpoint} failed ({type(exc).__name__}: {exc}).")
 
 
@@ -105,7 +140,7 @@ class S3Store:
         except TaydashError:
             raise
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
 
     def ensure_bucket(self) -> None:
         """Bucket exists; versioning on (switched on when allowed, else a warning)."""
@@ -166,7 +201,7 @@ class S3Store:
             raise
         except Exception as exc:
             self._abort_uploads(name)
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
         except BaseException:
             self._abort_uploads(name)
             raise
@@ -269,9 +304,9 @@ class S3Store:
         except S3Error as exc:
             if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise KeyTaken(key, self.url) from None
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
         import hashlib
 
         return Written(key, len(data), hashlib.sha256(data).hexdigest(), result.version_id)
@@ -285,9 +320,9 @@ class S3Store:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 return False
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
 
     @contextlib.contextmanager
     def open(self, key: str, version_id: str | None = None) -> Iterator[BinaryIO]:
@@ -299,9 +334,9 @@ class S3Store:
             if exc.code in ("NoSuchKey", "NoSuchVersion"):
                 raise refused(f"{key} (version {version_id or 'latest'}) is not in {self.url}.") \
                     from None
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint) from None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
         try:
             yield resp  # type: ignore[misc]  # urllib3 response: read(n) like a file
         finally:
@@ -359,8 +394,8 @@ class S3Store:
         return Written(key, stat.size or 0, "", result.version_id)
 
     def properties(self) -> Properties:
-        return Properties("s3", bucket=self.bucket, prefix=self.prefix, endpoint=self.cfg.endpoint,
-                          secure=self.cfg.secure, region=self.cfg.region,
+        return Properties("s3", versioned=True, bucket=self.bucket, prefix=self.prefix,
+                          endpoint=self.cfg.endpoint, secure=self.cfg.secure, region=self.cfg.region,
                           access_key=self._access, secret_key=self._secret)
 
     def health(self) -> Health:
@@ -369,4 +404,15 @@ class S3Store:
             return Health(False, f"bucket {self.bucket} does not exist",
                           fix=f"mc mb ALIAS/{self.bucket} (with versioning)")
         status = self.call(self.client.get_bucket_versioning, self.bucket).status
-        return Health(True, self.url, versioning=status or "Off")
+        from minio.error import S3Error
+
+        locked: bool
+        try:
+            # Any configuration at all means the bucket was made with Object Lock.
+            self.client.get_object_lock_config(self.bucket)
+            locked = True
+        except S3Error:
+            locked = False  # ObjectLockConfigurationNotFoundError: created without Object Lock
+        except Exception as exc:
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+        return Health(True, self.url, versioning=status or "Off", object_lock=locked)

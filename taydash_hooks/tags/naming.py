@@ -62,3 +62,16 @@ def naming_problem(name: str, naming: str) -> str | None:
     if _custom(pattern).fullmatch(name):
         return None
     return f"tag name {name!r} does not match tags.naming regex {pattern!r}"
+
+
+_SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-(.*))?")
+
+
+def version_key(name: str) -> tuple[int, tuple[int, ...], int, str]:
+    """Sort key: versions numerically (v0.10.0 after v0.2.0), a release before its suffixed
+    tags of the same version, anything that is no version last, by name."""
+    m = _SEMVER.fullmatch(name)
+    if m is None:
+        return (1, (), 0, name)
+    return (0, (int(m.group(1)), int(m.group(2)), int(m.group(3))), 0 if m.group(4) is None else 1,
+            name)

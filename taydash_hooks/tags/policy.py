@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from taydash_hooks.config import Config, TagsConfig
 from taydash_hooks.errors import Exit
 from taydash_hooks.hooks.report import RefResult
 from taydash_hooks.hooks.updates import Kind
-from taydash_hooks.output import Word, say
+from taydash_hooks.output import Word, say, warn
 from taydash_hooks.results import Finding
 from taydash_hooks.tags.naming import naming_problem
 from taydash_hooks.tags.objects import GitObject, TagObject, parse_tag, read_objects
@@ -180,6 +181,15 @@ def check_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
         r.add(v.finding())
 
 
+_NEAR_MISS = re.compile(r"(?i)(v|version[-_]?|release[-_/]?v?|rel[-_]?v?)?[0-9]+(\.[0-9]+){0,3}"
+                        r"([-+._].*)?")
+
+
+def looks_like_release(name: str) -> bool:
+    """``V1.0.0``, ``release-1.0.0``, ``1.2``: names a person meant as a release."""
+    return len(name) <= 128 and _NEAR_MISS.fullmatch(name) is not None
+
+
 def check_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:
     """reference-transaction ``prepared``: refuse a non-conforming release tag at `git tag`."""
     refusals = []
@@ -188,6 +198,10 @@ def check_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, st
         for old, new, ref in rows:
             name = ref[len("refs/tags/"):]
             if not policy.is_release(name):
+                if looks_like_release(name):
+                    warn(f"tag {name} looks like a release but tags.release "
+                         f"({', '.join(policy.cfg.release)}) does not cover it: the tag policy "
+                         "does not apply to it and no snapshot is taken.")
                 continue
             if set(old) != {"0"}:
                 refusals.append(f"{name}: moving a release tag is not allowed; make a new tag")

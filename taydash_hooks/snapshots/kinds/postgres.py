@@ -16,7 +16,7 @@ from pathlib import Path
 from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
-from taydash_hooks.output import say
+from taydash_hooks.output import plural, say
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
@@ -113,12 +113,15 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
                  f"--dbname={target}"], stdin=fh, timeout=timeout)
         if restored.returncode != 0:
             raise environment(f"pg_restore into {target} failed: {restored.err.strip()[-300:]}")
-    count = process.run(
-        [*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", f"--dbname={target}", "-c",
-         "SELECT count(*) FROM information_schema.tables "
+    counted = process.run(
+        [*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", "-F", " ", f"--dbname={target}", "-c",
+         "SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
+         "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
          "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"], timeout=60)
-    tables = count.out.strip() or "?"
-    return f"restored {artifact.database} ({artifact.size} bytes, {tables} tables) into {target}"
+    numbers = counted.out.split()
+    what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
+            if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
+    return f"restored {artifact.database} ({artifact.size} bytes, {what}) into {target}"
 
 
 def drop(cfg: PostgresConfig, database: str) -> None:
