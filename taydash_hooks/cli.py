@@ -105,7 +105,10 @@ def cli() -> None:
 @click.option("--server", is_flag=True, help="Install pre-receive into a bare repository.")
 @common
 def install(force: bool, server: bool) -> None:
-    """Install the pre-push and reference-transaction shims (pre-receive with --server)."""
+    """Install the pre-push and reference-transaction shims (pre-receive with --server).
+
+    Example: taydash install   (in a bare repository: taydash install --server)
+    """
     state = _setup()
     from taydash_hooks.commands.install import install as do_install
 
@@ -116,7 +119,10 @@ def install(force: bool, server: bool) -> None:
 @cli.command()
 @common
 def uninstall() -> None:
-    """Remove the shims and restore any hook they had kept as .legacy."""
+    """Remove the shims and restore any hook they had kept as .legacy.
+
+    Example: taydash uninstall
+    """
     state = _setup()
     from taydash_hooks.commands.install import uninstall as do_uninstall
 
@@ -127,7 +133,10 @@ def uninstall() -> None:
 @cli.group()
 @common
 def hook() -> None:
-    """What the installed shims run (git chooses the arguments)."""
+    """What the installed shims run (git chooses the arguments).
+
+    Example: git push runs: taydash hook pre-push origin URL < refs
+    """
 
 
 def _hook(*argv: str) -> int:
@@ -145,7 +154,10 @@ def _hook(*argv: str) -> int:
 @click.argument("url")
 @common
 def hook_pre_push(remote: str, url: str) -> int:
-    """Check a push: reads git's pre-push stdin."""
+    """Check a push: reads git's pre-push stdin.
+
+    Example: git push runs this through the pre-push shim
+    """
     return _hook("pre-push", remote, url)
 
 
@@ -153,14 +165,20 @@ def hook_pre_push(remote: str, url: str) -> int:
 @click.argument("state_name", metavar="STATE")
 @common
 def hook_reference_transaction(state_name: str) -> int:
-    """Tag policy at creation (prepared) and snapshot trigger (committed)."""
+    """Tag policy at creation (prepared) and snapshot trigger (committed).
+
+    Example: git tag -s v1.2.0 runs this through the reference-transaction shim
+    """
     return _hook("reference-transaction", state_name)
 
 
 @hook.command("pre-receive")
 @common
 def hook_pre_receive() -> int:
-    """Server side: tag policy and protected branches for a bare repository."""
+    """Server side: tag policy and protected branches for a bare repository.
+
+    Example: git receive-pack runs this through the pre-receive shim
+    """
     return _hook("pre-receive")
 
 
@@ -171,7 +189,10 @@ def hook_pre_receive() -> int:
 @click.argument("rev", default="HEAD")
 @common
 def validate(rev: str) -> int:
-    """Run the validation gate on REV (default HEAD) without pushing."""
+    """Run the validation gate on REV (default HEAD) without pushing.
+
+    Example: taydash validate HEAD~1
+    """
     state = _setup()
     from taydash_hooks.commands import validate as validate_rev
 
@@ -208,7 +229,10 @@ def check_tags(tags: tuple[str, ...], all_tags: bool, ci: bool, as_json: bool) -
 @click.option("--only", metavar="KIND,...", help="Only these kinds (postgres,victoriametrics,config).")
 @common
 def snapshot(tag: str, only: str | None) -> int:
-    """Take the snapshots for TAG now (does nothing when its manifest exists)."""
+    """Take the snapshots for TAG now (does nothing when its manifest exists).
+
+    Example: taydash snapshot v1.2.0 --only postgres
+    """
     state = _setup()
     from taydash_hooks.commands import snapshot as core
 
@@ -219,14 +243,20 @@ def snapshot(tag: str, only: str | None) -> int:
 @cli.group()
 @common
 def backups() -> None:
-    """Manifests in the store: list, show, verify."""
+    """Manifests in the store: list, show, verify.
+
+    Example: taydash backups verify v1.2.0 --deep
+    """
 
 
 @backups.command("list")
 @json_option
 @common
 def backups_list(as_json: bool) -> int:
-    """Every backup (manifest) in the store."""
+    """Every backup (manifest) in the store.
+
+    Example: taydash backups list --json
+    """
     state = _setup()
     from taydash_hooks.commands import backups as core
 
@@ -238,7 +268,10 @@ def backups_list(as_json: bool) -> int:
 @json_option
 @common
 def backups_show(tag: str, as_json: bool) -> int:
-    """The manifest of TAG."""
+    """The manifest of TAG.
+
+    Example: taydash backups show v1.2.0
+    """
     state = _setup()
     from taydash_hooks.commands import backups as core
 
@@ -251,7 +284,10 @@ def backups_show(tag: str, as_json: bool) -> int:
 @json_option
 @common
 def backups_verify(tag: str, deep: bool, as_json: bool) -> int:
-    """Re-hash every artifact of TAG against its manifest."""
+    """Re-hash every artifact of TAG against its manifest.
+
+    Example: taydash backups verify v1.2.0 --deep
+    """
     state = _setup()
     from taydash_hooks.commands import backups as core
 
@@ -261,7 +297,10 @@ def backups_verify(tag: str, deep: bool, as_json: bool) -> int:
 @cli.group()
 @common
 def restore() -> None:
-    """Restore a database, VictoriaMetrics storage, the config bundle or git content."""
+    """Restore a database, VictoriaMetrics storage, the config bundle or git content.
+
+    Example: taydash restore db v1.2.0 --target-db app_restored
+    """
 
 
 @restore.command("db")
@@ -270,7 +309,10 @@ def restore() -> None:
 @click.option("--database", help="Which configured database's dump (when there are several).")
 @common
 def restore_db(tag: str, target_db: str, database: str | None) -> int:
-    """Verify the dump's checksum, create TARGET_DB and pg_restore into it."""
+    """Verify the dump's checksum, create TARGET_DB and pg_restore into it.
+
+    Example: taydash restore db v1.2.0 --target-db app_restored
+    """
     state = _setup()
     from taydash_hooks.commands import restore as core
 
@@ -283,7 +325,10 @@ def restore_db(tag: str, target_db: str, database: str | None) -> int:
               help="Empty directory to restore into.")
 @common
 def restore_vm(tag: str, storage_data_path: str) -> int:
-    """vmrestore into an empty directory, then check every file's hash."""
+    """vmrestore into an empty directory, then check every file's hash.
+
+    Example: taydash restore vm v1.2.0 --storage-data-path /srv/vm-restored
+    """
     state = _setup()
     from taydash_hooks.commands import restore as core
 
@@ -296,7 +341,10 @@ def restore_vm(tag: str, storage_data_path: str) -> int:
               help="Empty directory to unpack into.")
 @common
 def restore_config(tag: str, dest: str) -> int:
-    """Decrypt and unpack the config bundle of TAG."""
+    """Decrypt and unpack the config bundle of TAG.
+
+    Example: taydash restore config v1.2.0 --dest /tmp/config-v1.2.0
+    """
     state = _setup()
     from taydash_hooks.commands import restore as core
 
@@ -309,7 +357,10 @@ def restore_config(tag: str, dest: str) -> int:
 @click.option("--path", "paths", multiple=True, help="Only restore this path (repeatable).")
 @common
 def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> int:
-    """Create a branch at TAG, or restore only the given paths from it."""
+    """Create a branch at TAG, or restore only the given paths from it.
+
+    Example: taydash restore git v1.2.0 --path infra/
+    """
     state = _setup()
     from taydash_hooks.commands import restore_git
 
@@ -319,14 +370,20 @@ def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> int:
 @cli.group()
 @common
 def objects() -> None:
-    """Object versions in the store."""
+    """Object versions in the store.
+
+    Example: taydash objects versions db-backups/v1.2.0_20260101_120000-1a2b3c4d.dump
+    """
 
 
 @objects.command("versions")
 @click.argument("key")
 @common
 def objects_versions(key: str) -> int:
-    """List the versions of KEY."""
+    """List the versions of KEY.
+
+    Example: taydash objects versions manifests/v1.2.0.json
+    """
     state = _setup()
     from taydash_hooks.commands import objects as core
 
@@ -335,11 +392,15 @@ def objects_versions(key: str) -> int:
 
 @objects.command("get")
 @click.argument("key")
-@click.option("--version-id", required=True)
-@click.option("-o", "output", required=True, type=click.Path(dir_okay=False))
+@click.option("--version-id", required=True, help="The version (from `objects versions`).")
+@click.option("-o", "output", required=True, type=click.Path(dir_okay=False),
+              help="File to write (kept only when its SHA-256 matches the manifest).")
 @common
 def objects_get(key: str, version_id: str, output: str) -> int:
-    """Download one version of KEY, checking its checksum."""
+    """Download one version of KEY, checking its checksum.
+
+    Example: taydash objects get manifests/v1.2.0.json --version-id ID -o old.json
+    """
     state = _setup()
     from taydash_hooks.commands import objects as core
 
@@ -348,10 +409,13 @@ def objects_get(key: str, version_id: str, output: str) -> int:
 
 @objects.command("promote")
 @click.argument("key")
-@click.option("--version-id", required=True)
+@click.option("--version-id", required=True, help="The version (from `objects versions`).")
 @common
 def objects_promote(key: str, version_id: str) -> int:
-    """Make an old version of KEY the current one again."""
+    """Make an old version of KEY the current one again.
+
+    Example: taydash objects promote db-backups/v1.2.0_....dump --version-id ID
+    """
     state = _setup()
     from taydash_hooks.commands import objects as core
 
@@ -367,7 +431,10 @@ def objects_promote(key: str, version_id: str) -> int:
 @click.option("--yes", is_flag=True, help="Do not ask before pushing.")
 @common
 def backup(tag: str, message: str | None, yes: bool) -> int:
-    """Clean tree, validate, fetch, signed tag, snapshots, push HEAD and TAG, confirm."""
+    """Clean tree, validate, fetch, signed tag, snapshots, push HEAD and TAG, confirm.
+
+    Example: taydash backup v1.2.0-milestone-mqtt -m "MQTT ingestion works"
+    """
     state = _setup()
     from taydash_hooks.commands import backup as workflow
 
@@ -398,7 +465,10 @@ def release(part: str, description: str | None, yes: bool, push: bool, allow_emp
 @json_option
 @common
 def verify(tag: str, as_json: bool) -> int:
-    """Tag on the remote, signature by policy, fresh clone validates, artifacts verify."""
+    """Tag on the remote, signature by policy, fresh clone validates, artifacts verify.
+
+    Example: taydash verify v1.2.0 --json
+    """
     state = _setup()
     from taydash_hooks.commands import verify as core
 
@@ -406,11 +476,15 @@ def verify(tag: str, as_json: bool) -> int:
 
 
 @cli.command()
-@click.option("--last", "last", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--last", "last", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many of the newest release tags to drill.")
 @json_option
 @common
 def drill(last: int, as_json: bool) -> int:
-    """Restore drill over the last N release tags, as a table."""
+    """Restore drill over the last N release tags, as a table.
+
+    Example: taydash drill --last 3
+    """
     state = _setup()
     from taydash_hooks.commands import drill as core
 
@@ -436,7 +510,10 @@ def health(strict: bool, as_json: bool) -> int:
 @cli.command()
 @common
 def doctor() -> int:
-    """Check signing set-up, tools, store and credentials; print the fix for each failure."""
+    """Check signing set-up, tools, store and credentials; print the fix for each failure.
+
+    Example: taydash doctor
+    """
     state = _setup()
     from taydash_hooks.commands import doctor as core
 
@@ -448,7 +525,10 @@ def doctor() -> int:
               help="Sandbox folder (default: a new temporary folder).")
 @common
 def demo(sandbox_dir: str | None) -> int:
-    """The whole lifecycle in a sandbox on embedded defaults."""
+    """The whole lifecycle in a sandbox on embedded defaults.
+
+    Example: taydash demo --dir /tmp/taydash-demo
+    """
     state = _setup()
     from taydash_hooks.commands import demo as core
 

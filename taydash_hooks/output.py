@@ -132,3 +132,73 @@ def emit_json(doc: Any) -> None:
     """The one JSON document a --json command prints on stdout."""
     json.dump(doc, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+class Progress:
+    """Wraps a stream that is read to its end; reports bytes, rate and time on stderr.
+
+    On a terminal one line is updated in place (after the first second); otherwise a plain
+    line every ``TAYDASH_PROGRESS_INTERVAL`` seconds (default 30). Nothing under -q. Used for
+    dumps and downloads, never on a hook's fast path.
+    """
+
+    def __init__(self, raw: Any, label: str) -> None:
+        import time
+
+        self.raw, self.label = raw, label
+        self.done = 0
+        self._clock = time.monotonic
+        self.start = self._clock()
+        self.tty = sys.stderr.isatty()
+        try:
+            every = float(os.environ.get("TAYDASH_PROGRESS_INTERVAL", ""))
+        except ValueError:
+            every = -1.0
+        self.every = every if every >= 0 else (0.5 if self.tty else 30.0)
+        self.first = 0.0 if every >= 0 else (1.0 if self.tty else 30.0)
+        self.shown = False
+        self.last = self.start
+        self.enabled = _shown(logging.WARNING)
+
+    def _text(self) -> str:
+        elapsed = max(self._clock() - self.start, 1e-6)
+        return (f"{self.label}: {_size(self.done)}, {_size(self.done / elapsed)}/s, "
+                f"{elapsed:.0f} s")
+
+    def _finish(self) -> None:
+        if self.shown and self.tty:
+            sys.stderr.write(f"\r\033[K{PREFIX}  {self._text()}\n")  # the last state stays
+            sys.stderr.flush()
+        self.shown = False
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self.raw.read(n)
+        except BaseException:
+            self._finish()  # an error message must not land on the progress line
+            raise
+        self.done += len(data)
+        if self.enabled:
+            now = self._clock()
+            if now - self.start >= self.first and now - self.last >= self.every:
+                self.last = now
+                self.shown = True
+                if self.tty:
+                    sys.stderr.write(f"\r\033[K{PREFIX}  {self._text()}")
+                    sys.stderr.flush()
+                else:
+                    print(f"{PREFIX}  {self._text()}", file=sys.stderr, flush=True)
+            if not data:
+                self._finish()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)

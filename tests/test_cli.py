@@ -76,3 +76,32 @@ def test_hook_entry_does_not_import_click(repos: Repos) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=work, check=True).stdout
     assert out.splitlines()[-2:] == ["exit 0", "[]"]
+
+
+def test_every_command_has_an_example_and_every_option_a_help_text() -> None:
+    import click
+
+    from taydash_hooks.cli import cli
+
+    def walk(cmd: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
+        found = [(path, cmd)]
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                found += walk(sub, [*path, name])
+        return found
+
+    commands = walk(cli, [])
+    assert len(commands) > 25
+    for path, cmd in commands:
+        if (path and not isinstance(cmd, click.Group)) or path in (["backups"], ["restore"],
+                                                                ["objects"], ["hook"]):
+            assert "Example:" in (cmd.help or ""), path
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                assert param.help, (path, param.name)
+
+
+def test_taydash_hook_help_is_usage_not_an_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "taydash_hooks.hooks.main", "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:")

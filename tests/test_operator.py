@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from testing.gitrepo import ROOT, Repos, run, taydash
+from testing.snap import Snap
 
 
 def _readme_block(marker: str) -> str:
@@ -81,3 +82,44 @@ def test_backups_list_sorts_by_version_with_a_header(repos: Repos, tmp_path: Pat
     proc = taydash("objects", "versions", key, cwd=repos.work)
     assert proc.returncode == 0 and "null" not in proc.stdout
     assert "keeps no object versions" in proc.stderr and proc.stdout.startswith("current\t")
+
+
+def test_restore_db_counts_tables_and_views_apart(snap: Snap) -> None:
+    snap.pg.psql("CREATE TABLE other (id int); CREATE VIEW recent AS SELECT * FROM readings",
+                 db=snap.db)
+    assert snap.tag("v0.1.0").returncode == 0
+    target = f"{snap.db}_counted"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert "2 tables, 1 view)" in proc.stderr, proc.stderr
+    finally:
+        snap.pg.drop_db(target)
+
+
+def test_plain_http_against_a_tls_endpoint_names_the_likely_cause(repos: Repos,
+                                                                 tmp_path: Path) -> None:
+    bucket = "any-bucket"
+    import http.server
+    import ssl
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-days", "1", "-keyout", str(key), "-out", str(cert))
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\n'
+                        f'[snapshots.s3]\nendpoint = "127.0.0.1:{server.server_address[1]}"\n'
+                        'region = "us-east-1"\n')
+        env = {**os.environ, "TAYDASH_S3_ACCESS_KEY": "a", "TAYDASH_S3_SECRET_KEY": "b"}
+        proc = taydash("backups", "list", cwd=repos.work, env=env)
+        assert proc.returncode == 3
+        assert "if it expects TLS, set secure = true" in proc.stderr, proc.stderr
+    finally:
+        server.shutdown()

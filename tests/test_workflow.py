@@ -482,3 +482,50 @@ def test_pg_dump_failure_keeps_the_whole_error(flow: Flow) -> None:
     assert proc.returncode == 3
     assert f'port {port} failed: Connection refused' in proc.stderr, proc.stderr
     assert "Is the server running" in proc.stderr
+
+
+def _snapshot_stderr(flow: Flow, tag: str, *, tty: bool, extra: tuple[str, ...] = ()) -> str:
+    import pty
+    import select
+    import sys
+
+    env = {**os.environ, "TAYDASH_PROGRESS_INTERVAL": "0"}
+    flow.repos.git("tag", "-s", "-m", tag, tag, env={**env, "TAYDASH_SKIP": "snapshot"})
+    argv = [sys.executable, "-m", "taydash_hooks", *extra, "snapshot", tag, "--only", "postgres"]
+    if not tty:
+        proc = subprocess.run(argv, cwd=flow.repos.work, env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+    master, slave = pty.openpty()
+    child = subprocess.Popen(argv, cwd=flow.repos.work, env=env, stdout=subprocess.DEVNULL,
+                             stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert child.wait(timeout=60) == 0
+    os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_long_work_shows_progress_on_a_terminal_and_plain_lines_otherwise(flow: Flow) -> None:
+    flow.pg.psql("INSERT INTO t SELECT generate_series(1, 200000)", db=flow.db)
+    on_tty = _snapshot_stderr(flow, "v0.1.0", tty=True)
+    assert "\r\033[K" in on_tty and "postgres " + flow.db in on_tty, on_tty[-500:]
+    assert "/s, " in on_tty  # bytes, rate, elapsed on one updating line
+    plain = _snapshot_stderr(flow, "v0.2.0", tty=False)
+    assert "\r" not in plain
+    lines = [ln for ln in plain.splitlines() if f"postgres {flow.db}: " in ln and "/s, " in ln]
+    assert lines, plain
+    quiet = _snapshot_stderr(flow, "v0.3.0", tty=False, extra=("-q",))
+    assert "/s, " not in quiet

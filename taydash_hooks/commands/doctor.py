@@ -122,18 +122,17 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
     return found
 
 
-def _hooks(cwd: Path) -> list[Finding]:
-    from taydash_hooks.commands.install import CLIENT_HOOKS, hooks_dir, is_ours
+def _hooks(cwd: Path, server: bool = False) -> list[Finding]:
+    from taydash_hooks.commands.install import CLIENT_HOOKS, SERVER_HOOKS, hooks_dir, is_ours
 
     try:
         folder = hooks_dir(cwd, force=True)
     except TaydashError as exc:
         return [Finding("hooks", False, exc.message)]
-    found = []
-    for hook in CLIENT_HOOKS:
-        ok = is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy")
-        found.append(Finding(f"{hook} hook", ok, str(folder / hook), "taydash install"))
-    return found
+    names, fix = (SERVER_HOOKS, "taydash install --server") if server else (CLIENT_HOOKS,
+                                                                            "taydash install")
+    return [Finding(f"{hook} hook", is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy"),
+                    str(folder / hook), fix) for hook in names]
 
 
 def checks(cwd: Path) -> list[Finding]:
@@ -165,7 +164,7 @@ def checks(cwd: Path) -> list[Finding]:
               "victoria-metrics (it brings vmrestore)", vm),
     ]
     if repo.bare:
-        found += _server_hook(cwd)
+        found += _hooks(cwd, server=True)
     else:
         found += _hooks(cwd)
         found += _signing(repo.root)
@@ -181,17 +180,6 @@ def checks(cwd: Path) -> list[Finding]:
     found += _recipients(cfg)
     found += _store(repo, cfg)
     return found
-
-
-def _server_hook(cwd: Path) -> list[Finding]:
-    from taydash_hooks.commands.install import SERVER_HOOKS, hooks_dir, is_ours
-
-    try:
-        folder = hooks_dir(cwd, force=True)
-    except TaydashError as exc:
-        return [Finding("hooks", False, exc.message)]
-    return [Finding(f"{hook} hook", is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy"),
-                    str(folder / hook), "taydash install --server") for hook in SERVER_HOOKS]
 
 
 def _services(cfg: Config) -> list[Finding]:

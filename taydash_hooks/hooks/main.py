@@ -21,6 +21,9 @@ def dispatch(argv: list[str]) -> int:
     """Run the hook named in ``argv`` with git's stdin; return the exit code."""
     if not argv:
         raise TaydashError(USAGE)
+    if argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
     name, args = argv[0], argv[1:]
     if name == "pre-push" and len(args) == 2:
         stdin = sys.stdin.buffer.read()

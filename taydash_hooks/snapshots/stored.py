@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from taydash_hooks.errors import refused
+from taydash_hooks.output import Progress
 from taydash_hooks.snapshots.kinds.base import Checked
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.store import Store
@@ -46,7 +47,7 @@ def download_verified(store: Store, art: Artifact, dest: Path) -> None:
     with the way back (`objects promote`).
     """
     with store.open(art.key) as src, dest.open("wb") as out:
-        got = copy_hashing(src, out)
+        got = copy_hashing(Progress(src, f"downloading {art.key}"), out)  # type: ignore[arg-type]
     if got != art.sha256:
         dest.unlink()
         raise refused(corrupt_message(art, got) + "; nothing was restored")

@@ -16,7 +16,7 @@ from pathlib import Path
 from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
-from taydash_hooks.output import plural, say
+from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
@@ -76,7 +76,8 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
             process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc:
         stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
         try:
-            written: Written = store.put_stream(key, stream)  # type: ignore[arg-type]
+            written: Written = store.put_stream(
+                key, Progress(stream, f"postgres {database}"))  # type: ignore[arg-type]
         except process.ProducerFailed as exc:
             raise environment(f"dump of database {database} failed: {exc}.") from None
         except BaseException as exc:

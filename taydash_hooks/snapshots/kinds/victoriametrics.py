@@ -109,6 +109,17 @@ def tool_version(binary: str) -> str:
         return "unknown"
 
 
+def _run_tool(name: str, argv: list[str], timeout: float) -> None:
+    """Run vmbackup or vmrestore quietly; exit 3 with its last words when it fails."""
+    try:
+        res = process.run([*argv, "-loggerLevel=ERROR", *QUIET_HTTP], timeout=timeout)
+    except process.Timeout as exc:
+        raise environment(str(exc)) from None
+    if res.returncode != 0:
+        detail = (res.err or res.out).strip().splitlines()
+        raise environment(f"{name} failed: {detail[-1] if detail else f'exit {res.returncode}'}")
+
+
 @contextlib.contextmanager
 def tool_args(store: Store, prefix: str) -> Iterator[list[str]]:
     """vmbackup/vmrestore's location flag for ``prefix`` plus what reaching the store needs.
@@ -146,17 +157,8 @@ def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float
                         f"({cfg.storage_data_path}); is it VictoriaMetrics' -storageDataPath?")
         files = hash_tree(snapdir)
         with tool_args(store, prefix) as (dst, *extra):
-            try:
-                res = process.run(
-                    [cfg.vmbackup, f"-storageDataPath={cfg.storage_data_path}",
-                     f"-snapshotName={name}", f"-dst={dst}", "-loggerLevel=ERROR", *QUIET_HTTP,
-                     *extra],
-                    timeout=timeout)
-            except process.Timeout as exc:
-                raise environment(str(exc)) from None
-        if res.returncode != 0:
-            detail = (res.err or res.out).strip().splitlines()
-            raise environment(f"vmbackup failed: {detail[-1] if detail else f'exit {res.returncode}'}")
+            _run_tool("vmbackup", [cfg.vmbackup, f"-storageDataPath={cfg.storage_data_path}",
+                                   f"-snapshotName={name}", f"-dst={dst}", *extra], timeout)
         if f"{prefix}{COMPLETE}" not in store.keys(prefix):
             raise environment(f"vmbackup finished without writing {COMPLETE}.")
         store.adopt(prefix)
@@ -268,15 +270,8 @@ def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: 
                           f"{stored.problems[0]} ({len(stored.problems)} problem(s)); nothing was "
                           "restored.")
         with tool_args(store, artifact.key) as (src, *extra):
-            try:
-                res = process.run([cfg.vmrestore, f"-src={src}", *QUIET_HTTP,
-                                   f"-storageDataPath={dest}", "-loggerLevel=ERROR", *extra],
-                                  timeout=timeout)
-            except process.Timeout as exc:
-                raise environment(str(exc)) from None
-        if res.returncode != 0:
-            detail = (res.err or res.out).strip().splitlines()
-            raise environment(f"vmrestore failed: {detail[-1] if detail else f'exit {res.returncode}'}")
+            _run_tool("vmrestore", [cfg.vmrestore, f"-src={src}", f"-storageDataPath={dest}",
+                                    *extra], timeout)
         problems = check_files(dest, artifact)
         if problems:
             raise refused(f"restored VictoriaMetrics data does not match the manifest: "
