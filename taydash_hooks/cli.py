@@ -7,6 +7,7 @@ so `taydash --help` stays cheap.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,6 +82,13 @@ def _setup() -> State:
 
 
 def _confirm(question: str) -> bool:
+    if sys.stdin is None or not sys.stdin.isatty():
+        # No terminal: one line of input decides, and none at all (EOF) is a plain "no",
+        # not an interrupt.
+        click.echo(f"{question} [y/N]: ", err=True, nl=False)
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+        click.echo(answer.strip(), err=True)
+        return answer.strip().lower() in ("y", "yes")
     return click.confirm(question, default=False, err=True)
 
 
@@ -292,6 +300,47 @@ def backups_verify(tag: str, deep: bool, as_json: bool) -> int:
     from taydash_hooks.commands import backups as core
 
     return core.verify(state.dir, tag, deep, as_json)
+
+
+@backups.command("prune")
+@click.option("--keep-last", type=click.IntRange(0, 1_000_000), default=0,
+              help="Keep the N newest backups.")
+@click.option("--keep-monthly", type=click.IntRange(0, 1_000_000), default=0,
+              help="Keep the newest backup of each of the N latest months.")
+@click.option("--keep-within", metavar="DURATION", default="",
+              help="Keep backups within DURATION (30d, 12h, 1y6m) of the newest one.")
+@click.option("--dry-run", is_flag=True, help="Print what would be kept and removed; remove nothing.")
+@common
+def backups_prune(keep_last: int, keep_monthly: int, keep_within: str, dry_run: bool) -> int:
+    """Remove the backups no retention rule keeps (never the newest release's, never a locked one).
+
+    Defaults come from [snapshots.retention]; like restic's forget, every backup shows why it stays.
+
+    Example: taydash backups prune --keep-last 5 --keep-monthly 12 --dry-run
+    """
+    state = _setup()
+    from taydash_hooks.commands import retention as core
+    from taydash_hooks.config import DURATION
+    from taydash_hooks.snapshots.retention import Policy
+
+    if keep_within and not DURATION.fullmatch(keep_within):
+        raise click.BadParameter("expected a duration like 30d, 12h or 1y6m", param_hint="--keep-within")
+    return core.prune(state.dir, Policy(keep_last, keep_monthly, keep_within), dry_run)
+
+
+@backups.command("delete")
+@click.argument("tag")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@common
+def backups_delete(tag: str, yes: bool) -> int:
+    """Delete the backup of TAG: manifest first, then its artifacts (safe to rerun).
+
+    Example: taydash backups delete v0.3.0 --yes
+    """
+    state = _setup()
+    from taydash_hooks.commands import retention as core
+
+    return core.delete_one(state.dir, tag, yes, _confirm)
 
 
 @cli.group()

@@ -113,6 +113,11 @@ def _fingerprints(v: Any) -> str | _Normalised | None:
     return _Normalised(norm)
 
 
+def _recipients(v: Any) -> str | None:
+    bad = [r for r in v if not r.strip() or r.startswith("-")]
+    return f"OpenPGP recipients (a fingerprint, key id or e-mail; not {bad[0]!r})" if bad else None
+
+
 def _store_url(v: Any) -> str | None:
     if v.startswith("file://") and len(v) > len("file://"):
         return None
@@ -185,10 +190,24 @@ class VictoriaMetricsConfig:
     vmrestore: str = field(default="vmrestore", metadata=_key("str", _non_empty))
 
 
+DURATION = re.compile(r"(?:[0-9]+[ymwdh])+")
+
+
+def _duration(v: Any) -> str | None:
+    return None if v == "" or DURATION.fullmatch(v) else 'a duration like "30d", "12h" or "1y6m" (or "")'
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    keep_last: int = field(default=0, metadata=_key("int", _COMMITS))
+    keep_monthly: int = field(default=0, metadata=_key("int", _COMMITS))
+    keep_within: str = field(default="", metadata=_key("str", _duration))
+
+
 @dataclass(frozen=True)
 class ConfigBundleConfig:
     paths: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
-    recipients: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+    recipients: tuple[str, ...] = field(default=(), metadata=_key("strlist", _recipients))
 
 
 @dataclass(frozen=True)
@@ -213,12 +232,15 @@ class SnapshotsConfig:
         default="snapshot", metadata=_key("str", _one_of("snapshot", "block", "warn"))
     )
     mode: str = field(default="foreground", metadata=_key("str", _one_of("foreground", "background")))
+    # OpenPGP recipients every database dump is encrypted to while it streams.
+    encrypt_to: tuple[str, ...] = field(default=(), metadata=_key("strlist", _recipients))
     s3: S3Config | None = field(default=None, metadata={"kind": "table"})
     postgres: PostgresConfig | None = field(default=None, metadata={"kind": "table"})
     victoriametrics: VictoriaMetricsConfig | None = field(
         default=None, metadata={"kind": "table"}
     )
     config: ConfigBundleConfig | None = field(default=None, metadata={"kind": "table"})
+    retention: RetentionConfig | None = field(default=None, metadata={"kind": "table"})
 
 
 @dataclass(frozen=True)
@@ -252,6 +274,7 @@ _TABLES: dict[str, type[Any]] = {
     "snapshots.postgres": PostgresConfig,
     "snapshots.victoriametrics": VictoriaMetricsConfig,
     "snapshots.config": ConfigBundleConfig,
+    "snapshots.retention": RetentionConfig,
     "health": HealthConfig,
 }
 

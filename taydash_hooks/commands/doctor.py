@@ -106,6 +106,13 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
     except TaydashError as exc:
         return [Finding("store", False, exc.message, "check [snapshots] store and the server")]
     found = [Finding("store", health.ok, health.detail, health.fix)]
+    if health.ok and health.encryption is not None:
+        # VictoriaMetrics backups are written by vmbackup: only the bucket can encrypt them.
+        has = bool(health.encryption)
+        found.append(Finding("bucket default encryption", has or not cfg.snapshots.encrypt_to,
+                             health.encryption or "off",
+                             "turn on the bucket's default encryption (mc encrypt set sse-s3 "
+                             "ALIAS/BUCKET): encrypt_to covers the dumps, not vmbackup's files"))
     lock_days = cfg.snapshots.s3.object_lock_days if cfg.snapshots.s3 else 0
     if health.ok and lock_days > 0:
         found.append(Finding("bucket Object Lock", bool(health.object_lock),
@@ -216,12 +223,14 @@ def _services(cfg: Config) -> list[Finding]:
 def _recipients(cfg: Config) -> list[Finding]:
     """Every config-bundle recipient has a public key that can encrypt."""
     snap = cfg.snapshots
-    if not (snap and snap.config and snap.config.paths):
+    if snap is None:
         return []
+    bundle = snap.config.recipients if snap.config and snap.config.paths else ()
+    everyone = list(dict.fromkeys([*bundle, *snap.encrypt_to]))
     from taydash_hooks.tags.signatures import gpg_program
 
     found = []
-    for who in snap.config.recipients:
+    for who in everyone:
         try:
             res = process.run([gpg_program(), "--batch", "--with-colons", "--list-keys", "--", who],
                               timeout=30)
@@ -233,8 +242,8 @@ def _recipients(cfg: Config) -> list[Finding]:
         can = [p for p in pubs if len(p) > 11 and "E" in p[11] and p[1] not in ("r", "e")]
         if not pubs:
             found.append(Finding(f"recipient {who}", False, "no public key in the keyring",
-                                 "gpg --import THEIR-PUBLIC-KEY.asc (or fix "
-                                 "[snapshots.config] recipients)"))
+                                 "gpg --import THEIR-PUBLIC-KEY.asc (or fix [snapshots] "
+                                 "encrypt_to / [snapshots.config] recipients)"))
         elif not can:
             fpr = next((line.split(":")[9] for line in res.out.splitlines()
                         if line.startswith("fpr:")), who)

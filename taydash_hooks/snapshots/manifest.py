@@ -47,6 +47,7 @@ class Artifact:
     snapshot: str | None = None
     paths: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
+    encrypted_to: tuple[str, ...] = ()  # postgres: the dump was encrypted to these recipients
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"kind": self.kind, "key": self.key, "size": self.size,
@@ -63,6 +64,8 @@ class Artifact:
         if self.kind == "config":
             doc["paths"] = list(self.paths)
             doc["recipients"] = list(self.recipients)
+        if self.encrypted_to:
+            doc["encrypted_to"] = list(self.encrypted_to)
         return doc
 
 
@@ -155,6 +158,7 @@ def _artifact(doc: Any) -> Artifact:
         snapshot=_str(doc, "snapshot", True),
         sha256_key=_store_key(sidecar, "sha256_key") if sidecar is not None else None,
         files=files, paths=_strings(doc, "paths"), recipients=_strings(doc, "recipients"),
+        encrypted_to=_strings(doc, "encrypted_to"),
     )
 
 

@@ -169,7 +169,7 @@ def _check_key_room(cfg: Config, tag: str, stamp: str) -> None:
     pcfg = cfg.snapshots.postgres if cfg.snapshots else None
     database = max(pcfg.databases, key=len) if pcfg and pcfg.databases else ""
     partial = "." + "0" * 32 + ".partial"  # what the file store adds while writing
-    names = [f".{last}_{stamp}_{database}.dump.sha256{partial}",
+    names = [f".{last}_{stamp}_{database}.dump.gpg.sha256{partial}",
              f".{last}_{stamp}.tar.gz.gpg{partial}", f"{last}_{stamp}"]
     longest = max(len(os.fsencode(n)) for n in names)
     if longest > NAME_MAX:

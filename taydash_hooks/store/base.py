@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -65,6 +66,7 @@ class Health:
     detail: str
     versioning: str | None = None  # "Enabled", "Suspended", "Off"; None: not a versioned store
     object_lock: bool | None = None  # the bucket has Object Lock; None: not applicable
+    encryption: str | None = None  # default server-side encryption ("" off); None: not S3
     fix: str = ""
 
 
@@ -131,6 +133,10 @@ class Store(Protocol):
 
     def properties(self) -> Properties:
         """What this store is (scheme, location, access), for tools that write to it themselves."""
+        ...
+
+    def retained_until(self, key: str, version_id: str | None = None) -> datetime | None:
+        """Until when Object Lock keeps this object (version) from deletion; None: not locked."""
         ...
 
     def health(self) -> Health:

@@ -8,6 +8,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -150,6 +151,9 @@ class FileStore:
 
     def promote(self, key: str, version_id: str) -> Written:
         raise refused("the file store keeps one version of each key; nothing to promote.")
+
+    def retained_until(self, key: str, version_id: str | None = None) -> datetime | None:
+        return None  # a folder has no Object Lock
 
     def properties(self) -> Properties:
         return Properties("file", local_root=self.root)

@@ -128,6 +128,7 @@ class S3Store:
         self.client = Minio(cfg.endpoint, access_key=self._access, secret_key=self._secret,
                             secure=cfg.secure, region=cfg.region or None, http_client=http)
         self._checked = False
+        self._locked: bool | None = None
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -393,6 +394,44 @@ class S3Store:
         stat = self.call(self.client.stat_object, self.bucket, name)
         return Written(key, stat.size or 0, "", result.version_id)
 
+    def _bucket_locked(self) -> bool:
+        """Whether the bucket was created with Object Lock (asked once)."""
+        if self._locked is None:
+            from minio.error import S3Error
+
+            try:
+                self.client.get_object_lock_config(self.bucket)
+                self._locked = True
+            except S3Error:
+                self._locked = False
+            except Exception as exc:
+                raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+        return self._locked
+
+    def retained_until(self, key: str, version_id: str | None = None) -> datetime | None:
+        from minio.error import S3Error
+
+        if not self._bucket_locked():
+            return None  # no object of a bucket without Object Lock can be under retention
+        try:
+            # HEAD carries the retention (x-amz-object-lock-*) on S3, MinIO and moto alike.
+            stat = self.client.stat_object(self.bucket, self._key(key), version_id=version_id)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"):
+                return None
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+        except Exception as exc:
+            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+        meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
+        raw = meta.get("x-amz-object-lock-retain-until-date")
+        if not raw:
+            return None
+        try:
+            until = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return until if until > datetime.now(timezone.utc) else None
+
     def properties(self) -> Properties:
         return Properties("s3", versioned=True, bucket=self.bucket, prefix=self.prefix,
                           endpoint=self.cfg.endpoint, secure=self.cfg.secure, region=self.cfg.region,
@@ -406,13 +445,12 @@ class S3Store:
         status = self.call(self.client.get_bucket_versioning, self.bucket).status
         from minio.error import S3Error
 
-        locked: bool
+        locked = self._bucket_locked()
         try:
-            # Any configuration at all means the bucket was made with Object Lock.
-            self.client.get_object_lock_config(self.bucket)
-            locked = True
+            sse = self.client.get_bucket_encryption(self.bucket)
+            rule = sse.rule if sse is not None else None
+            encryption = str(rule.sse_algorithm) if rule is not None else ""
         except S3Error:
-            locked = False  # ObjectLockConfigurationNotFoundError: created without Object Lock
-        except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
-        return Health(True, self.url, versioning=status or "Off", object_lock=locked)
+            encryption = ""  # ServerSideEncryptionConfigurationNotFoundError
+        return Health(True, self.url, versioning=status or "Off", object_lock=locked,
+                      encryption=encryption)

@@ -6,17 +6,20 @@ Passwords come from libpq (.pgpass, PGPASSFILE, PGPASSWORD), never argv.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
+from taydash_hooks.snapshots.crypt import decrypting, encrypting
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
@@ -69,15 +72,21 @@ def check_target_name(name: str) -> str:
     return name
 
 
-def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float) -> Artifact:
-    """Stream one database into ``key`` and write its ``.sha256`` sidecar."""
+def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float,
+         encrypt_to: tuple[str, ...] = ()) -> Artifact:
+    """Stream one database into ``key`` (through gpg when ``encrypt_to``) and write its
+    ``.sha256`` sidecar: the SHA-256 of the stored bytes, so verify needs no secret key."""
     argv = [*cfg.exec, "pg_dump", "-Fc", *_conn(cfg), f"--dbname={database}"]
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
-            process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc:
+            process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc, \
+            contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
+        stack.callback(stream.close)
+        source = stack.enter_context(encrypting(proc, stream, encrypt_to, timeout)) \
+            if encrypt_to else stream
         try:
             written: Written = store.put_stream(
-                key, Progress(stream, f"postgres {database}"))  # type: ignore[arg-type]
+                key, Progress(source, f"postgres {database}"))  # type: ignore[arg-type]
         except process.ProducerFailed as exc:
             raise environment(f"dump of database {database} failed: {exc}.") from None
         except BaseException as exc:
@@ -85,13 +94,11 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
             if isinstance(cause, process.ProducerFailed):
                 raise environment(f"dump of database {database} failed: {cause}.") from None
             raise
-        finally:
-            stream.close()
     name = key.rsplit("/", 1)[-1]
     store.put_bytes(f"{key}.sha256", f"{written.sha256}  {name}\n".encode())
     say(f"  postgres {database}: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
-                    sha256_key=f"{key}.sha256", database=database)
+                    sha256_key=f"{key}.sha256", database=database, encrypted_to=encrypt_to)
 
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
@@ -107,13 +114,18 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
         created = process.run([*cfg.exec, "createdb", *_conn(cfg), "--", target], timeout=120)
         if created.returncode != 0:
             raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
-        with local.open("rb") as fh:
-            # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
-            restored = process.run(
-                [*cfg.exec, "pg_restore", *_conn(cfg), "--no-owner", "--exit-on-error",
-                 f"--dbname={target}"], stdin=fh, timeout=timeout)
-        if restored.returncode != 0:
-            raise environment(f"pg_restore into {target} failed: {restored.err.strip()[-300:]}")
+        try:
+            with _plain(local, artifact, timeout) as fh:
+                # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
+                restored = process.run(
+                    [*cfg.exec, "pg_restore", *_conn(cfg), "--no-owner", "--exit-on-error",
+                     f"--dbname={target}"], stdin=fh, timeout=timeout)
+            if restored.returncode != 0:
+                raise environment(f"pg_restore into {target} failed: "
+                                  f"{restored.err.strip()[-300:]}")
+        except BaseException:
+            drop(cfg, target)  # we created it a moment ago: no half-restored database stays
+            raise
     counted = process.run(
         [*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", "-F", " ", f"--dbname={target}", "-c",
          "SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
@@ -123,6 +135,17 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
     what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
             if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
     return f"restored {artifact.database} ({artifact.size} bytes, {what}) into {target}"
+
+
+@contextlib.contextmanager
+def _plain(local: Path, art: Artifact, timeout: float) -> Iterator[IO[bytes]]:
+    """The dump as pg_restore reads it: decrypted in a pipe when it was stored encrypted."""
+    if art.encrypted_to:
+        with decrypting(local, f"the dump {art.key}", timeout) as plain:
+            yield plain
+    else:
+        with local.open("rb") as fh:
+            yield fh
 
 
 def drop(cfg: PostgresConfig, database: str) -> None:
@@ -145,8 +168,10 @@ class Postgres:
     def take(self, job: TakeJob) -> Iterator[Artifact]:
         pcfg = settings(job.cfg)
         several = len(pcfg.databases) > 1
+        encrypt_to = job.cfg.snapshots.encrypt_to if job.cfg.snapshots else ()
         for db in pcfg.databases:
-            yield dump(pcfg, db, job.store, dump_key(job.tag, job.ts, db, several), job.timeout)
+            key = dump_key(job.tag, job.ts, db, several) + (".gpg" if encrypt_to else "")
+            yield dump(pcfg, db, job.store, key, job.timeout, encrypt_to)
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         checked = check_object(store, art)
@@ -154,9 +179,11 @@ class Postgres:
             with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
                 local = Path(tmp) / "dump"
                 download_verified(store, art, local)
-                # Reading every data block to /dev/null catches a dump that hashes right but is broken.
-                res = process.run([*settings(cfg).exec, "pg_restore", "--file=/dev/null", str(local)],
-                                  timeout=snapshot_timeout())
+                # Reading every data block to /dev/null catches a dump that hashes right but is
+                # broken (decrypted in the stream when it is stored encrypted).
+                with _plain(local, art, snapshot_timeout()) as fh:
+                    res = process.run([*settings(cfg).exec, "pg_restore", "--file=/dev/null"],
+                                      stdin=fh, timeout=snapshot_timeout())
                 if res.returncode != 0:
                     checked.problems.append(f"pg_restore cannot read the dump: {res.err.strip()[-200:]}")
         return checked

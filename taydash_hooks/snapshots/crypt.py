@@ -1,0 +1,87 @@
+"""OpenPGP in the stream: encrypt a producer's output on its way to the store, decrypt on the
+way back. gpg runs as a process between two pipes; nothing is decrypted to disk.
+
+Decisions are taken on gpg's status protocol (``--status-fd``), the interface gpg keeps
+stable for programs, never on its human messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from taydash_hooks import process
+from taydash_hooks.errors import environment
+from taydash_hooks.tags.signatures import gpg_program
+
+
+def encrypt_argv(recipients: tuple[str, ...]) -> list[str]:
+    """gpg encrypting stdin to stdout for ``recipients`` (no compression: dumps already are)."""
+    to = [arg for r in recipients for arg in ("--recipient", r)]
+    return [gpg_program(), "--batch", "--no-tty", "--trust-model", "always", "--compress-algo",
+            "none", "--encrypt", *to, "--output", "-"]
+
+
+@contextlib.contextmanager
+def encrypting(producer: subprocess.Popen[bytes], producer_stream: process.ProducerStream,
+               recipients: tuple[str, ...], timeout: float) -> Iterator[process.ProducerStream]:
+    """A stream of ``producer``'s output encrypted to ``recipients``.
+
+    At its end both processes must have exited 0: a pg_dump that failed behind gpg is a
+    failed stream, never a complete (encrypted) dump.
+    """
+    assert producer.stdout is not None
+    with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
+            process.popen(encrypt_argv(recipients), stdin=producer.stdout, stdout=subprocess.PIPE,
+                          stderr=err) as gpg:
+        producer.stdout.close()  # gpg holds the pipe now: pg_dump sees it close if gpg dies
+
+        def producer_ok() -> str | None:
+            rc = producer.wait()
+            return None if rc == 0 and not producer_stream.timed_out \
+                else producer_stream.failure(rc)
+
+        stream = process.ProducerStream(gpg, "gpg --encrypt", timeout, err.name,
+                                        at_eof=producer_ok)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+
+@contextlib.contextmanager
+def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
+    """The plaintext of the encrypted file ``path`` as a pipe, decrypted with the user's key.
+
+    Raises exit 3 when no secret key can decrypt it (checked also when the reader failed
+    first: a restore that got no bytes fails for that reason, and says so).
+    """
+    with tempfile.TemporaryFile(prefix="taydash-gpg-") as status, path.open("rb") as src, \
+            process.popen([gpg_program(), "--batch", "--no-tty", "--status-fd", "2", "--decrypt"],
+                          stdin=src, stdout=subprocess.PIPE, stderr=status) as gpg:
+        assert gpg.stdout is not None
+        failed = True
+        try:
+            yield gpg.stdout
+            failed = False
+        finally:
+            try:
+                rc = gpg.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill_group(gpg)
+                rc = -9
+            status.seek(0)
+            lines = status.read(1 << 20).decode("utf-8", "replace").splitlines()
+            words = {line.split()[1] for line in lines if line.startswith("[GNUPG:] ")
+                     and len(line.split()) > 1}
+            if "NO_SECKEY" in words and "DECRYPTION_OKAY" not in words:
+                raise environment(f"{what} is encrypted and no secret key in your gpg keyring "
+                                  "can decrypt it (import the recipient's secret key, or run "
+                                  "this where it is).") from None
+            if rc != 0 and not failed:
+                last = [ln for ln in lines if not ln.startswith("[GNUPG:]")][-1:] or [f"exit {rc}"]
+                raise environment(f"decrypting {what} failed: {last[0]}")

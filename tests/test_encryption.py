@@ -1,0 +1,97 @@
+"""Encryption at rest: database dumps encrypted while they stream; verify needs no secret key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from testing import services
+from testing.gitrepo import Repos, taydash
+from testing.snap import Snap
+
+RECIPIENT = "trusted@example.test"
+
+
+def _encrypting(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace('on_tag = ["v*"]',
+                                           f'on_tag = ["v*"]\nencrypt_to = ["{RECIPIENT}"]'))
+
+
+def _home_without_secret_key(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "pubonly"
+    home.mkdir(mode=0o700)
+    public = subprocess.run(["gpg", "--batch", "--export", "--armor", RECIPIENT],
+                            capture_output=True, check=True).stdout
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--import"], input=public, env=env, capture_output=True,
+                   check=True)
+    return env
+
+
+def test_dumps_are_encrypted_while_they_stream(snap: Snap, tmp_path: Path) -> None:
+    _encrypting(snap)
+    assert snap.tag("v0.1.0").returncode == 0
+    art = snap.artifact("v0.1.0", "postgres")
+    assert str(art["key"]).endswith(".dump.gpg") and art["encrypted_to"] == [RECIPIENT]
+    stored = snap.raw_get(str(art["key"]))
+    assert hashlib.sha256(stored).hexdigest() == art["sha256"]  # the hash of the stored bytes
+    # Not a dump anyone can read: pg_restore refuses it, and no row is in clear.
+    raw = tmp_path / "stored.dump.gpg"
+    raw.write_bytes(stored)
+    assert subprocess.run(["pg_restore", "--list", str(raw)], capture_output=True).returncode != 0
+    for row in (1, 250, 500):
+        assert hashlib.md5(str(row).encode()).hexdigest().encode() not in stored
+    # verify re-hashes without any secret key; --deep and restore decrypt with the user's key.
+    no_secret = {**snap.env, **_home_without_secret_key(tmp_path)}
+    assert snap.cli("backups", "verify", "v0.1.0", env=no_secret).returncode == 0
+    deep = snap.cli("backups", "verify", "v0.1.0", "--deep")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    target = f"{snap.db}_decrypted"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
+    finally:
+        snap.pg.drop_db(target)
+
+
+def test_a_missing_secret_key_is_one_sentence_and_exit_3(snap: Snap, tmp_path: Path) -> None:
+    _encrypting(snap)
+    assert snap.tag("v0.1.0").returncode == 0
+    env = {**snap.env, **_home_without_secret_key(tmp_path)}
+    target = f"{snap.db}_nokey"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "no secret key in your gpg keyring can decrypt it" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    deep = snap.cli("backups", "verify", "v0.1.0", "--deep", env=env)
+    assert deep.returncode == 1 and "no secret key" in deep.stdout
+
+
+def test_a_recipient_without_a_public_key_fails_the_snapshot_cleanly(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace('on_tag = ["v*"]',
+                                           'on_tag = ["v*"]\nencrypt_to = ["nobody@example.test"]'))
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+    assert proc.returncode == 3 and "gpg --encrypt" in proc.stderr, proc.stderr
+    assert json.loads(snap.cli("backups", "list", "--json").stdout) == []
+    assert not [k for k in snap.raw_keys("db-backups/") if "v0.1.0" in k]
+
+
+def test_doctor_warns_when_vmbackup_files_would_be_stored_in_clear(repos: Repos,
+                                                                  s3: services.S3Server,
+                                                                  bucket: str) -> None:
+    from minio.sseconfig import Rule, SSEConfig
+
+    repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\nencrypt_to = ["{RECIPIENT}"]\n'
+                    f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n')
+    env = {**os.environ, **s3.env()}
+    proc = taydash("doctor", cwd=repos.work, env=env)
+    assert "FAIL bucket default encryption" in proc.stdout and "mc encrypt set" in proc.stdout
+    s3.client().set_bucket_encryption(bucket, SSEConfig(Rule.new_sse_s3_rule()))
+    proc = taydash("doctor", cwd=repos.work, env=env)
+    assert "OK   bucket default encryption" in proc.stdout and "AES256" in proc.stdout

@@ -1,0 +1,125 @@
+"""Retention: prune by policy, delete by hand, never the newest release, never a locked object."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+from testing import keys, services
+from testing.gitrepo import Repos
+from testing.snap import Snap
+
+
+def _backups(snap: Snap) -> list[str]:
+    return [d["tag"] for d in json.loads(snap.cli("backups", "list", "--json").stdout)]
+
+
+def _keys_of(snap: Snap, tag: str) -> list[str]:
+    return [k for prefix in ("db-backups/", "vm-backups/", "config-backups/", "manifests/")
+            for k in snap.raw_keys(prefix) if f"/{tag}_" in f"/{k.split('/', 1)[1]}"
+            or k == f"manifests/{tag}.json"]
+
+
+def _versions(snap: Snap, key: str) -> list[object]:
+    client, bucket, prefix = snap._s3()
+    return [o for o in client.list_objects(bucket, f"{prefix}/{key}",  # type: ignore[attr-defined]
+                                           recursive=True, include_version=True)]
+
+
+def test_prune_keeps_by_rule_and_the_newest_release(snap: Snap) -> None:
+    for tag in ("v0.9.0", "v0.2.0", "v0.3.0"):  # the newest release is the oldest backup
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+        time.sleep(1.1)  # creation times one second apart: "last N" is well defined
+    removed = _keys_of(snap, "v0.2.0")
+    assert removed
+    proc = snap.cli("backups", "prune", "--keep-last", "1", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "keep 2 backups:" in proc.stdout and "would remove 1 backup:" in proc.stdout
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("v0.")}
+    assert "last 1" in rows["v0.3.0"] and "newest release" in rows["v0.9.0"]
+    assert _backups(snap) == ["v0.2.0", "v0.3.0", "v0.9.0"]  # a dry run removes nothing
+    proc = snap.cli("backups", "prune", "--keep-last", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "removed v0.2.0" in proc.stderr
+    assert _backups(snap) == ["v0.3.0", "v0.9.0"]
+    assert _keys_of(snap, "v0.2.0") == []
+    if not snap.is_file:  # space is reclaimed: no version of its objects is left, no marker only
+        for key in removed:
+            assert _versions(snap, key) == [], key
+    assert snap.cli("backups", "verify", "v0.3.0").returncode == 0
+    assert snap.cli("backups", "prune").returncode == 2  # no rule: refused, not "remove all"
+
+
+def test_retention_defaults_come_from_the_config(snap: Snap) -> None:
+    for tag in ("v0.1.0", "v0.2.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+        time.sleep(1.1)
+    snap.repos.configure(snap.toml + "[snapshots.retention]\nkeep_within = \"1h\"\n")
+    proc = snap.cli("backups", "prune")
+    assert proc.returncode == 0 and "nothing to remove" in proc.stderr, proc.stdout + proc.stderr
+    assert "within 1h" in proc.stdout
+
+
+def test_delete_one_backup_and_never_the_newest(snap: Snap) -> None:
+    for tag in ("v0.1.0", "v0.2.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    proc = snap.cli("backups", "delete", "v0.2.0", "--yes")
+    assert proc.returncode == 1 and "newest release with a backup" in proc.stderr
+    proc = snap.cli("backups", "delete", "v0.1.0")  # no terminal to ask: nothing happens
+    assert proc.returncode == 1 and _backups(snap) == ["v0.1.0", "v0.2.0"]
+    proc = snap.cli("backups", "delete", "v0.1.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert _backups(snap) == ["v0.2.0"] and _keys_of(snap, "v0.1.0") == []
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 1  # no longer a backup
+
+
+def test_an_interrupted_delete_is_finished_by_the_next_run(snap: Snap) -> None:
+    for tag in ("v0.1.0", "v0.2.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    # What a delete killed after removing the manifest leaves: its tombstone and its artifacts.
+    doc = snap.raw_get("manifests/v0.1.0.json")
+    snap.raw_put("trash/v0.1.0.json", doc)
+    if snap.is_file:
+        (Path(snap.store_url[len("file://"):]) / "manifests" / "v0.1.0.json").unlink()
+    else:
+        client, bucket, _ = snap._s3()
+        for o in _versions(snap, "manifests/v0.1.0.json"):
+            client.remove_object(bucket, o.object_name, version_id=o.version_id)  # type: ignore[attr-defined]
+    assert _backups(snap) == ["v0.2.0"]  # from the manifest's removal on, it is gone
+    assert [k for k in _keys_of(snap, "v0.1.0") if not k.startswith("manifests/")]
+    proc = snap.cli("backups", "prune", "--keep-last", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "finished removing v0.1.0" in proc.stderr
+    assert _keys_of(snap, "v0.1.0") == [] and snap.raw_keys("trash/") == []
+
+
+def test_object_lock_keeps_a_backup_whole(repos: Repos, postgres: services.Postgres,
+                                          vm: services.VictoriaMetrics, gnupghome: keys.Keyring,
+                                          s3: services.S3Server) -> None:
+    bucket = f"taydash-locked-{secrets.token_hex(4)}"
+    s3.client().make_bucket(bucket, object_lock=True)
+    snap = Snap(repos, postgres, vm, f"s3://{bucket}/backups", s3, {**os.environ, **s3.env()})
+    snap.repos.configure(snap.toml.replace('region = "us-east-1"\n',
+                                           'region = "us-east-1"\nobject_lock_days = 1\n'))
+    try:
+        for tag in ("v0.1.0", "v0.2.0"):
+            snap.repos.commit(tag)
+            assert snap.tag(tag).returncode == 0, tag
+            time.sleep(1.1)
+        before = _keys_of(snap, "v0.1.0")
+        proc = snap.cli("backups", "prune", "--keep-last", "1")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "kept v0.1.0: its objects are under Object Lock until" in proc.stderr
+        assert _backups(snap) == ["v0.1.0", "v0.2.0"] and _keys_of(snap, "v0.1.0") == before
+        assert snap.cli("backups", "verify", "v0.1.0").returncode == 0  # left whole
+        proc = snap.cli("backups", "delete", "v0.1.0", "--yes")
+        assert proc.returncode == 1 and "Object Lock" in proc.stderr
+    finally:
+        postgres.drop_db(snap.db)
