@@ -12,7 +12,8 @@ from testing.gitrepo import Repos, taydash
 SPEC_COMMANDS = [
     ["install"], ["uninstall"], ["hook", "pre-push"], ["hook", "reference-transaction"],
     ["hook", "pre-receive"], ["validate"], ["check-tags"], ["snapshot"], ["backups", "list"],
-    ["backups", "show"], ["backups", "verify"], ["restore", "db"], ["restore", "vm"],
+    ["backups", "show"], ["backups", "verify"], ["backups", "prune"], ["backups", "delete"],
+    ["restore", "db"], ["restore", "vm"],
     ["restore", "config"], ["restore", "git"], ["objects", "versions"], ["objects", "get"],
     ["objects", "promote"], ["backup"], ["release"], ["verify"], ["drill"], ["health"],
     ["doctor"], ["demo"],
