@@ -178,6 +178,8 @@ class PostgresConfig:
     port: int = field(default=5432, metadata=_key("int", _PORT))
     user: str = field(default="postgres", metadata=_key("str", _non_empty))
     exec: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+    # zstd by default: pg_dump's gzip is a snapshot's bottleneck (README, "Compression").
+    compression: str = field(default="zstd", metadata=_key("str", _one_of("zstd", "gzip", "none")))
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from taydash_hooks.errors import environment
 
@@ -83,6 +84,51 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
         proc.wait(grace)
 
 
+# Every child we started and have not reaped, so that an abort (a failed kind of a
+# snapshot, Ctrl-C) can end what other threads are blocked on.
+_ACTIVE: set[subprocess.Popen[bytes]] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+_ABORTING = threading.Event()
+
+
+def _start(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen in its own session, registered for :func:`kill_all` in the same step (an abort
+    cannot slip between the start and the registration)."""
+    with _ACTIVE_LOCK:
+        # While an abort is under way, worker threads start nothing new (the main thread's
+        # rollback still may): a kind that was between two tools does not begin the second.
+        if _ABORTING.is_set() and threading.current_thread() is not threading.main_thread():
+            raise environment(f"{argv[0]} not started: the snapshot is being aborted.")
+        try:
+            proc = subprocess.Popen(list(argv), start_new_session=True, **kwargs)
+        except FileNotFoundError:
+            raise missing_tool(argv[0]) from None
+        _ACTIVE.add(proc)
+        return proc
+
+
+def _untrack(proc: subprocess.Popen[bytes]) -> None:
+    with _ACTIVE_LOCK:
+        _ACTIVE.discard(proc)
+
+
+def kill_all() -> None:
+    """Abort: kill every running child process group of this process (threads blocked on them
+    return) and let worker threads start no new one until :func:`end_abort`."""
+    with _ACTIVE_LOCK:
+        _ABORTING.set()
+        procs = list(_ACTIVE)
+    for proc in procs:
+        kill_group(proc, grace=1.0)
+
+
+def end_abort() -> None:
+    """The aborted threads are done: processes may be started again."""
+    _ABORTING.clear()
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -100,18 +146,9 @@ def run(
     child it started. Raises :class:`Timeout` past ``timeout`` seconds and a
     :class:`TaydashError` (exit 3) when the program does not exist.
     """
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.PIPE if input is not None else (stdin or subprocess.DEVNULL),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise missing_tool(argv[0]) from None
+    proc = _start(argv, cwd=cwd, env=dict(env) if env is not None else None,
+                  stdin=subprocess.PIPE if input is not None else (stdin or subprocess.DEVNULL),
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -121,6 +158,8 @@ def run(
     except BaseException:
         kill_group(proc)
         raise
+    finally:
+        _untrack(proc)
     return Result(tuple(argv), proc.returncode, out, err)
 
 
@@ -135,24 +174,15 @@ def popen(
     env: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a streaming process; it and its group are killed if the block fails."""
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise missing_tool(argv[0]) from None
+    proc = _start(argv, cwd=cwd, env=dict(env) if env is not None else None, stdin=stdin,
+                  stdout=stdout, stderr=stderr)
     try:
         yield proc
     except BaseException:
         kill_group(proc)
         raise
     finally:
+        _untrack(proc)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -176,8 +206,6 @@ class ProducerStream:
     def __init__(self, proc: subprocess.Popen[bytes], name: str, timeout: float,
                  stderr_path: str | None = None,
                  at_eof: Callable[[], str | None] | None = None) -> None:
-        import threading
-
         assert proc.stdout is not None
         self.proc = proc
         self.at_eof = at_eof  # a last say on EOF: why the data is incomplete, or None

@@ -384,3 +384,24 @@ def test_a_tag_accepted_by_the_policy_still_has_its_commit_validated(gate: Gate)
     err = proc.stderr
     assert "accepted: lightweight tag allowed by configuration; FAILED: ./ops/validate.sh" in err
     assert gate.repos.remote_ref("refs/tags/v0.1.0") is None
+
+
+def test_a_new_commit_whose_tree_passed_is_answered_by_the_fast_path(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0
+    gate.repos.git("commit", "-q", "--amend", "-m", "same tree, new message")
+    head = gate.repos.head()
+    line = f"refs/heads/main {head} refs/heads/amended {'0' * 40}\n"
+    code = ("import sys, io\nfrom taydash_hooks.hooks import main\n"
+            f"sys.stdin = io.TextIOWrapper(io.BytesIO({line.encode()!r}))\n"
+            "try:\n    main.main(['pre-push', 'origin', 'x'])\n"
+            "except SystemExit as e: print('exit', e.code)\n"
+            "print(sorted(m for m in ('click', 'git', 'minio', 'taydash_hooks.config',"
+            " 'subprocess', 'logging') if m in sys.modules))")
+    proc = run(sys.executable, "-c", code, cwd=gate.repos.work)
+    assert proc.stdout.splitlines()[-2:] == ["exit 0", "[]"], proc.stdout + proc.stderr
+    assert "refs/heads/amended" in proc.stderr and "cached" in proc.stderr
+    # A tree that did not pass still runs the gate.
+    gate.repos.git("rm", "-q", "ok")
+    gate.repos.git("commit", "-q", "--amend", "-m", "broken tree")
+    proc = gate.push("origin", "HEAD:refs/heads/broken")
+    assert proc.returncode == 1 and "FAILED" in proc.stderr

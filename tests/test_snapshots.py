@@ -27,7 +27,7 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     arts = {a["kind"]: a for a in doc["artifacts"]}
     assert set(arts) == {"postgres", "victoriametrics", "config"}
     assert arts["postgres"]["key"].startswith("db-backups/v0.1.0_")
-    assert arts["postgres"]["key"].endswith(".dump")
+    assert arts["postgres"]["key"].endswith(".dump.zst")  # zstd in the stream: pg_dump 15 here
     assert arts["victoriametrics"]["files"]
     assert arts["victoriametrics"]["key"].startswith("vm-backups/v0.1.0_")
     if snap.store_url.startswith("s3://"):
@@ -446,7 +446,7 @@ def test_several_databases_and_choosing_one_to_restore(repos: Repos, postgres: s
     keys_ = sorted(a["key"] for a in snap.manifest("v0.1.0")["artifacts"]
                    if a["kind"] == "postgres")
     assert sorted(k.rsplit("_", 1)[-1] for k in keys_) == sorted(
-        [f"{snap.db.split('_')[-1]}.dump", "b.dump"])  # db-backups/<tag>_<TS>_<database>.dump
+        [f"{snap.db.split('_')[-1]}.dump.zst", "b.dump.zst"])  # <tag>_<TS>-<RUN>_<database>.dump.zst
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "nowhere")
     assert proc.returncode == 2 and "--database" in proc.stderr
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", f"{second}_r", "--database", second)

@@ -29,7 +29,7 @@ def profile(commands: tuple[str, ...], isolate: bool, timeout: float) -> str:
 
 
 def key(prof: str, tree: str) -> str:
-    """The cache key: the verdict profile and the tree id."""
+    """The cache key: the verdict profile and the tree id (the fast path computes the same)."""
     return hashlib.sha256(f"{prof} {tree}".encode()).hexdigest()
 
 

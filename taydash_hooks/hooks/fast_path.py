@@ -108,13 +108,60 @@ def try_cached(stdin: bytes) -> int | None:
     if not isinstance(commits, dict):
         return None
     prof = validate.get("profile")
-    if not isinstance(prof, str) or any(commits.get(oid) != prof for _, oid, _, _ in rows):
+    passed = cache.get("passed")
+    if not isinstance(prof, str) or not isinstance(passed, dict):
         return None
+    for _, oid, _, _ in rows:
+        if commits.get(oid) == prof:
+            continue  # this very commit passed
+        # A new commit whose tree passed (amended message, identical rebase, empty merge).
+        tree = tree_of(common, oid)
+        if tree is None or tree_key(prof, tree) not in passed:
+            return None
     if not os.environ.get("TAYDASH_QUIET"):
         for _, local_oid, remote_ref, remote_oid in rows:
             status = "unchanged" if local_oid == remote_oid else "cached"
             print(f"{remote_ref} {local_oid[:7]}  {status}", file=sys.stderr)
     return 0
+
+
+def tree_key(prof: str, tree: str) -> str:
+    """The validation cache's key for a tree (the same as :func:`gate.cache.key`)."""
+    import hashlib
+
+    return hashlib.sha256(f"{prof} {tree}".encode()).hexdigest()
+
+
+def tree_of(common: str, oid: str) -> str | None:
+    """The tree of commit ``oid``: one zlib read of its loose object, else one ``git`` call."""
+    if not all(c in "0123456789abcdef" for c in oid) or len(oid) not in (40, 64):
+        return None
+    path = os.path.join(common, "objects", oid[:2], oid[2:])
+    try:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+            import zlib
+
+            # The header and the tree line are in the first few hundred bytes.
+            head = zlib.decompressobj().decompress(fh.read(4096), 512)
+    except (OSError, ValueError):
+        return _tree_by_git(oid)  # packed (or unreadable): ask git once
+    kind, _, body = head.partition(b"\0")
+    if not kind.startswith(b"commit ") or not body.startswith(b"tree "):
+        return None
+    tree = body[5:].split(b"\n", 1)[0].decode("ascii", "replace")
+    return tree if len(tree) == len(oid) else None
+
+
+def _tree_by_git(oid: str) -> str | None:
+    import subprocess
+
+    try:
+        res = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{oid}^{{tree}}"],
+                             capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    tree = res.stdout.decode("ascii", "replace").strip()
+    return tree if res.returncode == 0 and len(tree) == len(oid) else None
 
 
 def write_summary(state_dir: str, config: str, summary: dict[str, object]) -> None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from taydash_hooks import process
 from taydash_hooks.errors import environment
 from taydash_hooks.tags.signatures import gpg_program
+
+CHUNK = 1024 * 1024
 
 
 def encrypt_argv(recipients: tuple[str, ...]) -> list[str]:
@@ -51,6 +54,45 @@ def encrypting(producer: subprocess.Popen[bytes], producer_stream: process.Produ
             yield stream
         finally:
             stream.close()
+
+
+@contextlib.contextmanager
+def encrypting_stream(source: Any, recipients: tuple[str, ...],
+                      timeout: float) -> Iterator[process.ProducerStream]:
+    """Like :func:`encrypting`, for a Python stream (the zstd compressor): a thread feeds gpg.
+
+    The stream ends well only when the source ended well and gpg exited 0.
+    """
+    failures: list[BaseException] = []
+    with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
+            process.popen(encrypt_argv(recipients), stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=err) as gpg:
+        assert gpg.stdin is not None
+
+        def feed() -> None:
+            assert gpg.stdin is not None
+            try:
+                while chunk := source.read(CHUNK):
+                    gpg.stdin.write(chunk)
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    gpg.stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+
+        def source_ok() -> str | None:
+            feeder.join()
+            return str(failures[0]) if failures else None
+
+        stream = process.ProducerStream(gpg, "gpg --encrypt", timeout, err.name, at_eof=source_ok)
+        try:
+            yield stream
+        finally:
+            stream.close()
+            feeder.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -48,6 +48,9 @@ class Artifact:
     paths: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
     encrypted_to: tuple[str, ...] = ()  # postgres: the dump was encrypted to these recipients
+    compressed: str = ""  # postgres: "zstd" when we compressed it in the stream (.dump.zst)
+    started: str = ""  # when taking it began (UTC, ISO 8601): kinds run side by side
+    seconds: float = 0.0  # how long taking it took
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"kind": self.kind, "key": self.key, "size": self.size,
@@ -66,6 +69,10 @@ class Artifact:
             doc["recipients"] = list(self.recipients)
         if self.encrypted_to:
             doc["encrypted_to"] = list(self.encrypted_to)
+        if self.compressed:
+            doc["compressed"] = self.compressed
+        if self.started:
+            doc["started"], doc["seconds"] = self.started, self.seconds
         return doc
 
 
@@ -159,7 +166,16 @@ def _artifact(doc: Any) -> Artifact:
         sha256_key=_store_key(sidecar, "sha256_key") if sidecar is not None else None,
         files=files, paths=_strings(doc, "paths"), recipients=_strings(doc, "recipients"),
         encrypted_to=_strings(doc, "encrypted_to"),
+        compressed=_compressed(doc), started=_str(doc, "started", True) or "",
+        seconds=float(doc["seconds"]) if isinstance(doc.get("seconds"), (int, float)) else 0.0,
     )
+
+
+def _compressed(doc: dict[str, Any]) -> str:
+    value = doc.get("compressed") or ""
+    if value not in ("", "zstd"):
+        raise _Bad(f"compressed {value!r} is not a compression this version reads")
+    return str(value)
 
 
 def _strings(doc: dict[str, Any], name: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -108,12 +109,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         job = TakeJob(cfg, store, tag, stamp, snapshot_timeout())
         journal = _journal(repo, tag, stamp)
         try:
-            for name in names:
-                kind = kinds.get(name)
-                tools.update(kind.tool_versions(cfg))
-                # Appended one by one: a later failure removes what is already stored.
-                for art in kind.take(job):
-                    artifacts.append(art)
+            _take_all(cfg, names, job, tools, artifacts)
             doc = Manifest(
                 tag=tag, tag_object=facts["tag_object"], tag_type=facts["tag_type"],
                 commit=facts["commit"], tagger=facts["tagger"],
@@ -160,6 +156,60 @@ def _policy_accepts(repo: git.Repo, cfg: Config, tag: str, oid: str) -> None:
                       "snapshotted. Delete it and make a conforming tag.")
 
 
+def _take_all(cfg: Config, names: list[str], job: TakeJob, tools: dict[str, str],
+              artifacts: list[Artifact]) -> None:
+    """Take every kind side by side (one thread each), so the tag waits for the slowest and the
+    kinds are captured at nearly the same moment.
+
+    Each finished artifact is appended at once, so a failure can remove it. The first failure
+    (or Ctrl-C) aborts the others: their child processes are killed and their threads joined
+    before the error goes on to the rollback.
+    """
+    import threading
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    from taydash_hooks import process
+
+    lock = threading.Lock()
+
+    def one(name: str) -> None:
+        kind = kinds.get(name)
+        versions = kind.tool_versions(cfg)
+        with lock:
+            tools.update(versions)
+        taking = iter(kind.take(job))
+        while True:
+            start = time.time()
+            art = next(taking, None)
+            if art is None:
+                return
+            art = replace(art, started=datetime.fromtimestamp(start, timezone.utc).isoformat(
+                timespec="milliseconds"), seconds=round(time.time() - start, 3))
+            with lock:
+                artifacts.append(art)
+
+    if len(names) == 1:
+        one(names[0])
+        return
+    pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="taydash-kind")
+    futures = [pool.submit(one, name) for name in names]
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # the first failure, raised here
+        for future in futures:
+            future.result()
+    except BaseException:
+        process.kill_all()  # what the other kinds are blocked on ends now
+        try:
+            wait(futures, timeout=60)
+        finally:
+            process.end_abort()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 NAME_MAX = 255  # bytes in one file name, the limit of every local filesystem we meet
 
 
@@ -169,7 +219,7 @@ def _check_key_room(cfg: Config, tag: str, stamp: str) -> None:
     pcfg = cfg.snapshots.postgres if cfg.snapshots else None
     database = max(pcfg.databases, key=len) if pcfg and pcfg.databases else ""
     partial = "." + "0" * 32 + ".partial"  # what the file store adds while writing
-    names = [f".{last}_{stamp}_{database}.dump.gpg.sha256{partial}",
+    names = [f".{last}_{stamp}_{database}.dump.zst.gpg.sha256{partial}",
              f".{last}_{stamp}.tar.gz.gpg{partial}", f"{last}_{stamp}"]
     longest = max(len(os.fsencode(n)) for n in names)
     if longest > NAME_MAX:

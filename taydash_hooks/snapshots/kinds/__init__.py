@@ -9,6 +9,8 @@ its line in :func:`_register_all`; nothing else switches on a kind's name.
 
 from __future__ import annotations
 
+import threading
+
 from taydash_hooks.snapshots.kinds.base import Checked, SnapshotKind, TakeJob
 
 __all__ = ["Checked", "SnapshotKind", "TakeJob", "get", "register", "registry"]
@@ -33,10 +35,15 @@ def _register_all() -> None:
         register(kind)
 
 
+_LOAD = threading.Lock()
+
+
 def registry() -> dict[str, SnapshotKind]:
-    """Every registered kind by name (the kind modules load on first use)."""
-    if not _REGISTRY:
-        _register_all()
+    """Every registered kind by name (the kind modules load on first use, once, even when
+    several threads ask at the same moment)."""
+    with _LOAD:
+        if not _REGISTRY:
+            _register_all()
     return _REGISTRY
 
 

@@ -13,13 +13,14 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
-from taydash_hooks.snapshots.crypt import decrypting, encrypting
+from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe
+from taydash_hooks.snapshots.crypt import decrypting, encrypting, encrypting_stream
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
@@ -51,6 +52,24 @@ def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
     return f"db-backups/{tag}_{ts}_{database}.dump" if several else f"db-backups/{tag}_{ts}.dump"
 
 
+def native_zstd(cfg: PostgresConfig) -> bool:
+    """pg_dump 16 and later compress with zstd themselves (pg_restore reads that directly)."""
+    version = tool_version(cfg)
+    m = re.search(r"\b([0-9]+)(?:\.[0-9]+)+", version)
+    return bool(m) and int(m.group(1)) >= 16 if m else False
+
+
+def compression_plan(cfg: PostgresConfig) -> tuple[list[str], str]:
+    """pg_dump's compression flags, and "zstd" when we compress in the stream instead."""
+    if cfg.compression == "gzip":
+        return [], ""  # pg_dump -Fc's own default
+    if cfg.compression == "none":
+        return ["-Z0"], ""
+    if native_zstd(cfg):
+        return ["--compress=zstd"], ""
+    return ["-Z0"], "zstd"
+
+
 def database_exists(cfg: PostgresConfig, name: str) -> bool:
     """Whether ``name`` exists on the server (asked, not guessed from an error message)."""
     # Through stdin: psql interpolates :'name' (quoted) in a script, not in -c.
@@ -73,17 +92,26 @@ def check_target_name(name: str) -> str:
 
 
 def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float,
-         encrypt_to: tuple[str, ...] = ()) -> Artifact:
-    """Stream one database into ``key`` (through gpg when ``encrypt_to``) and write its
-    ``.sha256`` sidecar: the SHA-256 of the stored bytes, so verify needs no secret key."""
-    argv = [*cfg.exec, "pg_dump", "-Fc", *_conn(cfg), f"--dbname={database}"]
+         encrypt_to: tuple[str, ...] = (), plan: tuple[list[str], str] = ([], "")) -> Artifact:
+    """Stream one database into ``key`` (zstd-compressed in the stream and/or through gpg as
+    ``plan`` and ``encrypt_to`` say) and write its ``.sha256`` sidecar: the SHA-256 of the
+    stored bytes, so verify needs no secret key."""
+    flags, compressed = plan
+    argv = [*cfg.exec, "pg_dump", "-Fc", *flags, *_conn(cfg), f"--dbname={database}"]
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
             process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc, \
             contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
         stack.callback(stream.close)
-        source = stack.enter_context(encrypting(proc, stream, encrypt_to, timeout)) \
-            if encrypt_to else stream
+        source: Any = stream
+        if compressed:
+            zstd = ZstdStream(stream)
+            stack.callback(zstd.close)
+            source = zstd
+        if encrypt_to:
+            source = stack.enter_context(
+                encrypting_stream(source, encrypt_to, timeout) if compressed
+                else encrypting(proc, stream, encrypt_to, timeout))
         try:
             written: Written = store.put_stream(
                 key, Progress(source, f"postgres {database}"))  # type: ignore[arg-type]
@@ -98,7 +126,8 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
     store.put_bytes(f"{key}.sha256", f"{written.sha256}  {name}\n".encode())
     say(f"  postgres {database}: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
-                    sha256_key=f"{key}.sha256", database=database, encrypted_to=encrypt_to)
+                    sha256_key=f"{key}.sha256", database=database, encrypted_to=encrypt_to,
+                    compressed=compressed)
 
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
@@ -139,13 +168,14 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str,
 
 @contextlib.contextmanager
 def _plain(local: Path, art: Artifact, timeout: float) -> Iterator[IO[bytes]]:
-    """The dump as pg_restore reads it: decrypted in a pipe when it was stored encrypted."""
-    if art.encrypted_to:
-        with decrypting(local, f"the dump {art.key}", timeout) as plain:
-            yield plain
-    else:
-        with local.open("rb") as fh:
-            yield fh
+    """The dump as pg_restore reads it: decrypted and decompressed in pipes, as stored."""
+    with contextlib.ExitStack() as stack:
+        fh: IO[bytes] = stack.enter_context(
+            decrypting(local, f"the dump {art.key}", timeout) if art.encrypted_to
+            else local.open("rb"))
+        if art.compressed == "zstd":
+            fh = stack.enter_context(decompressed_pipe(fh))
+        yield fh
 
 
 def drop(cfg: PostgresConfig, database: str) -> None:
@@ -169,9 +199,12 @@ class Postgres:
         pcfg = settings(job.cfg)
         several = len(pcfg.databases) > 1
         encrypt_to = job.cfg.snapshots.encrypt_to if job.cfg.snapshots else ()
+        plan = compression_plan(pcfg)
+        # The key says what the bytes are: .dump (pg_restore reads it), .zst, .gpg.
+        suffix = (".zst" if plan[1] else "") + (".gpg" if encrypt_to else "")
         for db in pcfg.databases:
-            key = dump_key(job.tag, job.ts, db, several) + (".gpg" if encrypt_to else "")
-            yield dump(pcfg, db, job.store, key, job.timeout, encrypt_to)
+            key = dump_key(job.tag, job.ts, db, several) + suffix
+            yield dump(pcfg, db, job.store, key, job.timeout, encrypt_to, plan)
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         checked = check_object(store, art)
