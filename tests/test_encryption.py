@@ -35,7 +35,7 @@ def test_dumps_are_encrypted_while_they_stream(snap: Snap, tmp_path: Path) -> No
     _encrypting(snap)
     assert snap.tag("v0.1.0").returncode == 0
     art = snap.artifact("v0.1.0", "postgres")
-    assert str(art["key"]).endswith(".dump.gpg") and art["encrypted_to"] == [RECIPIENT]
+    assert str(art["key"]).endswith(".dump.zst.gpg") and art["encrypted_to"] == [RECIPIENT]
     stored = snap.raw_get(str(art["key"]))
     assert hashlib.sha256(stored).hexdigest() == art["sha256"]  # the hash of the stored bytes
     # Not a dump anyone can read: pg_restore refuses it, and no row is in clear.

@@ -52,3 +52,23 @@ def test_one_failing_kind_aborts_the_others_and_leaves_nothing(snap: Snap) -> No
     finally:
         locker.kill()
         locker.wait()
+
+
+def test_two_databases_dump_side_by_side_and_a_failure_leaves_neither(snap: Snap) -> None:
+    other = f"{snap.db}_b"
+    snap.pg.create_db(other)
+    try:
+        snap.pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g", db=other)
+        two = snap.toml.replace(f'databases = ["{snap.db}"]', f'databases = ["{snap.db}", "{other}"]')
+        snap.repos.configure(two)
+        assert snap.tag("v0.1.0").returncode == 0
+        dumps = [a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]
+        assert {a["database"] for a in dumps} == {snap.db, other}
+        # One of two databases missing: the snapshot fails and neither dump stays behind.
+        snap.repos.configure(two.replace(f'"{other}"', '"no_such_database"'))
+        assert snap.tag("v0.2.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+        proc = snap.cli("snapshot", "v0.2.0")
+        assert proc.returncode == 3 and "no_such_database" in proc.stderr, proc.stderr
+        assert [k for k in snap.raw_keys("db-backups/") if "/v0.2.0_" in f"/{k[11:]}"] == []
+    finally:
+        snap.pg.drop_db(other)

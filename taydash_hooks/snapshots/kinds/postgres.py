@@ -26,6 +26,8 @@ from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
 from taydash_hooks.store import Store, Written
 
+DUMPS_AT_ONCE = 2
+
 # A database name we create: never something libpq would read as a conninfo
 # string or URI (`dbname=prod`, `postgresql://...`).
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
@@ -202,9 +204,44 @@ class Postgres:
         plan = compression_plan(pcfg)
         # The key says what the bytes are: .dump (pg_restore reads it), .zst, .gpg.
         suffix = (".zst" if plan[1] else "") + (".gpg" if encrypt_to else "")
-        for db in pcfg.databases:
-            key = dump_key(job.tag, job.ts, db, several) + suffix
-            yield dump(pcfg, db, job.store, key, job.timeout, encrypt_to, plan)
+        todo = [(db, dump_key(job.tag, job.ts, db, several) + suffix) for db in pcfg.databases]
+        if len(todo) == 1:
+            yield dump(pcfg, todo[0][0], job.store, todo[0][1], job.timeout, encrypt_to, plan)
+            return
+        yield from self._dump_side_by_side(pcfg, job, todo, encrypt_to, plan)
+
+    def _dump_side_by_side(self, pcfg: PostgresConfig, job: TakeJob, todo: list[tuple[str, str]],
+                           encrypt_to: tuple[str, ...],
+                           plan: tuple[list[str], str]) -> Iterator[Artifact]:
+        """Several databases, two dumps at a time (two cores: more would only queue).
+
+        When one fails, the dumps not started are cancelled, the running ones finish, and
+        whatever they stored is removed here (it was never handed over to be rolled back).
+        """
+        from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+
+        pool = ThreadPoolExecutor(max_workers=DUMPS_AT_ONCE, thread_name_prefix="taydash-pg")
+        futures = [pool.submit(dump, pcfg, db, job.store, key, job.timeout, encrypt_to, plan)
+                   for db, key in todo]
+        handed = set()
+        try:
+            for future in as_completed(futures):
+                art = future.result()
+                handed.add(future)
+                yield art
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            wait(futures, timeout=job.timeout)
+            for future in futures:
+                if future in handed or not future.done() or future.cancelled():
+                    continue
+                if future.exception() is None:
+                    with contextlib.suppress(Exception):
+                        self.remove(job.store, future.result())
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         checked = check_object(store, art)
