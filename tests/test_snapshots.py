@@ -267,7 +267,7 @@ def test_s3_server_gone_mid_upload_then_rerun(repos: Repos, postgres: services.P
     env = {**os.environ, **s3.env()}
     snap = Snap(repos, postgres, vm, f"s3://{bucket}/b", None, env)
     try:
-        # Random text: a dump past one 16 MiB part, so a multipart upload is open when cut.
+        # Random text: a dump past one 8 MiB part, so a multipart upload is open when cut.
         postgres.psql("CREATE TABLE bulk AS SELECT g, md5(random()::text) || md5(random()::text) "
                       "|| md5(random()::text) || md5(random()::text) AS pad "
                       "FROM generate_series(1, 500000) g", db=snap.db)

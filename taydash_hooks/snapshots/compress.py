@@ -53,7 +53,9 @@ class ZstdStream:
             while not self._stop.is_set():
                 raw = self.source.read(CHUNK)
                 if not raw:
-                    self._put(self._compressor.flush())
+                    tail = self._compressor.flush()
+                    if tail:  # an empty chunk would read as the end
+                        self._put(tail)
                     break
                 out = self._compressor.compress(raw)
                 if out and not self._put(out):
@@ -63,17 +65,20 @@ class ZstdStream:
             self._put(exc)
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buffer) < n:
+        # Whole compressed chunks are handed out as they are (no copying into one growing
+        # buffer): a caller that wants n bytes gets at most n, perhaps fewer, never none
+        # before the end.
+        if not self._buffer:
             item = self._queue.get()
             if item is _DONE:
                 self._queue.put(_DONE)  # every later read sees the end too
-                break
+                return b""
             if isinstance(item, BaseException):
                 self._queue.put(item)
                 raise item
             assert isinstance(item, bytes)
-            self._buffer += item
-        if n < 0:
+            self._buffer = item
+        if n < 0 or n >= len(self._buffer):
             data, self._buffer = self._buffer, b""
         else:
             data, self._buffer = self._buffer[:n], self._buffer[n:]

@@ -24,7 +24,15 @@ from taydash_hooks.store.base import (
     from_attempt,
 )
 
-PART_SIZE = 16 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
+PART_SIZE = 8 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
+# S3 allows 10,000 parts: the part size doubles every PARTS_PER_STEP parts, so memory stays at
+# 8 MiB a part for dumps up to 16 GiB and an object can still reach about 500 GiB.
+PARTS_PER_STEP = 2000
+
+
+def part_size(number: int) -> int:
+    """The size of part ``number`` (1-based)."""
+    return PART_SIZE << min((number - 1) // PARTS_PER_STEP, 4)
 UPLOADERS = 2  # parts uploaded at once
 QUEUED = 1  # parts read ahead and waiting: reading stops (and pg_dump blocks) beyond this
 
@@ -45,11 +53,11 @@ def credentials(env: Mapping[str, str] | None = None) -> tuple[str, str]:
     raise environment(f"no S3 credentials found; set one of {names}.")
 
 
-def _read_part(reader: Any) -> bytes:
-    """Up to PART_SIZE bytes (fewer only at the end of the stream)."""
+def _read_part(reader: Any, want: int = PART_SIZE) -> bytes:
+    """Up to ``want`` bytes (fewer only at the end of the stream)."""
     chunks, size = [], 0
-    while size < PART_SIZE:
-        chunk = reader.read(min(PART_SIZE - size, 4 * 1024 * 1024))
+    while size < want:
+        chunk = reader.read(min(want - size, 4 * 1024 * 1024))
         if not chunk:
             break
         chunks.append(chunk)
@@ -261,7 +269,7 @@ class S3Store:
                 number, data = 1, first
                 while data and not errors:
                     todo.put((number, data))
-                    number, data = number + 1, _read_part(reader)
+                    number, data = number + 1, _read_part(reader, part_size(number + 1))
             finally:
                 for _ in workers:
                     todo.put(None)

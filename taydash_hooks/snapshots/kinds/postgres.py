@@ -7,6 +7,7 @@ Passwords come from libpq (.pgpass, PGPASSFILE, PGPASSWORD), never argv.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 import subprocess
@@ -44,8 +45,14 @@ def settings(cfg: Config) -> PostgresConfig:
 
 
 def tool_version(cfg: PostgresConfig, tool: str = "pg_dump") -> str:
+    """``pg_dump --version`` (through the exec prefix), asked once per process."""
+    return _version(tuple(cfg.exec), tool)
+
+
+@functools.lru_cache(maxsize=8)
+def _version(prefix: tuple[str, ...], tool: str) -> str:
     try:
-        return process.run([*cfg.exec, tool, "--version"], timeout=30).out.strip()
+        return process.run([*prefix, tool, "--version"], timeout=30).out.strip()
     except (process.Timeout, Exception):
         return "unknown"
 
