@@ -33,13 +33,7 @@ def test_zstd_by_default_restores_and_verifies_deep(snap: Snap, tmp_path: Path) 
     plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored)).read()
     assert _readable_by_pg_restore(plain, tmp_path)
     assert snap.cli("backups", "verify", "v0.1.0", "--deep").returncode == 0
-    target = f"{snap.db}_zst"
-    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
-    try:
-        assert proc.returncode == 0, proc.stderr
-        assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
-    finally:
-        snap.pg.drop_db(target)
+    snap.restores_all_rows("v0.1.0", "zst")
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
@@ -59,13 +53,7 @@ def test_compressed_and_encrypted_round_trip(snap: Snap) -> None:
     art = snap.artifact("v0.1.0", "postgres")
     assert str(art["key"]).endswith(".dump.zst.gpg")
     assert snap.cli("backups", "verify", "v0.1.0", "--deep").returncode == 0
-    target = f"{snap.db}_zstgpg"
-    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
-    try:
-        assert proc.returncode == 0, proc.stderr
-        assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
-    finally:
-        snap.pg.drop_db(target)
+    snap.restores_all_rows("v0.1.0", "zstgpg")
 
 
 def test_a_corrupt_zstd_stream_is_refused_by_restore(snap: Snap) -> None:

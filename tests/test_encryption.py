@@ -49,13 +49,7 @@ def test_dumps_are_encrypted_while_they_stream(snap: Snap, tmp_path: Path) -> No
     assert snap.cli("backups", "verify", "v0.1.0", env=no_secret).returncode == 0
     deep = snap.cli("backups", "verify", "v0.1.0", "--deep")
     assert deep.returncode == 0, deep.stdout + deep.stderr
-    target = f"{snap.db}_decrypted"
-    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
-    try:
-        assert proc.returncode == 0, proc.stderr
-        assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
-    finally:
-        snap.pg.drop_db(target)
+    snap.restores_all_rows("v0.1.0", "decrypted")
 
 
 def test_a_missing_secret_key_is_one_sentence_and_exit_3(snap: Snap, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,23 +57,22 @@ def encrypting(producer: subprocess.Popen[bytes], producer_stream: process.Produ
 
 
 @contextlib.contextmanager
-def encrypting_stream(source: Any, recipients: tuple[str, ...],
-                      timeout: float) -> Iterator[process.ProducerStream]:
-    """Like :func:`encrypting`, for a Python stream (the zstd compressor): a thread feeds gpg.
+def encrypting_writer(write: Callable[[IO[bytes]], None], recipients: tuple[str, ...],
+                      timeout: float, what: str = "the source") -> Iterator[process.ProducerStream]:
+    """gpg's encrypted output of whatever ``write`` writes into it (on a thread).
 
-    The stream ends well only when the source ended well and gpg exited 0.
+    The stream ends well only when ``write`` returned and gpg exited 0: a failure on either
+    side is a failed stream, never a complete object.
     """
     failures: list[BaseException] = []
     with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
             process.popen(encrypt_argv(recipients), stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=err) as gpg:
-        assert gpg.stdin is not None
 
         def feed() -> None:
             assert gpg.stdin is not None
             try:
-                while chunk := source.read(CHUNK):
-                    gpg.stdin.write(chunk)
+                write(gpg.stdin)
             except BaseException as exc:
                 failures.append(exc)
             finally:
@@ -83,16 +82,27 @@ def encrypting_stream(source: Any, recipients: tuple[str, ...],
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
 
-        def source_ok() -> str | None:
+        def written() -> str | None:
             feeder.join()
-            return str(failures[0]) if failures else None
+            return f"{what} failed ({failures[0]})" if failures else None
 
-        stream = process.ProducerStream(gpg, "gpg --encrypt", timeout, err.name, at_eof=source_ok)
+        stream = process.ProducerStream(gpg, "gpg --encrypt", timeout, err.name, at_eof=written)
         try:
             yield stream
         finally:
             stream.close()
             feeder.join(timeout=5)
+
+
+def encrypting_stream(source: Any, recipients: tuple[str, ...],
+                      timeout: float) -> contextlib.AbstractContextManager[process.ProducerStream]:
+    """Like :func:`encrypting`, for a Python stream (the zstd compressor)."""
+
+    def copy(out: IO[bytes]) -> None:
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+
+    return encrypting_writer(copy, recipients, timeout, "the dump")
 
 
 @contextlib.contextmanager

@@ -91,3 +91,13 @@ class Snap:
 
     def artifact(self, tag: str, kind: str) -> dict[str, object]:
         return next(a for a in self.manifest(tag)["artifacts"] if a["kind"] == kind)  # type: ignore[attr-defined, no-any-return]
+
+    def restores_all_rows(self, tag: str, suffix: str) -> None:
+        """`restore db TAG` into a new database brings back all 500 rows (dropped after)."""
+        target = f"{self.db}_{suffix}"
+        proc = self.cli("restore", "db", tag, "--target-db", target)
+        try:
+            assert proc.returncode == 0, proc.stderr
+            assert self.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
+        finally:
+            self.pg.drop_db(target)

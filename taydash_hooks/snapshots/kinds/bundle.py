@@ -6,18 +6,18 @@ the bundle is never written unencrypted, not even to a temp file.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import tarfile
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, ConfigBundleConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
+from taydash_hooks.snapshots.crypt import encrypting_writer
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
@@ -36,33 +36,13 @@ def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
     missing = [p for p, path in sources if not path.exists()]
     if missing:
         raise usage(f"[snapshots.config] path {missing[0]!r} does not exist.")
-    recipients = [arg for r in bcfg.recipients for arg in ("--recipient", r)]
-    argv = [gpg_program(), "--batch", "--no-tty", "--trust-model", "always", "--encrypt", *recipients,
-            "--output", "-"]
-    failures: list[BaseException] = []
-    with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
-            process.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err) as proc:
+    def pack(out: IO[bytes]) -> None:
+        with tarfile.open(fileobj=out, mode="w|gz") as tar:
+            for name, path in sources:
+                tar.add(path, arcname=name.strip("/"))
 
-        def feed() -> None:
-            assert proc.stdin is not None
-            try:
-                with tarfile.open(fileobj=proc.stdin, mode="w|gz") as tar:
-                    for name, path in sources:
-                        tar.add(path, arcname=name.strip("/"))
-            except BaseException as exc:
-                failures.append(exc)
-            finally:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
-
-        def tar_ok() -> str | None:
-            feeder.join()
-            return f"packing the config bundle failed ({failures[0]})" if failures else None
-
-        stream = process.ProducerStream(proc, "gpg --encrypt", timeout, err.name, at_eof=tar_ok)
+    with encrypting_writer(pack, tuple(bcfg.recipients), timeout,
+                           "packing the config bundle") as stream:
         try:
             written = store.put_stream(key, stream)  # type: ignore[arg-type]
         except BaseException as exc:
@@ -70,8 +50,6 @@ def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
             if isinstance(cause, process.ProducerFailed):
                 raise environment(f"config bundle failed: {cause}.") from None
             raise
-        finally:
-            stream.close()
     say(f"  config: {len(sources)} path(s), {written.size} bytes encrypted -> {key}")
     return Artifact("config", key, written.size, written.sha256, written.version_id,
                     paths=tuple(bcfg.paths), recipients=tuple(bcfg.recipients))
