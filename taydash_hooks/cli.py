@@ -356,16 +356,20 @@ def restore() -> None:
 @click.argument("tag")
 @click.option("--target-db", required=True, help="Database to create (must not exist).")
 @click.option("--database", help="Which configured database's dump (when there are several).")
+@click.option("--host", help="Restore onto this PostgreSQL server (default: the configured host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Its port (default: the configured port).")
+@click.option("--user", help="Connect as this role (default: the configured user).")
 @common
-def restore_db(tag: str, target_db: str, database: str | None) -> int:
+def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
+               port: int | None, user: str | None) -> int:
     """Verify the dump's checksum, create TARGET_DB and pg_restore into it.
 
-    Example: taydash restore db v1.2.0 --target-db app_restored
+    Example: taydash restore db v1.2.0 --target-db app --host replacement.internal --port 5432
     """
     state = _setup()
     from taydash_hooks.commands import restore as core
 
-    return core.restore(state.dir, tag, "postgres", target_db, database)
+    return core.restore(state.dir, tag, "postgres", target_db, database, (host, port, user))
 
 
 @restore.command("vm")

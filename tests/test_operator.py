@@ -123,3 +123,20 @@ def test_plain_http_against_a_tls_endpoint_names_the_likely_cause(repos: Repos,
         assert "if it expects TLS, set secure = true" in proc.stderr, proc.stderr
     finally:
         server.shutdown()
+
+
+def test_restore_db_onto_another_server(snap: Snap) -> None:
+    from testing import services
+
+    assert snap.tag("v0.1.0").returncode == 0
+    with services.postgres_cluster() as other:
+        target = "replacement"
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--host", other.host,
+                        "--port", str(other.port), "--user", other.user)
+        assert proc.returncode == 0, proc.stderr
+        assert other.psql("SELECT count(*) FROM readings", db=target) == "500"
+        assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+        # The existing-database refusal asks the server restored onto.
+        again = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--host", other.host,
+                         "--port", str(other.port))
+        assert again.returncode == 1 and "already exists" in again.stderr

@@ -25,11 +25,17 @@ def _one(doc: Manifest, kind: str, database: str | None = None) -> Artifact:
     return arts[0]
 
 
-def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = None) -> int:
-    """Restore the ``kind`` artifact of ``tag`` into ``target`` (a database name or a folder)."""
+def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = None,
+            server: tuple[str | None, int | None, str | None] = (None, None, None)) -> int:
+    """Restore the ``kind`` artifact of ``tag`` into ``target`` (a database name or a folder);
+    ``server`` (host, port, user) restores a database onto another PostgreSQL server."""
     from taydash_hooks.commands.backups import open_repo_store
 
     repo, cfg, store = open_repo_store(cwd)
+    if any(server):
+        from taydash_hooks.snapshots.kinds.postgres import on_server
+
+        cfg = on_server(cfg, *server)
     art = _one(require_bound(repo, store, tag), kind, database)
     say(kinds.get(kind).restore(cfg, store, art, target))
     return Exit.OK

@@ -39,6 +39,20 @@ def _conn(cfg: PostgresConfig) -> list[str]:
     return ["-h", cfg.host, "-p", str(cfg.port), "-U", cfg.user, "--no-password"]
 
 
+def on_server(cfg: Config, host: str | None, port: int | None, user: str | None) -> Config:
+    """``cfg`` with another PostgreSQL server to restore onto (a scratch or replacement one);
+    what is not given stays as configured."""
+    import dataclasses
+
+    from taydash_hooks.config import SnapshotsConfig
+
+    pcfg = settings(cfg)
+    pcfg = dataclasses.replace(pcfg, host=host or pcfg.host, port=port or pcfg.port,
+                               user=user or pcfg.user)
+    snaps = cfg.snapshots or SnapshotsConfig()
+    return dataclasses.replace(cfg, snapshots=dataclasses.replace(snaps, postgres=pcfg))
+
+
 def settings(cfg: Config) -> PostgresConfig:
     """``[snapshots.postgres]``, or its defaults when the table is absent (restoring elsewhere)."""
     return (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
