@@ -53,17 +53,16 @@ def _crash_dir() -> Path:
 
 def write_crash_log(text: str) -> Path | None:
     """Write a traceback to a new 0600 file under the state dir; its path, or None."""
-    try:
-        folder = _crash_dir()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        import time
+    import time
 
-        path = folder / f"crash-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}-{os.getpid()}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"taydash {' '.join(sys.argv[1:2])} crashed\n{text}")
+    from taydash_hooks.statefiles import write_private
+
+    try:
+        path = _crash_dir() / (f"crash-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}-"
+                               f"{os.getpid()}.log")
+        write_private(path, f"taydash {' '.join(sys.argv[1:2])} crashed\n{text}".encode())
         return path
-    except OSError:
+    except (OSError, TaydashError):
         return None
 
 

@@ -23,7 +23,6 @@ from taydash_hooks.output import line
 from taydash_hooks.remote import Upstream, ls_remote, upstream
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.manifest import Manifest
-from taydash_hooks.store import Store
 from taydash_hooks.tags.naming import naming_problem
 
 Confirm = Callable[[str], bool]
@@ -84,7 +83,7 @@ def _validate_head(repo: git.Repo, cfg: Config) -> None:
 
 def _create_tag(repo: git.Repo, tag: str, message: str) -> str:
     # The hooks run here: the policy at creation, then (foreground) the snapshots.
-    from taydash_hooks.snapshots.take import snapshot_timeout
+    from taydash_hooks.snapshots.kinds.base import snapshot_timeout
 
     # The policy still runs at creation; the snapshot is ours to take once, next step
     # (not also by the tag's hook: one pg_dump per tag, even when it fails).
@@ -150,19 +149,12 @@ def _delete_tag(root: Path, tag: str) -> None:
 def _remove_own_backup(repo: git.Repo, cfg: Config, tag: str) -> None:
     if cfg.snapshots is not None:
         from taydash_hooks.snapshots.location import open_store
+        from taydash_hooks.snapshots.retention import delete
 
-        _remove_backup(open_store(repo, cfg), tag)
-
-
-def _remove_backup(store: Store, tag: str) -> None:
-    from taydash_hooks.snapshots.take import remove_artifact
-
-    doc = manifest.load(store, tag)
-    if doc is None:
-        return
-    store.delete(manifest.key(tag))  # the manifest first: without it the rest is no backup
-    for art in doc.artifacts:
-        remove_artifact(store, art)
+        store = open_store(repo, cfg)
+        doc = manifest.load(store, tag)
+        if doc is not None:
+            delete(store, doc)  # manifest first: from then on it is no backup
 
 
 @dataclass(frozen=True)

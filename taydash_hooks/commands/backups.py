@@ -30,7 +30,7 @@ def list_backups(cwd: Path, as_json: bool) -> int:
     from taydash_hooks.tags.naming import version_key
 
     _, _, store = open_repo_store(cwd)
-    docs = [manifest.require(store, t) for t in sorted(manifest.all_tags(store), key=version_key)]
+    docs = sorted(manifest.load_all(store), key=lambda d: version_key(d.tag))
     if as_json:
         emit_json([{"tag": d.tag, "created": d.created, "commit": d.commit,
                     "artifacts": len(d.artifacts), "size": sum(a.size for a in d.artifacts)}

@@ -7,7 +7,7 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.commands.check_tags import release_tags
-from taydash_hooks.commands.verify import COLUMNS, remote_name, verify_tag
+from taydash_hooks.commands.verify import columns, remote_name, verify_tag
 from taydash_hooks.errors import Exit, refused
 from taydash_hooks.output import emit_json, out
 
@@ -25,10 +25,11 @@ def drill(cwd: Path, last: int, as_json: bool) -> int:
         emit_json({"ok": all(r.ok for r in reports), "tags": [r.as_dict() for r in reports]})
     else:
         width = max(len(t) for t in [*tags, "tag"])
-        out(f"{'tag':<{width}}  " + "  ".join(f"{c:<10}" for c in COLUMNS) + "  duration")
+        names = columns()
+        out(f"{'tag':<{width}}  " + "  ".join(f"{c:<10}" for c in names) + "  duration")
         for r in reports:
             cells = []
-            for name in COLUMNS:
+            for name in names:
                 c = r.get(name)
                 cells.append(f"{c.cell() if c else 'n/a':<10}")
             out(f"{r.tag:<{width}}  " + "  ".join(cells) + f"  {r.seconds:.1f} s")

@@ -21,10 +21,6 @@ from taydash_hooks.store import Store
 from taydash_hooks.tags.naming import version_key
 
 
-def _docs(store: Store) -> list[Manifest]:
-    return [manifest.require(store, t) for t in manifest.all_tags(store)]
-
-
 def _table(title: str, rows: list[Decision], with_reasons: bool) -> None:
     if not rows:
         return
@@ -70,7 +66,7 @@ def prune(cwd: Path, policy: Policy, dry_run: bool) -> int:
                     "but the newest release).")
     if not dry_run:
         _finish(store)
-    decisions = plan(_docs(store), policy)
+    decisions = plan(manifest.load_all(store), policy)
     keep = [d for d in decisions if d.keep]
     remove = [d for d in decisions if not d.keep]
     _table("keep", keep, True)

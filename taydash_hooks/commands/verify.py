@@ -24,6 +24,7 @@ from taydash_hooks.errors import Exit, TaydashError, refused
 from taydash_hooks.output import FAIL, NOT_APPLICABLE, PASS, emit_json, mark, out
 from taydash_hooks.remote import ls_remote, upstream
 from taydash_hooks.snapshots import kinds, manifest
+from taydash_hooks.snapshots.kinds import SnapshotKind
 from taydash_hooks.snapshots.manifest import Manifest
 
 
@@ -153,28 +154,28 @@ def verify_tag(repo: git.Repo, cfg: Config, remote: str, tag: str,
         arts, doc = _artifacts_check(repo, cfg, tag)
         report.checks.append(arts)
         if restores:
-            for kind in DRILLED:
-                report.checks.append(_guard(COLUMN_OF[kind],
-                                            lambda k=kind: _restore_check(repo, cfg, doc, k, tmp)))
+            for kind in _drilled():
+                column = kind.drill_column
+                assert column is not None
+                report.checks.append(_guard(column, lambda k=kind, c=column:
+                                            _restore_check(repo, cfg, doc, k, c, tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report.seconds = time.monotonic() - start
     return report
 
 
-def _restore_check(repo: git.Repo, cfg: Config, doc: Manifest | None, kind: str,
-                   tmp: Path) -> Check:
-    """A real restore of every ``kind`` artifact into scratch space (removed afterwards)."""
-    name = COLUMN_OF[kind]
-    arts = doc.of_kind(kind) if doc else []
-    plugin = kinds.get(kind)
-    if not arts or not plugin.configured(cfg):
-        return Check(name, None, f"no {kind} artifact in this backup")
+def _restore_check(repo: git.Repo, cfg: Config, doc: Manifest | None, kind: SnapshotKind,
+                   column: str, tmp: Path) -> Check:
+    """A real restore of every artifact of ``kind`` into scratch space (removed afterwards)."""
+    arts = doc.of_kind(kind.name) if doc else []
+    if not arts or not kind.configured(cfg):
+        return Check(column, None, f"no {kind.name} artifact in this backup")
     from taydash_hooks.snapshots.location import open_store
 
     store = open_store(repo, cfg)
-    done = [plugin.drill(cfg, store, art, tmp / f"{kind}-{i}") for i, art in enumerate(arts)]
-    return Check(name, True, "; ".join(done))
+    done = [kind.drill(cfg, store, art, tmp / f"{kind.name}-{i}") for i, art in enumerate(arts)]
+    return Check(column, True, "; ".join(done))
 
 
 def remote_name(repo: git.Repo) -> str:
@@ -200,8 +201,12 @@ def verify(cwd: Path, tag: str, as_json: bool) -> int:
     return Exit.OK if report.ok else Exit.REFUSED
 
 
-# The kinds a drill restores for real, and their column in the table.
-COLUMN_OF = {"postgres": "db restore", "victoriametrics": "vm restore", "config": "config restore"}
-DRILLED = ("postgres", "victoriametrics")
-# Every check that decides the row is a column: a FAIL shows where it is, not only in a footnote.
-COLUMNS = ("remote", "signature", "clone", "validate", "artifacts", *(COLUMN_OF[k] for k in DRILLED))
+def _drilled() -> list[SnapshotKind]:
+    """The kinds a drill restores for real (each says its column)."""
+    return [k for k in kinds.registry().values() if k.drill_column]
+
+
+def columns() -> tuple[str, ...]:
+    """The drill table: every check that decides a row is a column, so a FAIL shows where."""
+    return ("remote", "signature", "clone", "validate", "artifacts",
+            *(k.drill_column for k in _drilled() if k.drill_column))

@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from taydash_hooks.hooks.fast_path import tree_key
 from taydash_hooks.statefiles import read_private, write_private
 
 VERSION = 3
@@ -29,8 +30,8 @@ def profile(commands: tuple[str, ...], isolate: bool, timeout: float) -> str:
 
 
 def key(prof: str, tree: str) -> str:
-    """The cache key: the verdict profile and the tree id (the fast path computes the same)."""
-    return hashlib.sha256(f"{prof} {tree}".encode()).hexdigest()
+    """The cache key: the verdict profile and the tree id (one definition, the fast path's)."""
+    return tree_key(prof, tree)
 
 
 class ValidateCache:

@@ -126,7 +126,7 @@ def try_cached(stdin: bytes) -> int | None:
 
 
 def tree_key(prof: str, tree: str) -> str:
-    """The validation cache's key for a tree (the same as :func:`gate.cache.key`)."""
+    """The validation cache's key for a tree (:func:`gate.cache.key` is this one)."""
     import hashlib
 
     return hashlib.sha256(f"{prof} {tree}".encode()).hexdigest()

@@ -38,16 +38,7 @@ def binding_problem(repo: git.Repo, doc: Manifest, tag: str) -> str | None:
 
 def require_bound(repo: git.Repo, store: Store, tag: str) -> Manifest:
     """The manifest of ``tag``, refused (exit 1) unless it belongs to this repository's ``tag``."""
-    return _bound(repo, manifest.require(store, tag), tag)
-
-
-def load_bound(repo: git.Repo, store: Store, tag: str) -> Manifest | None:
-    """Like :func:`require_bound`, but None when there is no manifest at all."""
-    doc = manifest.load(store, tag)
-    return None if doc is None else _bound(repo, doc, tag)
-
-
-def _bound(repo: git.Repo, doc: Manifest, tag: str) -> Manifest:
+    doc = manifest.require(store, tag)
     problem = binding_problem(repo, doc, tag)
     if problem:
         raise refused(f"refusing the backup of {tag}: {problem}.")
@@ -72,13 +63,14 @@ def next_free_name(repo: git.Repo, store: Store, tag: str) -> str | None:
     return None
 
 
-def name_taken(repo: git.Repo, store: Store, tag: str, tag_object: str) -> str | None:
-    """Why ``tag`` may not name ``tag_object``: a backup already holds the name; or None.
+def name_taken(repo: git.Repo, store: Store, tag: str, doc: Manifest | None,
+               tag_object: str) -> str | None:
+    """Why ``tag`` may not name ``tag_object`` when ``doc`` is the store's manifest of that
+    name: a backup already holds it; or None (no manifest, or the same tag object).
 
     Backed-up names are never reused: a manifest stays bound to the tag object
     it was taken for, so a re-created tag would otherwise pass as backed up.
     """
-    doc = manifest.load(store, tag)
     if doc is None or doc.tag_object == tag_object:
         return None
     suggestion = next_free_name(repo, store, tag)

@@ -30,33 +30,6 @@ def encrypt_argv(recipients: tuple[str, ...]) -> list[str]:
 
 
 @contextlib.contextmanager
-def encrypting(producer: subprocess.Popen[bytes], producer_stream: process.ProducerStream,
-               recipients: tuple[str, ...], timeout: float) -> Iterator[process.ProducerStream]:
-    """A stream of ``producer``'s output encrypted to ``recipients``.
-
-    At its end both processes must have exited 0: a pg_dump that failed behind gpg is a
-    failed stream, never a complete (encrypted) dump.
-    """
-    assert producer.stdout is not None
-    with tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
-            process.popen(encrypt_argv(recipients), stdin=producer.stdout, stdout=subprocess.PIPE,
-                          stderr=err) as gpg:
-        producer.stdout.close()  # gpg holds the pipe now: pg_dump sees it close if gpg dies
-
-        def producer_ok() -> str | None:
-            rc = producer.wait()
-            return None if rc == 0 and not producer_stream.timed_out \
-                else producer_stream.failure(rc)
-
-        stream = process.ProducerStream(gpg, "gpg --encrypt", timeout, err.name,
-                                        at_eof=producer_ok)
-        try:
-            yield stream
-        finally:
-            stream.close()
-
-
-@contextlib.contextmanager
 def encrypting_writer(write: Callable[[IO[bytes]], None], recipients: tuple[str, ...],
                       timeout: float, what: str = "the source") -> Iterator[process.ProducerStream]:
     """gpg's encrypted output of whatever ``write`` writes into it (on a thread).
@@ -84,7 +57,11 @@ def encrypting_writer(write: Callable[[IO[bytes]], None], recipients: tuple[str,
 
         def written() -> str | None:
             feeder.join()
-            return f"{what} failed ({failures[0]})" if failures else None
+            if not failures:
+                return None
+            if isinstance(failures[0], process.ProducerFailed):
+                return str(failures[0])  # "pg_dump exited 1: ...", said as it is
+            return f"{what} failed ({failures[0]})"
 
         stream = process.ProducerStream(gpg, "gpg --encrypt", timeout, err.name, at_eof=written)
         try:
@@ -96,7 +73,7 @@ def encrypting_writer(write: Callable[[IO[bytes]], None], recipients: tuple[str,
 
 def encrypting_stream(source: Any, recipients: tuple[str, ...],
                       timeout: float) -> contextlib.AbstractContextManager[process.ProducerStream]:
-    """Like :func:`encrypting`, for a Python stream (the zstd compressor)."""
+    """``source`` (a producer's stream, or the zstd compressor over it) encrypted by gpg."""
 
     def copy(out: IO[bytes]) -> None:
         while chunk := source.read(CHUNK):

@@ -29,11 +29,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def tag_id(tag: str) -> str:
+    """A short, file-name-safe id of a tag for state files (locks, run journals)."""
+    return hashlib.sha256(tag.encode()).hexdigest()[:16]
+
+
 @contextlib.contextmanager
 def tag_lock(state_dir: Path, tag: str, wait: float = 3600.0) -> Iterator[None]:
     """Hold the snapshot lock of ``tag``; wait for another holder up to ``wait`` seconds."""
     folder = private_dir(state_dir / "locks")
-    path = folder / f"snapshot-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.lock"
+    path = folder / f"snapshot-{tag_id(tag)}.lock"
     fd = open_private(path, os.O_RDWR | os.O_CREAT)
     try:
         try:

@@ -235,6 +235,11 @@ def require(store: Store, tag: str) -> Manifest:
     return doc
 
 
+def load_all(store: Store) -> list[Manifest]:
+    """Every manifest in the store, in tag order."""
+    return [require(store, t) for t in all_tags(store)]
+
+
 def all_tags(store: Store) -> list[str]:
     """Tags that have a manifest."""
     return sorted(k[len("manifests/"):-len(".json")] for k in store.keys("manifests/")

@@ -125,7 +125,7 @@ def delete(store: Store, doc: Manifest) -> None:
 
 def _remove_artifacts(store: Store, doc: Manifest) -> None:
     for art in doc.artifacts:
-        kinds.get(art.kind).remove(store, art)
+        kinds.remove(store, art)
 
 
 def finish_interrupted(store: Store) -> list[str]:

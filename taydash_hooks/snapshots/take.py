@@ -7,7 +7,6 @@ leaves no manifest (and the artifacts of the failed attempt are removed).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -22,12 +21,10 @@ from taydash_hooks.errors import refused, usage
 from taydash_hooks.output import line, plural, say, warn
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.kinds.base import TakeJob, snapshot_timeout
-
-__all__ = ["remove_artifact", "snapshot_timeout", "tag_facts", "take", "timestamp"]
 from taydash_hooks.snapshots.location import open_store
-from taydash_hooks.snapshots.lock import tag_lock
+from taydash_hooks.snapshots.lock import tag_id, tag_lock
 from taydash_hooks.snapshots.manifest import Artifact, Manifest
-from taydash_hooks.statefiles import private_dir
+from taydash_hooks.statefiles import read_private, write_private
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import KeyTaken, from_attempt
 
@@ -126,7 +123,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             # Without a manifest these are not a backup; do not leave orphans behind.
             for art in artifacts:
                 with contextlib.suppress(Exception, KeyboardInterrupt):
-                    kinds.get(art.kind).remove(store, art)
+                    kinds.remove(store, art)
             # The journal stays: an upload the store could not abort now (the server
             # went away) is cleaned by the next run of this tag here.
             raise
@@ -194,10 +191,9 @@ def _take_all(cfg: Config, names: list[str], job: TakeJob, tools: dict[str, str]
     pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="taydash-kind")
     futures = [pool.submit(one, name) for name in names]
     try:
+        # Returns at the first failure, or when all are done; result() raises that failure.
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
-            future.result()  # the first failure, raised here
-        for future in futures:
             future.result()
     except BaseException:
         process.kill_all()  # what the other kinds are blocked on ends now
@@ -253,11 +249,8 @@ def _runs_dir(repo: git.Repo) -> Path:
 
 def _journal(repo: git.Repo, tag: str, stamp: str) -> Path:
     """Record that this run may leave objects under its keys, until it ends one way or another."""
-    folder = private_dir(_runs_dir(repo))
-    path = folder / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}-{stamp}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"tag": tag, "stamp": stamp, "pid": os.getpid()}, fh)
+    path = _runs_dir(repo) / f"{tag_id(tag)}-{stamp}.json"
+    write_private(path, json.dumps({"tag": tag, "stamp": stamp, "pid": os.getpid()}).encode())
     return path
 
 
@@ -275,10 +268,9 @@ def _clean_dead_runs(repo: git.Repo, store: Store, tag: str) -> None:
     folder = _runs_dir(repo)
     if not folder.is_dir():
         return
-    prefix = hashlib.sha256(tag.encode()).hexdigest()[:16] + "-"
-    for path in sorted(folder.glob(f"{prefix}*.json")):
+    for path in sorted(folder.glob(f"{tag_id(tag)}-*.json")):
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(read_private(path))
             stamp = str(doc["stamp"])
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
@@ -295,7 +287,3 @@ def _clean_dead_runs(repo: git.Repo, store: Store, tag: str) -> None:
             say(f"removed {removed} leftover(s) of an interrupted snapshot of {tag} (run {stamp})")
         path.unlink(missing_ok=True)
 
-
-def remove_artifact(store: Store, art: Artifact) -> None:
-    """Delete one artifact of a backup that has (or will have) no manifest."""
-    kinds.get(art.kind).remove(store, art)

@@ -84,8 +84,9 @@ def names_free_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, st
 
     try:
         store = open_store(repo, cfg)
-        problems = [p for _, new, ref in rows
-                    if (p := name_taken(repo, store, ref[len("refs/tags/"):], new))]
+        names = [(ref[len("refs/tags/"):], new) for _, new, ref in rows]
+        problems = [p for tag, new in names
+                    if (p := name_taken(repo, store, tag, manifest.load(store, tag), new))]
     except TaydashError as exc:
         # Offline: creating a tag stays possible; pre-push checks again and fails closed.
         say(f"{Word.WARNING}: could not check the store for backups of this name ({exc.message}).")
@@ -110,8 +111,9 @@ def on_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
     store = open_store(repo, cfg)
     for r in todo:
         tag = r.update.name
-        if manifest.load(store, tag) is not None:
-            taken = name_taken(repo, store, tag, r.update.local_oid)
+        doc = manifest.load(store, tag)
+        if doc is not None:
+            taken = name_taken(repo, store, tag, doc, r.update.local_oid)
             if taken:  # whatever on_push_missing says: this tag has no backup, another one does
                 r.add(Finding(Word.REFUSED, taken))
             continue

@@ -65,6 +65,23 @@ def _read_part(reader: Any, want: int = PART_SIZE) -> bytes:
     return b"".join(chunks)
 
 
+def _object_headers(retention: Any) -> dict[str, str | list[str] | tuple[str]]:
+    """The headers of every object we write (Object Lock retention when configured)."""
+    from minio.helpers import genheaders
+
+    headers: dict[str, str | list[str] | tuple[str]] = genheaders(None, None, None, retention, False)
+    headers["Content-Type"] = "application/octet-stream"
+    return headers
+
+
+def _md5(data: bytes) -> dict[str, str | list[str] | tuple[str]]:
+    """Content-MD5, which Object Lock requires on every object and part it protects."""
+    import base64
+    import hashlib
+
+    return {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}  # noqa: S324
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     found, seen = [], set()
     todo: list[BaseException | None] = [exc]
@@ -227,20 +244,12 @@ class S3Store:
         import threading
 
         from minio.datatypes import Part
-        from minio.helpers import genheaders
 
         retention = self._retention()
-        headers = genheaders(None, None, None, retention, False)
-        headers["Content-Type"] = "application/octet-stream"
+        headers = _object_headers(retention)
 
         def checksum(data: bytes) -> dict[str, str | list[str] | tuple[str]] | None:
-            # Object Lock requires Content-MD5 on every object and part it protects.
-            if retention is None:
-                return None
-            import base64
-            import hashlib
-
-            return {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}  # noqa: S324
+            return _md5(data) if retention is not None else None
 
         first = _read_part(reader)
         if len(first) < PART_SIZE:
@@ -296,18 +305,12 @@ class S3Store:
         self.ensure_bucket()
         name = self._key(key)
         retention = self._retention()
-        from minio.helpers import genheaders
-
-        headers = genheaders(None, None, None, retention, False)
-        headers["Content-Type"] = "application/octet-stream"
+        headers = _object_headers(retention)
         # Created only if absent (If-None-Match: *, honoured by S3, MinIO and moto): of two
         # runs writing the same manifest at once, exactly one wins and nothing is replaced.
         headers["If-None-Match"] = "*"
         if retention is not None:
-            import base64
-            import hashlib
-
-            headers["Content-MD5"] = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+            headers.update(_md5(data))
         try:
             result = self.client._put_object(self.bucket, name, data, headers)
         except S3Error as exc:

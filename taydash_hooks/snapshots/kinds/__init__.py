@@ -12,8 +12,10 @@ from __future__ import annotations
 import threading
 
 from taydash_hooks.snapshots.kinds.base import Checked, SnapshotKind, TakeJob
+from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.store import Store
 
-__all__ = ["Checked", "SnapshotKind", "TakeJob", "get", "register", "registry"]
+__all__ = ["Checked", "SnapshotKind", "TakeJob", "get", "register", "registry", "remove"]
 
 
 _REGISTRY: dict[str, SnapshotKind] = {}
@@ -45,6 +47,11 @@ def registry() -> dict[str, SnapshotKind]:
         if not _REGISTRY:
             _register_all()
     return _REGISTRY
+
+
+def remove(store: Store, art: Artifact) -> None:
+    """Delete the stored objects of one artifact, the way its kind stored them."""
+    get(art.kind).remove(store, art)
 
 
 def get(name: str) -> SnapshotKind:

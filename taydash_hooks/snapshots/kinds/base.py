@@ -48,9 +48,11 @@ class Checked:
 
 
 class SnapshotKind(Protocol):
-    """One kind of snapshot. ``name`` is its ``[snapshots.<name>]`` table."""
+    """One kind of snapshot. ``name`` is its ``[snapshots.<name>]`` table; ``drill_column`` the
+    drill table's column for its real restore (None: a drill does not restore it)."""
 
     name: str
+    drill_column: str | None
 
     def configured(self, cfg: Config) -> bool:
         """True when this kind has something to take under ``cfg``."""

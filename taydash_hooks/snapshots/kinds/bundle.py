@@ -89,6 +89,7 @@ class ConfigBundle:
     """The ``config`` kind: the configured paths as tar.gz, encrypted to the recipients."""
 
     name = "config"
+    drill_column: str | None = None
 
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.config and cfg.snapshots.config.paths)

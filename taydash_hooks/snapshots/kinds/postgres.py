@@ -21,7 +21,7 @@ from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe
-from taydash_hooks.snapshots.crypt import decrypting, encrypting, encrypting_stream
+from taydash_hooks.snapshots.crypt import decrypting, encrypting_stream
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
@@ -149,9 +149,7 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
             stack.callback(zstd.close)
             source = zstd
         if encrypt_to:
-            source = stack.enter_context(
-                encrypting_stream(source, encrypt_to, timeout) if compressed
-                else encrypting(proc, stream, encrypt_to, timeout))
+            source = stack.enter_context(encrypting_stream(source, encrypt_to, timeout))
         try:
             written: Written = store.put_stream(
                 key, Progress(source, f"postgres {database}"))  # type: ignore[arg-type]
@@ -228,6 +226,7 @@ class Postgres:
     """The ``postgres`` kind: one ``pg_dump -Fc`` per configured database."""
 
     name = "postgres"
+    drill_column: str | None = "db restore"
 
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.postgres)

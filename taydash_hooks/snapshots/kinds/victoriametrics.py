@@ -291,6 +291,7 @@ class VictoriaMetrics:
     """The ``victoriametrics`` kind: an HTTP snapshot, per-file hashes, vmbackup to a new prefix."""
 
     name = "victoriametrics"
+    drill_column: str | None = "vm restore"
 
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.victoriametrics)
