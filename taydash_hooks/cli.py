@@ -359,23 +359,26 @@ def restore() -> None:
 @click.option("--host", help="Restore onto this PostgreSQL server (default: the configured host).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Its port (default: the configured port).")
 @click.option("--user", help="Connect as this role (default: the configured user).")
+@click.option("--with-roles", is_flag=True,
+              help="First create the recorded roles the server lacks, and keep the owners.")
 @common
 def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
-               port: int | None, user: str | None) -> int:
+               port: int | None, user: str | None, with_roles: bool) -> int:
     """Verify the dump's checksum, create TARGET_DB and pg_restore into it.
 
-    Example: taydash restore db v1.2.0 --target-db app --host replacement.internal --port 5432
+    Example: taydash restore db v1.2.0 --target-db app --host new-cluster --with-roles
     """
     state = _setup()
     from taydash_hooks.commands import restore as core
 
-    return core.restore(state.dir, tag, "postgres", target_db, database, (host, port, user))
+    return core.restore(state.dir, tag, "postgres", target_db, database, (host, port, user),
+                        with_roles)
 
 
 @restore.command("vm")
 @click.argument("tag")
 @click.option("--storage-data-path", required=True, type=click.Path(file_okay=False),
-              help="Empty directory to restore into.")
+              help="Empty directory to restore into (inside the container with an exec prefix).")
 @common
 def restore_vm(tag: str, storage_data_path: str) -> int:
     """vmrestore into an empty directory, then check every file's hash.
@@ -385,7 +388,7 @@ def restore_vm(tag: str, storage_data_path: str) -> int:
     state = _setup()
     from taydash_hooks.commands import restore as core
 
-    return core.restore(state.dir, tag, "victoriametrics", str(state.dir / storage_data_path))
+    return core.restore(state.dir, tag, "victoriametrics", storage_data_path)
 
 
 @restore.command("config")
@@ -401,7 +404,7 @@ def restore_config(tag: str, dest: str) -> int:
     state = _setup()
     from taydash_hooks.commands import restore as core
 
-    return core.restore(state.dir, tag, "config", str(state.dir / dest))
+    return core.restore(state.dir, tag, "config", dest)
 
 
 @restore.command("git")

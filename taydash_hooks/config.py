@@ -126,6 +126,13 @@ def _store_url(v: Any) -> str | None:
     return '"file://PATH" or "s3://BUCKET/PREFIX"'
 
 
+_ENDPOINT = re.compile(r"(?:https?://)?[A-Za-z0-9_.-]+(?::[0-9]{1,5})?")
+
+
+def _endpoint(v: Any) -> str | None:
+    return None if v == "" or _ENDPOINT.fullmatch(v) else 'host:port, e.g. "minio:9000" (or "")'
+
+
 def _http_url(v: Any) -> str | None:
     return None if re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", v) else "an http(s):// URL"
 
@@ -180,6 +187,8 @@ class PostgresConfig:
     exec: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
     # zstd by default: pg_dump's gzip is a snapshot's bottleneck (README, "Compression").
     compression: str = field(default="zstd", metadata=_key("str", _one_of("zstd", "gzip", "none")))
+    # pg_dumpall --globals-only --no-role-passwords beside the dumps: a new cluster needs them.
+    roles: bool = field(default=True, metadata=_key("bool"))
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,11 @@ class VictoriaMetricsConfig:
     )
     vmbackup: str = field(default="vmbackup", metadata=_key("str", _non_empty))
     vmrestore: str = field(default="vmrestore", metadata=_key("str", _non_empty))
+    # A prefix (docker compose exec -T victoriametrics) under which vmbackup, vmrestore and
+    # every read of storage_data_path run; paths are then the ones seen inside.
+    exec: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+    # The S3 endpoint as vmbackup sees it from inside ("minio:9000"); default [snapshots.s3]'s.
+    s3_endpoint: str = field(default="", metadata=_key("str", _endpoint))
 
 
 DURATION = re.compile(r"(?:[0-9]+[ymwdh])+")

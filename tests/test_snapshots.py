@@ -24,9 +24,14 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     assert doc["tag"] == "v0.1.0"
     assert doc["tag_object"] == snap.repos.head("refs/tags/v0.1.0")
     assert doc["commit"] == snap.repos.head()
-    arts = {a["kind"]: a for a in doc["artifacts"]}
+    arts = {a["kind"]: a for a in doc["artifacts"] if not a.get("roles")}
     assert set(arts) == {"postgres", "victoriametrics", "config"}
     assert arts["postgres"]["key"].startswith("db-backups/v0.1.0_")
+    # The roles, for a new cluster: pg_dumpall --globals-only, hashed like a dump.
+    roles = [a for a in doc["artifacts"] if a.get("roles")]
+    assert len(roles) == 1 and roles[0]["key"].endswith("_roles.sql") and roles[0]["sha256"]
+    assert b"CREATE ROLE postgres;" in snap.raw_get(roles[0]["key"])
+    assert b"PASSWORD" not in snap.raw_get(roles[0]["key"])
     assert arts["postgres"]["key"].endswith(".dump.zst")  # zstd in the stream: pg_dump 15 here
     assert arts["victoriametrics"]["files"]
     assert arts["victoriametrics"]["key"].startswith("vm-backups/v0.1.0_")
@@ -85,7 +90,7 @@ def test_fetched_and_non_matching_tags_do_not_snapshot(snap: Snap, tmp_path: Pat
 
 def test_flipped_byte_found_by_verify_and_refused_by_restore(snap: Snap) -> None:
     assert snap.tag("v0.1.0").returncode == 0
-    art = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres")
+    art = snap.artifact("v0.1.0", "postgres")
     key = art["key"]
     if snap.store_url.startswith("file://"):
         path = Path(snap.store_url[len("file://"):]) / key
@@ -351,7 +356,8 @@ def test_concurrent_snapshots_of_one_tag_are_serialised(snap: Snap) -> None:
     assert [p.returncode for p in procs] == [0, 0]
     errs = "".join(r[1] for r in results)
     assert errs.count("done:") == 1 and "nothing to do" in errs
-    assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]) == 1
+    assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]) == 2
+    assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a.get("roles")]) == 1
 
 
 def test_stale_lock_is_detected(snap: Snap) -> None:
@@ -444,7 +450,7 @@ def test_several_databases_and_choosing_one_to_restore(repos: Repos, postgres: s
                                            f'databases = ["{snap.db}", "{second}"]'))
     assert snap.tag("v0.1.0").returncode == 0
     keys_ = sorted(a["key"] for a in snap.manifest("v0.1.0")["artifacts"]
-                   if a["kind"] == "postgres")
+                   if a["kind"] == "postgres" and not a.get("roles"))
     assert sorted(k.rsplit("_", 1)[-1] for k in keys_) == sorted(
         [f"{snap.db.split('_')[-1]}.dump.zst", "b.dump.zst"])  # <tag>_<TS>-<RUN>_<database>.dump.zst
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "nowhere")

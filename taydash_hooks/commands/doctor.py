@@ -23,7 +23,18 @@ class Finding:
     fix: str = ""
 
 
-def _tool(name: str, package: str, needed: bool) -> Finding:
+def _tool(name: str, package: str, needed: bool, prefix: tuple[str, ...] = ()) -> Finding:
+    """``name`` on PATH, or inside the container ``prefix`` reaches when it is set."""
+    if prefix and needed:
+        from taydash_hooks.snapshots.kinds.place import Inside
+
+        inside = Inside(prefix)
+        try:
+            ok = inside.found(name)
+        except TaydashError as exc:
+            return Finding(name, False, exc.message, f"check the exec prefix {' '.join(prefix)}")
+        return Finding(name, ok, f"found{inside.label}" if ok else f"not found{inside.label}",
+                       f"use an image that has {name} ({package})")
     path = shutil.which(name)
     if path:
         return Finding(name, True, path)
@@ -163,12 +174,16 @@ def checks(cwd: Path) -> list[Finding]:
     found += [
         _tool("gpg", "gnupg", True),
         _tool("ssh-keygen", "openssh-client", ssh),
-        _tool("pg_dump", "postgresql-client", pg),
-        _tool("pg_restore", "postgresql-client", pg),
-        _tool(snap.victoriametrics.vmbackup if vm and snap and snap.victoriametrics else "vmbackup",
-              "victoria-metrics (it brings vmbackup)", vm),
-        _tool(snap.victoriametrics.vmrestore if vm and snap and snap.victoriametrics else "vmrestore",
-              "victoria-metrics (it brings vmrestore)", vm),
+    ]
+    pg_exec = snap.postgres.exec if pg and snap and snap.postgres else ()
+    found += [_tool(tool, "postgresql-client", pg, pg_exec)
+              for tool in ("pg_dump", "pg_restore", "pg_dumpall")]
+    vcfg = snap.victoriametrics if vm and snap else None
+    found += [
+        _tool(vcfg.vmbackup if vcfg else "vmbackup", "victoria-metrics (it brings vmbackup)", vm,
+              vcfg.exec if vcfg else ()),
+        _tool(vcfg.vmrestore if vcfg else "vmrestore", "victoria-metrics (it brings vmrestore)",
+              vm, vcfg.exec if vcfg else ()),
     ]
     if repo.bare:
         found += _hooks(cwd, server=True)

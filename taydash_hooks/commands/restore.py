@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.snapshots import kinds
@@ -12,7 +13,7 @@ from taydash_hooks.snapshots.manifest import Artifact, Manifest
 
 
 def _one(doc: Manifest, kind: str, database: str | None = None) -> Artifact:
-    arts = doc.of_kind(kind)
+    arts = [a for a in doc.of_kind(kind) if not a.roles]
     if database is not None:
         arts = [a for a in arts if a.database == database]
     if not arts:
@@ -25,10 +26,23 @@ def _one(doc: Manifest, kind: str, database: str | None = None) -> Artifact:
     return arts[0]
 
 
+def _target(cfg: Config, cwd: Path, kind: str, target: str) -> str:
+    """A database name as given; a folder relative to ``cwd``, except VictoriaMetrics' behind
+    an exec prefix, which is a path inside the container (and must be absolute there)."""
+    if kind == "victoriametrics":
+        from taydash_hooks.snapshots.kinds.victoriametrics import settings
+
+        if settings(cfg).exec:
+            return target
+    return str(cwd / target)
+
+
 def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = None,
-            server: tuple[str | None, int | None, str | None] = (None, None, None)) -> int:
+            server: tuple[str | None, int | None, str | None] = (None, None, None),
+            with_roles: bool = False) -> int:
     """Restore the ``kind`` artifact of ``tag`` into ``target`` (a database name or a folder);
-    ``server`` (host, port, user) restores a database onto another PostgreSQL server."""
+    ``server`` (host, port, user) restores a database onto another PostgreSQL server, and
+    ``with_roles`` first creates the recorded roles it lacks."""
     from taydash_hooks.commands.backups import open_repo_store
 
     repo, cfg, store = open_repo_store(cwd)
@@ -36,6 +50,15 @@ def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = 
         from taydash_hooks.snapshots.kinds.postgres import on_server
 
         cfg = on_server(cfg, *server)
-    art = _one(require_bound(repo, store, tag), kind, database)
-    say(kinds.get(kind).restore(cfg, store, art, target))
+    doc = require_bound(repo, store, tag)
+    art = _one(doc, kind, database)
+    if kind == "postgres":
+        from taydash_hooks.snapshots.kinds import postgres
+        from taydash_hooks.snapshots.kinds.base import snapshot_timeout
+
+        roles = next((a for a in doc.of_kind(kind) if a.roles), None)
+        say(postgres.restore(postgres.settings(cfg), store, art, target, snapshot_timeout(),
+                             roles, with_roles))
+        return Exit.OK
+    say(kinds.get(kind).restore(cfg, store, art, _target(cfg, cwd, kind, target)))
     return Exit.OK

@@ -49,6 +49,9 @@ class Artifact:
     recipients: tuple[str, ...] = ()
     encrypted_to: tuple[str, ...] = ()  # postgres: the dump was encrypted to these recipients
     compressed: str = ""  # postgres: "zstd" when we compressed it in the stream (.dump.zst)
+    roles: bool = False  # postgres: pg_dumpall --globals-only (the roles), not a database dump
+    server_version: str = ""  # postgres: the server dumped ("18.6")
+    dumped_with: str = ""  # postgres: the pg_dump (or pg_dumpall) version that wrote it
     started: str = ""  # when taking it began (UTC, ISO 8601): kinds run side by side
     seconds: float = 0.0  # how long taking it took
 
@@ -71,6 +74,12 @@ class Artifact:
             doc["encrypted_to"] = list(self.encrypted_to)
         if self.compressed:
             doc["compressed"] = self.compressed
+        if self.roles:
+            doc["roles"] = True
+        if self.server_version:
+            doc["server_version"] = self.server_version
+        if self.dumped_with:
+            doc["dumped_with"] = self.dumped_with
         if self.started:
             doc["started"], doc["seconds"] = self.started, self.seconds
         return doc
@@ -166,7 +175,9 @@ def _artifact(doc: Any) -> Artifact:
         sha256_key=_store_key(sidecar, "sha256_key") if sidecar is not None else None,
         files=files, paths=_strings(doc, "paths"), recipients=_strings(doc, "recipients"),
         encrypted_to=_strings(doc, "encrypted_to"),
-        compressed=_compressed(doc), started=_str(doc, "started", True) or "",
+        compressed=_compressed(doc), roles=doc.get("roles") is True,
+        server_version=_str(doc, "server_version", True) or "",
+        dumped_with=_str(doc, "dumped_with", True) or "", started=_str(doc, "started", True) or "",
         seconds=float(doc["seconds"]) if isinstance(doc.get("seconds"), (int, float)) else 0.0,
     )
 

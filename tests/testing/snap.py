@@ -90,7 +90,9 @@ class Snap:
         return sorted(o.object_name[len(base) + 1:] for o in objs)
 
     def artifact(self, tag: str, kind: str) -> dict[str, object]:
-        return next(a for a in self.manifest(tag)["artifacts"] if a["kind"] == kind)  # type: ignore[attr-defined, no-any-return]
+        """The first artifact of ``kind``; for postgres a dump, not the roles script."""
+        return next(a for a in self.manifest(tag)["artifacts"]  # type: ignore[attr-defined, no-any-return]
+                    if a["kind"] == kind and not a.get("roles"))
 
     def restores_all_rows(self, tag: str, suffix: str) -> None:
         """`restore db TAG` into a new database brings back all 500 rows (dropped after)."""

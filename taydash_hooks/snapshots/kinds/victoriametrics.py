@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import tempfile
 import urllib.parse
@@ -24,8 +23,8 @@ from taydash_hooks.config import Config, VictoriaMetricsConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.place import Place, place
 from taydash_hooks.snapshots.manifest import Artifact, FileHash
-from taydash_hooks.snapshots.stored import empty_dir
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import CHUNK
 
@@ -68,23 +67,6 @@ def delete_snapshot(cfg: VictoriaMetricsConfig, name: str) -> None:
         _http(cfg.url.rstrip("/") + f"/snapshot/delete?{query}")
 
 
-def hash_tree(root: Path) -> dict[str, FileHash]:
-    """SHA-256 and size of every file under ``root`` (following the snapshot's symlinks)."""
-    files: dict[str, FileHash] = {}
-    for dirpath, _, names in os.walk(root, followlinks=True):
-        for name in names:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            sha = hashlib.sha256()
-            size = 0
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(CHUNK), b""):
-                    sha.update(chunk)
-                    size += len(chunk)
-            files[rel] = FileHash(sha.hexdigest(), size)
-    return files
-
-
 def tree_digest(files: dict[str, FileHash]) -> str:
     """One SHA-256 over the sorted (path, file hash) list: the artifact's checksum."""
     sha = hashlib.sha256()
@@ -93,72 +75,102 @@ def tree_digest(files: dict[str, FileHash]) -> str:
     return sha.hexdigest()
 
 
-def _require(binary: str, key: str) -> None:
-    import shutil
+def _require(place: Place, binary: str, key: str) -> None:
+    if not place.found(binary):
+        raise environment(f"{binary} (snapshots.victoriametrics.{key}) was not found{place.label}; "
+                          "the Debian package victoria-metrics brings it: apt-get install "
+                          "victoria-metrics (or the vmutils image, inside a container).")
 
-    if shutil.which(binary) is None:
-        raise environment(f"{binary} (snapshots.victoriametrics.{key}) was not found; the Debian "
-                          "package victoria-metrics brings it: apt-get install victoria-metrics.")
 
-
-def tool_version(binary: str) -> str:
+def tool_version(cfg: VictoriaMetricsConfig) -> str:
     try:
-        res = process.run([binary, "-version"], timeout=30)
+        res = process.run([*cfg.exec, cfg.vmbackup, "-version"], timeout=30)
         return (res.out or res.err).strip().splitlines()[0]
     except Exception:
         return "unknown"
 
 
-def _run_tool(name: str, argv: list[str], timeout: float) -> None:
-    """Run vmbackup or vmrestore quietly; exit 3 with its last words when it fails."""
+# The S3 credentials go through stdin into a 0600 file that only lives while the tool
+# runs, wherever it runs: never into argv (any local user reads those, and
+# `docker compose exec -e K=V` would put them there) and never through the environment
+# (a container does not see ours).
+_WITH_CREDENTIALS = """umask 077
+f=$(mktemp) || exit 125
+trap 'rm -f "$f"' EXIT
+trap 'exit 143' HUP INT TERM
+cat > "$f" || exit 125
+"$@" -credsFilePath="$f"
+rc=$?
+rm -f "$f"
+exit $rc
+"""
+
+
+def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Store, prefix: str,
+              flag: str, timeout: float) -> None:
+    """Run vmbackup or vmrestore (where ``cfg.exec`` says) with ``flag`` pointing at ``prefix``
+    in the store; exit 3 with its last words when it fails."""
+    props = store.properties()
+    argv = [*argv, "-loggerLevel=ERROR", *QUIET_HTTP]
+    creds = b""
+    if props.scheme == "file":
+        if cfg.exec:
+            raise usage("snapshots.victoriametrics.exec needs an s3:// store: vmbackup inside the "
+                        "container cannot write to this host's folder "
+                        f"{props.local_root}.")
+        assert props.local_root is not None
+        argv.append(f"{flag}=fs://{props.local_root / prefix.rstrip('/')}")
+    else:
+        full = f"{props.prefix}/{prefix.rstrip('/')}" if props.prefix else prefix.rstrip("/")
+        endpoint = cfg.s3_endpoint or props.endpoint
+        if "://" not in endpoint:
+            endpoint = f"{'https' if props.secure else 'http'}://{endpoint}"
+        argv += [f"{flag}=s3://{props.bucket}/{full}/", f"-customS3Endpoint={endpoint}",
+                 "-s3ForcePathStyle"]
+        creds = (f"[default]\naws_access_key_id={props.access_key}\n"
+                 f"aws_secret_access_key={props.secret_key}\n").encode()
+        argv = ["sh", "-c", _WITH_CREDENTIALS, "sh", *argv]
+    place = where(cfg)
     try:
-        res = process.run([*argv, "-loggerLevel=ERROR", *QUIET_HTTP], timeout=timeout)
+        res = process.run(place.command(argv), input=creds or None, timeout=timeout)
     except process.Timeout as exc:
         raise environment(str(exc)) from None
     if res.returncode != 0:
         detail = (res.err or res.out).strip().splitlines()
-        raise environment(f"{name} failed: {detail[-1] if detail else f'exit {res.returncode}'}")
+        raise environment(f"{name}{place.label} failed: "
+                          f"{detail[-1] if detail else f'exit {res.returncode}'}")
 
 
-@contextlib.contextmanager
-def tool_args(store: Store, prefix: str) -> Iterator[list[str]]:
-    """vmbackup/vmrestore's location flag for ``prefix`` plus what reaching the store needs.
-
-    On S3 the credentials go into a 0600 file that is removed afterwards:
-    never into argv, where any local user could read them.
-    """
-    props = store.properties()
-    if props.scheme == "file":
-        assert props.local_root is not None
-        yield [f"fs://{props.local_root / prefix.rstrip('/')}"]
-        return
-    full = f"{props.prefix}/{prefix.rstrip('/')}" if props.prefix else prefix.rstrip("/")
-    scheme = "https" if props.secure else "http"
-    with tempfile.TemporaryDirectory(prefix="taydash-creds-") as tmp:
-        path = Path(tmp) / "credentials"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"[default]\naws_access_key_id={props.access_key}\n"
-                     f"aws_secret_access_key={props.secret_key}\n")
-        yield [f"s3://{props.bucket}/{full}/", f"-customS3Endpoint={scheme}://{props.endpoint}",
-               f"-credsFilePath={path}", "-s3ForcePathStyle"]
+def where(cfg: VictoriaMetricsConfig) -> Place:
+    """Where vmbackup, vmrestore and storage_data_path are: here, or behind ``exec``."""
+    return place(cfg.exec)
 
 
 def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float) -> Artifact:
-    """Snapshot, hash, vmbackup to ``prefix``; the snapshot is deleted whatever happens."""
-    _require(cfg.vmbackup, "vmbackup")
+    """Snapshot, hash, vmbackup to ``prefix``; the snapshot is deleted whatever happens.
+
+    The per-file SHA-256 is computed where the files are (through ``exec`` when the
+    service runs in a container) before vmbackup reads them: it attests the
+    snapshot itself, so verify later proves the store holds what VictoriaMetrics
+    had, not merely what vmbackup uploaded.
+    """
+    box = where(cfg)
+    _require(box, cfg.vmbackup, "vmbackup")
     if store.keys(prefix):
         raise refused(f"{prefix} already holds a backup; vmbackup would rewrite it.")
     name = create_snapshot(cfg)
     try:
-        snapdir = Path(cfg.storage_data_path) / "snapshots" / name
-        if not snapdir.is_dir():
+        snapdir = f"{cfg.storage_data_path.rstrip('/')}/snapshots/{name}"
+        files = box.hash_tree(snapdir, timeout)
+        if files is None:
+            hint = ("" if cfg.exec else "; if VictoriaMetrics runs in a container, set "
+                    "snapshots.victoriametrics.exec (e.g. [\"docker\", \"compose\", \"exec\", "
+                    "\"-T\", \"victoriametrics\"])")
             raise usage(f"snapshot {name} is not under snapshots.victoriametrics.storage_data_path "
-                        f"({cfg.storage_data_path}); is it VictoriaMetrics' -storageDataPath?")
-        files = hash_tree(snapdir)
-        with tool_args(store, prefix) as (dst, *extra):
-            _run_tool("vmbackup", [cfg.vmbackup, f"-storageDataPath={cfg.storage_data_path}",
-                                   f"-snapshotName={name}", f"-dst={dst}", *extra], timeout)
+                        f"({cfg.storage_data_path}){box.label}; is it VictoriaMetrics' "
+                        f"-storageDataPath{hint}?")
+        _run_tool(cfg, "vmbackup", [cfg.vmbackup, f"-storageDataPath={cfg.storage_data_path}",
+                                    f"-snapshotName={name}"], store, prefix, "-dst", timeout)
         if f"{prefix}{COMPLETE}" not in store.keys(prefix):
             raise environment(f"vmbackup finished without writing {COMPLETE}.")
         store.adopt(prefix)
@@ -240,10 +252,10 @@ def check_stored(store: Store, art: Artifact) -> Checked:
     return checked
 
 
-def check_files(root: Path, artifact: Artifact) -> list[str]:
+def check_files(box: Place, root: str, artifact: Artifact, timeout: float) -> list[str]:
     """Every file of the manifest present under ``root`` with its hash, and nothing else."""
     problems = []
-    restored = hash_tree(root)
+    restored = box.hash_tree(root, timeout) or {}
     for rel, want in sorted(artifact.files.items()):
         got = restored.get(rel)
         if got is None:
@@ -255,13 +267,19 @@ def check_files(root: Path, artifact: Artifact) -> list[str]:
     return problems
 
 
-def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: Path,
+def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: str,
             timeout: float) -> str:
-    """vmrestore into an empty ``dest``, then check every file against the manifest."""
-    _require(cfg.vmrestore, "vmrestore")
-    if dest.exists() and any(dest.iterdir()):
-        raise refused(f"{dest} is not empty; restore vm only writes into an empty directory.")
-    dest.mkdir(parents=True, exist_ok=True)
+    """vmrestore into an empty ``dest`` (a path as the service sees it), then check every
+    file against the manifest."""
+    box = where(cfg)
+    if cfg.exec and not dest.startswith("/"):
+        raise usage(f"--storage-data-path {dest} must be absolute: it is a path inside "
+                    f"`{' '.join(cfg.exec)}`.")
+    _require(box, cfg.vmrestore, "vmrestore")
+    if not box.is_empty(dest):
+        raise refused(f"{dest}{box.label} is not empty; restore vm only writes into an empty "
+                      "directory.")
+    box.make_dir(dest)
     try:
         # Refused before anything is written: vmrestore would restore whatever the prefix holds.
         stored = check_stored(store, artifact)
@@ -269,17 +287,16 @@ def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: 
             raise refused(f"the stored VictoriaMetrics backup does not match the manifest: "
                           f"{stored.problems[0]} ({len(stored.problems)} problem(s)); nothing was "
                           "restored.")
-        with tool_args(store, artifact.key) as (src, *extra):
-            _run_tool("vmrestore", [cfg.vmrestore, f"-src={src}", f"-storageDataPath={dest}",
-                                    *extra], timeout)
-        problems = check_files(dest, artifact)
+        _run_tool(cfg, "vmrestore", [cfg.vmrestore, f"-storageDataPath={dest}"], store,
+                  artifact.key, "-src", timeout)
+        problems = check_files(box, dest, artifact, timeout)
         if problems:
             raise refused(f"restored VictoriaMetrics data does not match the manifest: "
                           f"{problems[0]} ({len(problems)} problem(s)); nothing was kept in {dest}.")
     except BaseException:
-        empty_dir(dest)  # it was empty: never leave data that failed its check behind
+        box.clear_dir(dest)  # it was empty: never leave data that failed its check behind
         raise
-    return f"restored {len(artifact.files)} files into {dest}, every hash matches"
+    return f"restored {len(artifact.files)} files into {dest}{box.label}, every hash matches"
 
 
 def settings(cfg: Config) -> VictoriaMetricsConfig:
@@ -297,7 +314,7 @@ class VictoriaMetrics:
         return bool(cfg.snapshots and cfg.snapshots.victoriametrics)
 
     def tool_versions(self, cfg: Config) -> dict[str, str]:
-        return {"vmbackup": tool_version(settings(cfg).vmbackup)}
+        return {"vmbackup": tool_version(settings(cfg))}
 
     def take(self, job: TakeJob) -> Iterator[Artifact]:
         yield backup(settings(job.cfg), job.store, f"vm-backups/{job.tag}_{job.ts}/", job.timeout)
@@ -313,10 +330,14 @@ class VictoriaMetrics:
         return checked
 
     def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        return restore(settings(cfg), store, art, Path(target), snapshot_timeout())
+        return restore(settings(cfg), store, art, target, snapshot_timeout())
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
-        return self.restore(cfg, store, art, str(scratch / "vm"))
+        vcfg = settings(cfg)
+        if not vcfg.exec:
+            return self.restore(cfg, store, art, str(scratch / "vm"))
+        with where(vcfg).scratch() as inside:  # a drill restores where the service runs
+            return self.restore(cfg, store, art, f"{inside}/vm")
 
     def remove(self, store: Store, art: Artifact) -> None:
         store.delete_prefix(art.key)
