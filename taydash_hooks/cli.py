@@ -579,8 +579,11 @@ def doctor() -> int:
 @cli.command()
 @click.option("--dir", "sandbox_dir", type=click.Path(file_okay=False),
               help="Sandbox folder (default: a new temporary folder).")
+@click.option("--compose", is_flag=True,
+              help="PostgreSQL and VictoriaMetrics as a docker compose stack (emulated with "
+                   "mount namespaces; needs root), reached through `docker compose exec -T`.")
 @common
-def demo(sandbox_dir: str | None) -> int:
+def demo(sandbox_dir: str | None, compose: bool) -> int:
     """The whole lifecycle in a sandbox on embedded defaults.
 
     Example: taydash demo --dir /tmp/taydash-demo
@@ -588,7 +591,7 @@ def demo(sandbox_dir: str | None) -> int:
     state = _setup()
     from taydash_hooks.commands import demo as core
 
-    return core.run(state.dir / sandbox_dir if sandbox_dir else None)
+    return core.run(state.dir / sandbox_dir if sandbox_dir else None, compose)
 
 
 def _run() -> int:

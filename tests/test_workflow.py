@@ -251,6 +251,23 @@ def test_doctor(flow: Flow) -> None:
     assert "gpg.ssh.allowedSignersFile" in proc.stdout
 
 
+def test_demo_compose_runs_the_lifecycle_through_docker_compose_exec(tmp_path: Path) -> None:
+    proc = taydash("demo", "--compose", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "as a docker compose stack" in out and "(inside only)" in out
+    toml = (tmp_path / "demo" / "work" / ".taydash.toml").read_text()
+    assert 'exec = ["docker", "compose", "exec", "-T", "victoriametrics"]' in toml
+    assert 'exec = ["docker", "compose", "exec", "-T", "postgres"]' in toml
+    row = next(line for line in out.splitlines() if line.strip().startswith("v0.1.0  pass"))
+    assert row.split()[1:8] == ["pass"] * 7, out  # the drill restored both, inside
+    assert "restored demo" in out and "into demo_restored" in out
+    assert "into /mnt/vm-restored inside `docker compose exec -T victoriametrics`" in out
+    log = (tmp_path / "demo" / "compose" / "state" / "argv.log").read_text()
+    assert "compose exec -T victoriametrics sh -c" in log
+    assert "/mnt/pgdata" not in run("ps", "-eo", "args").stdout  # the containers stopped
+
+
 def test_demo_runs(tmp_path: Path) -> None:
     proc = taydash("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

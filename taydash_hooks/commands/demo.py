@@ -5,17 +5,23 @@ key allowed by the policy, a validation script that first blocks a push and
 then lets it through, a throwaway PostgreSQL cluster and VictoriaMetrics
 (when their binaries exist), `taydash release minor --push` with snapshots
 into a file:// store, and `taydash drill --last 1` restoring them.
+
+With ``--compose`` the services are the team's docker compose stack instead:
+each in its own mount namespace (see containers.py), reached only through
+``docker compose exec -T``, with snapshots into an S3 server on loopback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from taydash_hooks import git, process, sandbox
 from taydash_hooks.errors import Exit, environment, usage
@@ -50,6 +56,9 @@ class Demo:
                          "GIT_CONFIG_NOSYSTEM": "1", "NO_COLOR": "1"})
         self.pg: sandbox.PgCluster | None = None
         self.vm: sandbox.VmServer | None = None
+        self.stack: Any = None  # containers.Stack with --compose
+        self.s3: Any = None  # moto's server with --compose
+        self.store_url = f"file://{self.store}"
 
     def run(self, *argv: str, cwd: Path | None = None, ok: bool = True,
             show: bool = True) -> process.Result:
@@ -98,7 +107,70 @@ class Demo:
                   "(apt-get install victoria-metrics); skipping metric snapshots")
         return extra
 
+    def compose_services(self) -> list[str]:
+        """The compose stack: PostgreSQL 18 and VictoriaMetrics in their own mount namespaces,
+        an S3 server on loopback for the store (vmbackup inside cannot reach a host folder)."""
+        from taydash_hooks import containers
+
+        bindir = containers.embedded_pg_bindir() or sandbox.pg_bindir()
+        binary = shutil.which("victoria-metrics")
+        if not bindir or not binary or not shutil.which("vmbackup"):
+            raise environment("demo --compose needs PostgreSQL's server binaries and "
+                              "victoria-metrics: make demo installs both.")
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            raise environment("demo --compose keeps its backups in S3 and uses moto's server for "
+                              "it: pip install 'moto[server]' (make demo installs it).") from None
+        try:
+            self.stack = containers.start_stack(self.base / "compose", bindir, binary)
+        except PermissionError as exc:
+            raise environment(f"demo --compose: {exc}.") from None
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        port = sandbox.free_port()
+        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.s3.start()
+        secret = secrets.token_hex(16)  # moto takes any; never one in a file or argv anyway
+        self.env.update({"TAYDASH_S3_ACCESS_KEY": "demo-access", "TAYDASH_S3_SECRET_KEY": secret,
+                         "PATH": f"{self.stack.compose.bin}:{self.env.get('PATH', '')}"})
+        from minio import Minio
+
+        Minio(f"127.0.0.1:{port}", access_key="demo-access", secret_key=secret,
+              secure=False, region="us-east-1").make_bucket("demo")
+        self.store_url = "s3://demo/backups"
+        pg = ["docker", "compose", "exec", "-T", "postgres", "psql", "-X", "-q", "-h",
+              "localhost", "-p", str(self.stack.pg_port), "-U", "postgres"]
+        self.run(*pg, "-c", "CREATE DATABASE demo", cwd=self.base)
+        self.run(*pg, "-d", "demo", "-c",
+                 "CREATE TABLE readings (id int primary key, sensor text, value float);"
+                 "INSERT INTO readings SELECT g, 'sensor-' || (g % 5), random() "
+                 "FROM generate_series(1, 1000) g", cwd=self.base)
+        vm = sandbox.VmServer(self.stack.vm_url, Path(containers.VM_DATA),
+                              self.stack.compose.services["victoriametrics"].proc)
+        vm.ingest('demo_temperature{sensor="s1"} 21.5\ndemo_temperature{sensor="s2"} 19\n')
+        print(f"    compose service postgres: PostgreSQL 18, database demo (1000 rows), port "
+              f"{self.stack.pg_port}")
+        print(f"    compose service victoriametrics: {self.stack.vm_url}, data in "
+              f"{containers.VM_DATA} (inside only)")
+        print(f"    S3 store: moto on 127.0.0.1:{port}, bucket demo")
+        return [
+            f'[snapshots.s3]\nendpoint = "127.0.0.1:{port}"\nregion = "us-east-1"\n',
+            f'[snapshots.postgres]\ndatabases = ["demo"]\nhost = "localhost"\n'
+            f'port = {self.stack.pg_port}\nuser = "postgres"\n'
+            'exec = ["docker", "compose", "exec", "-T", "postgres"]\n',
+            f'[snapshots.victoriametrics]\nurl = "{self.stack.vm_url}"\n'
+            f'storage_data_path = "{containers.VM_DATA}"\n'
+            'exec = ["docker", "compose", "exec", "-T", "victoriametrics"]\n',
+        ]
+
     def close(self) -> None:
+        if self.stack:
+            self.stack.stop()
+        if self.s3:
+            with contextlib.suppress(Exception):
+                self.s3.stop()
         if self.pg:
             self.pg.stop()
         if self.vm:
@@ -117,8 +189,9 @@ def _demo(base: Path) -> Iterator[Demo]:
         demo.close()
 
 
-def run(directory: Path | None) -> int:
-    """Run the demo in ``directory`` (default: a new temporary folder)."""
+def run(directory: Path | None, compose: bool = False) -> int:
+    """Run the demo in ``directory`` (default: a new temporary folder); ``compose`` runs the
+    services as an emulated docker compose stack."""
     if directory is not None and directory.exists() and any(directory.iterdir()):
         raise usage(f"{directory} is not empty; the demo needs an empty or new folder.")
     base = directory or Path(tempfile.mkdtemp(prefix="taydash-demo-"))
@@ -136,8 +209,8 @@ def run(directory: Path | None) -> int:
         d.run("git", "init", "-q", "--bare", "-b", "main", str(d.origin), cwd=base)
         d.run("git", "init", "-q", "-b", "main", str(d.work), cwd=base)
         d.run("git", "remote", "add", "origin", str(d.origin))
-        banner("throwaway services")
-        extra = d.services()
+        banner("throwaway services" + (" as a docker compose stack" if compose else ""))
+        extra = d.compose_services() if compose else d.services()
         (d.work / "ops").mkdir()
         (d.work / "ops" / "validate.sh").write_text(VALIDATE)
         (d.work / "ops" / "validate.sh").chmod(0o755)
@@ -150,11 +223,11 @@ def run(directory: Path | None) -> int:
             '[validate]\ncommands = ["./ops/validate.sh"]\ntimeout = 120\n\n'
             '[push]\nprotected = ["main"]\n\n'
             f'[tags]\nopenpgp_fingerprints = ["{fpr}"]\nformats = ["openpgp"]\n\n'
-            f'[snapshots]\non_tag = ["v*"]\nstore = "file://{d.store}"\n\n'
+            f'[snapshots]\non_tag = ["v*"]\nstore = "{d.store_url}"\n\n'
             + "\n".join(extra)
             + '\n[snapshots.config]\npaths = [".env"]\nrecipients = ["demo@example.test"]\n')
         print("    .taydash.toml: validate, protected main, signed v* tags, snapshots -> "
-              f"file://{d.store}")
+              f"{d.store_url}")
         banner("taydash install")
         d.taydash("install")
         d.run("git", "add", "-A")
@@ -178,11 +251,16 @@ def run(directory: Path | None) -> int:
         d.taydash("health")
         doc = json.loads(d.run(sys.executable, "-m", "taydash_hooks", "backups", "show", "v0.1.0",
                                "--json", show=False).out)
+        if compose:
+            banner("restore db and restore vm through docker compose exec")
+            d.taydash("restore", "db", "v0.1.0", "--target-db", "demo_restored")
+            d.taydash("restore", "vm", "v0.1.0", "--storage-data-path", "/mnt/vm-restored")
     banner("done; look at:")
     print(f"    work repository   {d.work}")
     print(f"    bare origin       {d.origin}")
-    print(f"    backups           {d.store}")
-    print(f"    manifest          {d.store / 'manifests' / 'v0.1.0.json'}")
+    where = d.store_url.removeprefix("file://")
+    print(f"    backups           {where}")
+    print(f"    manifest          {where}/manifests/v0.1.0.json")
     for art in doc.get("artifacts", []):
-        print(f"    artifact          {d.store / art['key']}")
+        print(f"    artifact          {where}/{art['key']}")
     return Exit.OK
