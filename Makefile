@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint system-deps bench clean
+.PHONY: test demo demo-compose lint system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: $(STAMP) system-deps lint
 
 demo: $(STAMP) system-deps
 	$(VENV)/bin/taydash demo
+
+# The same lifecycle against an emulated docker compose stack (needs root: unshare, nsenter).
+demo-compose: $(STAMP) system-deps
+	$(VENV)/bin/taydash demo --compose
 
 bench: $(STAMP) system-deps
 	@for b in bench/*; do [ -x "$$b" ] && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b"; done
