@@ -172,6 +172,8 @@ def test_a_file_store_with_a_vm_exec_prefix_is_refused_plainly(compose: Compose,
     proc = compose.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
     assert proc.returncode == 2 and "needs an s3:// store" in proc.stderr, proc.stderr
     assert not list(store.rglob("*.json"))
+    doctor = compose.cli("doctor")
+    assert doctor.returncode != 0 and "cannot write to a file:// store" in doctor.stdout
 
 
 def test_pg_dump_older_than_the_server_is_said_plainly(compose: Compose) -> None:
@@ -236,3 +238,19 @@ def test_a_container_sees_neither_the_host_environment_nor_its_tmp(
     finally:
         marker.unlink()
     assert res.out.split() == ["unset", "unseen"], res.err
+
+
+def test_vmbackup_inside_uses_the_s3_endpoint_it_sees(compose: Compose) -> None:
+    from taydash_hooks.sandbox import free_port
+
+    assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+    # In compose MinIO is "minio:9000" from inside; here a port nothing listens on stands for a
+    # wrong one: vmbackup inside fails, and nothing is left.
+    compose.repos.configure(compose.toml + f's3_endpoint = "127.0.0.1:{free_port()}"\n')
+    proc = compose.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
+    assert proc.returncode == 3, proc.stderr
+    assert "vmbackup inside `docker compose exec -T victoriametrics` failed" in proc.stderr
+    assert compose.keys("") == []
+    compose.repos.configure(compose.toml + f's3_endpoint = "http://{compose.s3.endpoint}"\n')
+    proc = compose.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
+    assert proc.returncode == 0, proc.stderr

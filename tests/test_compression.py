@@ -58,7 +58,6 @@ def test_compressed_and_encrypted_round_trip(snap: Snap) -> None:
 
 def test_a_corrupt_zstd_stream_is_refused_by_restore(snap: Snap) -> None:
     assert snap.tag("v0.1.0").returncode == 0
-    doc = snap.manifest("v0.1.0")
     import hashlib
     import json
 

@@ -51,12 +51,15 @@ host = "db.internal"
 port = 6543
 user = "backup"
 exec = ["docker", "compose", "exec", "-T", "postgres"]
+roles = false
 
 [snapshots.victoriametrics]
 url = "http://vm.internal:8428"
 storage_data_path = "/srv/vm"
 vmbackup = "/opt/vm/vmbackup"
 vmrestore = "/opt/vm/vmrestore"
+exec = ["docker", "compose", "exec", "-T", "victoriametrics"]
+s3_endpoint = "http://minio:9000"
 
 [snapshots.config]
 paths = [".env", "infra/"]
@@ -94,9 +97,10 @@ def test_every_documented_key_round_trips(repos: Repos) -> None:
     assert s.s3 == config.S3Config("minio.internal:9000", True, "eu-west-1", 30)
     assert s.postgres == config.PostgresConfig(
         ("taydash", "other"), "db.internal", 6543, "backup",
-        ("docker", "compose", "exec", "-T", "postgres"))
+        ("docker", "compose", "exec", "-T", "postgres"), roles=False)
     assert s.victoriametrics == config.VictoriaMetricsConfig(
-        "http://vm.internal:8428", "/srv/vm", "/opt/vm/vmbackup", "/opt/vm/vmrestore")
+        "http://vm.internal:8428", "/srv/vm", "/opt/vm/vmbackup", "/opt/vm/vmrestore",
+        ("docker", "compose", "exec", "-T", "victoriametrics"), "http://minio:9000")
     assert s.config == config.ConfigBundleConfig((".env", "infra/"), ("ops@example.test",))
     assert cfg.health == config.HealthConfig(14.0, 7.5, 3, 5.0)
     with pytest.raises(AttributeError):
@@ -171,6 +175,11 @@ def test_bare_repository_reads_git_dir_file(repos: Repos) -> None:
         ("[snapshots]\nkinds = ['postgres']\n", ["[snapshots.postgres] is missing"]),
         ("[snapshots]\n[snapshots.config]\npaths = ['.env']\n", ["recipients"]),
         ("[snapshots]\n[snapshots.s3]\nobject_lock_days = -1\n", ["object_lock_days"]),
+        ("[snapshots]\n[snapshots.victoriametrics]\ns3_endpoint = 'minio:9000 -x'\n",
+         ["s3_endpoint", "host:port"]),
+        ("[snapshots]\n[snapshots.victoriametrics]\nexec = 'docker compose exec'\n",
+         ["[snapshots.victoriametrics] exec", "list of strings"]),
+        ("[snapshots]\n[snapshots.postgres]\nroles = 'yes'\n", ["roles", "true or false"]),
         ("[validate]\ntimeout = 0\n", ["timeout", "greater than 0"]),
         ("[push\n", ["not valid TOML"]),
     ],

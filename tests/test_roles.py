@@ -129,3 +129,13 @@ def test_the_roles_plan_creates_only_what_is_missing() -> None:
     assert "ALTER ROLE postgres" not in sql and "TABLESPACE" not in sql and "\\" not in sql
     assert 'GRANT "Odd ""Name""" TO postgres;' in sql  # the grantor is whoever applies it
     assert sql.index("BEGIN;") < sql.index("CREATE ROLE") < sql.index("COMMIT;")
+
+
+def test_roles_false_records_none_and_with_roles_says_so(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace("[snapshots.victoriametrics]",
+                                           "roles = false\n[snapshots.victoriametrics]"))
+    assert snap.tag("v0.1.0").returncode == 0
+    assert not [a for a in snap.manifest("v0.1.0")["artifacts"] if a.get("roles")]  # type: ignore[attr-defined]
+    assert not [k for k in snap.raw_keys("db-backups/") if "_roles" in k]
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", f"{snap.db}_r", "--with-roles")
+    assert proc.returncode == 1 and "no roles script" in proc.stderr, proc.stderr

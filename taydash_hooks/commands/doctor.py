@@ -232,6 +232,10 @@ def _services(cfg: Config) -> list[Finding]:
             ok, detail = False, f"{url} is not reachable ({getattr(exc, 'reason', exc)})"
         found.append(Finding("VictoriaMetrics", ok, detail,
                              "check [snapshots.victoriametrics] url; is VictoriaMetrics running?"))
+        if snap.victoriametrics.exec and snap.store.startswith("file://"):
+            found.append(Finding("VictoriaMetrics store", False,
+                                 "vmbackup inside the container cannot write to a file:// store",
+                                 "use an s3:// store (and s3_endpoint as seen from inside)"))
     return found
 
 
