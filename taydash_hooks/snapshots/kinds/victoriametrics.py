@@ -75,9 +75,9 @@ def tree_digest(files: dict[str, FileHash]) -> str:
     return sha.hexdigest()
 
 
-def _require(place: Place, binary: str, key: str) -> None:
-    if not place.found(binary):
-        raise environment(f"{binary} (snapshots.victoriametrics.{key}) was not found{place.label}; "
+def _require(box: Place, binary: str, key: str) -> None:
+    if not box.found(binary):
+        raise environment(f"{binary} (snapshots.victoriametrics.{key}) was not found{box.label}; "
                           "the Debian package victoria-metrics brings it: apt-get install "
                           "victoria-metrics (or the vmutils image, inside a container).")
 
@@ -130,14 +130,14 @@ def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Sto
         creds = (f"[default]\naws_access_key_id={props.access_key}\n"
                  f"aws_secret_access_key={props.secret_key}\n").encode()
         argv = ["sh", "-c", _WITH_CREDENTIALS, "sh", *argv]
-    place = where(cfg)
+    box = where(cfg)
     try:
-        res = process.run(place.command(argv), input=creds or None, timeout=timeout)
+        res = process.run(box.command(argv), input=creds or None, timeout=timeout)
     except process.Timeout as exc:
         raise environment(str(exc)) from None
     if res.returncode != 0:
         detail = (res.err or res.out).strip().splitlines()
-        raise environment(f"{name}{place.label} failed: "
+        raise environment(f"{name}{box.label} failed: "
                           f"{detail[-1] if detail else f'exit {res.returncode}'}")
 
 
