@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import re
 import secrets
 import subprocess
@@ -85,8 +84,8 @@ def native_zstd(cfg: PostgresConfig, database: str) -> bool:
     Asked, not guessed: a version number says nothing of how it was built, so a schema-only
     dump of no table with ``--compress=zstd`` must succeed (its exit code decides).
     """
-    m = re.search(r"\b([0-9]+)(?:\.[0-9]+)+", tool_version(cfg))
-    if not m or int(m.group(1)) < 16:
+    client = versions.major(tool_version(cfg))
+    if client is None or client < 16:
         return False
     return _probe_zstd(tuple(cfg.exec), tuple(_conn(cfg)), database)
 
@@ -134,18 +133,16 @@ def check_target_name(name: str) -> str:
     return name
 
 
-def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float,
-         encrypt_to: tuple[str, ...] = (), plan: tuple[list[str], str] = ([], ""),
-         server: str = "") -> Artifact:
-    """Stream one database into ``key`` (zstd-compressed in the stream and/or through gpg as
-    ``plan`` and ``encrypt_to`` say) and write its ``.sha256`` sidecar: the SHA-256 of the
-    stored bytes, so verify needs no secret key."""
-    flags, compressed = plan
-    argv = [*cfg.exec, "pg_dump", "-Fc", *flags, *_conn(cfg), f"--dbname={database}"]
+def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: str, store: Store,
+            key: str, timeout: float, encrypt_to: tuple[str, ...], compressed: str) -> Written:
+    """Stream the stdout of ``tool`` (pg_dump or pg_dumpall, through the exec prefix) into
+    ``key`` (through zstd and/or gpg as asked) and write its ``.sha256`` sidecar: the SHA-256 of
+    the stored bytes, so verify needs no secret key. A producer that exits non-zero is ``what``
+    failing (exit 3), and nothing stays under ``key``."""
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
-            process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc, \
+            process.popen([*cfg.exec, tool, *args], stdout=subprocess.PIPE, stderr=err) as proc, \
             contextlib.ExitStack() as stack:
-        stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
+        stream = process.ProducerStream(proc, tool, timeout, err.name)
         stack.callback(stream.close)
         source: Any = stream
         if compressed:
@@ -155,16 +152,27 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
         if encrypt_to:
             source = stack.enter_context(encrypting_stream(source, encrypt_to, timeout))
         try:
-            written: Written = store.put_stream(
-                key, Progress(source, f"postgres {database}"))  # type: ignore[arg-type]
+            written: Written = store.put_stream(key, Progress(source, label))  # type: ignore[arg-type]
         except process.ProducerFailed as exc:
-            raise environment(f"dump of database {database} failed: {exc}.") from None
+            raise environment(f"{what} failed: {exc}.") from None
         except BaseException as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, process.ProducerFailed):
-                raise environment(f"dump of database {database} failed: {cause}.") from None
+                raise environment(f"{what} failed: {cause}.") from None
             raise
     _sidecar(store, key, written)
+    return written
+
+
+def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float,
+         encrypt_to: tuple[str, ...] = (), plan: tuple[list[str], str] = ([], ""),
+         server: str = "") -> Artifact:
+    """Stream one database into ``key`` (zstd-compressed in the stream and/or through gpg as
+    ``plan`` and ``encrypt_to`` say), with its ``.sha256`` sidecar."""
+    flags, compressed = plan
+    written = _stream(cfg, "pg_dump", ["-Fc", *flags, *_conn(cfg), f"--dbname={database}"],
+                      f"dump of database {database}", f"postgres {database}", store, key,
+                      timeout, encrypt_to, compressed)
     say(f"  postgres {database}: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
                     sha256_key=f"{key}.sha256", database=database, encrypted_to=encrypt_to,
@@ -187,19 +195,9 @@ def dump_roles(cfg: PostgresConfig, store: Store, key: str, timeout: float,
                encrypt_to: tuple[str, ...] = (), server: str = "") -> Artifact:
     """``pg_dumpall --globals-only --no-role-passwords`` into ``key`` (through gpg when
     ``encrypt_to``), with its ``.sha256`` sidecar: what a new cluster needs before a restore."""
-    try:
-        res = process.run([*cfg.exec, "pg_dumpall", "--globals-only", "--no-role-passwords",
-                           *_conn(cfg)], timeout=timeout)
-    except process.Timeout as exc:
-        raise environment(str(exc)) from None
-    if res.returncode != 0:
-        raise environment(f"pg_dumpall --globals-only failed: {res.err.strip()[-500:]}")
-    with contextlib.ExitStack() as stack:
-        source: Any = io.BytesIO(res.stdout)
-        if encrypt_to:
-            source = stack.enter_context(encrypting_stream(source, encrypt_to, timeout))
-        written: Written = store.put_stream(key, source)
-    _sidecar(store, key, written)
+    written = _stream(cfg, "pg_dumpall", ["--globals-only", "--no-role-passwords", *_conn(cfg)],
+                      "pg_dumpall --globals-only", "postgres roles", store, key, timeout,
+                      encrypt_to, "")
     say(f"  postgres roles: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
                     sha256_key=f"{key}.sha256", encrypted_to=encrypt_to, roles=True,
