@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,14 +61,7 @@ def test_a_failed_restore_removes_the_roles_it_created(snap: Snap, owned: tuple[
     owner, _ = owned
     assert snap.tag("v0.1.0").returncode == 0
     art = snap.artifact("v0.1.0", "postgres")
-    bad = b"PGDMP broken dump"
-    snap.raw_put(str(art["key"]), bad)
-    raw = json.loads(snap.raw_get("manifests/v0.1.0.json"))
-    for a in raw["artifacts"]:
-        if a["key"] == art["key"]:
-            a["sha256"], a["size"], a["compressed"] = hashlib.sha256(bad).hexdigest(), len(bad), ""
-            a.pop("sha256_key", None)
-    snap.raw_put("manifests/v0.1.0.json", json.dumps(raw).encode())
+    snap.forge("v0.1.0", str(art["key"]), b"PGDMP broken dump", compressed="")
     with services.postgres_cluster() as other:
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host", other.host,
                         "--port", str(other.port), "--with-roles")
@@ -83,14 +74,9 @@ def test_a_hostile_roles_script_is_never_run(snap: Snap, owned: tuple[str, str],
                                              tmp_path: Path) -> None:
     assert snap.tag("v0.1.0").returncode == 0
     pwned = tmp_path / "pwned"
-    doc = json.loads(snap.raw_get("manifests/v0.1.0.json"))
-    roles = next(a for a in doc["artifacts"] if a.get("roles"))
+    roles = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a.get("roles"))  # type: ignore[attr-defined]
     # Whoever can write the store (and its manifest) tries a psql shell escape.
-    evil = f"CREATE ROLE evil;\n\\! touch {pwned}\n".encode()
-    snap.raw_put(roles["key"], evil)
-    roles["sha256"], roles["size"] = hashlib.sha256(evil).hexdigest(), len(evil)
-    roles.pop("sha256_key", None)
-    snap.raw_put("manifests/v0.1.0.json", json.dumps(doc).encode())
+    snap.forge("v0.1.0", roles["key"], f"CREATE ROLE evil;\n\\! touch {pwned}\n".encode())
     with services.postgres_cluster() as other:
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host", other.host,
                         "--port", str(other.port), "--with-roles")

@@ -94,6 +94,19 @@ class Snap:
         return next(a for a in self.manifest(tag)["artifacts"]  # type: ignore[attr-defined, no-any-return]
                     if a["kind"] == kind and not a.get("roles"))
 
+    def forge(self, tag: str, key: str, data: bytes, **fields: object) -> None:
+        """Store ``data`` under ``key`` and rewrite the manifest of ``tag`` to match it (hash,
+        size, ``fields``; no sidecar): what someone who can write the store could do."""
+        import hashlib
+
+        self.raw_put(key, data)
+        doc = json.loads(self.raw_get(f"manifests/{tag}.json"))
+        for art in doc["artifacts"]:
+            if art["key"] == key:
+                art.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data), **fields)
+                art.pop("sha256_key", None)
+        self.raw_put(f"manifests/{tag}.json", json.dumps(doc).encode())
+
     def restores_all_rows(self, tag: str, suffix: str) -> None:
         """`restore db TAG` into a new database brings back all 500 rows (dropped after)."""
         target = f"{self.db}_{suffix}"
