@@ -118,7 +118,7 @@ def install(force: bool, server: bool) -> None:
     Example: taydash install   (in a bare repository: taydash install --server)
     """
     state = _setup()
-    from taydash_hooks.commands.install import install as do_install
+    from taydash_hooks.install import install as do_install
 
     for line in do_install(state.dir, force=force, server=server):
         click.echo(line, err=True)
@@ -132,7 +132,7 @@ def uninstall() -> None:
     Example: taydash uninstall
     """
     state = _setup()
-    from taydash_hooks.commands.install import uninstall as do_uninstall
+    from taydash_hooks.install import uninstall as do_uninstall
 
     for line in do_uninstall(state.dir):
         click.echo(line, err=True)
@@ -492,7 +492,7 @@ def backup(tag: str, message: str | None, yes: bool) -> int:
     Example: taydash backup v1.2.0-milestone-mqtt -m "MQTT ingestion works"
     """
     state = _setup()
-    from taydash_hooks.commands import backup as workflow
+    from taydash_hooks.lifecycle import backup as workflow
 
     msg = message or f"Backup {tag}"
     return workflow.backup(state.dir, workflow.BackupPlan(tag, msg, push=True, yes=yes), _confirm)

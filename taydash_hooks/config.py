@@ -8,7 +8,6 @@ key and what was expected: this is a gate, a typo must not switch it off.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -28,7 +27,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 # How a key is checked: ("str"|"bool"|"int"|"number"|"strlist", extra check or None).
 # The extra check returns an error fragment ("expected ...") or None, and may
 # normalise the value by returning it through ``_Normalised``.
-Check = Callable[[Any], "str | _Normalised | None"]
+KeyCheck = Callable[[Any], "str | _Normalised | None"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,11 @@ class _Normalised:
     value: Any
 
 
-def _key(kind: str, check: Check | None = None) -> dict[str, Any]:
+def _key(kind: str, check: KeyCheck | None = None) -> dict[str, Any]:
     return {"kind": kind, "check": check}
 
 
-def _range(lo: float, hi: float, *, above: bool = False, what: str = "a number") -> Check:
+def _range(lo: float, hi: float, *, above: bool = False, what: str = "a number") -> KeyCheck:
     """A number in [lo, hi] (or (lo, hi] with ``above``): the documented range of a key."""
     low = f"greater than {lo:g}" if above else f"from {lo:g}"
 
@@ -75,7 +74,7 @@ def _naming(v: Any) -> str | None:
     if v == "convention":
         return None
     if isinstance(v, str) and v.startswith("regex:"):
-        from taydash_hooks.tags.naming import compile_custom
+        from taydash_hooks.patterns import compile_custom
 
         try:
             compile_custom(v[len("regex:") :])
@@ -86,14 +85,14 @@ def _naming(v: Any) -> str | None:
     return '"convention" or "regex:<RE2 pattern>"'
 
 
-def _one_of(*choices: str) -> Check:
+def _one_of(*choices: str) -> KeyCheck:
     def check(v: Any) -> str | None:
         return None if v in choices else "one of " + ", ".join(f'"{c}"' for c in choices)
 
     return check
 
 
-def _subset_of(*choices: str) -> Check:
+def _subset_of(*choices: str) -> KeyCheck:
     def check(v: Any) -> str | None:
         bad = [x for x in v if x not in choices]
         return None if not bad else "a list of " + ", ".join(f'"{c}"' for c in choices)
@@ -339,7 +338,7 @@ def _build(cls: type[T], data: Any, table: str, source: str) -> T:
         value = tuple(raw) if kind == "strlist" else raw
         if kind == "number":
             value = float(raw)
-        check: Check | None = f.metadata["check"]
+        check: KeyCheck | None = f.metadata["check"]
         verdict = check(value) if check else None
         if isinstance(verdict, _Normalised):
             value = verdict.value
@@ -454,29 +453,3 @@ def load(repo: Repo, env: Mapping[str, str] | None = None) -> Config:
         return Config(root=repo.root)
     table = _taydash_table(path) or {}
     return parse(table, repo.root, path)
-
-
-def write_fast_path_summary(repo: Repo, cfg: Config) -> None:
-    """Leave the pre-push fast path what it needs, for this exact config file.
-
-    Called by the pre-push hook itself: loading a configuration never writes.
-    """
-    from taydash_hooks.gate.cache import profile
-    from taydash_hooks.hooks.fast_path import write_summary
-
-    path = cfg.source
-    if path is None or repo.toplevel is None:
-        return
-    v = cfg.validate
-    summary: dict[str, object] = {
-        "validate": {"profile": profile(v.commands, v.isolate, v.timeout), "cache": v.cache,
-                     "commands": bool(v.commands)} if v else None,
-        "push": {"protected": list(cfg.push.protected)} if cfg.push else None,
-        "tags": cfg.tags is not None,
-        "snapshots": cfg.snapshots is not None,
-    }
-    # Only an optimisation: a read-only git dir (or a planted symlink) means the full path runs.
-    from taydash_hooks.errors import TaydashError
-
-    with contextlib.suppress(OSError, TaydashError):
-        write_summary(str(repo.state_dir), str(path), summary)

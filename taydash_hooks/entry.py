@@ -43,7 +43,7 @@ def _crash_dir() -> Path:
         return Path(override)
     # The repository's state dir when we are in one; found without git (we may
     # be crashing because git is broken).
-    from taydash_hooks.hooks.fast_path import common_dir
+    from taydash_hooks.gate.fast_path import common_dir
 
     common = common_dir(os.getcwd())
     if common is not None and os.path.isdir(common):

@@ -104,8 +104,43 @@ def test_store_is_storage_only() -> None:
     graph = _import_graph()
     for name, deps in graph.items():
         if name.startswith("taydash_hooks.store"):
-            assert not any(d.startswith(("taydash_hooks.config", "taydash_hooks.git",
-                                         "taydash_hooks.snapshots")) for d in deps), (name, deps)
+            assert not any(_under(d, DOMAIN) for d in deps), (name, deps)
+
+
+ADAPTERS = ("taydash_hooks.hooks", "taydash_hooks.commands")
+# The only modules that may import an adapter: the adapters themselves, the click wiring,
+# the one entry, and the two ``python -m`` modules (the old shims' and the CLI's).
+ABOVE_ADAPTERS = ("taydash_hooks.cli", "taydash_hooks.entry", "taydash_hooks.hook_main",
+                  "taydash_hooks.__main__")
+DOMAIN = ("taydash_hooks.config", "taydash_hooks.git", "taydash_hooks.gate",
+          "taydash_hooks.tags", "taydash_hooks.snapshots", "taydash_hooks.lifecycle",
+          "taydash_hooks.updates", "taydash_hooks.results", *ADAPTERS)
+
+
+def _under(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_hooks_and_commands_are_leaf_adapters() -> None:
+    graph = _import_graph()
+    wrong = sorted((name, dep) for name, deps in graph.items() for dep in deps
+                   if _under(dep, ADAPTERS) and not _under(name, ADAPTERS)
+                   and name not in ABOVE_ADAPTERS)
+    assert wrong == []
+
+
+def test_commands_import_core_never_each_other() -> None:
+    graph = _import_graph()
+    wrong = sorted((name, dep) for name, deps in graph.items() for dep in deps
+                   if name.startswith("taydash_hooks.commands.")
+                   and dep.startswith("taydash_hooks.commands."))
+    assert wrong == []
+
+
+def test_the_layout_rules_see_an_upward_import(tmp_path: Path) -> None:
+    graph = {"taydash_hooks.gate.push": {"taydash_hooks.hooks.report"}}
+    assert [(n, d) for n, deps in graph.items() for d in deps
+            if _under(d, ADAPTERS) and not _under(n, ADAPTERS)] != []
 
 
 def test_every_snapshot_kind_is_registered_once_under_its_config_table() -> None:

@@ -5,24 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from taydash_hooks import config as config_mod
-from taydash_hooks import git
-from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit
 from taydash_hooks.output import emit_json, mark, out, say
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_bound
-from taydash_hooks.snapshots.kinds.base import Checked
-from taydash_hooks.snapshots.location import open_store
+from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.snapshots.manifest import Manifest
-from taydash_hooks.store import Store
-
-
-def open_repo_store(cwd: Path) -> tuple[git.Repo, Config, Store]:
-    """The repository around ``cwd``, its configuration and its store."""
-    repo = git.find_repo(cwd)
-    cfg = config_mod.load(repo)
-    return repo, cfg, open_store(repo, cfg)
 
 
 def list_backups(cwd: Path, as_json: bool) -> int:
@@ -65,23 +53,11 @@ def show(cwd: Path, tag: str, as_json: bool) -> int:
     return Exit.OK
 
 
-def check_all(cfg: Config, store: Store, doc: Manifest, deep: bool) -> list[tuple[str, str, Checked]]:
-    """Verify every artifact of ``doc``: (kind, key, what was found) each."""
-    rows = []
-    for art in doc.artifacts:
-        try:
-            checked = kinds.get(art.kind).verify(cfg, store, art, deep)
-        except Exception as exc:  # a missing object is a failed check, not a crash
-            checked = Checked(problems=[str(exc)])
-        rows.append((art.kind, art.key, checked))
-    return rows
-
-
 def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
     """Re-hash every stored file of every artifact of ``tag``; exit 1 when one does not match."""
     repo, cfg, store = open_repo_store(cwd)
     doc = require_bound(repo, store, tag)
-    rows = check_all(cfg, store, doc, deep)
+    rows = kinds.check_all(cfg, store, doc, deep)
     ok = all(c.ok for _, _, c in rows)
     files = sum(c.files for _, _, c in rows)
     size = sum(c.bytes for _, _, c in rows)

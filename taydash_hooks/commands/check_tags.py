@@ -9,32 +9,10 @@ from pathlib import Path
 
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
-from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, usage
 from taydash_hooks.output import color, emit_json, say
 from taydash_hooks.tags.policy import TagPolicy, TagVerdict
-
-
-def local_tags(cwd: Path) -> dict[str, str]:
-    """Every local tag name and the object id its ref holds."""
-    out = git.out("for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/tags", cwd=cwd)
-    pairs = (line.split(" ", 1) for line in out.splitlines() if line)
-    return {name: oid for name, oid in pairs}
-
-
-def release_tags(repo: git.Repo, cfg: Config) -> list[tuple[str, int]]:
-    """Tags matching ``tags.release`` (``v*`` without a [tags] table), newest first, with their unix time."""
-    import fnmatch
-
-    patterns = cfg.tags.release if cfg.tags else ("v*",)
-    out = git.out("for-each-ref", "--sort=-creatordate",
-                  "--format=%(refname:strip=2) %(creatordate:unix)", "refs/tags", cwd=repo.root)
-    rows = []
-    for line in out.splitlines():
-        name, _, when = line.rpartition(" ")
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            rows.append((name, int(when or 0)))
-    return rows
+from taydash_hooks.tags.releases import local_tags
 
 
 def ci_tag(env: Mapping[str, str]) -> tuple[str, str] | None:

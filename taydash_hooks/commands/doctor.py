@@ -6,24 +6,16 @@ import os
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from taydash_hooks import git, process
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import color
+from taydash_hooks.results import Check
 
 
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-def _tool(name: str, package: str, needed: bool, prefix: tuple[str, ...] = ()) -> Finding:
+def _tool(name: str, package: str, needed: bool, prefix: tuple[str, ...] = ()) -> Check:
     """``name`` on PATH, or inside the container ``prefix`` reaches when it is set."""
     if prefix and needed:
         from taydash_hooks.snapshots.kinds.place import Inside
@@ -32,34 +24,34 @@ def _tool(name: str, package: str, needed: bool, prefix: tuple[str, ...] = ()) -
         try:
             ok = inside.found(name)
         except TaydashError as exc:
-            return Finding(name, False, exc.message, f"check the exec prefix {' '.join(prefix)}")
-        return Finding(name, ok, f"found{inside.label}" if ok else f"not found{inside.label}",
+            return Check(name, False, exc.message, f"check the exec prefix {' '.join(prefix)}")
+        return Check(name, ok, f"found{inside.label}" if ok else f"not found{inside.label}",
                        f"use an image that has {name} ({package})")
     path = shutil.which(name)
     if path:
-        return Finding(name, True, path)
+        return Check(name, True, path)
     if not needed:
-        return Finding(name, True, "not found (not needed by this configuration)")
-    return Finding(name, False, "not found on PATH", f"apt-get install {package}")
+        return Check(name, True, "not found (not needed by this configuration)")
+    return Check(name, False, "not found on PATH", f"apt-get install {package}")
 
 
-def _signing(root: Path) -> list[Finding]:
+def _signing(root: Path) -> list[Check]:
     def cfg(key: str) -> str:
         return git.git("config", "--get", key, cwd=root, check=False).out.strip()
 
     fmt = cfg("gpg.format") or "openpgp"
     key = cfg("user.signingkey")
-    found = [Finding("signing format", True, fmt)]
+    found = [Check("signing format", True, fmt)]
     if fmt == "ssh":
         if not key:
-            found.append(Finding("signing key", False, "user.signingkey is not set",
+            found.append(Check("signing key", False, "user.signingkey is not set",
                                  "git config user.signingkey ~/.ssh/id_ed25519.pub"))
         else:
-            found.append(Finding("signing key", Path(os.path.expanduser(key)).exists()
+            found.append(Check("signing key", Path(os.path.expanduser(key)).exists()
                                  or key.startswith(("ssh-", "key::")), key,
                                  "point user.signingkey at an existing SSH key file"))
         signers = cfg("gpg.ssh.allowedSignersFile")
-        found.append(Finding("gpg.ssh.allowedSignersFile", bool(signers), signers or "not set",
+        found.append(Check("gpg.ssh.allowedSignersFile", bool(signers), signers or "not set",
                              "gpg.format=ssh needs it to verify tags: git config "
                              "gpg.ssh.allowedSignersFile .taydash/allowed_signers"))
         return found
@@ -68,14 +60,14 @@ def _signing(root: Path) -> list[Finding]:
         fix = (f"git config user.signingkey {secret[0]}" if secret else
                "gpg --quick-generate-key 'Your Name <you@example.com>' default default never, "
                "then git config user.signingkey <the fingerprint it prints>")
-        found.append(Finding("signing key", False, "user.signingkey is not set", fix))
+        found.append(Check("signing key", False, "user.signingkey is not set", fix))
         return found
     try:
         res = process.run(["gpg", "--batch", "--list-secret-keys", "--", key], timeout=30)
         ok = res.returncode == 0
     except (process.Timeout, TaydashError):
         ok = False
-    found.append(Finding("signing key", ok, key if ok else f"no secret key {key} in the keyring",
+    found.append(Check("signing key", ok, key if ok else f"no secret key {key} in the keyring",
                          "import the secret key (gpg --import) or fix user.signingkey"))
     return found
 
@@ -97,7 +89,7 @@ def _secret_fingerprints() -> list[str]:
     return fprs
 
 
-def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
+def _store(repo: git.Repo, cfg: Config) -> list[Check]:
     if cfg.snapshots is None:
         return []
     from taydash_hooks.snapshots.location import open_store
@@ -110,23 +102,23 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
             credentials()
         except TaydashError:
             names = " or ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
-            return [Finding("S3 credentials", False, "no credentials variables are set",
+            return [Check("S3 credentials", False, "no credentials variables are set",
                             f"export {names}")]
     try:
         health = open_store(repo, cfg).health()
     except TaydashError as exc:
-        return [Finding("store", False, exc.message, "check [snapshots] store and the server")]
-    found = [Finding("store", health.ok, health.detail, health.fix)]
+        return [Check("store", False, exc.message, "check [snapshots] store and the server")]
+    found = [Check("store", health.ok, health.detail, health.fix)]
     if health.ok and health.encryption is not None:
         # VictoriaMetrics backups are written by vmbackup: only the bucket can encrypt them.
         has = bool(health.encryption)
-        found.append(Finding("bucket default encryption", has or not cfg.snapshots.encrypt_to,
+        found.append(Check("bucket default encryption", has or not cfg.snapshots.encrypt_to,
                              health.encryption or "off",
                              "turn on the bucket's default encryption (mc encrypt set sse-s3 "
                              "ALIAS/BUCKET): encrypt_to covers the dumps, not vmbackup's files"))
     lock_days = cfg.snapshots.s3.object_lock_days if cfg.snapshots.s3 else 0
     if health.ok and lock_days > 0:
-        found.append(Finding("bucket Object Lock", bool(health.object_lock),
+        found.append(Check("bucket Object Lock", bool(health.object_lock),
                              "enabled" if health.object_lock else
                              f"off, but object_lock_days = {lock_days} (every upload would fail "
                              "with InvalidRequest)",
@@ -134,26 +126,26 @@ def _store(repo: git.Repo, cfg: Config) -> list[Finding]:
                              "it cannot be switched on later), or set object_lock_days = 0"))
     if health.ok and health.versioning is not None:
         bucket = cfg.snapshots.store[len("s3://"):].partition("/")[0]
-        found.append(Finding("bucket versioning", health.versioning == "Enabled", health.versioning,
+        found.append(Check("bucket versioning", health.versioning == "Enabled", health.versioning,
                              f"mc version enable ALIAS/{bucket} (or allow "
                              "s3:PutBucketVersioning for these credentials)"))
     return found
 
 
-def _hooks(cwd: Path, server: bool = False) -> list[Finding]:
-    from taydash_hooks.commands.install import CLIENT_HOOKS, SERVER_HOOKS, hooks_dir, is_ours
+def _hooks(cwd: Path, server: bool = False) -> list[Check]:
+    from taydash_hooks.install import CLIENT_HOOKS, SERVER_HOOKS, hooks_dir, is_ours
 
     try:
         folder = hooks_dir(cwd, force=True)
     except TaydashError as exc:
-        return [Finding("hooks", False, exc.message)]
+        return [Check("hooks", False, exc.message)]
     names, fix = (SERVER_HOOKS, "taydash install --server") if server else (CLIENT_HOOKS,
                                                                             "taydash install")
-    return [Finding(f"{hook} hook", is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy"),
+    return [Check(f"{hook} hook", is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy"),
                     str(folder / hook), fix) for hook in names]
 
 
-def checks(cwd: Path) -> list[Finding]:
+def checks(cwd: Path) -> list[Check]:
     """Every finding, in the order they are printed."""
     from taydash_hooks import config as config_mod
 
@@ -161,12 +153,12 @@ def checks(cwd: Path) -> list[Finding]:
     try:
         repo = git.find_repo(cwd)
     except TaydashError as exc:
-        return [*found, Finding("repository", False, exc.message, "run inside a git repository")]
+        return [*found, Check("repository", False, exc.message, "run inside a git repository")]
     try:
         cfg = config_mod.load(repo)
-        found.append(Finding("configuration", True, str(cfg.source or "none (nothing enabled)")))
+        found.append(Check("configuration", True, str(cfg.source or "none (nothing enabled)")))
     except TaydashError as exc:
-        return [*found, Finding("configuration", False, exc.message, "fix the key named above")]
+        return [*found, Check("configuration", False, exc.message, "fix the key named above")]
     snap = cfg.snapshots
     pg = bool(snap and snap.postgres and "postgres" in snap.kinds)
     vm = bool(snap and snap.victoriametrics and "victoriametrics" in snap.kinds)
@@ -196,7 +188,7 @@ def checks(cwd: Path) -> list[Finding]:
         rel = shlex.quote(cfg.tags.openpgp_keys)
         folder = shlex.quote(str(Path(cfg.tags.openpgp_keys).parent))
         fprs = " ".join(cfg.tags.openpgp_fingerprints)
-        found.append(Finding("tags.openpgp_keys", keys.is_file(), str(keys),
+        found.append(Check("tags.openpgp_keys", keys.is_file(), str(keys),
                              f"mkdir -p {folder} && gpg --export --armor {fprs} > {rel}"))
     found += _services(cfg)
     found += _recipients(cfg)
@@ -204,7 +196,7 @@ def checks(cwd: Path) -> list[Finding]:
     return found
 
 
-def _services(cfg: Config) -> list[Finding]:
+def _services(cfg: Config) -> list[Check]:
     """Can the snapshot reach what it dumps? (A wrong port fails here, not at `git tag`.)"""
     snap = cfg.snapshots
     found = []
@@ -218,7 +210,7 @@ def _services(cfg: Config) -> list[Finding]:
             ok, detail = res.returncode == 0, " / ".join(res.err.strip().splitlines()[:2])
         except (process.Timeout, TaydashError) as exc:
             ok, detail = False, str(exc)
-        found.append(Finding("PostgreSQL", ok, f"{p.host}:{p.port} as {p.user}" if ok else detail,
+        found.append(Check("PostgreSQL", ok, f"{p.host}:{p.port} as {p.user}" if ok else detail,
                              f"check [snapshots.postgres] host, port and user (pg_isready -h "
                              f"{p.host} -p {p.port}); passwords come from ~/.pgpass or PGPASSWORD"))
     if snap and snap.victoriametrics and "victoriametrics" in snap.kinds:
@@ -230,16 +222,16 @@ def _services(cfg: Config) -> list[Finding]:
                 ok, detail = resp.status == 200, url
         except OSError as exc:
             ok, detail = False, f"{url} is not reachable ({getattr(exc, 'reason', exc)})"
-        found.append(Finding("VictoriaMetrics", ok, detail,
+        found.append(Check("VictoriaMetrics", ok, detail,
                              "check [snapshots.victoriametrics] url; is VictoriaMetrics running?"))
         if snap.victoriametrics.exec and snap.store.startswith("file://"):
-            found.append(Finding("VictoriaMetrics store", False,
+            found.append(Check("VictoriaMetrics store", False,
                                  "vmbackup inside the container cannot write to a file:// store",
                                  "use an s3:// store (and s3_endpoint as seen from inside)"))
     return found
 
 
-def _recipients(cfg: Config) -> list[Finding]:
+def _recipients(cfg: Config) -> list[Check]:
     """Every config-bundle recipient has a public key that can encrypt."""
     snap = cfg.snapshots
     if snap is None:
@@ -254,25 +246,25 @@ def _recipients(cfg: Config) -> list[Finding]:
             res = process.run([gpg_program(), "--batch", "--with-colons", "--list-keys", "--", who],
                               timeout=30)
         except (process.Timeout, TaydashError) as exc:
-            found.append(Finding(f"recipient {who}", False, str(exc)))
+            found.append(Check(f"recipient {who}", False, str(exc)))
             continue
         pubs = [line.split(":") for line in res.out.splitlines() if line.startswith("pub:")]
         # Field 12 holds the key's usable capabilities; a capital E: it can encrypt.
         can = [p for p in pubs if len(p) > 11 and "E" in p[11] and p[1] not in ("r", "e")]
         if not pubs:
-            found.append(Finding(f"recipient {who}", False, "no public key in the keyring",
+            found.append(Check(f"recipient {who}", False, "no public key in the keyring",
                                  "gpg --import THEIR-PUBLIC-KEY.asc (or fix [snapshots] "
                                  "encrypt_to / [snapshots.config] recipients)"))
         elif not can:
             fpr = next((line.split(":")[9] for line in res.out.splitlines()
                         if line.startswith("fpr:")), who)
-            found.append(Finding(f"recipient {who}", False,
+            found.append(Check(f"recipient {who}", False,
                                  "the key has no usable encryption subkey (gpg would fail with "
                                  "'encryption failed: No name')",
                                  f"gpg --quick-add-key {fpr} cv25519 encr (with the secret key), "
                                  "or name a recipient whose key can encrypt"))
         else:
-            found.append(Finding(f"recipient {who}", True, "can encrypt"))
+            found.append(Check(f"recipient {who}", True, "can encrypt"))
     return found
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
-from taydash_hooks.commands.check_tags import release_tags
-from taydash_hooks.commands.verify import columns, remote_name, verify_tag
 from taydash_hooks.errors import Exit, refused
+from taydash_hooks.lifecycle.verification import columns, remote_name, verify_tag
 from taydash_hooks.output import emit_json, out
+from taydash_hooks.tags.releases import release_tags
 
 
 def drill(cwd: Path, last: int, as_json: bool) -> int:

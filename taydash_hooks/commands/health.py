@@ -15,12 +15,12 @@ from typing import Any
 
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
-from taydash_hooks.commands.check_tags import release_tags
 from taydash_hooks.config import Config, HealthConfig
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import color, emit_json, listing, plural
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.triggers import STATUS_FILE
+from taydash_hooks.tags.releases import release_tags
 
 MIB = 1024 * 1024
 

@@ -6,10 +6,10 @@ import contextlib
 import os
 from pathlib import Path
 
-from taydash_hooks.commands.backups import open_repo_store
 from taydash_hooks.errors import Exit, refused
 from taydash_hooks.output import say
 from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import copy_hashing, sha256_of
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from taydash_hooks import git
-from taydash_hooks.commands.backup import BackupPlan, Confirm, backup
 from taydash_hooks.errors import refused
+from taydash_hooks.lifecycle.backup import BackupPlan, Confirm, backup
 from taydash_hooks.output import line
 
 _SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-.*)?")

@@ -43,7 +43,7 @@ def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = 
     """Restore the ``kind`` artifact of ``tag`` into ``target`` (a database name or a folder);
     ``server`` (host, port, user) restores a database onto another PostgreSQL server, and
     ``with_roles`` first creates the recorded roles it lacks."""
-    from taydash_hooks.commands.backups import open_repo_store
+    from taydash_hooks.snapshots.location import open_repo_store
 
     repo, cfg, store = open_repo_store(cwd)
     if any(server):

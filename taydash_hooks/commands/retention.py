@@ -52,7 +52,7 @@ def _finish(store: Store) -> None:
 
 def prune(cwd: Path, policy: Policy, dry_run: bool) -> int:
     """Apply ``policy`` (over [snapshots.retention]); exit 1 when a lock kept a backup."""
-    from taydash_hooks.commands.backups import open_repo_store
+    from taydash_hooks.snapshots.location import open_repo_store
 
     _, cfg, store = open_repo_store(cwd)
     defaults = cfg.snapshots.retention if cfg.snapshots and cfg.snapshots.retention else None
@@ -81,7 +81,7 @@ def prune(cwd: Path, policy: Policy, dry_run: bool) -> int:
 
 def delete_one(cwd: Path, tag: str, yes: bool, confirm: Callable[[str], bool]) -> int:
     """Delete the backup of ``tag`` (never the newest release's); exit 1 when refused."""
-    from taydash_hooks.commands.backups import open_repo_store
+    from taydash_hooks.snapshots.location import open_repo_store
 
     _, _, store = open_repo_store(cwd)
     _finish(store)

@@ -6,27 +6,16 @@ corrupt file is treated as empty (the worst case is validating again).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
-from taydash_hooks.hooks.fast_path import tree_key
+from taydash_hooks.gate.fast_path import profile, tree_key
+
+__all__ = ["ValidateCache", "key", "profile"]
 from taydash_hooks.statefiles import read_private, write_private
 
 VERSION = 3
-
-
-def profile(commands: tuple[str, ...], isolate: bool, timeout: float) -> str:
-    """Everything besides the tree that can change a verdict, as one hash.
-
-    A tree that passed in the working tree (``isolate = false``, where an
-    ignored file may have helped) or with a longer timeout has not passed
-    under another setting.
-    """
-    doc = json.dumps({"commands": list(commands), "isolate": isolate, "timeout": timeout},
-                     sort_keys=True)
-    return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
 
 def key(prof: str, tree: str) -> str:
@@ -38,7 +27,7 @@ class ValidateCache:
     """Load once, ask :meth:`passed`, :meth:`record` successes, :meth:`save` at the end.
 
     Besides tree keys it remembers which commit passed which command list, so
-    the hook's fast path (:mod:`taydash_hooks.hooks.fast_path`) can answer a re-push
+    the hook's fast path (:mod:`taydash_hooks.gate.fast_path`) can answer a re-push
     without starting git or hashing anything.
     """
 

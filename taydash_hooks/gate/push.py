@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
-from taydash_hooks.hooks.report import RefResult
-from taydash_hooks.hooks.updates import Kind, RefUpdate
 from taydash_hooks.output import Word, say
-from taydash_hooks.results import Finding
+from taydash_hooks.results import Finding, RefResult
 from taydash_hooks.skips import skipped
+from taydash_hooks.updates import Kind, RefUpdate
 
 
 def protected_refusal(update: RefUpdate, patterns: Sequence[str]) -> Finding | None:

@@ -11,13 +11,12 @@ import enum
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
-from taydash_hooks.hooks.report import RefResult, overall, results_for
-from taydash_hooks.hooks.updates import RefUpdate
-from taydash_hooks.results import Verdict
+from taydash_hooks.results import RefResult, Verdict, overall, results_for
 from taydash_hooks.skips import skipped
+from taydash_hooks.updates import RefUpdate
 
 
-class Check(str, enum.Enum):
+class HookCheck(str, enum.Enum):
     """The checks a hook can ask for, in the order they run."""
 
     PROTECTED = "protected"
@@ -26,27 +25,27 @@ class Check(str, enum.Enum):
     SNAPSHOT = "snapshot"
 
 
-CLIENT = (Check.PROTECTED, Check.TAGS, Check.VALIDATE, Check.SNAPSHOT)
-SERVER = (Check.PROTECTED, Check.TAGS)
+CLIENT = (HookCheck.PROTECTED, HookCheck.TAGS, HookCheck.VALIDATE, HookCheck.SNAPSHOT)
+SERVER = (HookCheck.PROTECTED, HookCheck.TAGS)
 
 
 def check_updates(repo: git.Repo, cfg: Config, updates: list[RefUpdate],
-                  checks: tuple[Check, ...] = CLIENT) -> list[RefResult]:
+                  checks: tuple[HookCheck, ...] = CLIENT) -> list[RefResult]:
     """Run ``checks`` over ``updates``; snapshots only when nothing was refused."""
     results = results_for(updates)
-    if Check.PROTECTED in checks:
+    if HookCheck.PROTECTED in checks:
         from taydash_hooks.gate.push import check_protected
 
         check_protected(cfg, results)
-    if Check.TAGS in checks and cfg.tags is not None and not skipped("tags"):
+    if HookCheck.TAGS in checks and cfg.tags is not None and not skipped("tags"):
         from taydash_hooks.tags.policy import check_push
 
         check_push(repo, cfg, results)
-    if Check.VALIDATE in checks:
+    if HookCheck.VALIDATE in checks:
         from taydash_hooks.gate.push import validate_updates
 
         validate_updates(repo, cfg, results)
-    if Check.SNAPSHOT in checks and overall(results) is not Verdict.REFUSED \
+    if HookCheck.SNAPSHOT in checks and overall(results) is not Verdict.REFUSED \
             and cfg.snapshots is not None and not skipped("snapshot"):
         from taydash_hooks.snapshots.triggers import on_push
 

@@ -27,7 +27,7 @@ def dispatch(argv: list[str]) -> int:
     name, args = argv[0], argv[1:]
     if name == "pre-push" and len(args) == 2:
         stdin = sys.stdin.buffer.read()
-        from taydash_hooks.hooks import fast_path
+        from taydash_hooks.gate import fast_path
 
         done = fast_path.try_cached(stdin)
         if done is not None:

@@ -13,18 +13,18 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit, usage
-from taydash_hooks.hooks.checks import Check, check_updates
-from taydash_hooks.hooks.report import overall, render
-from taydash_hooks.hooks.updates import RefUpdate, classify
+from taydash_hooks.hooks.checks import HookCheck, check_updates
+from taydash_hooks.hooks.report import render
 from taydash_hooks.output import say
-from taydash_hooks.results import Verdict
+from taydash_hooks.results import Verdict, overall
+from taydash_hooks.updates import RefUpdate, classify
 
 # Each id runs one check of the direct hook's list (the validate id also
 # refuses protected-branch updates, as the direct pre-push does).
-IDS: dict[str, tuple[Check, ...]] = {
-    "validate": (Check.PROTECTED, Check.VALIDATE),
-    "check-tags": (Check.TAGS,),
-    "snapshot-pushed-tags": (Check.SNAPSHOT,),
+IDS: dict[str, tuple[HookCheck, ...]] = {
+    "validate": (HookCheck.PROTECTED, HookCheck.VALIDATE),
+    "check-tags": (HookCheck.TAGS,),
+    "snapshot-pushed-tags": (HookCheck.SNAPSHOT,),
 }
 
 

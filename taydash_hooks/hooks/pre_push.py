@@ -12,10 +12,11 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit
+from taydash_hooks.gate.fast_path import write_summary
 from taydash_hooks.hooks.checks import CLIENT, check_updates
-from taydash_hooks.hooks.report import overall, render
-from taydash_hooks.hooks.updates import classify, parse_pre_push
-from taydash_hooks.results import Verdict
+from taydash_hooks.hooks.report import render
+from taydash_hooks.results import Verdict, overall
+from taydash_hooks.updates import classify, read
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ def run_hook(remote: str, url: str, stdin: bytes, cwd: Path | None = None) -> in
     if cfg.empty:
         log.info("no taydash configuration; nothing to check.")
         return Exit.OK
-    config_mod.write_fast_path_summary(repo, cfg)
-    updates = classify(parse_pre_push(stdin), repo.root)
+    write_summary(repo, cfg)
+    updates = classify(read(stdin, "pre-push"), repo.root)
     if not updates:
         return Exit.OK
     results = check_updates(repo, cfg, updates, CLIENT)

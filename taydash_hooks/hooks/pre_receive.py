@@ -11,9 +11,9 @@ from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit
 from taydash_hooks.hooks.checks import SERVER, check_updates
-from taydash_hooks.hooks.report import overall, render
-from taydash_hooks.hooks.updates import classify, parse_pre_receive
-from taydash_hooks.results import Verdict
+from taydash_hooks.hooks.report import render
+from taydash_hooks.results import Verdict, overall
+from taydash_hooks.updates import classify, read
 
 
 def run_hook(stdin: bytes, cwd: Path | None = None) -> int:
@@ -22,7 +22,7 @@ def run_hook(stdin: bytes, cwd: Path | None = None) -> int:
     cfg = config_mod.load(repo)
     if cfg.push is None and cfg.tags is None:
         return Exit.OK
-    updates = classify(parse_pre_receive(stdin), repo.root)
+    updates = classify(read(stdin, "pre-receive"), repo.root)
     results = check_updates(repo, cfg, updates, SERVER)
     render(results)
     return Exit.REFUSED if overall(results) is Verdict.REFUSED else Exit.OK

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from taydash_hooks import config as config_mod
-from taydash_hooks import git
+from taydash_hooks import git, hook_input
 from taydash_hooks.errors import Exit
 from taydash_hooks.skips import skipped
 
@@ -55,12 +55,8 @@ def created_by_git_tag(pid: str | None) -> bool:
 
 def parse_lines(stdin: bytes) -> list[tuple[str, str, str]]:
     """``<old> <new> <ref>`` lines for refs under refs/tags/."""
-    rows = []
-    for raw in stdin.decode("utf-8", "replace").splitlines():
-        parts = raw.split(" ")
-        if len(parts) == 3 and parts[2].startswith("refs/tags/"):
-            rows.append((parts[0], parts[1], parts[2]))
-    return rows
+    return [(old, new, ref) for _, new, ref, old in hook_input.rows(stdin, "reference-transaction")
+            if ref.startswith("refs/tags/")]
 
 
 def run_hook(state: str, stdin: bytes, cwd: Path | None = None) -> int:

@@ -48,3 +48,13 @@ def exclude_from_git(repo: Repo, folder: Path) -> None:
         fh.write(f"# taydash: the backup store is never committed\n/{rel.as_posix()}/\n")
     say(f"added /{rel.as_posix()}/ to {exclude}: the backup store inside the working tree is "
         "kept out of git.")
+
+
+def open_repo_store(cwd: Path) -> tuple[Repo, Config, Store]:
+    """The repository around ``cwd``, its configuration and its store."""
+    from taydash_hooks import config as config_mod
+    from taydash_hooks.git import find_repo
+
+    repo = find_repo(cwd)
+    cfg = config_mod.load(repo)
+    return repo, cfg, open_store(repo, cfg)

@@ -13,13 +13,12 @@ from pathlib import Path
 from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
-from taydash_hooks.hooks.report import RefResult
-from taydash_hooks.hooks.updates import Kind
 from taydash_hooks.output import Word, say
-from taydash_hooks.results import Finding
+from taydash_hooks.results import Finding, RefResult
 from taydash_hooks.skips import skipped
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.statefiles import open_private, private_dir, write_private
+from taydash_hooks.updates import Kind
 
 STATUS_FILE = "snapshot-status.json"
 # Set by `taydash backup`/`release` around their own `git tag`: they take the snapshot

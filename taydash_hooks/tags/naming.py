@@ -11,6 +11,8 @@ import functools
 import re
 from typing import Any
 
+from taydash_hooks.patterns import compile_custom
+
 # git allows far longer names; a release tag also becomes part of store keys and
 # file names (`db-backups/<tag>_<TS>-<RUN>_<database>.dump.sha256`), which must fit in 255.
 MAX_TAG_LENGTH = 128
@@ -28,19 +30,6 @@ CONVENTION_TEXT = (
     "-known-good, -emergency-backup, -with-data"
 )
 EXAMPLE = "v0.1.0-milestone-mqtt"
-
-
-def compile_custom(pattern: str) -> Any:
-    """``pattern`` compiled by RE2; raises ``ValueError`` with RE2's reason when it cannot be."""
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False  # the reason goes into our sentence, not onto stderr
-    try:
-        return re2.compile(pattern, options)
-    except re2.error as exc:
-        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ValueError(reason) from None
 
 
 @functools.lru_cache(maxsize=8)

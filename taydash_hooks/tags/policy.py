@@ -18,10 +18,8 @@ from types import TracebackType
 from taydash_hooks import git
 from taydash_hooks.config import Config, TagsConfig
 from taydash_hooks.errors import Exit
-from taydash_hooks.hooks.report import RefResult
-from taydash_hooks.hooks.updates import Kind
 from taydash_hooks.output import Word, say, warn
-from taydash_hooks.results import Finding
+from taydash_hooks.results import Finding, RefResult
 from taydash_hooks.tags.naming import naming_problem
 from taydash_hooks.tags.objects import GitObject, TagObject, parse_tag, read_objects
 from taydash_hooks.tags.signatures import (
@@ -30,6 +28,7 @@ from taydash_hooks.tags.signatures import (
     check_allowed_signers,
     verify_ssh,
 )
+from taydash_hooks.updates import Kind
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 
+from taydash_hooks.config import Config
 from taydash_hooks.snapshots.kinds.base import Checked, SnapshotKind, TakeJob
-from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.snapshots.manifest import Artifact, Manifest
 from taydash_hooks.store import Store
 
-__all__ = ["Checked", "SnapshotKind", "TakeJob", "get", "register", "registry", "remove"]
+__all__ = ["Checked", "SnapshotKind", "TakeJob", "check_all", "get", "register", "registry",
+           "remove"]
 
 
 _REGISTRY: dict[str, SnapshotKind] = {}
@@ -52,6 +54,18 @@ def registry() -> dict[str, SnapshotKind]:
 def remove(store: Store, art: Artifact) -> None:
     """Delete the stored objects of one artifact, the way its kind stored them."""
     get(art.kind).remove(store, art)
+
+
+def check_all(cfg: Config, store: Store, doc: Manifest, deep: bool) -> list[tuple[str, str, Checked]]:
+    """Verify every artifact of ``doc`` with its own kind: (kind, key, what was found) each."""
+    rows = []
+    for art in doc.artifacts:
+        try:
+            checked = get(art.kind).verify(cfg, store, art, deep)
+        except Exception as exc:  # a missing object is a failed check, not a crash
+            checked = Checked(problems=[str(exc)])
+        rows.append((art.kind, art.key, checked))
+    return rows
 
 
 def get(name: str) -> SnapshotKind:

@@ -22,7 +22,7 @@ MARKER = "# taydash-hooks shim"
 def _templates_dir() -> Path:
     # Installed: the top-level hooks/ folder ships as taydash_hooks.shims.
     # From a source checkout (or an editable install) it sits next to the package.
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parent
     inside = package / "shims"
     return inside if inside.is_dir() else package.parent / "hooks"
 

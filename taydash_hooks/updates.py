@@ -1,17 +1,19 @@
-"""Parsing git's pre-push / pre-receive stdin into classified ref updates."""
+"""Ref updates: what a push (or a server update, or a local tag) does to each ref.
+
+Every hook flavour reads its stdin with :func:`read` and classifies the rows; every
+check (protected branches, tag policy, validation, snapshots) takes the result.
+"""
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from taydash_hooks import git
+from taydash_hooks import git, hook_input
 from taydash_hooks.errors import usage
-
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+from taydash_hooks.hook_input import Row, is_oid, is_zero
 
 
 class Kind(str, enum.Enum):
@@ -59,40 +61,13 @@ class RefUpdate:
         return self.kind is Kind.DELETE
 
 
-def _zero(oid: str) -> bool:
-    return set(oid) == {"0"}
-
-
-def parse_pre_push(data: bytes) -> list[tuple[str, str, str, str]]:
-    """Split pre-push stdin into 4-tuples; a malformed line is a usage error (exit 2)."""
-    rows = []
-    for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        if not raw.strip():
-            continue
-        parts = raw.split(" ")
-        if len(parts) != 4 or not _OID.fullmatch(parts[1]) or not _OID.fullmatch(parts[3]):
-            raise usage(
-                f"pre-push input line {n} is malformed (expected "
-                f"'<local ref> <local oid> <remote ref> <remote oid>'): {raw[:120]!r}."
-            )
-        if not parts[2].startswith("refs/"):
-            raise usage(f"pre-push input line {n} names remote ref {parts[2]!r}, not under refs/.")
-        rows.append((parts[0], parts[1], parts[2], parts[3]))
-    return rows
-
-
-def parse_pre_receive(data: bytes) -> list[tuple[str, str, str, str]]:
-    """pre-receive stdin ``<old> <new> <ref>`` as the same 4-tuples as pre-push."""
-    rows = []
-    for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-        if not raw.strip():
-            continue
-        parts = raw.split(" ")
-        if len(parts) != 3 or not _OID.fullmatch(parts[0]) or not _OID.fullmatch(parts[1]):
-            raise usage(f"pre-receive input line {n} is malformed: {raw[:120]!r}.")
-        old, new, ref = parts
-        rows.append((ref if not _zero(new) else "(delete)", new, ref, old))
-    return rows
+def read(data: bytes, hook: str) -> list[Row]:
+    """``hook``'s stdin as 4-tuples (:mod:`taydash_hooks.hook_input`); a line git would not
+    write is a usage error (exit 2)."""
+    try:
+        return hook_input.rows(data, hook)
+    except hook_input.BadLine as exc:
+        raise usage(f"{exc}.") from None
 
 
 def existing(oids: Iterable[str], cwd: Path | None = None) -> dict[str, str]:
@@ -112,15 +87,15 @@ def existing(oids: Iterable[str], cwd: Path | None = None) -> dict[str, str]:
     return found
 
 
-def classify(rows: list[tuple[str, str, str, str]], cwd: Path | None = None) -> list[RefUpdate]:
+def classify(rows: list[Row], cwd: Path | None = None) -> list[RefUpdate]:
     """Classify every row (never stopping at the first); unknown local oids are exit 2."""
-    known = existing([r[1] for r in rows if not _zero(r[1])] + [r[3] for r in rows], cwd)
+    known = existing([r[1] for r in rows if not is_zero(r[1])] + [r[3] for r in rows], cwd)
     updates = []
     for local_ref, local_oid, remote_ref, remote_oid in rows:
-        by_oid = bool(_OID.fullmatch(local_ref)) or (
+        by_oid = bool(is_oid(local_ref)) or (
             not local_ref.startswith("refs/") and local_ref != "(delete)" and local_ref != "HEAD"
         )
-        if _zero(local_oid) or local_ref == "(delete)":
+        if is_zero(local_oid) or local_ref == "(delete)":
             kind = Kind.DELETE
         elif local_oid not in known:
             raise usage(
@@ -130,9 +105,9 @@ def classify(rows: list[tuple[str, str, str, str]], cwd: Path | None = None) -> 
         elif local_oid == remote_oid:
             kind = Kind.UNCHANGED
         elif remote_ref.startswith("refs/tags/"):
-            kind = Kind.TAG_CREATE if _zero(remote_oid) else Kind.TAG_MOVE
+            kind = Kind.TAG_CREATE if is_zero(remote_oid) else Kind.TAG_MOVE
         elif remote_ref.startswith("refs/heads/"):
-            if _zero(remote_oid):
+            if is_zero(remote_oid):
                 kind = Kind.BRANCH_CREATE
             elif remote_oid in known and git.is_ancestor(remote_oid, local_oid, cwd):
                 kind = Kind.FAST_FORWARD

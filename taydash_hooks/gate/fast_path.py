@@ -14,6 +14,14 @@ import json
 import os
 import sys
 
+from taydash_hooks import hook_input
+
+# Not `typing.TYPE_CHECKING`: importing typing costs every push a few milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from taydash_hooks.config import Config
+    from taydash_hooks.git import Repo
+
 SUMMARY = "config-summary.json"
 CACHE = "validate-cache.json"
 _ZERO = frozenset("0")
@@ -90,17 +98,18 @@ def try_cached(stdin: bytes) -> int | None:
         return None
     push = summary.get("push")
     protected = push.get("protected", []) if isinstance(push, dict) else []
-    rows = []
-    for line in stdin.decode("utf-8", "replace").splitlines():
-        parts = line.split(" ")
-        if len(parts) != 4 or not parts[2].startswith("refs/heads/") or set(parts[1]) == _ZERO:
-            return None  # tags, deletions, odd lines: the full path judges them
+    try:
+        rows = hook_input.rows(stdin, "pre-push")
+    except hook_input.BadLine:
+        return None  # the full path says what is wrong with it
+    for parts in rows:
+        if not parts[2].startswith("refs/heads/") or hook_input.is_zero(parts[1]):
+            return None  # tags, deletions: the full path judges them
         if protected and set(parts[3]) != _ZERO:
             import fnmatch
 
             if any(fnmatch.fnmatchcase(parts[2][len("refs/heads/"):], p) for p in protected):
                 return None  # a protected update needs the fast-forward check
-        rows.append(parts)
     if not rows:
         return None
     cache = _load(os.path.join(state, CACHE)) or {}
@@ -123,6 +132,20 @@ def try_cached(stdin: bytes) -> int | None:
             status = "unchanged" if local_oid == remote_oid else "cached"
             print(f"{remote_ref} {local_oid[:7]}  {status}", file=sys.stderr)
     return 0
+
+
+def profile(commands: tuple[str, ...], isolate: bool, timeout: float) -> str:
+    """Everything besides the tree that can change a verdict, as one hash.
+
+    A tree that passed in the working tree (``isolate = false``, where an
+    ignored file may have helped) or with a longer timeout has not passed
+    under another setting.
+    """
+    import hashlib
+
+    doc = json.dumps({"commands": list(commands), "isolate": isolate, "timeout": timeout},
+                     sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
 
 def tree_key(prof: str, tree: str) -> str:
@@ -164,14 +187,31 @@ def _tree_by_git(oid: str) -> str | None:
     return tree if res.returncode == 0 and len(tree) == len(oid) else None
 
 
-def write_summary(state_dir: str, config: str, summary: dict[str, object]) -> None:
-    """Record what the fast path needs from a configuration the full loader accepted."""
-    path = os.path.join(state_dir, SUMMARY)
-    doc = {"stamp": config_stamp(config), **summary}
-    if _load(path) == json.loads(json.dumps(doc)):
+def write_summary(repo: Repo, cfg: Config) -> None:
+    """Leave the fast path what it needs, for this exact config file (called by the full
+    pre-push path: loading a configuration never writes)."""
+    path = cfg.source
+    if path is None or repo.toplevel is None:
+        return
+    v = cfg.validate
+    summary: dict[str, object] = {
+        "validate": {"profile": profile(v.commands, v.isolate, v.timeout), "cache": v.cache,
+                     "commands": bool(v.commands)} if v else None,
+        "push": {"protected": list(cfg.push.protected)} if cfg.push else None,
+        "tags": cfg.tags is not None,
+        "snapshots": cfg.snapshots is not None,
+    }
+    # Only an optimisation: a read-only git dir (or a planted symlink) means the full path runs.
+    import contextlib
+
+    from taydash_hooks.errors import TaydashError
+    from taydash_hooks.statefiles import write_private
+
+    state = str(repo.state_dir)
+    doc = {"stamp": config_stamp(str(path)), **summary}
+    if _load(os.path.join(state, SUMMARY)) == json.loads(json.dumps(doc)):
         return
     from pathlib import Path
 
-    from taydash_hooks.statefiles import write_private
-
-    write_private(Path(path), json.dumps(doc).encode())
+    with contextlib.suppress(OSError, TaydashError):
+        write_private(Path(state) / SUMMARY, json.dumps(doc).encode())
