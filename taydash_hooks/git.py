@@ -129,12 +129,6 @@ def rev_parse(rev: str, cwd: str | os.PathLike[str] | None = None) -> str | None
     return result.out.strip() if result.returncode == 0 else None
 
 
-def object_type(oid: str, cwd: str | os.PathLike[str] | None = None) -> str | None:
-    """``commit``, ``tag``, ``tree``, ``blob``, or None for an unknown object."""
-    result = git("cat-file", "-t", oid, cwd=cwd, check=False)
-    return result.out.strip() if result.returncode == 0 else None
-
-
 def is_ancestor(old: str, new: str, cwd: str | os.PathLike[str] | None = None) -> bool:
     """True when ``old`` is an ancestor of ``new`` (both known locally)."""
     return git("merge-base", "--is-ancestor", old, new, cwd=cwd, check=False).returncode == 0

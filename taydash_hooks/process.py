@@ -191,6 +191,40 @@ def popen(
             kill_group(proc)
 
 
+def start_detached(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
+                   output: IO[bytes]) -> int:
+    """Start ``argv`` in a session of its own that outlives us (the background snapshot):
+    not tracked for :func:`kill_all`, stdin from /dev/null, stdout and stderr to ``output``.
+    Returns its pid."""
+    try:
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    except FileNotFoundError:
+        raise missing_tool(argv[0]) from None
+    return proc.pid
+
+
+def run_logged(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str],
+               output: IO[bytes], timeout: float) -> int:
+    """Run ``argv`` with stdout and stderr into ``output``; its exit code.
+
+    Past ``timeout`` its whole process group is killed and :class:`Timeout` raised; when it
+    ends, whatever it started is killed too; and if we are killed outright (SIGKILL), a
+    :class:`GroupWatchdog` kills the group, so nothing a validation command started outlives us.
+    """
+    proc = _start(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=output,
+                  stderr=subprocess.STDOUT)
+    watchdog = GroupWatchdog(proc.pid)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise Timeout(argv, timeout) from None
+    finally:
+        kill_group(proc)
+        watchdog.stop()
+        _untrack(proc)
+
+
 class ProducerFailed(Exception):
     """The process feeding a stream exited non-zero (or was killed) before its EOF counted."""
 

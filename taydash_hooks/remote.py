@@ -54,7 +54,3 @@ def ls_remote(root: Path, remote: str, *refs: str) -> dict[str, str]:
         if not ref.endswith("^{}"):
             found[ref] = oid
     return found
-
-
-def remote_url(root: Path, remote: str) -> str:
-    return git.git("remote", "get-url", remote, cwd=root, check=False).out.strip() or remote

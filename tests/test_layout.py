@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import subprocess
@@ -262,3 +263,32 @@ def flow_env(repos: Repos, gnupghome: keys.Keyring, tmp_path: Path) -> tuple[Rep
     repos.install()
     assert repos.push("origin", "main").returncode == 0
     return repos, store
+
+
+def test_the_background_snapshot_runs_through_the_entry(repos: Repos, tmp_path: Path) -> None:
+    # A pg_dump side that hangs (behind an exec prefix), so the job is mid-snapshot when the
+    # SIGTERM arrives: the entry turns it into 130 after the rollback, and the outcome is
+    # recorded for `taydash health` (before, the job had no signal handlers at all).
+    marker = f"{time.monotonic_ns() % 1000}.{os.getpid()}"
+    store = tmp_path / "store"
+    repos.configure(f'[snapshots]\nstore = "file://{store}"\n[snapshots.postgres]\n'
+                    f'exec = ["sh", "-c", \'sleep 40{marker}; exec "$@"\', "slow"]\n')
+    assert repos.git("tag", "-a", "-m", "m", "v1.0.0",
+                     env={**os.environ, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    log = tmp_path / "job.log"
+    proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks.snapshots.job", str(log),
+                             "v1.0.0"], cwd=repos.work, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and subprocess.run(
+            ["pgrep", "-f", f"sleep 40{marker}"], capture_output=True).returncode != 0:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    status = json.loads((repos.work / ".git" / "taydash" / "snapshot-status.json").read_text())
+    assert status["ok"] is False and "interrupted" in status["message"]
+    assert not (store / "manifests" / "v1.0.0.json").exists()
+    assert subprocess.run(["pgrep", "-f", f"sleep 40{marker}"],
+                          capture_output=True).returncode != 0  # nothing left running

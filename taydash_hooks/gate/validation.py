@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from taydash_hooks import git, process
 from taydash_hooks.config import ValidateConfig
-from taydash_hooks.errors import refused, usage
+from taydash_hooks.errors import TaydashError, refused, usage
 from taydash_hooks.gate.cache import ValidateCache, key, profile
 from taydash_hooks.output import Word
 from taydash_hooks.results import Finding
@@ -191,25 +190,15 @@ def run_commands(
         log_path = log_dir / f"validate-{label}-{n}.log"
         with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
             try:
-                proc = subprocess.Popen(
-                    [prog, *argv[1:]], cwd=root, env=env, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            except OSError as exc:
-                return Finding(Word.FAILED, f"{cmd}: cannot start ({exc.strerror})")
-            # If this hook is killed outright (kill -9), the command and all it started die too.
-            watchdog = process.GroupWatchdog(proc.pid)
-            try:
-                rc = proc.wait(cfg.timeout)
-            except subprocess.TimeoutExpired:
-                process.kill_group(proc)
+                rc = process.run_logged([prog, *argv[1:]], cwd=root, env=env, output=out,
+                                        timeout=cfg.timeout)
+            except process.Timeout:
                 log.error("%s timed out after %g s; output tail (%s):\n%s",
                           cmd, cfg.timeout, log_path, _tail(log_path))
                 return Finding(Word.FAILED, f"{cmd} timed out after {cfg.timeout:g} s")
-            finally:
-                # Whatever the leader did, nothing it started may outlive the gate.
-                process.kill_group(proc)
-                watchdog.stop()
+            except (OSError, TaydashError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else exc.message
+                return Finding(Word.FAILED, f"{cmd}: cannot start ({why})")
         if rc != 0:
             log.error("%s exited %d; output tail (full log: %s):\n%s",
                       cmd, rc, log_path, _tail(log_path))

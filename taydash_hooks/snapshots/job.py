@@ -1,27 +1,35 @@
-"""The detached background snapshot: ``python -m taydash_hooks.snapshots.job LOG TAG``."""
+"""The detached background snapshot: ``python -m taydash_hooks.snapshots.job LOG TAG``.
+
+It runs through the one entry like every other process (:mod:`taydash_hooks.entry`):
+a refusal keeps its code, a crash is 3 with a traceback log, a SIGTERM or SIGHUP is
+130 after the rollback. Whatever the outcome, it is recorded for `taydash health`.
+"""
 
 from __future__ import annotations
 
 import sys
 
 from taydash_hooks import config as config_mod
-from taydash_hooks import git
+from taydash_hooks import entry, git
 from taydash_hooks.errors import TaydashError
 from taydash_hooks.output import setup_logging
 from taydash_hooks.snapshots.take import take
 from taydash_hooks.snapshots.triggers import record_status
 
 
-def main(argv: list[str]) -> int:
-    log_path, tag = argv
+def run(log_path: str, tag: str) -> int:
+    """Take the snapshot of ``tag``; record how it ended (the log is ``log_path``)."""
     setup_logging(0)
     repo = git.find_repo()
     try:
         doc = take(repo, config_mod.load(repo), tag)
     except TaydashError as exc:
-        print(f"taydash: snapshot of {tag} FAILED: {exc.message}", file=sys.stderr)
         record_status(repo, tag, False, exc.message, log_path)
-        return int(exc.code)
+        raise TaydashError(f"snapshot of {tag} FAILED: {exc.message}", exc.code) from None
+    except KeyboardInterrupt:
+        record_status(repo, tag, False, "interrupted (a signal ended the run; rolled back)",
+                      log_path)
+        raise
     except BaseException as exc:
         record_status(repo, tag, False, f"{type(exc).__name__}: {exc}", log_path)
         raise
@@ -29,5 +37,13 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def main(argv: list[str]) -> None:
+    """``LOG TAG`` from the command line, through the one entry."""
+    if len(argv) != 2:
+        print("usage: python -m taydash_hooks.snapshots.job LOG TAG", file=sys.stderr)
+        sys.exit(2)
+    entry.main(lambda: run(argv[0], argv[1]))
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -5,12 +5,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from taydash_hooks import git
+from taydash_hooks import git, process
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import Word, say
@@ -45,11 +44,10 @@ def start_background(repo: git.Repo, tag: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)[:100]
     log_path = logs / f"snapshot-{safe}-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}.log"
     with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
-        subprocess.Popen(  # fixed argv: the tag is one argument, no shell
-            [sys.executable, "-m", "taydash_hooks.snapshots.job", str(log_path), tag],
-            cwd=repo.root, env=git.no_git_env(), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        # A fixed argv: the tag is one argument, never shell text.
+        process.start_detached([sys.executable, "-m", "taydash_hooks.snapshots.job",
+                                str(log_path), tag], cwd=repo.root, env=git.no_git_env(),
+                               output=out)
     return log_path
 
 

@@ -33,7 +33,6 @@ _BACKENDS: dict[str, Callable[[str, Path, S3Options, Mapping[str, str] | None], 
     "s3://": _s3,
 }
 
-SCHEMES = tuple(_BACKENDS)
 
 
 def open_url(url: str, root: Path, s3: S3Options | None = None,
