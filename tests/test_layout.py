@@ -292,3 +292,41 @@ def test_the_background_snapshot_runs_through_the_entry(repos: Repos, tmp_path: 
     assert not (store / "manifests" / "v1.0.0.json").exists()
     assert subprocess.run(["pgrep", "-f", f"sleep 40{marker}"],
                           capture_output=True).returncode != 0  # nothing left running
+
+
+KIND_NAMES = frozenset({"postgres", "victoriametrics", "config"})
+KIND_TABLES = frozenset({"postgres", "victoriametrics"})  # `.config` is too common a name
+
+
+def _kind_branches(tree: ast.AST) -> list[int]:
+    """Lines that decide on a kind by name: a comparison with a kind's name, or a read of a
+    kind's own config table (``cfg.snapshots.postgres``)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Constant) and o.value in KIND_NAMES for o in operands):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and node.attr in KIND_TABLES:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_kinds_themselves_branch_on_a_kind_name() -> None:
+    wrong = {}
+    for name, path in _modules().items():
+        # The kinds own their names; config.py holds the tables' schema (it loads before any
+        # kind, on the hook path); the demo and the container emulation name services.
+        if name.startswith("taydash_hooks.snapshots.kinds") or name in (
+                "taydash_hooks.config", "taydash_hooks.commands.demo",
+                "taydash_hooks.containers", "taydash_hooks.sandbox"):
+            continue
+        lines = _kind_branches(ast.parse(path.read_text()))
+        if lines:
+            wrong[name] = lines
+    assert wrong == {}
+
+
+def test_the_kind_branch_finder_finds_one() -> None:
+    code = 'if kind == "postgres":\n    pass\nx = cfg.snapshots.victoriametrics\n'
+    assert _kind_branches(ast.parse(code)) == [1, 3]

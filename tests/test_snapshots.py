@@ -210,7 +210,7 @@ def test_pg_dump_killed_mid_stream(snap: Snap) -> None:
     deadline = time.monotonic() + 60
     pid = None
     while pid is None and time.monotonic() < deadline:
-        out = run("pgrep", "-f", f"pg_dump -Fc .*{snap.db}", check=False).stdout.split()
+        out = run("pgrep", "-f", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.split()
         pid = int(out[0]) if out else None
         time.sleep(0.01)
     assert pid, "pg_dump never started"
@@ -229,13 +229,13 @@ def test_sigint_during_snapshot_leaves_nothing(snap: Snap) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0"],
                             cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not run("pgrep", "-f", f"pg_dump -Fc .*{snap.db}", check=False).stdout.strip():
+    while not run("pgrep", "-f", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.strip():
         assert time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not run("pgrep", "-f", f"pg_dump -Fc .*{snap.db}", check=False).stdout.strip()
+    assert not run("pgrep", "-f", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.strip()
     assert _store_keys(snap, "") == []
     assert snap.cli("snapshot", "v0.1.0").returncode == 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,26 +12,7 @@ from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import color
 from taydash_hooks.results import Check
-
-
-def _tool(name: str, package: str, needed: bool, prefix: tuple[str, ...] = ()) -> Check:
-    """``name`` on PATH, or inside the container ``prefix`` reaches when it is set."""
-    if prefix and needed:
-        from taydash_hooks.snapshots.kinds.place import Inside
-
-        inside = Inside(prefix)
-        try:
-            ok = inside.found(name)
-        except TaydashError as exc:
-            return Check(name, False, exc.message, f"check the exec prefix {' '.join(prefix)}")
-        return Check(name, ok, f"found{inside.label}" if ok else f"not found{inside.label}",
-                       f"use an image that has {name} ({package})")
-    path = shutil.which(name)
-    if path:
-        return Check(name, True, path)
-    if not needed:
-        return Check(name, True, "not found (not needed by this configuration)")
-    return Check(name, False, "not found on PATH", f"apt-get install {package}")
+from taydash_hooks.snapshots.kinds.place import tool_check
 
 
 def _signing(root: Path) -> list[Check]:
@@ -149,7 +129,7 @@ def checks(cwd: Path) -> list[Check]:
     """Every finding, in the order they are printed."""
     from taydash_hooks import config as config_mod
 
-    found = [_tool("git", "git", True)]
+    found = [tool_check("git", "git")]
     try:
         repo = git.find_repo(cwd)
     except TaydashError as exc:
@@ -159,24 +139,8 @@ def checks(cwd: Path) -> list[Check]:
         found.append(Check("configuration", True, str(cfg.source or "none (nothing enabled)")))
     except TaydashError as exc:
         return [*found, Check("configuration", False, exc.message, "fix the key named above")]
-    snap = cfg.snapshots
-    pg = bool(snap and snap.postgres and "postgres" in snap.kinds)
-    vm = bool(snap and snap.victoriametrics and "victoriametrics" in snap.kinds)
     ssh = bool(cfg.tags and "ssh" in cfg.tags.formats)
-    found += [
-        _tool("gpg", "gnupg", True),
-        _tool("ssh-keygen", "openssh-client", ssh),
-    ]
-    pg_exec = snap.postgres.exec if pg and snap and snap.postgres else ()
-    found += [_tool(tool, "postgresql-client", pg, pg_exec)
-              for tool in ("pg_dump", "pg_restore", "pg_dumpall")]
-    vcfg = snap.victoriametrics if vm and snap else None
-    found += [
-        _tool(vcfg.vmbackup if vcfg else "vmbackup", "victoria-metrics (it brings vmbackup)", vm,
-              vcfg.exec if vcfg else ()),
-        _tool(vcfg.vmrestore if vcfg else "vmrestore", "victoria-metrics (it brings vmrestore)",
-              vm, vcfg.exec if vcfg else ()),
-    ]
+    found += [tool_check("gpg", "gnupg"), tool_check("ssh-keygen", "openssh-client", ssh)]
     if repo.bare:
         found += _hooks(cwd, server=True)
     else:
@@ -190,81 +154,26 @@ def checks(cwd: Path) -> list[Check]:
         fprs = " ".join(cfg.tags.openpgp_fingerprints)
         found.append(Check("tags.openpgp_keys", keys.is_file(), str(keys),
                              f"mkdir -p {folder} && gpg --export --armor {fprs} > {rel}"))
-    found += _services(cfg)
-    found += _recipients(cfg)
+    found += _kinds(cfg)
     found += _store(repo, cfg)
     return found
 
 
-def _services(cfg: Config) -> list[Check]:
-    """Can the snapshot reach what it dumps? (A wrong port fails here, not at `git tag`.)"""
-    snap = cfg.snapshots
-    found = []
-    if snap and snap.postgres and "postgres" in snap.kinds:
-        p = snap.postgres
-        argv = [*p.exec, "psql", "-h", p.host, "-p", str(p.port), "-U", p.user, "--no-password",
-                "-X", "-tA", f"--dbname={p.databases[0] if p.databases else 'postgres'}",
-                "-c", "SELECT 1"]
-        try:
-            res = process.run(argv, timeout=15)
-            ok, detail = res.returncode == 0, " / ".join(res.err.strip().splitlines()[:2])
-        except (process.Timeout, TaydashError) as exc:
-            ok, detail = False, str(exc)
-        found.append(Check("PostgreSQL", ok, f"{p.host}:{p.port} as {p.user}" if ok else detail,
-                             f"check [snapshots.postgres] host, port and user (pg_isready -h "
-                             f"{p.host} -p {p.port}); passwords come from ~/.pgpass or PGPASSWORD"))
-    if snap and snap.victoriametrics and "victoriametrics" in snap.kinds:
-        import urllib.request
-
-        url = snap.victoriametrics.url.rstrip("/")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310
-                ok, detail = resp.status == 200, url
-        except OSError as exc:
-            ok, detail = False, f"{url} is not reachable ({getattr(exc, 'reason', exc)})"
-        found.append(Check("VictoriaMetrics", ok, detail,
-                             "check [snapshots.victoriametrics] url; is VictoriaMetrics running?"))
-        if snap.victoriametrics.exec and snap.store.startswith("file://"):
-            found.append(Check("VictoriaMetrics store", False,
-                                 "vmbackup inside the container cannot write to a file:// store",
-                                 "use an s3:// store (and s3_endpoint as seen from inside)"))
-    return found
-
-
-def _recipients(cfg: Config) -> list[Check]:
-    """Every config-bundle recipient has a public key that can encrypt."""
+def _kinds(cfg: Config) -> list[Check]:
+    """Each enabled snapshot kind's own checks (tools, its service, its keys), then the
+    ``encrypt_to`` recipients every dump is encrypted to."""
     snap = cfg.snapshots
     if snap is None:
         return []
-    bundle = snap.config.recipients if snap.config and snap.config.paths else ()
-    everyone = list(dict.fromkeys([*bundle, *snap.encrypt_to]))
-    from taydash_hooks.tags.signatures import gpg_program
+    from taydash_hooks.snapshots import kinds
+    from taydash_hooks.snapshots.crypt import recipient_check
 
     found = []
-    for who in everyone:
-        try:
-            res = process.run([gpg_program(), "--batch", "--with-colons", "--list-keys", "--", who],
-                              timeout=30)
-        except (process.Timeout, TaydashError) as exc:
-            found.append(Check(f"recipient {who}", False, str(exc)))
-            continue
-        pubs = [line.split(":") for line in res.out.splitlines() if line.startswith("pub:")]
-        # Field 12 holds the key's usable capabilities; a capital E: it can encrypt.
-        can = [p for p in pubs if len(p) > 11 and "E" in p[11] and p[1] not in ("r", "e")]
-        if not pubs:
-            found.append(Check(f"recipient {who}", False, "no public key in the keyring",
-                                 "gpg --import THEIR-PUBLIC-KEY.asc (or fix [snapshots] "
-                                 "encrypt_to / [snapshots.config] recipients)"))
-        elif not can:
-            fpr = next((line.split(":")[9] for line in res.out.splitlines()
-                        if line.startswith("fpr:")), who)
-            found.append(Check(f"recipient {who}", False,
-                                 "the key has no usable encryption subkey (gpg would fail with "
-                                 "'encryption failed: No name')",
-                                 f"gpg --quick-add-key {fpr} cv25519 encr (with the secret key), "
-                                 "or name a recipient whose key can encrypt"))
-        else:
-            found.append(Check(f"recipient {who}", True, "can encrypt"))
+    for name, kind in kinds.registry().items():
+        if name in snap.kinds and kind.configured(cfg):
+            found += kind.preflight(cfg)
+    seen = {c.name for c in found}
+    found += [c for c in map(recipient_check, snap.encrypt_to) if c.name not in seen]
     return found
 
 

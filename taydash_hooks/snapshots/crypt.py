@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from taydash_hooks import process
-from taydash_hooks.errors import environment
+from taydash_hooks.errors import TaydashError, environment
+from taydash_hooks.results import Check
 from taydash_hooks.tags.signatures import gpg_program
 
 CHUNK = 1024 * 1024
@@ -114,3 +115,28 @@ def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
             if rc != 0 and not failed:
                 last = [ln for ln in lines if not ln.startswith("[GNUPG:]")][-1:] or [f"exit {rc}"]
                 raise environment(f"decrypting {what} failed: {last[0]}")
+
+
+def recipient_check(who: str) -> Check:
+    """Whether ``who`` has a public key in the keyring that can encrypt (doctor), with the fix."""
+    try:
+        res = process.run([gpg_program(), "--batch", "--with-colons", "--list-keys", "--", who],
+                          timeout=30)
+    except (process.Timeout, TaydashError) as exc:
+        return Check(f"recipient {who}", False, str(exc))
+    pubs = [line.split(":") for line in res.out.splitlines() if line.startswith("pub:")]
+    # Field 12 holds the key's usable capabilities; a capital E: it can encrypt.
+    can = [p for p in pubs if len(p) > 11 and "E" in p[11] and p[1] not in ("r", "e")]
+    if not pubs:
+        return Check(f"recipient {who}", False, "no public key in the keyring",
+                     "gpg --import THEIR-PUBLIC-KEY.asc (or fix [snapshots] "
+                     "encrypt_to / [snapshots.config] recipients)")
+    if not can:
+        fpr = next((line.split(":")[9] for line in res.out.splitlines()
+                    if line.startswith("fpr:")), who)
+        return Check(f"recipient {who}", False,
+                     "the key has no usable encryption subkey (gpg would fail with "
+                     "'encryption failed: No name')",
+                     f"gpg --quick-add-key {fpr} cv25519 encr (with the secret key), "
+                     "or name a recipient whose key can encrypt")
+    return Check(f"recipient {who}", True, "can encrypt")

@@ -8,32 +8,31 @@ parsed into typed records and every field is checked before anything uses it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from taydash_hooks.errors import TaydashError, refused
+from taydash_hooks.errors import refused
+from taydash_hooks.snapshots.fields import Bad, sha256, size, store_key, string
 from taydash_hooks.store import Store
-from taydash_hooks.store.base import check_key
 
 FORMAT = 1
 MAX_BYTES = 64 * 1024 * 1024  # a manifest is JSON with one line per file: bounded
 
 
-@dataclass(frozen=True)
-class FileHash:
-    """One file of a VictoriaMetrics snapshot."""
-
-    sha256: str
-    size: int
+COMMON = frozenset({"kind", "key", "size", "sha256", "version_id", "sha256_key", "started",
+                    "seconds"})
+MAX_FIELDS_DEPTH = 8
 
 
 @dataclass(frozen=True)
 class Artifact:
     """One stored thing of a backup (a dump, a vmbackup prefix, the config bundle).
 
-    The common fields are every kind's; the optional ones belong to one kind
-    (``database``: postgres; ``files``/``snapshot``: victoriametrics;
-    ``paths``/``recipients``: config).
+    The fields here are every kind's; ``fields`` holds the kind's own (a database name,
+    the hash of every snapshot file, the bundle's paths), as JSON: the kind that wrote
+    them describes and reads them (``PgDump.of(art)``, ...) and refuses what it does not
+    recognise, so this module never needs to know a kind.
     """
 
     kind: str
@@ -42,44 +41,16 @@ class Artifact:
     sha256: str
     version_id: str | None = None
     sha256_key: str | None = None
-    database: str | None = None
-    files: dict[str, FileHash] = field(default_factory=dict)
-    snapshot: str | None = None
-    paths: tuple[str, ...] = ()
-    recipients: tuple[str, ...] = ()
-    encrypted_to: tuple[str, ...] = ()  # postgres: the dump was encrypted to these recipients
-    compressed: str = ""  # postgres: "zstd" when we compressed it in the stream (.dump.zst)
-    roles: bool = False  # postgres: pg_dumpall --globals-only (the roles), not a database dump
-    server_version: str = ""  # postgres: the server dumped ("18.6")
-    dumped_with: str = ""  # postgres: the pg_dump (or pg_dumpall) version that wrote it
+    fields: Mapping[str, Any] = field(default_factory=dict)
     started: str = ""  # when taking it began (UTC, ISO 8601): kinds run side by side
     seconds: float = 0.0  # how long taking it took
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"kind": self.kind, "key": self.key, "size": self.size,
-                               "sha256": self.sha256, "version_id": self.version_id}
+        doc: dict[str, Any] = {**self.fields, "kind": self.kind, "key": self.key,
+                               "size": self.size, "sha256": self.sha256,
+                               "version_id": self.version_id}
         if self.sha256_key is not None:
             doc["sha256_key"] = self.sha256_key
-        if self.database is not None:
-            doc["database"] = self.database
-        if self.files:
-            doc["files"] = {rel: {"sha256": f.sha256, "size": f.size}
-                            for rel, f in sorted(self.files.items())}
-        if self.snapshot is not None:
-            doc["snapshot"] = self.snapshot
-        if self.kind == "config":
-            doc["paths"] = list(self.paths)
-            doc["recipients"] = list(self.recipients)
-        if self.encrypted_to:
-            doc["encrypted_to"] = list(self.encrypted_to)
-        if self.compressed:
-            doc["compressed"] = self.compressed
-        if self.roles:
-            doc["roles"] = True
-        if self.server_version:
-            doc["server_version"] = self.server_version
-        if self.dumped_with:
-            doc["dumped_with"] = self.dumped_with
         if self.started:
             doc["started"], doc["seconds"] = self.started, self.seconds
         return doc
@@ -118,82 +89,18 @@ def key(tag: str) -> str:
     return f"manifests/{tag}.json"
 
 
-class _Bad(Exception):
-    pass
-
-
-def _str(doc: dict[str, Any], name: str, optional: bool = False) -> Any:
-    value = doc.get(name)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise _Bad(f"{name} is not a string")
-    return value
-
-
-def _int(doc: dict[str, Any], name: str) -> int:
-    value = doc.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _Bad(f"{name} is not a size")
-    return value
-
-
-def _sha(value: Any, name: str) -> str:
-    if not isinstance(value, str) or len(value) != 64 or not all(c in "0123456789abcdef" for c in value):
-        raise _Bad(f"{name} is not a SHA-256")
-    return value
-
-
-def _store_key(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise _Bad(f"{name} is not a key")
-    try:
-        check_key(value)
-    except TaydashError:
-        raise _Bad(f"{name} {value!r} is not a plain relative key") from None
-    return value
-
-
 def _artifact(doc: Any) -> Artifact:
     if not isinstance(doc, dict):
-        raise _Bad("an artifact is not an object")
-    files: dict[str, FileHash] = {}
-    raw_files = doc.get("files") or {}
-    if not isinstance(raw_files, dict):
-        raise _Bad("files is not an object")
-    for rel, f in raw_files.items():
-        _store_key(rel, "a file name")
-        if not isinstance(f, dict):
-            raise _Bad(f"file {rel} is not an object")
-        files[rel] = FileHash(_sha(f.get("sha256"), f"the hash of {rel}"), _int(f, "size"))
+        raise Bad("an artifact is not an object")
     sidecar = doc.get("sha256_key")
     return Artifact(
-        kind=_str(doc, "kind"), key=_store_key(doc.get("key"), "key"), size=_int(doc, "size"),
-        sha256=_sha(doc.get("sha256"), "sha256"),
-        version_id=_str(doc, "version_id", True), database=_str(doc, "database", True),
-        snapshot=_str(doc, "snapshot", True),
-        sha256_key=_store_key(sidecar, "sha256_key") if sidecar is not None else None,
-        files=files, paths=_strings(doc, "paths"), recipients=_strings(doc, "recipients"),
-        encrypted_to=_strings(doc, "encrypted_to"),
-        compressed=_compressed(doc), roles=doc.get("roles") is True,
-        server_version=_str(doc, "server_version", True) or "",
-        dumped_with=_str(doc, "dumped_with", True) or "", started=_str(doc, "started", True) or "",
+        kind=string(doc, "kind"), key=store_key(doc.get("key"), "key"), size=size(doc, "size"),
+        sha256=sha256(doc.get("sha256"), "sha256"), version_id=string(doc, "version_id", True),
+        sha256_key=store_key(sidecar, "sha256_key") if sidecar is not None else None,
+        fields={k: v for k, v in doc.items() if k not in COMMON},
+        started=string(doc, "started", True) or "",
         seconds=float(doc["seconds"]) if isinstance(doc.get("seconds"), (int, float)) else 0.0,
     )
-
-
-def _compressed(doc: dict[str, Any]) -> str:
-    value = doc.get("compressed") or ""
-    if value not in ("", "zstd"):
-        raise _Bad(f"compressed {value!r} is not a compression this version reads")
-    return str(value)
-
-
-def _strings(doc: dict[str, Any], name: str) -> tuple[str, ...]:
-    value = doc.get(name) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Bad(f"{name} is not a list of strings")
-    return tuple(value)
 
 
 def parse(data: bytes, where: str) -> Manifest:
@@ -207,23 +114,23 @@ def parse(data: bytes, where: str) -> Manifest:
     try:
         arts = doc.get("artifacts", [])
         if not isinstance(arts, list):
-            raise _Bad("artifacts is not a list")
+            raise Bad("artifacts is not a list")
         tools = doc.get("tools") or {}
         if not isinstance(tools, dict):
-            raise _Bad("tools is not an object")
+            raise Bad("tools is not an object")
         return Manifest(
-            tag=_str(doc, "tag"), tag_object=_str(doc, "tag_object"), commit=_str(doc, "commit"),
+            tag=string(doc, "tag"), tag_object=string(doc, "tag_object"), commit=string(doc, "commit"),
             artifacts=tuple(_artifact(a) for a in arts),
-            tag_type=_str(doc, "tag_type", True) or "tag", tagger=_str(doc, "tagger", True) or "",
-            created=_str(doc, "created", True) or "", timestamp=_str(doc, "timestamp", True) or "",
-            store=_str(doc, "store", True) or "",
+            tag_type=string(doc, "tag_type", True) or "tag", tagger=string(doc, "tagger", True) or "",
+            created=string(doc, "created", True) or "", timestamp=string(doc, "timestamp", True) or "",
+            store=string(doc, "store", True) or "",
             tools={str(k): str(v) for k, v in tools.items()},
             format=doc.get("format", FORMAT) if isinstance(doc.get("format"), int) else FORMAT,
-            run=_str(doc, "run", True) or "",
-            taken_after_tag_s=_int(doc, "taken_after_tag_s") if doc.get("taken_after_tag_s")
+            run=string(doc, "run", True) or "",
+            taken_after_tag_s=size(doc, "taken_after_tag_s") if doc.get("taken_after_tag_s")
             is not None else None,
         )
-    except _Bad as exc:
+    except Bad as exc:
         raise refused(f"{where} is not a valid manifest ({exc}).") from None
 
 

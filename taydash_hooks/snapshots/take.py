@@ -211,13 +211,11 @@ NAME_MAX = 255  # bytes in one file name, the limit of every local filesystem we
 
 def _check_key_room(cfg: Config, tag: str, stamp: str) -> None:
     """Refuse, before taking anything, a tag whose keys could not be file names."""
-    last = tag.rsplit("/", 1)[-1]
-    pcfg = cfg.snapshots.postgres if cfg.snapshots else None
-    database = max(pcfg.databases, key=len) if pcfg and pcfg.databases else ""
+    run = f"{tag.rsplit('/', 1)[-1]}_{stamp}"
     partial = "." + "0" * 32 + ".partial"  # what the file store adds while writing
-    names = [f".{last}_{stamp}_{database}.dump.zst.gpg.sha256{partial}",
-             f".{last}_{stamp}.tar.gz.gpg{partial}", f"{last}_{stamp}"]
-    longest = max(len(os.fsencode(n)) for n in names)
+    names = [f".{name}{partial}" for kind in kinds.registry().values()
+             for name in kind.file_names(cfg, run)]
+    longest = max((len(os.fsencode(n)) for n in names), default=0)
     if longest > NAME_MAX:
         raise usage(f"tag name {tag[:40]!r}... is too long to back up: its store keys would need "
                     f"file names of {longest} bytes, and {NAME_MAX} is the limit; use a shorter "

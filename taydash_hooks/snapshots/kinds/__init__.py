@@ -4,7 +4,10 @@ Each kind is one module with a class satisfying :class:`SnapshotKind`: take
 (stream into the store, yield typed artifacts), verify (re-hash what is
 stored; ``deep`` adds the kind's own tool), restore, drill (restore into
 scratch and throw it away) and remove. Adding a kind touches its module and
-its line in :func:`_register_all`; nothing else switches on a kind's name.
+its line in :func:`_register_all`; nothing else switches on a kind's name (the layout
+suite enforces it): each kind owns its config table, its artifact fields (``PgDump``,
+``VmSnapshot``, ``Bundle``), what a restore target means and what doctor checks
+(``preflight``).
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import threading
 
 from taydash_hooks.config import Config
-from taydash_hooks.snapshots.kinds.base import Checked, SnapshotKind, TakeJob
+from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, SnapshotKind, TakeJob
 from taydash_hooks.snapshots.manifest import Artifact, Manifest
 from taydash_hooks.store import Store
 
-__all__ = ["Checked", "SnapshotKind", "TakeJob", "check_all", "get", "register", "registry",
+__all__ = ["Checked", "RestoreJob", "SnapshotKind", "TakeJob", "check_all", "get", "register", "registry",
            "remove"]
 
 

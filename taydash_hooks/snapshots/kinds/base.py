@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Protocol
 
 from taydash_hooks.config import Config
-from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.errors import refused
+from taydash_hooks.results import Check
+from taydash_hooks.snapshots.manifest import Artifact, Manifest
 from taydash_hooks.store import Store
 
 DEFAULT_TIMEOUT = 6 * 3600.0
@@ -32,6 +34,36 @@ class TakeJob:
     tag: str
     ts: str  # the run's UTC timestamp, part of every key
     timeout: float
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    """Everything a kind needs to bring one backup back: the bound manifest (the kind picks
+    its artifacts from it, sibling ones too: postgres' roles script), where to (``target``:
+    a database name, a folder as the user wrote it, relative to ``cwd``) and the options."""
+
+    cfg: Config
+    store: Store
+    manifest: Manifest
+    target: str
+    cwd: Path
+    timeout: float
+    database: str | None = None  # postgres: which database of several
+    server: tuple[str | None, int | None, str | None] = (None, None, None)  # host, port, user
+    with_roles: bool = False  # postgres: create the recorded roles the server lacks first
+
+    def artifacts(self, kind: str) -> list[Artifact]:
+        return self.manifest.of_kind(kind)
+
+    def one(self, kind: str) -> Artifact:
+        """The one ``kind`` artifact of the backup: refused (exit 1) when it has none."""
+        arts = self.artifacts(kind)
+        if not arts:
+            raise refused(f"the backup of {self.manifest.tag} has no {kind} artifact.")
+        if len(arts) > 1:
+            raise refused(f"the backup of {self.manifest.tag} lists {len(arts)} {kind} "
+                          "artifacts; a backup has one.")
+        return arts[0]
 
 
 @dataclass
@@ -58,6 +90,11 @@ class SnapshotKind(Protocol):
         """True when this kind has something to take under ``cfg``."""
         ...
 
+    def file_names(self, cfg: Config, run: str) -> list[str]:
+        """The longest file names this kind's store keys of run ``<tag>_<TS>-<RUN>`` can have
+        (the last part of a key): a tag whose keys would not fit a file name is refused first."""
+        ...
+
     def tool_versions(self, cfg: Config) -> dict[str, str]:
         """The versions of the tools this kind runs, for the manifest."""
         ...
@@ -72,8 +109,13 @@ class SnapshotKind(Protocol):
         with the kind's own tool."""
         ...
 
-    def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        """Restore ``art`` into ``target`` (a new database name, or an empty folder); what was done."""
+    def restore(self, job: RestoreJob) -> str:
+        """Restore this kind's part of ``job.manifest`` into ``job.target`` (a new database, an
+        empty folder; the kind decides what the target means); what was done."""
+        ...
+
+    def preflight(self, cfg: Config) -> list[Check]:
+        """What `taydash doctor` checks for this kind: its tools, its service, its keys."""
         ...
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:

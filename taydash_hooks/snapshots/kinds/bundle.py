@@ -10,20 +10,42 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, ConfigBundleConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
-from taydash_hooks.snapshots.crypt import encrypting_writer
-from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
+from taydash_hooks.results import Check
+from taydash_hooks.snapshots import fields
+from taydash_hooks.snapshots.crypt import encrypting_writer, recipient_check
+from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
 from taydash_hooks.snapshots.unpack import unpack
 from taydash_hooks.store import Store
 from taydash_hooks.tags.signatures import gpg_program
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What a ``config`` artifact records: the paths packed and who can decrypt them."""
+
+    paths: tuple[str, ...]
+    recipients: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"paths": list(self.paths), "recipients": list(self.recipients)}
+
+    @classmethod
+    def of(cls, art: Artifact) -> Bundle:
+        """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
+        with fields.reading(f"the config artifact {art.key}"):
+            fields.only(art.fields, frozenset({"paths", "recipients"}))
+            return cls(fields.strings(art.fields, "paths"),
+                       fields.strings(art.fields, "recipients"))
 
 
 def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
@@ -52,7 +74,7 @@ def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
             raise
     say(f"  config: {len(sources)} path(s), {written.size} bytes encrypted -> {key}")
     return Artifact("config", key, written.size, written.sha256, written.version_id,
-                    paths=tuple(bcfg.paths), recipients=tuple(bcfg.recipients))
+                    fields=Bundle(tuple(bcfg.paths), tuple(bcfg.recipients)).to_json())
 
 
 def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str:
@@ -82,7 +104,7 @@ def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str
                 raise
             finally:
                 stream.close()
-    return f"unpacked {', '.join(artifact.paths)} into {dest}"
+    return f"unpacked {', '.join(Bundle.of(artifact).paths)} into {dest}"
 
 
 class ConfigBundle:
@@ -93,6 +115,9 @@ class ConfigBundle:
 
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.config and cfg.snapshots.config.paths)
+
+    def file_names(self, cfg: Config, run: str) -> list[str]:
+        return [f"{run}.tar.gz.gpg"]
 
     def tool_versions(self, cfg: Config) -> dict[str, str]:
         return {}
@@ -106,11 +131,15 @@ class ConfigBundle:
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         return check_object(store, art)
 
-    def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        return restore(store, art, Path(target), snapshot_timeout())
+    def restore(self, job: RestoreJob) -> str:
+        return restore(job.store, job.one(self.name), job.cwd / job.target, job.timeout)
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
-        return self.restore(cfg, store, art, str(scratch / "config"))
+        return restore(store, art, scratch / "config", snapshot_timeout())
+
+    def preflight(self, cfg: Config) -> list[Check]:
+        bcfg = cfg.snapshots.config if cfg.snapshots else None
+        return [recipient_check(who) for who in (bcfg.recipients if bcfg and bcfg.paths else ())]
 
     def remove(self, store: Store, art: Artifact) -> None:
         store.delete(art.key, art.version_id)

@@ -3,16 +3,13 @@
 pg_dump refuses a server of a newer major version; pg_restore cannot read an
 archive written by a newer pg_dump; a dump of a newer server rarely restores
 into an older one. Each case is decided on version numbers (asked of the
-tools and the server, or recorded in the manifest), never on error text, and
-said with both versions and the fix.
+tools and the server by :mod:`.pg_client`, or recorded in the manifest), never
+on error text, and said with both versions and the fix. Pure comparisons only.
 """
 
 from __future__ import annotations
 
 import re
-
-from taydash_hooks import process
-from taydash_hooks.config import PostgresConfig
 
 _NUMBER = re.compile(r"\b([0-9]+)(?:\.[0-9]+)+")
 EXEC_EXAMPLE = '["docker", "compose", "exec", "-T", "postgres"]'
@@ -28,21 +25,6 @@ def major(version: str) -> int | None:
     """The major version in ``version`` (``15.18`` -> 15), None when there is none."""
     m = _NUMBER.search(version)
     return int(m.group(1)) if m else None
-
-
-def server_version(cfg: PostgresConfig, conn: list[str], database: str) -> str:
-    """The server's version ("18.6"), asked through the exec prefix; "" when it cannot be asked
-    (the tool that runs next then says why)."""
-    try:
-        res = process.run([*cfg.exec, "psql", *conn, "-X", "-tA", f"--dbname={database}", "-c",
-                           "SELECT current_setting('server_version_num')"], timeout=60)
-    except (process.Timeout, OSError):
-        return ""
-    num = res.out.strip()
-    if res.returncode != 0 or not num.isdigit() or len(num) < 5:
-        return ""
-    value = int(num)
-    return f"{value // 10000}.{value % 10000}"
 
 
 def dump_problem(client: str, server: str, where: str) -> str | None:

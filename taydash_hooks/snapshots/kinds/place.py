@@ -16,14 +16,23 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from taydash_hooks import process
-from taydash_hooks.errors import environment
-from taydash_hooks.snapshots.manifest import FileHash
+from taydash_hooks.errors import TaydashError, environment
+from taydash_hooks.results import Check
 from taydash_hooks.snapshots.stored import empty_dir
 from taydash_hooks.store.base import CHUNK
+
+
+@dataclass(frozen=True)
+class FileHash:
+    """One file of a VictoriaMetrics snapshot, as it was where VictoriaMetrics runs."""
+
+    sha256: str
+    size: int
 
 
 class Place(Protocol):
@@ -204,3 +213,24 @@ def _rel(listed: str) -> str:
 def place(prefix: tuple[str, ...]) -> Place:
     """The host for an empty prefix, otherwise the container the prefix reaches."""
     return Inside(prefix) if prefix else Host()
+
+
+def tool_check(name: str, package: str, needed: bool = True,
+               prefix: tuple[str, ...] = ()) -> Check:
+    """``name`` on PATH, or inside the container ``prefix`` reaches when it is set (doctor)."""
+    import shutil
+
+    if prefix and needed:
+        inside = Inside(prefix)
+        try:
+            ok = inside.found(name)
+        except TaydashError as exc:
+            return Check(name, False, exc.message, f"check the exec prefix {' '.join(prefix)}")
+        return Check(name, ok, f"found{inside.label}" if ok else f"not found{inside.label}",
+                     f"use an image that has {name} ({package})")
+    path = shutil.which(name)
+    if path:
+        return Check(name, True, path)
+    if not needed:
+        return Check(name, True, "not found (not needed by this configuration)")
+    return Check(name, False, "not found on PATH", f"apt-get install {package}")

@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,11 +21,15 @@ from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
+from taydash_hooks.results import Check
+from taydash_hooks.snapshots import fields
 from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe
 from taydash_hooks.snapshots.crypt import decrypting, encrypting_stream
 from taydash_hooks.snapshots.kinds import pg_roles
 from taydash_hooks.snapshots.kinds import pg_versions as versions
-from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.pg_client import PgClient
+from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified
 from taydash_hooks.store import Store, Written
@@ -36,9 +41,52 @@ DUMPS_AT_ONCE = 2
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 
 
-def _conn(cfg: PostgresConfig) -> list[str]:
-    # --no-password: a hook has no terminal; a missing password fails instead of hanging.
-    return ["-h", cfg.host, "-p", str(cfg.port), "-U", cfg.user, "--no-password"]
+@dataclass(frozen=True)
+class PgDump:
+    """What a ``postgres`` artifact records besides its bytes: a database dump, or (``roles``)
+    the cluster's roles script."""
+
+    database: str | None = None
+    encrypted_to: tuple[str, ...] = ()  # the stored bytes are encrypted to these recipients
+    compressed: str = ""  # "zstd" when we compressed it in the stream (.dump.zst)
+    roles: bool = False  # pg_dumpall --globals-only, not a database dump
+    server_version: str = ""  # the server dumped ("18.6")
+    dumped_with: str = ""  # the pg_dump (or pg_dumpall) version that wrote it
+
+    KNOWN = frozenset({"database", "encrypted_to", "compressed", "roles", "server_version",
+                       "dumped_with"})
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.database is not None:
+            doc["database"] = self.database
+        if self.encrypted_to:
+            doc["encrypted_to"] = list(self.encrypted_to)
+        if self.compressed:
+            doc["compressed"] = self.compressed
+        if self.roles:
+            doc["roles"] = True
+        if self.server_version:
+            doc["server_version"] = self.server_version
+        if self.dumped_with:
+            doc["dumped_with"] = self.dumped_with
+        return doc
+
+    @classmethod
+    def of(cls, art: Artifact) -> PgDump:
+        """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
+        f = art.fields
+        with fields.reading(f"the postgres artifact {art.key}"):
+            fields.only(f, cls.KNOWN)
+            compressed = fields.string(f, "compressed", True) or ""
+            if compressed not in ("", "zstd"):
+                raise fields.Bad(f"compressed {compressed!r} is not a compression this "
+                                 "version reads")
+            return cls(database=fields.string(f, "database", True),
+                       encrypted_to=fields.strings(f, "encrypted_to"), compressed=compressed,
+                       roles=fields.flag(f, "roles"),
+                       server_version=fields.string(f, "server_version", True) or "",
+                       dumped_with=fields.string(f, "dumped_with", True) or "")
 
 
 def on_server(cfg: Config, host: str | None, port: int | None, user: str | None) -> Config:
@@ -60,19 +108,6 @@ def settings(cfg: Config) -> PostgresConfig:
     return (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
 
 
-def tool_version(cfg: PostgresConfig, tool: str = "pg_dump") -> str:
-    """``pg_dump --version`` (through the exec prefix), asked once per process."""
-    return _version(tuple(cfg.exec), tool)
-
-
-@functools.lru_cache(maxsize=8)
-def _version(prefix: tuple[str, ...], tool: str) -> str:
-    try:
-        return process.run([*prefix, tool, "--version"], timeout=30).out.strip()
-    except (process.Timeout, Exception):
-        return "unknown"
-
-
 def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
     return f"db-backups/{tag}_{ts}_{database}.dump" if several else f"db-backups/{tag}_{ts}.dump"
 
@@ -84,18 +119,18 @@ def native_zstd(cfg: PostgresConfig, database: str) -> bool:
     Asked, not guessed: a version number says nothing of how it was built, so a schema-only
     dump of no table with ``--compress=zstd`` must succeed (its exit code decides).
     """
-    client = versions.major(tool_version(cfg))
-    if client is None or client < 16:
+    client = PgClient.of(cfg)
+    major = versions.major(client.tool_version())
+    if major is None or major < 16:
         return False
-    return _probe_zstd(tuple(cfg.exec), tuple(_conn(cfg)), database)
+    return _probe_zstd(client, database)
 
 
 @functools.lru_cache(maxsize=8)
-def _probe_zstd(prefix: tuple[str, ...], conn: tuple[str, ...], database: str) -> bool:
+def _probe_zstd(client: PgClient, database: str) -> bool:
     try:
-        res = process.run([*prefix, "pg_dump", "-Fc", "--compress=zstd", "--schema-only",
-                           "--table=taydash_zstd_probe_no_such_table", *conn,
-                           f"--dbname={database}"], timeout=60)
+        res = client.run("pg_dump", "-Fc", "--compress=zstd", "--schema-only",
+                         "--table=taydash_zstd_probe_no_such_table", f"--dbname={database}")
     except (process.Timeout, Exception):
         return False
     return res.returncode == 0
@@ -114,15 +149,9 @@ def compression_plan(cfg: PostgresConfig) -> tuple[list[str], str]:
 
 def database_exists(cfg: PostgresConfig, name: str) -> bool:
     """Whether ``name`` exists on the server (asked, not guessed from an error message)."""
-    # Through stdin: psql interpolates :'name' (quoted) in a script, not in -c.
-    res = process.run([*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", "--dbname=postgres",
-                       "-v", f"name={name}"],
-                      input=b"SELECT count(*) FROM pg_database WHERE datname = :'name';\n",
-                      timeout=60)
-    if res.returncode != 0:
-        raise environment(f"cannot ask PostgreSQL at {cfg.host}:{cfg.port} which databases exist: "
-                          f"{res.err.strip()[-500:]}")
-    return res.out.strip() != "0"
+    rows = PgClient.of(cfg).query("SELECT count(*) FROM pg_database WHERE datname = :'name';\n",
+                                  what="which databases exist", variables={"name": name})
+    return rows != [["0"]]
 
 
 def check_target_name(name: str) -> str:
@@ -139,8 +168,9 @@ def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: s
     ``key`` (through zstd and/or gpg as asked) and write its ``.sha256`` sidecar: the SHA-256 of
     the stored bytes, so verify needs no secret key. A producer that exits non-zero is ``what``
     failing (exit 3), and nothing stays under ``key``."""
+    argv = PgClient.of(cfg).argv(tool, *args)
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
-            process.popen([*cfg.exec, tool, *args], stdout=subprocess.PIPE, stderr=err) as proc, \
+            process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc, \
             contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, tool, timeout, err.name)
         stack.callback(stream.close)
@@ -170,14 +200,15 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
     """Stream one database into ``key`` (zstd-compressed in the stream and/or through gpg as
     ``plan`` and ``encrypt_to`` say), with its ``.sha256`` sidecar."""
     flags, compressed = plan
-    written = _stream(cfg, "pg_dump", ["-Fc", *flags, *_conn(cfg), f"--dbname={database}"],
+    written = _stream(cfg, "pg_dump", ["-Fc", *flags, f"--dbname={database}"],
                       f"dump of database {database}", f"postgres {database}", store, key,
                       timeout, encrypt_to, compressed)
     say(f"  postgres {database}: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
-                    sha256_key=f"{key}.sha256", database=database, encrypted_to=encrypt_to,
-                    compressed=compressed, server_version=server,
-                    dumped_with=versions.number(tool_version(cfg)))
+                    sha256_key=f"{key}.sha256", fields=PgDump(
+                        database=database, encrypted_to=encrypt_to, compressed=compressed,
+                        server_version=server,
+                        dumped_with=PgClient.of(cfg).tool_number()).to_json())
 
 
 def _sidecar(store: Store, key: str, written: Written) -> None:
@@ -195,13 +226,14 @@ def dump_roles(cfg: PostgresConfig, store: Store, key: str, timeout: float,
                encrypt_to: tuple[str, ...] = (), server: str = "") -> Artifact:
     """``pg_dumpall --globals-only --no-role-passwords`` into ``key`` (through gpg when
     ``encrypt_to``), with its ``.sha256`` sidecar: what a new cluster needs before a restore."""
-    written = _stream(cfg, "pg_dumpall", ["--globals-only", "--no-role-passwords", *_conn(cfg)],
+    written = _stream(cfg, "pg_dumpall", ["--globals-only", "--no-role-passwords"],
                       "pg_dumpall --globals-only", "postgres roles", store, key, timeout,
                       encrypt_to, "")
     say(f"  postgres roles: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
-                    sha256_key=f"{key}.sha256", encrypted_to=encrypt_to, roles=True,
-                    server_version=server, dumped_with=versions.number(tool_version(cfg, "pg_dumpall")))
+                    sha256_key=f"{key}.sha256", fields=PgDump(
+                        encrypted_to=encrypt_to, roles=True, server_version=server,
+                        dumped_with=PgClient.of(cfg).tool_number("pg_dumpall")).to_json())
 
 
 MAX_ROLES_SCRIPT = 16 * 1024 * 1024
@@ -221,12 +253,8 @@ def read_roles(store: Store, art: Artifact, timeout: float) -> pg_roles.Script:
 
 def existing_roles(cfg: PostgresConfig) -> set[str]:
     """The role names on the server ``cfg`` points at."""
-    res = process.run([*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", "--dbname=postgres", "-c",
-                       "SELECT rolname FROM pg_roles"], timeout=60)
-    if res.returncode != 0:
-        raise environment(f"cannot list the roles of PostgreSQL at {cfg.host}:{cfg.port}: "
-                          f"{res.err.strip()[-300:]}")
-    return set(res.out.splitlines())
+    rows = PgClient.of(cfg).query("SELECT rolname FROM pg_roles;\n", what="which roles exist")
+    return {row[0] for row in rows}
 
 
 def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float) -> list[str]:
@@ -235,8 +263,7 @@ def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float
     script = read_roles(store, art, timeout)
     sql, created, skipped = pg_roles.plan(script, existing_roles(cfg))
     if created:
-        res = process.run([*cfg.exec, "psql", *_conn(cfg), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                           "--dbname=postgres"], input=sql.encode(), timeout=timeout)
+        res = PgClient.of(cfg).psql(sql, timeout=timeout)
         if res.returncode != 0:
             raise environment(f"creating the recorded roles on {cfg.host}:{cfg.port} failed, so "
                               f"none was created: {res.err.strip()[-300:]}")
@@ -252,8 +279,7 @@ def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
     if not roles:
         return
     sql = "".join(f"DROP ROLE IF EXISTS {_quote_ident(r)};\n" for r in roles)
-    process.run([*cfg.exec, "psql", *_conn(cfg), "-X", "-q", "--dbname=postgres"],
-                input=sql.encode(), timeout=120)
+    PgClient.of(cfg).psql(sql, stop_on_error=False, timeout=120)
 
 
 def _quote_ident(name: str) -> str:
@@ -269,7 +295,7 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
     the database and the roles this call created are removed again.
     """
     check_target_name(target)
-    if artifact.roles:
+    if PgDump.of(artifact).roles:
         raise usage(f"{artifact.key} is the roles script, not a database dump.")
     if database_exists(cfg, target):
         raise refused(f"database {target} already exists; restore refuses to touch it "
@@ -282,7 +308,7 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
         download_verified(store, artifact, local)
         created_roles = apply_roles(cfg, store, roles, timeout) if with_roles and roles else []
         try:
-            created = process.run([*cfg.exec, "createdb", *_conn(cfg), "--", target], timeout=120)
+            created = PgClient.of(cfg).run("createdb", "--", target, timeout=120)
             if created.returncode != 0:
                 raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
             try:
@@ -293,31 +319,33 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
         except BaseException:
             drop_roles(cfg, created_roles)
             raise
-    counted = process.run(
-        [*cfg.exec, "psql", *_conn(cfg), "-X", "-tA", "-F", " ", f"--dbname={target}", "-c",
-         "SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
-         "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
-         "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"], timeout=60)
-    numbers = counted.out.split()
+    counted = PgClient.of(cfg).psql(
+        "SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
+        "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema');\n", target)
+    numbers = counted.out.strip().split("\x1f")
     what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
             if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
-    return f"restored {artifact.database} ({artifact.size} bytes, {what}) into {target}"
+    return (f"restored {PgDump.of(artifact).database} ({artifact.size} bytes, {what}) "
+            f"into {target}")
 
 
 def _pg_restore(cfg: PostgresConfig, store: Store, local: Path, art: Artifact, target: str,
                 timeout: float, roles: Artifact | None, with_roles: bool) -> None:
     """pg_restore the downloaded dump into ``target``; a failure says why when it can."""
     owners = [] if with_roles else ["--no-owner"]
+    client = PgClient.of(cfg)
     with _plain(local, art, timeout) as fh:
         # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
-        restored = process.run([*cfg.exec, "pg_restore", *_conn(cfg), *owners, "--exit-on-error",
-                                f"--dbname={target}"], stdin=fh, timeout=timeout)
+        restored = client.run("pg_restore", *owners, "--exit-on-error", f"--dbname={target}",
+                              stdin=fh, timeout=timeout)
     if restored.returncode == 0:
         return
-    where = f"{cfg.host}:{cfg.port}"
-    why = versions.restore_problem(art.dumped_with, art.server_version,
-                                   tool_version(cfg, "pg_restore"),
-                                   versions.server_version(cfg, _conn(cfg), "postgres"), where)
+    where = client.where
+    dump = PgDump.of(art)
+    why = versions.restore_problem(dump.dumped_with, dump.server_version,
+                                   client.tool_version("pg_restore"), client.server_version(),
+                                   where)
     if why is None and roles is not None and not with_roles:
         missing: list[str] = []
         with contextlib.suppress(TaydashError):
@@ -333,19 +361,19 @@ def _pg_restore(cfg: PostgresConfig, store: Store, local: Path, art: Artifact, t
 @contextlib.contextmanager
 def _plain(local: Path, art: Artifact, timeout: float) -> Iterator[IO[bytes]]:
     """The dump as pg_restore reads it: decrypted and decompressed in pipes, as stored."""
+    dump = PgDump.of(art)
     with contextlib.ExitStack() as stack:
         fh: IO[bytes] = stack.enter_context(
-            decrypting(local, f"the dump {art.key}", timeout) if art.encrypted_to
+            decrypting(local, f"the dump {art.key}", timeout) if dump.encrypted_to
             else local.open("rb"))
-        if art.compressed == "zstd":
+        if dump.compressed == "zstd":
             fh = stack.enter_context(decompressed_pipe(fh))
         yield fh
 
 
 def drop(cfg: PostgresConfig, database: str) -> None:
     """Drop a scratch database made by a drill."""
-    process.run([*cfg.exec, "dropdb", *_conn(cfg), "--if-exists", "--force", "--", database],
-                timeout=120)
+    PgClient.of(cfg).run("dropdb", "--if-exists", "--force", "--", database, timeout=120)
 
 
 class Postgres:
@@ -357,8 +385,12 @@ class Postgres:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.postgres)
 
+    def file_names(self, cfg: Config, run: str) -> list[str]:
+        database = max(settings(cfg).databases, key=len, default="")
+        return [f"{run}_{database}.dump.zst.gpg.sha256", f"{run}_roles.sql.gpg.sha256"]
+
     def tool_versions(self, cfg: Config) -> dict[str, str]:
-        return {"pg_dump": tool_version(settings(cfg))}
+        return {"pg_dump": PgClient.of(settings(cfg)).tool_version()}
 
     def take(self, job: TakeJob) -> Iterator[Artifact]:
         pcfg = settings(job.cfg)
@@ -366,8 +398,9 @@ class Postgres:
         encrypt_to = job.cfg.snapshots.encrypt_to if job.cfg.snapshots else ()
         # Asked before anything is stored: pg_dump refuses a newer server with a line that
         # names neither the fix nor, through an exec prefix, which pg_dump was run.
-        server = versions.server_version(pcfg, _conn(pcfg), pcfg.databases[0])
-        problem = versions.dump_problem(tool_version(pcfg), server, f"{pcfg.host}:{pcfg.port}")
+        client = PgClient.of(pcfg)
+        server = client.server_version(pcfg.databases[0])
+        problem = versions.dump_problem(client.tool_version(), server, client.where)
         if problem:
             raise environment(problem)
         plan = compression_plan(pcfg)
@@ -418,7 +451,7 @@ class Postgres:
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         checked = check_object(store, art)
-        if deep and checked.ok and art.roles:
+        if deep and checked.ok and PgDump.of(art).roles:
             try:
                 read_roles(store, art, snapshot_timeout())  # psql would run it: strictly read
             except TaydashError as exc:
@@ -430,23 +463,58 @@ class Postgres:
                 # Reading every data block to /dev/null catches a dump that hashes right but is
                 # broken (decrypted in the stream when it is stored encrypted).
                 with _plain(local, art, snapshot_timeout()) as fh:
-                    res = process.run([*settings(cfg).exec, "pg_restore", "--file=/dev/null"],
-                                      stdin=fh, timeout=snapshot_timeout())
+                    res = PgClient.of(settings(cfg)).run("pg_restore", "--file=/dev/null",
+                                                         stdin=fh, timeout=snapshot_timeout(),
+                                                         connect=False)
                 if res.returncode != 0:
                     checked.problems.append(f"pg_restore cannot read the dump: {res.err.strip()[-200:]}")
         return checked
 
-    def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        return restore(settings(cfg), store, art, target, snapshot_timeout())
+    def restore(self, job: RestoreJob) -> str:
+        """``restore db``: one database of the backup (``job.database`` among several) into a
+        new database ``job.target`` on the configured server or ``job.server``; with
+        ``job.with_roles`` the recorded roles the server lacks are created first."""
+        cfg = on_server(job.cfg, *job.server) if any(job.server) else job.cfg
+        arts = [(a, PgDump.of(a)) for a in job.artifacts(self.name)]
+        dumps = [(a, d) for a, d in arts if not d.roles]
+        if job.database is not None:
+            dumps = [(a, d) for a, d in dumps if d.database == job.database]
+        if not dumps:
+            what = f"database {job.database}" if job.database else self.name
+            raise refused(f"the backup of {job.manifest.tag} has no {what} artifact.")
+        if len(dumps) > 1:
+            names = ", ".join(str(d.database) for _, d in dumps)
+            raise usage(f"the backup of {job.manifest.tag} holds several databases ({names}); "
+                        "choose one with --database.")
+        roles = next((a for a, d in arts if d.roles), None)
+        return restore(settings(cfg), job.store, dumps[0][0], job.target, job.timeout, roles,
+                       job.with_roles)
+
+    def preflight(self, cfg: Config) -> list[Check]:
+        pcfg = settings(cfg)
+        found = [tool_check(tool, "postgresql-client", prefix=pcfg.exec)
+                 for tool in ("pg_dump", "pg_restore", "pg_dumpall")]
+        client = PgClient.of(pcfg)
+        try:
+            res = client.psql("SELECT 1;\n", pcfg.databases[0] if pcfg.databases else "postgres",
+                              timeout=15)
+            ok, detail = res.returncode == 0, " / ".join(res.err.strip().splitlines()[:2])
+        except (process.Timeout, TaydashError) as exc:
+            ok, detail = False, str(exc)
+        found.append(Check("PostgreSQL", ok, f"{client.where} as {pcfg.user}" if ok else detail,
+                           f"check [snapshots.postgres] host, port and user (pg_isready -h "
+                           f"{pcfg.host} -p {pcfg.port}); passwords come from ~/.pgpass or "
+                           "PGPASSWORD"))
+        return found
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
         pcfg = settings(cfg)
-        if art.roles:  # a drill never changes the server's roles: it reads the script
+        if PgDump.of(art).roles:  # a drill never changes the server's roles: it reads the script
             script = read_roles(store, art, snapshot_timeout())
             return f"roles script readable ({plural(len(script.roles), 'role')})"
         name = f"taydash_drill_{secrets.token_hex(6)}"
         try:
-            return self.restore(cfg, store, art, name)
+            return restore(pcfg, store, art, name, snapshot_timeout())
         finally:
             drop(pcfg, name)  # scratch only: dropped whatever happened
 

@@ -15,6 +15,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from taydash_hooks import process
 from taydash_hooks.config import Config, VictoriaMetricsConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
-from taydash_hooks.snapshots.kinds.base import Checked, TakeJob, snapshot_timeout
-from taydash_hooks.snapshots.kinds.place import Place, place
-from taydash_hooks.snapshots.manifest import Artifact, FileHash
+from taydash_hooks.results import Check
+from taydash_hooks.snapshots import fields
+from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.place import FileHash, Place, place, tool_check
+from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import CHUNK
 
@@ -39,6 +42,40 @@ QUIET_HTTP = ("-httpListenAddr=127.0.0.1:0",)
 RESTORED_BOOKKEEPING = frozenset({"flock.lock"})
 # vmbackup stores each file as parts: <file>/<file size>_<offset>_<part size>, in hex.
 _PART = re.compile(r"([0-9A-F]{16})_([0-9A-F]{16})_([0-9A-F]{16})")
+
+
+@dataclass(frozen=True)
+class VmSnapshot:
+    """What a ``victoriametrics`` artifact records: the snapshot's name and the SHA-256 and
+    size of every file in it (the artifact's own sha256 is :func:`tree_digest` of these)."""
+
+    snapshot: str | None
+    files: dict[str, FileHash]
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"files": {rel: {"sha256": f.sha256, "size": f.size}
+                                         for rel, f in sorted(self.files.items())}}
+        if self.snapshot is not None:
+            doc["snapshot"] = self.snapshot
+        return doc
+
+    @classmethod
+    def of(cls, art: Artifact) -> VmSnapshot:
+        """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
+        f = art.fields
+        with fields.reading(f"the victoriametrics artifact {art.key}"):
+            fields.only(f, frozenset({"files", "snapshot"}))
+            raw = f.get("files") or {}
+            if not isinstance(raw, dict):
+                raise fields.Bad("files is not an object")
+            files: dict[str, FileHash] = {}
+            for rel, entry in raw.items():
+                fields.store_key(rel, "a file name")
+                if not isinstance(entry, dict):
+                    raise fields.Bad(f"file {rel} is not an object")
+                files[rel] = FileHash(fields.sha256(entry.get("sha256"), f"the hash of {rel}"),
+                                      fields.size(entry, "size"))
+            return cls(fields.string(f, "snapshot", True), files)
 
 
 def _http(url: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -181,7 +218,8 @@ def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float
         delete_snapshot(cfg, name)
     size = sum(f.size for f in files.values())
     say(f"  victoriametrics: {len(files)} files, {size} bytes -> {prefix}")
-    return Artifact("victoriametrics", prefix, size, tree_digest(files), snapshot=name, files=files)
+    return Artifact("victoriametrics", prefix, size, tree_digest(files),
+                    fields=VmSnapshot(name, files).to_json())
 
 
 def stored_parts(store: Store, prefix: str) -> tuple[dict[str, list[tuple[int, int, int, str]]], list[str]]:
@@ -218,9 +256,10 @@ def check_stored(store: Store, art: Artifact) -> Checked:
     parts, strays = stored_parts(store, art.key)
     for rel in strays:
         checked.problems.append(f"{rel} is in the store but is no vmbackup part")
-    for rel in sorted(set(parts) - set(art.files)):
+    files = VmSnapshot.of(art).files
+    for rel in sorted(set(parts) - set(files)):
         checked.problems.append(f"{rel} is in the store but not in the manifest")
-    for rel, want in sorted(art.files.items()):
+    for rel, want in sorted(files.items()):
         found = sorted(parts.get(rel, []), key=lambda p: p[1])
         if not found:
             checked.problems.append(f"{rel} is missing from the store")
@@ -256,13 +295,14 @@ def check_files(box: Place, root: str, artifact: Artifact, timeout: float) -> li
     """Every file of the manifest present under ``root`` with its hash, and nothing else."""
     problems = []
     restored = box.hash_tree(root, timeout) or {}
-    for rel, want in sorted(artifact.files.items()):
+    files = VmSnapshot.of(artifact).files
+    for rel, want in sorted(files.items()):
         got = restored.get(rel)
         if got is None:
             problems.append(f"{rel} is missing")
         elif got.sha256 != want.sha256:
             problems.append(f"{rel} has SHA-256 {got.sha256[:12]}..., expected {want.sha256[:12]}...")
-    for rel in sorted(set(restored) - set(artifact.files) - RESTORED_BOOKKEEPING):
+    for rel in sorted(set(restored) - set(files) - RESTORED_BOOKKEEPING):
         problems.append(f"{rel} was restored but is not in the manifest")
     return problems
 
@@ -296,7 +336,8 @@ def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: 
     except BaseException:
         box.clear_dir(dest)  # it was empty: never leave data that failed its check behind
         raise
-    return f"restored {len(artifact.files)} files into {dest}{box.label}, every hash matches"
+    return (f"restored {len(VmSnapshot.of(artifact).files)} files into {dest}{box.label}, "
+            "every hash matches")
 
 
 def settings(cfg: Config) -> VictoriaMetricsConfig:
@@ -312,6 +353,9 @@ class VictoriaMetrics:
 
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.victoriametrics)
+
+    def file_names(self, cfg: Config, run: str) -> list[str]:
+        return [run]  # the prefix vm-backups/<run>/; vmbackup's own names below it are short
 
     def tool_versions(self, cfg: Config) -> dict[str, str]:
         return {"vmbackup": tool_version(settings(cfg))}
@@ -329,15 +373,42 @@ class VictoriaMetrics:
                     checked.problems.append(str(exc))
         return checked
 
-    def restore(self, cfg: Config, store: Store, art: Artifact, target: str) -> str:
-        return restore(settings(cfg), store, art, target, snapshot_timeout())
+    def restore(self, job: RestoreJob) -> str:
+        # Behind an exec prefix the target is a path inside the container, taken as written
+        # (and required absolute there); on the host it is relative to where the user stands.
+        vcfg = settings(job.cfg)
+        dest = job.target if vcfg.exec else str(job.cwd / job.target)
+        return restore(vcfg, job.store, job.one(self.name), dest, job.timeout)
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
         vcfg = settings(cfg)
         if not vcfg.exec:
-            return self.restore(cfg, store, art, str(scratch / "vm"))
+            return restore(vcfg, store, art, str(scratch / "vm"), snapshot_timeout())
         with where(vcfg).scratch() as inside:  # a drill restores where the service runs
-            return self.restore(cfg, store, art, f"{inside}/vm")
+            return restore(vcfg, store, art, f"{inside}/vm", snapshot_timeout())
+
+    def preflight(self, cfg: Config) -> list[Check]:
+        import urllib.request
+
+        vcfg = settings(cfg)
+        found = [tool_check(vcfg.vmbackup, "victoria-metrics (it brings vmbackup)",
+                            prefix=vcfg.exec),
+                 tool_check(vcfg.vmrestore, "victoria-metrics (it brings vmrestore)",
+                            prefix=vcfg.exec)]
+        url = vcfg.url.rstrip("/")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310
+                ok, detail = resp.status == 200, url
+        except OSError as exc:
+            ok, detail = False, f"{url} is not reachable ({getattr(exc, 'reason', exc)})"
+        found.append(Check("VictoriaMetrics", ok, detail,
+                           "check [snapshots.victoriametrics] url; is VictoriaMetrics running?"))
+        store = cfg.snapshots.store if cfg.snapshots else ""
+        if vcfg.exec and not store.startswith("s3://"):
+            found.append(Check("VictoriaMetrics store", False,
+                               "vmbackup inside the container cannot write to a file:// store",
+                               "use an s3:// store (and s3_endpoint as seen from inside)"))
+        return found
 
     def remove(self, store: Store, art: Artifact) -> None:
         store.delete_prefix(art.key)

@@ -1,0 +1,83 @@
+"""Strict readers of JSON that comes from the store (manifests, a kind's artifact fields).
+
+Anyone with the store's write key may have written it: every value is checked for its
+type and form before anything uses it, and a wrong one is :class:`Bad` with the field's
+name, which the caller turns into one sentence (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from taydash_hooks.errors import TaydashError, refused
+from taydash_hooks.store.base import check_key
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class Bad(Exception):
+    """A field that is missing or not of its form: the message names it."""
+
+
+def string(doc: Mapping[str, Any], name: str, optional: bool = False) -> Any:
+    value = doc.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise Bad(f"{name} is not a string")
+    return value
+
+
+def size(doc: Mapping[str, Any], name: str) -> int:
+    value = doc.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Bad(f"{name} is not a size")
+    return value
+
+
+def sha256(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or set(value) - _HEX:
+        raise Bad(f"{name} is not a SHA-256")
+    return value
+
+
+def store_key(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise Bad(f"{name} is not a key")
+    try:
+        check_key(value)
+    except TaydashError:
+        raise Bad(f"{name} {value!r} is not a plain relative key") from None
+    return value
+
+
+def strings(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = doc.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Bad(f"{name} is not a list of strings")
+    return tuple(value)
+
+
+def flag(doc: Mapping[str, Any], name: str) -> bool:
+    value = doc.get(name, False)
+    if not isinstance(value, bool):
+        raise Bad(f"{name} is not true or false")
+    return value
+
+
+def only(doc: Mapping[str, Any], known: frozenset[str]) -> None:
+    """A field the kind does not know (a newer taydash's, or a forgery) is refused."""
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise Bad(f"unknown field {unknown[0]!r}")
+
+
+@contextlib.contextmanager
+def reading(where: str) -> Iterator[None]:
+    """``with reading("the artifact X"):`` turns :class:`Bad` into one refusal (exit 1)."""
+    try:
+        yield
+    except Bad as exc:
+        raise refused(f"{where} is not valid ({exc}).") from None

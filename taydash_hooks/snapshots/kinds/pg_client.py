@@ -1,0 +1,106 @@
+"""One client for every talk with PostgreSQL (pgBackRest's ``db/`` is the model).
+
+Connection options, the exec prefix (``docker compose exec -T postgres``), ``psql -X``
+with ``ON_ERROR_STOP``, timeouts, the server's version and the tools' versions live
+here; no caller builds a ``psql`` argv of its own. Passwords come from libpq
+(.pgpass, PGPASSFILE, PGPASSWORD), never argv; ``--no-password`` makes a missing
+one fail instead of waiting for a terminal a hook does not have.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO
+
+from taydash_hooks import process
+from taydash_hooks.config import PostgresConfig
+from taydash_hooks.errors import environment
+from taydash_hooks.snapshots.kinds import pg_versions
+
+QUERY_TIMEOUT = 60.0
+_SEP = "\x1f"  # field separator of query rows: a byte no name we read contains
+
+
+@dataclass(frozen=True)
+class PgClient:
+    """One PostgreSQL server as taydash reaches it (host, port, user, through ``exec``)."""
+
+    host: str
+    port: int
+    user: str
+    exec: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, cfg: PostgresConfig) -> PgClient:
+        return cls(cfg.host, cfg.port, cfg.user, tuple(cfg.exec))
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def conn(self) -> list[str]:
+        """libpq's connection flags, the same for every tool."""
+        return ["-h", self.host, "-p", str(self.port), "-U", self.user, "--no-password"]
+
+    def argv(self, tool: str, *args: str, connect: bool = True) -> list[str]:
+        """``tool`` (pg_dump, pg_restore, createdb, ...) through the exec prefix, connected to
+        this server unless ``connect`` is false (a tool that only reads a file)."""
+        return [*self.exec, tool, *(self.conn() if connect else ()), *args]
+
+    def run(self, tool: str, *args: str, stdin: IO[bytes] | None = None,
+            timeout: float = QUERY_TIMEOUT, connect: bool = True) -> process.Result:
+        """Run ``tool`` to completion (``stdin``: a stream to feed it, e.g. a dump)."""
+        return process.run(self.argv(tool, *args, connect=connect), stdin=stdin, timeout=timeout)
+
+    def psql(self, sql: str, database: str = "postgres", *,
+             variables: Mapping[str, str] | None = None, stop_on_error: bool = True,
+             timeout: float = QUERY_TIMEOUT) -> process.Result:
+        """Run ``sql`` through psql's stdin (``-X``: no ~/.psqlrc; ``ON_ERROR_STOP``: the first
+        error ends it with a non-zero exit, unless ``stop_on_error`` is false: a clean-up that
+        should do all it can). ``variables`` are psql variables, interpolated
+        quoted where the script says ``:'name'``: values never become SQL text."""
+        flags = ["-X", "-q", "-tA", "-F", _SEP, "-v", f"ON_ERROR_STOP={int(stop_on_error)}",
+                 f"--dbname={database}"]
+        for name, value in (variables or {}).items():
+            flags += ["-v", f"{name}={value}"]
+        return process.run(self.argv("psql", *flags), input=sql.encode(), timeout=timeout)
+
+    def query(self, sql: str, database: str = "postgres", *, what: str,
+              variables: Mapping[str, str] | None = None) -> list[list[str]]:
+        """The rows ``sql`` returns; exit 3 saying ``what`` could not be asked when it fails."""
+        res = self.psql(sql, database, variables=variables)
+        if res.returncode != 0:
+            raise environment(f"cannot ask PostgreSQL at {self.where} {what}: "
+                              f"{res.err.strip()[-500:]}")
+        return [line.split(_SEP) for line in res.out.splitlines()]
+
+    def server_version(self, database: str = "postgres") -> str:
+        """The server's version ("18.6"); "" when it cannot be asked (the tool that runs next
+        then says why)."""
+        try:
+            res = self.psql("SELECT current_setting('server_version_num');\n", database)
+        except (process.Timeout, OSError):
+            return ""
+        num = res.out.strip()
+        if res.returncode != 0 or not num.isdigit() or len(num) < 5:
+            return ""
+        value = int(num)
+        return f"{value // 10000}.{value % 10000}"
+
+    def tool_version(self, tool: str = "pg_dump") -> str:
+        """``tool --version`` (through the exec prefix), asked once per process."""
+        return _version(self.exec, tool)
+
+    def tool_number(self, tool: str = "pg_dump") -> str:
+        """Just the number of :meth:`tool_version` ("15.18")."""
+        return pg_versions.number(self.tool_version(tool))
+
+
+@functools.lru_cache(maxsize=16)
+def _version(prefix: tuple[str, ...], tool: str) -> str:
+    try:
+        return process.run([*prefix, tool, "--version"], timeout=30).out.strip()
+    except Exception:
+        return "unknown"
