@@ -31,7 +31,9 @@ def shim_text(hook: str, python: str | None = None) -> str:
     """The shim for ``hook`` with the interpreter that has taydash_hooks baked in."""
     text = (_templates_dir() / hook).read_text()
     py = (python or sys.executable).replace("'", "'\"'\"'")
-    return text.replace("@PYTHON@", py)
+    # The folder that holds the package: the shim puts it on the path itself (python -S).
+    root = str(Path(__file__).resolve().parent.parent).replace("'", "'\"'\"'")
+    return text.replace("@PYTHON@", py).replace("@ROOT@", root)
 
 
 def is_ours(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -245,3 +246,38 @@ def test_no_configuration_means_no_python_and_a_notice_with_verbose(repos: Repos
     assert proc.returncode == 0
     assert proc.stderr.count("no configuration") == 1
     assert repos.remote_ref("refs/heads/main") == repos.head()
+
+
+def test_code_in_the_pushed_repository_never_runs_inside_the_hook(repos: Repos) -> None:
+    # `python -m` puts the current directory (the repository) first on Python's path: a
+    # committed json.py or taydash_hooks/ would have run inside every push. The shims start
+    # Python isolated (-I), so the repository's files are data, never code.
+    marker = repos.base / "pwned"
+    payload = f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(7)\n"
+    repos.write("ok.sh", "#!/bin/sh\nexit 0\n", mode=0o755)
+    repos.configure('[validate]\ncommands = ["./ok.sh"]\n')
+    assert repos.install().returncode == 0  # (`python -m taydash_hooks` itself reads the cwd)
+    repos.write("json.py", payload)
+    repos.write("taydash_hooks/__init__.py", payload)
+    repos.write("taydash_hooks/hooks/__init__.py", payload)
+    repos.commit("files named like modules", "ok.sh", "json.py", "taydash_hooks")
+    proc = repos.push("origin", "main")
+    assert proc.returncode == 0, proc.stderr
+    assert "validated" in proc.stderr
+    assert not marker.exists()
+    proc = repos.push("origin", "HEAD:refs/heads/again")  # the fast path, too
+    assert proc.returncode == 0 and "cached" in proc.stderr, proc.stderr
+    assert not marker.exists()
+
+
+def test_a_shim_whose_package_folder_moved_still_finds_the_package(repos: Repos) -> None:
+    repos.write("ok.sh", "#!/bin/sh\nexit 0\n", mode=0o755)
+    repos.configure('[validate]\ncommands = ["./ok.sh"]\n')
+    repos.commit("check", "ok.sh")
+    assert repos.install().returncode == 0
+    shim = repos.work / ".git" / "hooks" / "pre-push"
+    text = shim.read_text()
+    assert "INSTALL_ROOT='" in text and "@ROOT@" not in text
+    shim.write_text(re.sub(r"INSTALL_ROOT='[^']*'", "INSTALL_ROOT='/nonexistent'", text))
+    proc = repos.push("origin", "main")
+    assert proc.returncode == 0 and "validated" in proc.stderr, proc.stderr

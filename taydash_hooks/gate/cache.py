@@ -15,7 +15,7 @@ from taydash_hooks.gate.fast_path import profile, tree_key
 __all__ = ["ValidateCache", "key", "profile"]
 from taydash_hooks.statefiles import read_private, write_private
 
-VERSION = 3
+VERSION = 4  # 4: tree keys are "<profile>:<tree>" (3 hashed them)
 
 
 def key(prof: str, tree: str) -> str:

@@ -108,13 +108,18 @@ class FileStore:
             yield fh
 
     def keys(self, prefix: str) -> list[str]:
-        base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        # A string prefix, as S3 lists: "db-backups/v1" finds db-backups/v1_..., not only a
+        # folder of that name.
+        folder = prefix if not prefix or prefix.endswith("/") else prefix.rpartition("/")[0]
+        base = self.root / folder if folder else self.root
+        if not base.is_dir():
             return []
         keys = []
         for path in base.rglob("*"):
             if path.is_file() and not path.name.endswith(".partial"):
-                keys.append(path.relative_to(self.root).as_posix())
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
         return sorted(keys)
 
     def delete_prefix(self, prefix: str) -> None:
