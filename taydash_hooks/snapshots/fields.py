@@ -81,3 +81,13 @@ def reading(where: str) -> Iterator[None]:
         yield
     except Bad as exc:
         raise refused(f"{where} is not valid ({exc}).") from None
+
+
+@contextlib.contextmanager
+def of_artifact(kind: str, key: str, doc: Mapping[str, Any],
+                known: frozenset[str]) -> Iterator[Mapping[str, Any]]:
+    """A kind's own fields of one artifact, for its typed reader: unknown fields and
+    :class:`Bad` values are one refusal naming the artifact (exit 1)."""
+    with reading(f"the {kind} artifact {key}"):
+        only(doc, known)
+        yield doc

@@ -42,10 +42,9 @@ class Bundle:
     @classmethod
     def of(cls, art: Artifact) -> Bundle:
         """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
-        with fields.reading(f"the config artifact {art.key}"):
-            fields.only(art.fields, frozenset({"paths", "recipients"}))
-            return cls(fields.strings(art.fields, "paths"),
-                       fields.strings(art.fields, "recipients"))
+        with fields.of_artifact(art.kind, art.key, art.fields,
+                                frozenset({"paths", "recipients"})) as f:
+            return cls(fields.strings(f, "paths"), fields.strings(f, "recipients"))
 
 
 def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,

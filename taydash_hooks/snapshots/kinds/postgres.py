@@ -75,9 +75,7 @@ class PgDump:
     @classmethod
     def of(cls, art: Artifact) -> PgDump:
         """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
-        f = art.fields
-        with fields.reading(f"the postgres artifact {art.key}"):
-            fields.only(f, cls.KNOWN)
+        with fields.of_artifact(art.kind, art.key, art.fields, cls.KNOWN) as f:
             compressed = fields.string(f, "compressed", True) or ""
             if compressed not in ("", "zstd"):
                 raise fields.Bad(f"compressed {compressed!r} is not a compression this "

@@ -62,9 +62,8 @@ class VmSnapshot:
     @classmethod
     def of(cls, art: Artifact) -> VmSnapshot:
         """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
-        f = art.fields
-        with fields.reading(f"the victoriametrics artifact {art.key}"):
-            fields.only(f, frozenset({"files", "snapshot"}))
+        with fields.of_artifact(art.kind, art.key, art.fields,
+                                frozenset({"files", "snapshot"})) as f:
             raw = f.get("files") or {}
             if not isinstance(raw, dict):
                 raise fields.Bad("files is not an object")
