@@ -361,9 +361,14 @@ def restore() -> None:
 @click.option("--user", help="Connect as this role (default: the configured user).")
 @click.option("--with-roles", is_flag=True,
               help="First create the recorded roles the server lacks, and keep the owners.")
+@click.option("--allow-privileged-roles", is_flag=True,
+              help="Let --with-roles grant SUPERUSER, REPLICATION, BYPASSRLS, CREATEROLE.")
+@click.option("--trust-unsigned-roles", is_flag=True,
+              help="Let --with-roles apply roles from a manifest no allowed key signed.")
 @common
 def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
-               port: int | None, user: str | None, with_roles: bool) -> int:
+               port: int | None, user: str | None, with_roles: bool,
+               allow_privileged_roles: bool, trust_unsigned_roles: bool) -> int:
     """Verify the dump's checksum, create TARGET_DB and pg_restore into it.
 
     Example: taydash restore db v1.2.0 --target-db app --host new-cluster --with-roles
@@ -372,7 +377,7 @@ def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
     from taydash_hooks.commands import restore as core
 
     return core.restore(state.dir, tag, "postgres", target_db, database, (host, port, user),
-                        with_roles)
+                        with_roles, allow_privileged_roles, trust_unsigned_roles)
 
 
 @restore.command("vm")

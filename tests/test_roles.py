@@ -108,13 +108,65 @@ def test_the_roles_plan_creates_only_what_is_missing() -> None:
         'CREATE ROLE "Odd ""Name""";\nALTER ROLE "Odd ""Name""" WITH NOLOGIN CONNECTION LIMIT 2;\n'
         "CREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER LOGIN;\n"
         "ALTER ROLE postgres SET work_mem TO '8MB';\n"
-        'GRANT "Odd ""Name""" TO postgres GRANTED BY postgres;\n'
+        "ALTER ROLE \"Odd \"\"Name\"\"\" SET search_path TO '$user', 'public';\n"
+        'GRANT postgres TO "Odd ""Name""" GRANTED BY postgres;\n'
         "CREATE TABLESPACE fast OWNER postgres LOCATION '/ssd';\n\\unrestrict abc123\n", "s")
-    sql, created, skipped = pg_roles.plan(script, {"postgres"})
-    assert created == ['Odd "Name"'] and skipped == ["postgres"] and script.left_out == 1
-    assert "ALTER ROLE postgres" not in sql and "TABLESPACE" not in sql and "\\" not in sql
-    assert 'GRANT "Odd ""Name""" TO postgres;' in sql  # the grantor is whoever applies it
+    todo = pg_roles.plan(script, {"postgres": True})
+    assert todo.created == ['Odd "Name"'] and todo.existing == ["postgres"]
+    assert script.left_out == 1
+    sql = todo.sql
+    assert 'ALTER ROLE "postgres"' not in sql and "TABLESPACE" not in sql and "\\" not in sql
+    assert 'CREATE ROLE "Odd ""Name""" WITH NOLOGIN CONNECTION LIMIT 2;' in sql
+    assert 'ALTER ROLE "Odd ""Name""" SET "search_path" TO \'$user\', \'public\';' in sql
+    # postgres is a superuser: granting it to a new role would hand that role everything.
+    assert "GRANT" not in sql and any("postgres is privileged" in w for w in todo.skipped)
     assert sql.index("BEGIN;") < sql.index("CREATE ROLE") < sql.index("COMMIT;")
+
+
+def test_names_resolve_as_postgresql_resolves_them() -> None:
+    script = pg_roles.parse('ALTER ROLE APP WITH SUPERUSER;\nALTER ROLE "APP" WITH LOGIN;\n'
+                            'ALTER ROLE U&"\\0061pp" WITH CREATEDB;\n'
+                            "ALTER ROLE U&\"!0062!+000063\" UESCAPE '!' WITH LOGIN;\n", "s")
+    assert sorted(script.roles) == ["APP", "app", "bc"]
+    todo = pg_roles.plan(script, {"app": False})
+    assert todo.existing == ["app"] and sorted(todo.created) == ["APP", "bc"]
+    assert 'ALTER ROLE "app"' not in todo.sql and "SUPERUSER" not in todo.sql.replace(
+        "NOSUPERUSER", "")
+
+
+def test_a_forged_script_can_create_but_never_escalate() -> None:
+    script = pg_roles.parse("CREATE ROLE evil2;\nALTER ROLE evil2 WITH SUPERUSER NOLOGIN;\n"
+                            "GRANT evil2 TO app;\nCREATE ROLE helper;\n"
+                            "GRANT pg_execute_server_program TO helper;\n"
+                            "GRANT evil2 TO helper WITH ADMIN OPTION;\n"
+                            "ALTER ROLE helper SET session_preload_libraries TO 'evil';\n", "s")
+    todo = pg_roles.plan(script, {"app": False, "postgres": True})
+    assert todo.created == ["evil2", "helper"]
+    assert 'CREATE ROLE "evil2" WITH NOLOGIN NOSUPERUSER;' in todo.sql
+    assert "GRANT" not in todo.sql and "preload" not in todo.sql
+    said = " | ".join(todo.skipped)
+    for why in ("SUPERUSER of role evil2", "app is not a role this restore creates",
+                "pg_execute_server_program is a predefined role", "evil2 is privileged",
+                "setting session_preload_libraries of role helper"):
+        assert why in said, said
+    # Asked for, the privileged parts go through, still only to roles this restore creates.
+    allowed = pg_roles.plan(script, {"app": False}, allow_privileged=True)
+    assert 'WITH NOLOGIN SUPERUSER' in allowed.sql
+    assert 'GRANT "evil2" TO "helper" WITH ADMIN OPTION;' in allowed.sql
+    assert '"app"' not in allowed.sql
+
+
+@pytest.mark.parametrize("line", [
+    "ALTER ROLE evil WITH SUPERUSER LOGIN PASSWORD 'attacker';",
+    "ALTER ROLE evil WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc';",
+    "CREATE TABLESPACE t LOCATION '/x'; DROP DATABASE prod;",
+    'ALTER ROLE U&"\\0061" WITH LOGIN; \\! id',
+    "SECURITY LABEL FOR selinux ON ROLE a IS 'x';",
+])
+def test_passwords_and_anything_else_refuse_the_script(line: str) -> None:
+    with pytest.raises(TaydashError) as err:
+        pg_roles.parse(f"{line}\n", "the script")
+    assert err.value.code == 1
 
 
 def test_roles_false_records_none_and_with_roles_says_so(snap: Snap) -> None:
@@ -125,3 +177,44 @@ def test_roles_false_records_none_and_with_roles_says_so(snap: Snap) -> None:
     assert not [k for k in snap.raw_keys("db-backups/") if "_roles" in k]
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", f"{snap.db}_r", "--with-roles")
     assert proc.returncode == 1 and "no roles script" in proc.stderr, proc.stderr
+
+
+def _forge_roles(snap: Snap, extra: str) -> None:
+    """What a store writer can do: rewrite the roles script (and its manifest entry)."""
+    roles = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a.get("roles"))  # type: ignore[attr-defined]
+    genuine = snap.raw_get(roles["key"]).decode()
+    snap.forge("v0.1.0", roles["key"], (genuine + extra).encode())
+
+
+def test_a_forged_roles_script_escalates_nothing(snap: Snap, owned: tuple[str, str]) -> None:
+    owner, _ = owned
+    assert snap.tag("v0.1.0").returncode == 0
+    _forge_roles(snap, "ALTER ROLE APP WITH SUPERUSER;\nCREATE ROLE evil2;\n"
+                       "ALTER ROLE evil2 WITH SUPERUSER NOLOGIN;\nGRANT evil2 TO app;\n"
+                       "GRANT pg_read_server_files TO app;\n")
+    with services.postgres_cluster() as other:
+        other.psql("CREATE ROLE app LOGIN")
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host",
+                        other.host, "--port", str(other.port), "--with-roles",
+                        "--trust-unsigned-roles")
+        assert proc.returncode == 0, proc.stderr
+        assert other.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app'") == "f"
+        assert other.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'evil2'") == "f"
+        assert other.psql("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r "
+                          "ON r.oid = m.member WHERE r.rolname = 'app'") == "0"
+        assert other.psql("SELECT count(*) FROM readings", db="restored") == "500"
+        assert f"created {owner}" in proc.stderr
+        assert "skipped SUPERUSER of role evil2" in proc.stderr
+        assert "evil2 -> app (app is not a role this restore creates)" in proc.stderr
+
+
+def test_a_forged_password_refuses_the_roles_script(snap: Snap, owned: tuple[str, str]) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    _forge_roles(snap, "ALTER ROLE evil WITH SUPERUSER LOGIN PASSWORD 'attacker';\n")
+    with services.postgres_cluster() as other:
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host",
+                        other.host, "--port", str(other.port), "--with-roles",
+                        "--trust-unsigned-roles")
+        assert proc.returncode == 1 and "PASSWORD" in proc.stderr, proc.stderr
+        assert other.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'evil'") == "0"
+        assert not _exists(other, "restored")

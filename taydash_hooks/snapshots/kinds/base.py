@@ -51,6 +51,8 @@ class RestoreJob:
     database: str | None = None  # postgres: which database of several
     server: tuple[str | None, int | None, str | None] = (None, None, None)  # host, port, user
     with_roles: bool = False  # postgres: create the recorded roles the server lacks first
+    allow_privileged_roles: bool = False  # postgres: SUPERUSER & co. from the roles script
+    trust_unsigned_roles: bool = False  # postgres: roles from a manifest no allowed key signed
 
     def artifacts(self, kind: str) -> list[Artifact]:
         return self.manifest.of_kind(kind)

@@ -1,10 +1,22 @@
-"""The roles script (``pg_dumpall --globals-only``): read strictly, applied only where missing.
+"""The roles script (``pg_dumpall --globals-only``): read strictly, able to create only what
+is missing and never to escalate.
 
-The script comes from the store, and psql would run anything in it, shell
-escapes (``\\!``) included. So it is never handed to psql as it is: every line
-must be one of the few statement shapes pg_dumpall writes for roles, a
-comment, or the ``\\restrict`` guard; anything else refuses the whole script.
-The statements psql finally runs are rebuilt from what matched.
+The script comes from the store, which someone else may have written. So:
+
+- it is never handed to psql as it is: every statement must be one of the few shapes
+  pg_dumpall writes for roles (anything else refuses the whole script), and what psql finally
+  runs is rebuilt from the parsed parts, with every name quoted by us;
+- names are resolved as PostgreSQL resolves them (``APP`` is ``app``, ``"APP"`` is ``APP``,
+  ``U&"\\0061pp"`` is ``app``), so a role that exists is recognised however it is written;
+- only roles the server lacks are created; an existing role is never altered;
+- SUPERUSER, REPLICATION, BYPASSRLS and CREATEROLE are never granted (unless the operator
+  allows privileged roles), and PASSWORD refuses the script: ``--no-role-passwords`` never
+  writes one, so a script with one was not written by taydash;
+- a membership (``GRANT a TO b``) is applied only when ``b`` is a role this restore creates
+  and ``a`` is neither privileged nor predefined (``pg_*``): otherwise a store writer could
+  hand an existing login role a role that can ``SET ROLE`` to more.
+
+Whatever is not applied is listed, and the restore says so.
 """
 
 from __future__ import annotations
@@ -14,39 +26,302 @@ from dataclasses import dataclass, field
 
 from taydash_hooks.errors import refused
 
-_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_STRING = r"'(?:[^']|'')*'"
-_VALUE = rf"(?:{_STRING}|[A-Za-z0-9_.+-]+)"
-_OPTION = r"(?:ADMIN|INHERIT|SET) (?:OPTION|TRUE|FALSE)"
+PRIVILEGED = ("SUPERUSER", "REPLICATION", "BYPASSRLS", "CREATEROLE")
+_FLAGS = {"SUPERUSER", "CREATEDB", "CREATEROLE", "INHERIT", "LOGIN", "REPLICATION", "BYPASSRLS"}
+# Settings that load code into every session of the role: never from someone else's script.
+_UNSAFE_SETTINGS = {"session_preload_libraries", "local_preload_libraries",
+                    "shared_preload_libraries"}
 
-_CREATE = re.compile(rf"CREATE ROLE ({_IDENT});")
-_ALTER = re.compile(rf"ALTER ROLE ({_IDENT}) WITH(?: (?:[A-Z]+|CONNECTION LIMIT -?[0-9]+|"
-                    rf"VALID UNTIL {_STRING}|PASSWORD {_STRING}))+;")
-_CONFIG = re.compile(rf"ALTER ROLE ({_IDENT}) SET {_IDENT} TO {_VALUE}(?:, {_VALUE})*;")
-_COMMENT = re.compile(rf"COMMENT ON ROLE ({_IDENT}) IS {_STRING};")
-_GRANT = re.compile(rf"GRANT ({_IDENT}) TO ({_IDENT})((?: WITH {_OPTION}(?:, {_OPTION})*)?)"
-                    rf"(?: GRANTED BY {_IDENT})?;")
-_SET = re.compile(r"SET [a-z_]+ = (?:'[A-Za-z0-9_]*'|[A-Za-z0-9_]+);")
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<uident>[Uu]&"(?:[^"]|"")*")(?:\s+UESCAPE\s+'(?P<uesc>[^'])')?
+  | (?P<ident>"(?:[^"]|"")*")
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+  | (?P<number>-?[0-9]+(?:\.[0-9]+)?[A-Za-z]*)
+  | (?P<punct>[,;=.])
+""", re.VERBOSE)
 _RESTRICT = re.compile(r"\\(?:un)?restrict [A-Za-z0-9]+")
-# Cluster objects that are not roles: tablespaces need folders on the target, parameter
-# grants name settings of one version. Recognised and left out, and said so.
-_OTHER = re.compile(rf"(?:CREATE TABLESPACE|ALTER TABLESPACE|COMMENT ON TABLESPACE) {_IDENT} "
-                    rf"[^\\;]*;|GRANT [A-Z, ]+ ON (?:TABLESPACE|PARAMETER) [^\\;]*;")
 
 
-def name(ident: str) -> str:
-    """A role name as pg_roles has it: ``"a""b"`` -> ``a"b``."""
-    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "name" (an identifier, resolved), "word" (a keyword, upper case), "string", ...
+    text: str  # the resolved name, the upper-cased keyword, the string's value, ...
+
+
+def _unicode_ident(body: str, escape: str) -> str:
+    """The value of ``U&"..."`` with ``escape`` (``\\`` by default): ``\\XXXX``, ``\\+XXXXXX``."""
+    if escape in "0123456789abcdefABCDEF+'\" \t\n":
+        raise ValueError("invalid UESCAPE character")
+    out, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c != escape:
+            out.append(c)
+            i += 1
+            continue
+        if body[i + 1:i + 2] == escape:
+            out.append(escape)
+            i += 2
+        elif body[i + 1:i + 2] == "+" and re.fullmatch(r"[0-9A-Fa-f]{6}", body[i + 2:i + 8]):
+            out.append(chr(int(body[i + 2:i + 8], 16)))
+            i += 8
+        elif re.fullmatch(r"[0-9A-Fa-f]{4}", body[i + 1:i + 5]):
+            out.append(chr(int(body[i + 1:i + 5], 16)))
+            i += 5
+        else:
+            raise ValueError("invalid Unicode escape")
+    return "".join(out)
+
+
+def tokens(line: str) -> list[Token]:
+    """The tokens of one line; ValueError at anything PostgreSQL's lexer would not take here."""
+    found, pos = [], 0
+    while pos < len(line):
+        m = _TOKEN.match(line, pos)
+        if m is None:
+            raise ValueError(f"unexpected {line[pos:pos + 10]!r}")
+        pos = m.end()
+        kind = m.lastgroup if m.lastgroup != "uesc" else "uident"
+        text = m.group(kind or "space")
+        if kind == "space":
+            continue
+        if kind == "uident":
+            text = m.group("uident")
+            value = _unicode_ident(text[3:-1].replace('""', '"'), m.group("uesc") or "\\")
+            found.append(Token("name", value))
+        elif kind == "ident":
+            found.append(Token("name", text[1:-1].replace('""', '"')))
+        elif kind == "word":
+            # PostgreSQL folds an unquoted identifier to lower case (ASCII letters only).
+            found.append(Token("word", text))
+        elif kind == "string":
+            found.append(Token("string", text[1:-1].replace("''", "'")))
+        else:
+            found.append(Token(kind or "", text))
+    if any(t.kind == "name" and not t.text for t in found):
+        raise ValueError("a zero-length name")
+    return found
+
+
+def folded(word: str) -> str:
+    return word.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                                        "abcdefghijklmnopqrstuvwxyz"))
+
+
+def quote_ident(name: str) -> str:
+    """Always quoted: the name is exactly what we resolved, whatever it looks like."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class Role:
+    """What the script records of one role."""
+
+    name: str
+    flags: dict[str, bool] = field(default_factory=dict)  # LOGIN: True, SUPERUSER: False, ...
+    connection_limit: int | None = None
+    valid_until: str | None = None
+    settings: list[tuple[str, list[str]]] = field(default_factory=list)  # (param, values SQL)
+    comment: str | None = None
+
+    @property
+    def privileged(self) -> list[str]:
+        return [f for f in PRIVILEGED if self.flags.get(f)]
 
 
 @dataclass
 class Script:
-    """What a roles script holds, statement by statement, each under the role it is about."""
+    """A roles script, parsed: every role with what it records, the memberships."""
 
-    settings: list[str] = field(default_factory=list)
-    roles: dict[str, list[str]] = field(default_factory=dict)  # role -> CREATE/ALTER/COMMENT
-    grants: list[tuple[str, str, str]] = field(default_factory=list)  # (role, member, SQL)
-    left_out: int = 0
+    roles: dict[str, Role] = field(default_factory=dict)
+    grants: list[tuple[str, str, list[str]]] = field(default_factory=list)  # role, member, opts
+    left_out: int = 0  # tablespaces and parameter grants: not roles
+
+    def role(self, name: str) -> Role:
+        return self.roles.setdefault(name, Role(name))
+
+
+class _Statement:
+    """A cursor over one statement's tokens; :meth:`fail` at anything unexpected."""
+
+    def __init__(self, toks: list[Token]) -> None:
+        self.toks, self.i = toks, 0
+
+    def fail(self) -> ValueError:
+        return ValueError("not a statement pg_dumpall writes for roles")
+
+    def peek(self) -> Token | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def next(self) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise self.fail()
+        self.i += 1
+        return tok
+
+    def keyword(self, *words: str) -> str:
+        tok = self.next()
+        if tok.kind != "word" or tok.text.upper() not in words:
+            raise self.fail()
+        return tok.text.upper()
+
+    def at(self, *words: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok.kind == "word" and tok.text.upper() in words
+
+    def name(self) -> str:
+        tok = self.next()
+        if tok.kind == "name":
+            return tok.text
+        if tok.kind == "word":
+            return folded(tok.text)
+        raise self.fail()
+
+    def string(self) -> str:
+        tok = self.next()
+        if tok.kind != "string":
+            raise self.fail()
+        return tok.text
+
+    def punct(self, char: str) -> None:
+        tok = self.next()
+        if tok.kind != "punct" or tok.text != char:
+            raise self.fail()
+
+    def end(self) -> None:
+        self.punct(";")
+        if self.peek() is not None:
+            raise ValueError("more than one statement on a line")
+
+
+def _value(st: _Statement) -> str:
+    """A setting value as SQL we write: a quoted string, a number, or a bare word."""
+    tok = st.next()
+    if tok.kind == "string":
+        return quote_literal(tok.text)
+    if tok.kind == "number":
+        return tok.text
+    if tok.kind == "word":
+        return quote_literal(tok.text)
+    raise st.fail()
+
+
+def _alter(st: _Statement, script: Script) -> None:
+    role = script.role(st.name())
+    if st.at("SET"):
+        st.keyword("SET")
+        param = st.name()
+        while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ".":
+            st.next()  # a custom setting: extension.name
+            param += "." + st.name()
+        if st.at("TO"):
+            st.keyword("TO")
+        else:
+            st.punct("=")
+        values = [_value(st)]
+        while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ",":
+            st.next()
+            values.append(_value(st))
+        st.end()
+        role.settings.append((param, values))
+        return
+    st.keyword("WITH")
+    while not (st.peek() and st.peek().kind == "punct"):  # type: ignore[union-attr]
+        word = st.keyword(*_FLAGS, *(f"NO{f}" for f in _FLAGS), "CONNECTION", "VALID",
+                          "PASSWORD")
+        if word == "PASSWORD":
+            raise ValueError("it sets a PASSWORD (pg_dumpall --no-role-passwords never writes "
+                             "one: this script was not written by taydash)")
+        if word == "CONNECTION":
+            st.keyword("LIMIT")
+            tok = st.next()
+            if tok.kind != "number" or not re.fullmatch(r"-?[0-9]+", tok.text):
+                raise st.fail()
+            role.connection_limit = int(tok.text)
+        elif word == "VALID":
+            st.keyword("UNTIL")
+            role.valid_until = st.string()
+        elif word.startswith("NO") and word[2:] in _FLAGS:
+            role.flags[word[2:]] = False
+        else:
+            role.flags[word] = True
+    st.end()
+
+
+def _grant(st: _Statement, script: Script) -> None:
+    granted = st.name()
+    st.keyword("TO")
+    member = st.name()
+    options: list[str] = []
+    if st.at("WITH"):
+        st.keyword("WITH")
+        while True:
+            what = st.keyword("ADMIN", "INHERIT", "SET")
+            value = st.keyword("OPTION", "TRUE", "FALSE")
+            options.append(f"{what} {value}")
+            tok = st.peek()
+            if tok is None or tok.kind != "punct" or tok.text != ",":
+                break
+            st.next()
+    if st.at("GRANTED"):  # the grantor is whoever applies it: the original may not exist there
+        st.keyword("GRANTED")
+        st.keyword("BY")
+        st.name()
+    st.end()
+    script.grants.append((granted, member, options))
+
+
+def _left_out(toks: list[Token], script: Script) -> None:
+    """A tablespace or parameter grant: not applied, but still one statement on its line."""
+    ends = [i for i, t in enumerate(toks) if t.kind == "punct" and t.text == ";"]
+    if ends != [len(toks) - 1]:
+        raise ValueError("more than one statement on a line")
+    script.left_out += 1
+
+
+def _statement(toks: list[Token], script: Script) -> None:
+    st = _Statement(toks)
+    first = st.keyword("SET", "CREATE", "ALTER", "COMMENT", "GRANT")
+    if first == "SET":  # session settings at the top: not applied (ours are fixed)
+        st.name()
+        st.punct("=")
+        _value(st)
+        st.end()
+    elif first == "CREATE":
+        if st.at("TABLESPACE"):
+            _left_out(toks, script)
+            return
+        st.keyword("ROLE")
+        script.role(st.name())
+        st.end()
+    elif first == "ALTER":
+        if st.at("TABLESPACE"):
+            _left_out(toks, script)
+            return
+        st.keyword("ROLE")
+        _alter(st, script)
+    elif first == "COMMENT":
+        st.keyword("ON")
+        if st.at("TABLESPACE"):
+            _left_out(toks, script)
+            return
+        st.keyword("ROLE")
+        role = script.role(st.name())
+        st.keyword("IS")
+        role.comment = st.string()
+        st.end()
+    elif first == "GRANT":
+        if any(t.kind == "word" and t.text.upper() == "ON" for t in toks):
+            _left_out(toks, script)  # GRANT ... ON TABLESPACE | PARAMETER
+            return
+        _grant(st, script)
 
 
 def parse(text: str, where: str) -> Script:
@@ -55,35 +330,78 @@ def parse(text: str, where: str) -> Script:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("--") or _RESTRICT.fullmatch(line):
             continue
-        if "\\" in line:  # no role statement needs one; psql would read a meta-command
+        # psql reads a backslash outside quotes as a meta-command (\! runs a shell): a line
+        # may hold one only inside a U&"..." name, which never reaches psql as written.
+        outside = re.sub(r'[Uu]&"(?:[^"]|"")*"', "", line)
+        if "\\" in outside:
             raise refused(f"line {number} of {where} holds a backslash; a roles script from "
                           "pg_dumpall never runs psql commands, so nothing of it was applied.")
-        if _SET.fullmatch(line):
-            script.settings.append(line)
-        elif m := (_CREATE.fullmatch(line) or _ALTER.fullmatch(line) or _CONFIG.fullmatch(line)
-                   or _COMMENT.fullmatch(line)):
-            script.roles.setdefault(name(m.group(1)), []).append(line)
-        elif m := _GRANT.fullmatch(line):
-            # The grantor is whoever applies it: the original one may not exist there.
-            sql = f"GRANT {m.group(1)} TO {m.group(2)}{m.group(3)};"
-            script.grants.append((name(m.group(1)), name(m.group(2)), sql))
-        elif _OTHER.fullmatch(line):
-            script.left_out += 1
-        else:
-            raise refused(f"line {number} of {where} is not a statement pg_dumpall writes for "
-                          f"roles ({line[:60]!r}...); nothing of it was applied.")
+        try:
+            _statement(tokens(line), script)
+        except ValueError as exc:
+            raise refused(f"line {number} of {where} is refused: {exc} ({line[:60]!r}); "
+                          "nothing of it was applied.") from None
     return script
 
 
-def plan(script: Script, existing: set[str]) -> tuple[str, list[str], list[str]]:
-    """The SQL that creates the roles missing from ``existing`` (one transaction), the roles it
-    creates and the recorded roles it skips because they exist (they are left as they are)."""
-    created = [role for role in script.roles if role not in existing]
-    skipped = [role for role in script.roles if role in existing]
-    lines = [*script.settings, "BEGIN;"]
-    for role in created:
-        lines += script.roles[role]
+@dataclass
+class Plan:
+    """What applying a script to one server does: the SQL (one transaction), the roles it
+    creates, the recorded roles that exist (left exactly as they are) and what it skips."""
+
+    sql: str
+    created: list[str]
+    existing: list[str]
+    skipped: list[str]
+
+
+def plan(script: Script, existing: dict[str, bool], allow_privileged: bool = False) -> Plan:
+    """The SQL that creates the roles missing from ``existing`` (role -> whether it is
+    privileged there) and the memberships it may grant (see the module docstring)."""
+    created = [r for r in script.roles if r not in existing]
     new = set(created)
-    lines += [sql for role, member, sql in script.grants if role in new or member in new]
+    lines = ["BEGIN;"]
+    skipped: list[str] = []
+    privileged = {r for r, priv in existing.items() if priv}
+    for name in created:
+        role = script.roles[name]
+        flags = dict(role.flags)
+        if role.privileged:
+            privileged.add(name)
+            if not allow_privileged:
+                for f in role.privileged:
+                    flags[f] = False
+                skipped.append(f"{'/'.join(role.privileged)} of role {name} (not granted: "
+                               "--allow-privileged-roles)")
+        attrs = " ".join(f if on else f"NO{f}" for f, on in sorted(flags.items()))
+        if role.connection_limit is not None:
+            attrs += f" CONNECTION LIMIT {role.connection_limit}"
+        if role.valid_until is not None:
+            attrs += f" VALID UNTIL {quote_literal(role.valid_until)}"
+        lines.append(f"CREATE ROLE {quote_ident(name)}{' WITH ' + attrs if attrs else ''};")
+        for param, values in role.settings:
+            if param in _UNSAFE_SETTINGS:
+                skipped.append(f"setting {param} of role {name}")
+                continue
+            lines.append(f"ALTER ROLE {quote_ident(name)} SET {quote_ident(param)} TO "
+                         f"{', '.join(values)};")
+        if role.comment is not None:
+            lines.append(f"COMMENT ON ROLE {quote_ident(name)} IS {quote_literal(role.comment)};")
+    for granted, member, options in script.grants:
+        why = None
+        if member not in new:
+            why = f"membership {granted} -> {member} ({member} is not a role this restore creates)"
+        elif granted.startswith("pg_"):
+            why = f"membership {granted} -> {member} ({granted} is a predefined role)"
+        elif granted in privileged and not allow_privileged:
+            why = f"membership {granted} -> {member} ({granted} is privileged)"
+        elif granted not in existing and granted not in new:
+            why = f"membership {granted} -> {member} ({granted} does not exist)"
+        if why:
+            skipped.append(why)
+            continue
+        with_ = f" WITH {', '.join(options)}" if options else ""
+        lines.append(f"GRANT {quote_ident(granted)} TO {quote_ident(member)}{with_};")
     lines.append("COMMIT;")
-    return "\n".join(lines) + "\n", created, skipped
+    return Plan("\n".join(lines) + "\n", created,
+                [r for r in script.roles if r in existing], skipped)

@@ -249,27 +249,34 @@ def read_roles(store: Store, art: Artifact, timeout: float) -> pg_roles.Script:
     return pg_roles.parse(data.decode("utf-8", "replace"), f"the roles script {art.key}")
 
 
-def existing_roles(cfg: PostgresConfig) -> set[str]:
-    """The role names on the server ``cfg`` points at."""
-    rows = PgClient.of(cfg).query("SELECT rolname FROM pg_roles;\n", what="which roles exist")
-    return {row[0] for row in rows}
+def existing_roles(cfg: PostgresConfig) -> dict[str, bool]:
+    """The roles on the server ``cfg`` points at, each with whether it is privileged there
+    (superuser, replication, bypassrls or createrole: never granted from a script)."""
+    rows = PgClient.of(cfg).query(
+        "SELECT rolname, rolsuper OR rolreplication OR rolbypassrls OR rolcreaterole "
+        "FROM pg_roles;\n", what="which roles exist")
+    return {row[0]: row[1] == "t" for row in rows if len(row) == 2}
 
 
-def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float) -> list[str]:
+def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float,
+                allow_privileged: bool = False) -> list[str]:
     """Create the recorded roles the server lacks (in one transaction); the ones it has are
-    left exactly as they are. Returns the roles created."""
+    left exactly as they are, and nothing privileged is granted unless ``allow_privileged``
+    (:mod:`.pg_roles`). Says what was created and what was not; returns the roles created."""
     script = read_roles(store, art, timeout)
-    sql, created, skipped = pg_roles.plan(script, existing_roles(cfg))
-    if created:
-        res = PgClient.of(cfg).psql(sql, timeout=timeout)
+    todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged)
+    if todo.created:
+        res = PgClient.of(cfg).psql(todo.sql, timeout=timeout)
         if res.returncode != 0:
             raise environment(f"creating the recorded roles on {cfg.host}:{cfg.port} failed, so "
                               f"none was created: {res.err.strip()[-300:]}")
     left = f"; {plural(script.left_out, 'tablespace or parameter grant')} left out" \
         if script.left_out else ""
-    say(f"roles: created {', '.join(created) or 'none'}; "
-        f"{plural(len(skipped), 'role')} already there, left as they are{left}")
-    return created
+    say(f"roles: created {', '.join(todo.created) or 'none'}; "
+        f"{plural(len(todo.existing), 'role')} already there, left as they are{left}")
+    for what in todo.skipped:
+        say(f"roles: skipped {what}")
+    return todo.created
 
 
 def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
@@ -285,7 +292,8 @@ def _quote_ident(name: str) -> str:
 
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
-            roles: Artifact | None = None, with_roles: bool = False) -> str:
+            roles: Artifact | None = None, with_roles: bool = False,
+            allow_privileged: bool = False) -> str:
     """Verify, create ``target`` (refusing an existing one) and pg_restore into it.
 
     ``with_roles`` first creates the roles recorded in ``roles`` that the server lacks and then
@@ -304,7 +312,8 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
     with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
         local = Path(tmp) / "restore.dump"
         download_verified(store, artifact, local)
-        created_roles = apply_roles(cfg, store, roles, timeout) if with_roles and roles else []
+        created_roles = (apply_roles(cfg, store, roles, timeout, allow_privileged)
+                         if with_roles and roles else [])
         try:
             created = PgClient.of(cfg).run("createdb", "--", target, timeout=120)
             if created.returncode != 0:
@@ -347,7 +356,7 @@ def _pg_restore(cfg: PostgresConfig, store: Store, local: Path, art: Artifact, t
     if why is None and roles is not None and not with_roles:
         missing: list[str] = []
         with contextlib.suppress(TaydashError):
-            missing = sorted(set(read_roles(store, roles, timeout).roles) - existing_roles(cfg))
+            missing = sorted(set(read_roles(store, roles, timeout).roles) - set(existing_roles(cfg)))
         if missing:
             why = (f"{restored.err.strip()[-300:]} (the roles {', '.join(missing[:5])} recorded "
                    f"with this backup do not exist on {where}: add --with-roles to create them "
@@ -486,7 +495,7 @@ class Postgres:
                         "choose one with --database.")
         roles = next((a for a, d in arts if d.roles), None)
         return restore(settings(cfg), job.store, dumps[0][0], job.target, job.timeout, roles,
-                       job.with_roles)
+                       job.with_roles, job.allow_privileged_roles)
 
     def preflight(self, cfg: Config) -> list[Check]:
         pcfg = settings(cfg)
