@@ -7,7 +7,7 @@ from pathlib import Path
 from taydash_hooks.errors import Exit
 from taydash_hooks.output import say
 from taydash_hooks.snapshots import kinds
-from taydash_hooks.snapshots.binding import require_bound
+from taydash_hooks.snapshots.binding import require_trusted
 from taydash_hooks.snapshots.kinds.base import RestoreJob, snapshot_timeout
 from taydash_hooks.snapshots.location import open_repo_store
 
@@ -19,8 +19,8 @@ def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = 
     """Restore the ``kind`` part of ``tag``'s backup into ``target``; what the target means
     (a new database, a folder) and which options apply is the kind's own business."""
     repo, cfg, store = open_repo_store(cwd)
-    doc = require_bound(repo, store, tag)
+    doc, sig = require_trusted(repo, cfg, store, tag)
     job = RestoreJob(cfg, store, doc, target, cwd, snapshot_timeout(), database, server,
-                     with_roles, allow_privileged_roles, trust_unsigned_roles)
+                     with_roles, allow_privileged_roles, trust_unsigned_roles, sig.allowed)
     say(kinds.get(kind).restore(job))
     return Exit.OK

@@ -111,6 +111,12 @@ def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, Mani
     problem = binding_problem(repo, doc, tag)
     if problem:
         return Check("artifacts", False, problem), None
+    from taydash_hooks.snapshots import signing
+
+    sig = signing.check(repo, cfg, store, doc)
+    if sig.state is signing.State.REJECTED or (signing.mode(cfg) == "required"
+                                               and not sig.allowed):
+        return Check("artifacts", False, f"the manifest is {sig.text()}"), None
     rows = check_all(cfg, store, doc, deep=False)
     for _, key, checked in rows:
         if not checked.ok:
@@ -118,7 +124,7 @@ def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, Mani
     files = sum(c.files for _, _, c in rows)
     size = sum(c.bytes for _, _, c in rows)
     return Check("artifacts", True, f"{len(rows)} artifact(s), {files} file(s), {size} bytes "
-                                    "re-hashed"), doc
+                                    f"re-hashed; manifest {sig.text()}"), doc
 
 
 def verify_tag(repo: git.Repo, cfg: Config, remote: str, tag: str,

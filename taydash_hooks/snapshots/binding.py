@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 
 from taydash_hooks import git
+from taydash_hooks.config import Config
 from taydash_hooks.errors import refused
+from taydash_hooks.output import say
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.manifest import Manifest
+from taydash_hooks.snapshots.signing import Signature
 from taydash_hooks.store import Store
 
 
@@ -33,7 +36,41 @@ def binding_problem(repo: git.Repo, doc: Manifest, tag: str) -> str | None:
     if commit != doc.commit:
         return (f"the backup of {tag} records commit {doc.commit[:12]}, but {tag} points at "
                 f"{(commit or '?')[:12]}")
+    return artifacts_problem(doc)
+
+
+def artifacts_problem(doc: Manifest) -> str | None:
+    """Why an artifact of ``doc`` is not its own run's, or None: every key (and sidecar) must
+    carry the manifest's tag and run id, or another backup's genuine artifact (its key, hash
+    and size all right) could stand in for this one's."""
+    run = doc.run or doc.timestamp  # manifests before run ids: <tag>_<TS>
+    if not run:
+        return f"the manifest of {doc.tag} names no run, so no artifact can be shown to be its own"
+    own = tuple(f"{folder}{doc.tag}_{run}" for folder in manifest.RUN_FOLDERS)
+    for art in doc.artifacts:
+        for key in (art.key, art.sha256_key):
+            if key is None:
+                continue
+            if not any(key.startswith(o) and key[len(o):len(o) + 1] in ("_", ".", "/")
+                       for o in own):
+                return (f"artifact {key} does not belong to this backup's run "
+                        f"({doc.tag}_{run}): it was taken from another backup")
+        if art.sha256_key is not None and art.sha256_key != f"{art.key}.sha256":
+            return f"the sidecar {art.sha256_key} is not that of {art.key}"
     return None
+
+
+def require_trusted(repo: git.Repo, cfg: Config, store: Store,
+                    tag: str) -> tuple[Manifest, Signature]:
+    """:func:`require_bound`, then the manifest's signature (:mod:`.signing`), said on stderr;
+    refused when ``signed_manifests = "required"`` and no allowed key signed it."""
+    from taydash_hooks.snapshots import signing
+
+    doc = require_bound(repo, store, tag)
+    sig = signing.require(repo, cfg, store, doc)
+    if sig.allowed:
+        say(f"manifest of {tag}: {sig.text()}")
+    return doc, sig
 
 
 def require_bound(repo: git.Repo, store: Store, tag: str) -> Manifest:

@@ -17,6 +17,8 @@ from taydash_hooks.snapshots.fields import Bad, sha256, size, store_key, string
 from taydash_hooks.store import Store
 
 FORMAT = 1
+# Where a run's artifacts live; every key of a run is <folder><tag>_<TS>-<RUN>...
+RUN_FOLDERS = ("db-backups/", "config-backups/", "vm-backups/")
 MAX_BYTES = 64 * 1024 * 1024  # a manifest is JSON with one line per file: bounded
 
 
@@ -73,6 +75,7 @@ class Manifest:
     format: int = FORMAT
     run: str = ""  # <TS>-<RUN>: the part of every artifact key that is this run's own
     taken_after_tag_s: int | None = None  # seconds between the tag and this snapshot
+    raw: bytes = field(default=b"", compare=False, repr=False)  # as stored: what is signed
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [a for a in self.artifacts if a.kind == kind]
@@ -128,7 +131,7 @@ def parse(data: bytes, where: str) -> Manifest:
             format=doc.get("format", FORMAT) if isinstance(doc.get("format"), int) else FORMAT,
             run=string(doc, "run", True) or "",
             taken_after_tag_s=size(doc, "taken_after_tag_s") if doc.get("taken_after_tag_s")
-            is not None else None,
+            is not None else None, raw=data,
         )
     except Bad as exc:
         raise refused(f"{where} is not a valid manifest ({exc}).") from None

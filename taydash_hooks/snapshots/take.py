@@ -98,6 +98,10 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         if age is not None and age > STALE_AFTER:
             warn(f"tag {tag} was created {_human(age)} ago: this snapshot captures the data as it "
                  "is now, not as it was at the tag (recorded in the manifest).")
+        from taydash_hooks.snapshots import signing
+
+        # Asked before anything is stored: "required" with a key that cannot sign stops here.
+        by = signing.signer(repo, cfg)
         say(f"snapshot of {tag} ({', '.join(names)}) -> {store.url}")
         # We hold the tag's lock: a journal left for this tag is a dead run of this clone.
         _clean_dead_runs(repo, store, tag)
@@ -113,12 +117,22 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
                 run=stamp, taken_after_tag_s=age)
+            data = manifest.dump(doc)
+            signature = by.sign(data) if by else None  # before the manifest: a failure stores none
             try:
-                written = store.put_bytes(manifest.key(tag), manifest.dump(doc))
+                written = store.put_bytes(manifest.key(tag), data)
             except KeyTaken:
                 raise refused(f"another run owns {tag}: its manifest was written first "
                               f"({manifest.key(tag)} in {store.url}); this run's artifacts were "
                               "removed.") from None
+            if signature is not None:
+                try:
+                    store.put_bytes(signing.key(tag), signature)
+                except BaseException:
+                    # Without its signature this manifest is not the one we meant to write.
+                    with contextlib.suppress(Exception):
+                        store.delete(manifest.key(tag), written.version_id)
+                    raise
         except BaseException:
             # Without a manifest these are not a backup; do not leave orphans behind.
             for art in artifacts:
@@ -129,7 +143,8 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             raise
         _end_journal(journal)
         say(f"snapshot of {tag} done: {manifest.key(tag)} "
-            f"({plural(len(artifacts), 'artifact')}, manifest sha256 {written.sha256[:12]})")
+            f"({plural(len(artifacts), 'artifact')}, manifest sha256 {written.sha256[:12]}"
+            f"{', signed with ' + by.key if by else ', unsigned'})")
         # What the team's scripts printed, to paste into a ticket: where, which version, hash.
         for art in artifacts:
             line(f"  {art.kind:<16} {store.url.rstrip('/')}/{art.key}")
@@ -223,7 +238,6 @@ def _check_key_room(cfg: Config, tag: str, stamp: str) -> None:
 
 
 STALE_AFTER = 3600  # seconds between a tag and its snapshot before we say so
-PREFIXES = ("db-backups/", "config-backups/", "vm-backups/")
 
 
 def _tag_age(facts: dict[str, str]) -> int | None:
@@ -274,7 +288,7 @@ def _clean_dead_runs(repo: git.Repo, store: Store, tag: str) -> None:
             path.unlink(missing_ok=True)
             continue
         removed = 0
-        for folder_key in PREFIXES:
+        for folder_key in manifest.RUN_FOLDERS:
             run_prefix = f"{folder_key}{tag}_{stamp}"
             removed += store.clean_partial(run_prefix)
             for key in store.keys(folder_key):

@@ -135,6 +135,15 @@ class TagPolicy:
             else self._ssh(tag)
         return TagVerdict(name, tag.oid, check.ok, check.reason, check.signer, tag.kind or "")
 
+    def verify_detached(self, kind: str, payload: bytes, signature: bytes,
+                        namespace: str) -> SigCheck:
+        """A detached ``kind`` ("openpgp" or "ssh") signature of ``payload`` (a manifest)
+        against the same allow-list as tags; SSH signatures in ``namespace``."""
+        if kind == "openpgp":
+            return self._openpgp().verify(payload, signature)
+        signers, revoked = self._ssh_setup()
+        return verify_ssh(payload, signature, signers, revoked, namespace)
+
     def judge_many(self, items: list[tuple[str, str]]) -> list[TagVerdict]:
         """Verdicts for (tag name, object id) pairs; objects read in one batch."""
         objects = read_objects([oid for _, oid in items], self.repo.root)

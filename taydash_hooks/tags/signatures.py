@@ -40,7 +40,7 @@ def _gpgv() -> str:
     return os.environ.get("TAYDASH_GPGV", "gpgv")
 
 
-def _ssh_keygen() -> str:
+def ssh_keygen() -> str:
     return os.environ.get("TAYDASH_SSH_KEYGEN", "ssh-keygen")
 
 
@@ -202,8 +202,9 @@ def check_allowed_signers(path: Path) -> None:
 
 
 def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
-               revoked: Path | None = None) -> SigCheck:
-    """ssh-keygen -Y verify in namespace ``git`` against ``allowed_signers``, at the current time.
+               revoked: Path | None = None, namespace: str = "git") -> SigCheck:
+    """ssh-keygen -Y verify in ``namespace`` (``git`` for tags) against ``allowed_signers``, at
+    the current time.
 
     The current time, not the tagger date: the signer chooses the tagger date,
     so judging valid-after/valid-before against it would let them backdate.
@@ -216,13 +217,13 @@ def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
         rev = ["-r", str(revoked)] if revoked else []
         try:
             found = process.run(
-                [_ssh_keygen(), "-Y", "find-principals", "-f", str(allowed_signers), "-s", str(sig),
+                [ssh_keygen(), "-Y", "find-principals", "-f", str(allowed_signers), "-s", str(sig),
                  *opts], timeout=signature_timeout())
             principals = found.out.split() if found.returncode == 0 else []
             if not principals:
                 return SigCheck(False, "", "SSH key is not in tags.allowed_signers (or not valid now)")
             principal = principals[0]
-            verify = [_ssh_keygen(), "-Y", "verify", "-n", "git", "-f", str(allowed_signers),
+            verify = [ssh_keygen(), "-Y", "verify", "-n", namespace, "-f", str(allowed_signers),
                       "-I", principal, "-s", str(sig), *opts]
             res = process.run([*verify, *rev], input=payload, timeout=signature_timeout())
             text = res.out + res.err
@@ -235,6 +236,6 @@ def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
         except process.Timeout as exc:
             return SigCheck(False, "", f"ssh-keygen hung: {exc}")
     if "namespace" in text.lower():
-        return SigCheck(False, principal, "SSH signature is not for namespace git")
+        return SigCheck(False, principal, f"SSH signature is not for namespace {namespace}")
     last = text.strip().splitlines()[-1] if text.strip() else f"exit {res.returncode}"
     return SigCheck(False, principal, f"SSH signature rejected: {last}")

@@ -80,6 +80,14 @@ class Snap:
         client, bucket, prefix = self._s3()
         client.put_object(bucket, f"{prefix}/{key}", io.BytesIO(data), len(data))  # type: ignore[attr-defined]
 
+    def raw_delete(self, key: str) -> None:
+        if self.is_file:
+            (Path(self.store_url[len("file://"):]) / key).unlink()
+            return
+        client, bucket, prefix = self._s3()
+        for version in client.list_objects(bucket, f"{prefix}/{key}", include_version=True):  # type: ignore[attr-defined]
+            client.remove_object(bucket, version.object_name, version_id=version.version_id)  # type: ignore[attr-defined]
+
     def raw_keys(self, prefix: str) -> list[str]:
         if self.is_file:
             root = Path(self.store_url[len("file://"):])

@@ -53,6 +53,7 @@ class RestoreJob:
     with_roles: bool = False  # postgres: create the recorded roles the server lacks first
     allow_privileged_roles: bool = False  # postgres: SUPERUSER & co. from the roles script
     trust_unsigned_roles: bool = False  # postgres: roles from a manifest no allowed key signed
+    signed: bool = False  # an allowed key signed the manifest (snapshots/signing.py)
 
     def artifacts(self, kind: str) -> list[Artifact]:
         return self.manifest.of_kind(kind)

@@ -1,0 +1,228 @@
+"""Signed manifests: the chain from the signed tag to every stored byte.
+
+The tag is signed; the manifest lists every artifact's SHA-256. Without a signature on the
+manifest, whoever can write the store could rewrite an artifact, its sidecar and the
+manifest consistently. So a snapshot signs its manifest with the key that signs release
+tags (``user.signingkey``, OpenPGP or SSH) into ``manifests/<tag>.json.sig``, checkable by
+hand::
+
+    gpg --verify manifests/v1.0.0.json.sig manifests/v1.0.0.json
+    ssh-keygen -Y verify -f .taydash/allowed_signers -I you@example.com \\
+        -n taydash-manifest -s manifests/v1.0.0.json.sig < manifests/v1.0.0.json
+
+and every reader checks it against the ``[tags]`` allow-list. ``[snapshots]
+signed_manifests``: "auto" (sign when a key can sign, accept unsigned with a warning),
+"required" (an unsigned manifest, or one no allowed key signed, fails verify and restore),
+"off".
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from taydash_hooks import git, process
+from taydash_hooks.config import Config
+from taydash_hooks.errors import TaydashError, environment, refused, usage
+from taydash_hooks.output import warn
+from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.manifest import Manifest
+from taydash_hooks.store import Store
+from taydash_hooks.store.base import KeyTaken
+
+NAMESPACE = "taydash-manifest"
+MAX_SIGNATURE = 64 * 1024
+_PGP = b"-----BEGIN PGP SIGNATURE-----"
+_SSH = b"-----BEGIN SSH SIGNATURE-----"
+
+
+def key(tag: str) -> str:
+    return f"{manifest.key(tag)}.sig"
+
+
+def mode(cfg: Config) -> str:
+    return cfg.snapshots.signed_manifests if cfg.snapshots else "auto"
+
+
+class State(enum.Enum):
+    """What a reader found about a manifest's signature."""
+
+    ALLOWED = "signed by an allowed key"
+    UNSIGNED = "unsigned"
+    REJECTED = "signature rejected"
+    UNCHECKABLE = "signed, but there is no [tags] allow-list to check it against"
+    OFF = "not checked (signed_manifests = off)"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The verdict on one manifest's signature, with the signer and the reason."""
+
+    state: State
+    signer: str = ""
+    reason: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.state is State.ALLOWED
+
+    def text(self) -> str:
+        if self.state is State.ALLOWED:
+            return f"signed by {self.signer} (allowed)"
+        if self.state is State.REJECTED:
+            return f"signature rejected: {self.reason}"
+        return str(self.state.value)
+
+
+# --- signing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signer:
+    """``user.signingkey`` in ``gpg.format``, signing without a terminal."""
+
+    fmt: str  # "openpgp" | "ssh"
+    key: str
+    root: Path
+
+    def sign(self, data: bytes) -> bytes:
+        """A detached signature of ``data``; exit 3 with one sentence when the key cannot sign
+        without asking (a passphrase and no agent), never a prompt."""
+        if self.fmt == "ssh":
+            return self._ssh(data)
+        from taydash_hooks.tags.signatures import gpg_program, signature_timeout
+
+        argv = [gpg_program(), "--batch", "--no-tty", "--pinentry-mode", "error",
+                "--status-fd", "2", "--armor", "--detach-sign", "--local-user", self.key]
+        try:
+            res = process.run(argv, input=data, timeout=signature_timeout())
+        except process.Timeout:
+            raise environment(f"signing the manifest with {self.key} timed out.") from None
+        if res.returncode != 0 or "[GNUPG:] SIG_CREATED" not in res.err or not res.stdout:
+            raise environment(self._cannot("gpg", res.err))
+        return res.stdout
+
+    def _ssh(self, data: bytes) -> bytes:
+        from taydash_hooks.tags.signatures import signature_timeout, ssh_keygen
+
+        with tempfile.TemporaryDirectory(prefix="taydash-sign-") as tmp:
+            keyfile = self.key
+            if keyfile.startswith("key::"):  # a literal public key: the agent holds its secret
+                keyfile = str(Path(tmp) / "key.pub")
+                Path(keyfile).write_text(self.key[len("key::"):] + "\n")
+            else:
+                keyfile = os.path.expanduser(keyfile)
+            env = {**os.environ, "SSH_ASKPASS_REQUIRE": "never"}
+            try:
+                res = process.run([ssh_keygen(), "-Y", "sign", "-f", keyfile, "-n", NAMESPACE],
+                                  input=data, timeout=signature_timeout(), env=env)
+            except process.Timeout:
+                raise environment(f"signing the manifest with {self.key} timed out.") from None
+        if res.returncode != 0 or _SSH not in res.stdout:
+            raise environment(self._cannot("ssh-keygen", res.err))
+        return res.stdout
+
+    def _cannot(self, tool: str, err: str) -> str:
+        last = err.strip().splitlines()[-1] if err.strip() else "no signature"
+        return (f"user.signingkey {self.key} cannot sign without a terminal ({tool}: "
+                f"{last[:200]}); unlock it in an agent (gpg-agent / ssh-agent) or use a key "
+                "without a passphrase for snapshots.")
+
+
+def signer(repo: git.Repo, cfg: Config) -> Signer | None:
+    """Who signs this repository's manifests, checked now (before anything is stored): None
+    when nothing signs ("off", or "auto" without a usable key, which is said once)."""
+    how = mode(cfg)
+    if how == "off":
+        return None
+
+    def setting(name: str) -> str:
+        return git.git("config", "--get", name, cwd=repo.root, check=False).out.strip()
+
+    found = setting("user.signingkey")
+    fmt = setting("gpg.format") or "openpgp"
+    if not found:
+        if how == "required":
+            raise usage("[snapshots] signed_manifests = \"required\", but user.signingkey is not "
+                        "set: git config user.signingkey KEY (the key that signs your tags).")
+        warn("manifest not signed: user.signingkey is not set ([snapshots] signed_manifests "
+             "= \"auto\"); readers will see it as unsigned.")
+        return None
+    if fmt not in ("openpgp", "ssh"):
+        raise usage(f"gpg.format = {fmt!r} cannot sign manifests (openpgp or ssh).")
+    result = Signer(fmt, found, repo.root)
+    try:
+        result.sign(b"taydash: can this key sign without a terminal?\n")
+    except TaydashError as exc:
+        if how == "required":
+            raise TaydashError(f"{exc.message} Nothing was stored.", exc.code) from None
+        warn(f"manifest not signed: {exc.message}")
+        return None
+    return result
+
+
+def store_signature(store: Store, tag: str, data: bytes, by: Signer) -> None:
+    """Sign the manifest bytes ``data`` of ``tag`` and store the signature beside it, with the
+    same conditional write as the manifest (a signature is never overwritten)."""
+    try:
+        store.put_bytes(key(tag), by.sign(data))
+    except KeyTaken:
+        raise refused(f"{store.url} already holds {key(tag)}; a manifest signature is never "
+                      "replaced.") from None
+
+
+# --- checking ------------------------------------------------------------------------
+
+
+def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature:
+    """The verdict on ``doc``'s signature against the [tags] allow-list (see :class:`State`)."""
+    if mode(cfg) == "off":
+        return Signature(State.OFF)
+    if not store.exists(key(doc.tag)):
+        return Signature(State.UNSIGNED)
+    with store.open(key(doc.tag)) as fh:
+        sig = fh.read(MAX_SIGNATURE + 1)
+    if len(sig) > MAX_SIGNATURE:
+        return Signature(State.REJECTED, reason=f"{key(doc.tag)} is larger than {MAX_SIGNATURE} "
+                                                "bytes")
+    if cfg.tags is None:
+        return Signature(State.UNCHECKABLE)
+    from taydash_hooks.tags.policy import TagPolicy
+
+    kind = "ssh" if sig.lstrip().startswith(_SSH) else "openpgp" if \
+        sig.lstrip().startswith(_PGP) else None
+    if kind is None:
+        return Signature(State.REJECTED, reason="not an OpenPGP or SSH signature")
+    if kind not in cfg.tags.formats:
+        return Signature(State.REJECTED, reason=f"{kind} signatures are not in tags.formats")
+    with TagPolicy(repo, cfg) as policy:
+        verdict = policy.verify_detached(kind, doc.raw, sig, NAMESPACE)
+    if not verdict.ok:
+        return Signature(State.REJECTED, verdict.signer, verdict.reason)
+    return Signature(State.ALLOWED, verdict.signer, verdict.reason)
+
+
+def require(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
+            for_roles: bool = False) -> Signature:
+    """Check ``doc``'s signature and say it; refused (exit 1) when a signature is there and
+    does not hold, and when ``signed_manifests = "required"`` (or ``for_roles``) and no
+    allowed key signed it. An unsigned manifest under "auto" passes with a warning."""
+    sig = check(repo, cfg, store, doc)
+    if sig.state is State.REJECTED:
+        # A signature that is there must hold: whatever the setting, a manifest changed after
+        # it was signed (or signed by a key the policy refuses) is not believed.
+        raise refused(f"the manifest of {doc.tag}: {sig.text()}; it was changed after it was "
+                      "signed, or signed by a key the [tags] policy does not allow.")
+    needed = for_roles or mode(cfg) == "required"
+    if needed and not sig.allowed:
+        why = ("roles are applied only from a manifest signed by an allowed key "
+               "(--trust-unsigned-roles to apply them anyway)" if for_roles else
+               "signed_manifests = \"required\"")
+        raise refused(f"the manifest of {doc.tag} is {sig.text()}; {why}.")
+    if sig.state in (State.UNSIGNED, State.UNCHECKABLE):
+        warn(f"the manifest of {doc.tag} is {sig.text()}: its artifacts are only as trustworthy "
+             "as whoever can write the store.")
+    return sig

@@ -1,0 +1,132 @@
+"""The store is someone else: whoever can write it may have forged what is in it.
+
+Each test plays the store writer (a leaked key, a compromised runner) against real
+services, and checks that the operator's own commands do not believe the forgery.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from testing import keys
+from testing.gitrepo import run
+from testing.snap import Snap
+
+
+def _signing(snap: Snap, ring: keys.Keyring, mode: str = "auto") -> str:
+    """Manifests signed with the trusted key, which the [tags] policy allows."""
+    fpr = ring.keys["trusted"].fingerprint
+    snap.repos.write(".taydash/keys.asc", ring.export("trusted"))
+    snap.repos.git("config", "user.signingkey", fpr)
+    toml = snap.toml.replace("[snapshots]\n", f'[snapshots]\nsigned_manifests = "{mode}"\n', 1)
+    snap.repos.configure(toml + f'[tags]\nrequire_signed = false\nopenpgp_fingerprints = ["{fpr}"]\n')
+    return fpr
+
+
+def test_a_snapshot_signs_its_manifest_and_every_reader_checks_it(
+        snap: Snap, gnupghome: keys.Keyring, tmp_path: Path) -> None:
+    fpr = _signing(snap, gnupghome)
+    assert snap.tag("v0.1.0").returncode == 0
+    assert "manifests/v0.1.0.json.sig" in snap.raw_keys("manifests/")
+    # Checkable by hand, with gpg alone.
+    (tmp_path / "m.json").write_bytes(snap.raw_get("manifests/v0.1.0.json"))
+    (tmp_path / "m.json.sig").write_bytes(snap.raw_get("manifests/v0.1.0.json.sig"))
+    by_hand = run("gpg", "--verify", tmp_path / "m.json.sig", tmp_path / "m.json", check=False)
+    assert by_hand.returncode == 0, by_hand.stderr
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 0 and f"signed by {fpr} (allowed)" in proc.stderr, proc.stderr
+    listed = json.loads(snap.cli("backups", "list", "--json").stdout)
+    assert listed[0]["manifest"] == f"signed by {fpr} (allowed)"
+    # The store writer rewrites a dump, its hash and size in the manifest, consistently.
+    art = snap.artifact("v0.1.0", "postgres")
+    snap.forge("v0.1.0", str(art["key"]), b"PGDMP forged", compressed="")
+    for args in (["backups", "verify", "v0.1.0"],
+                 ["restore", "db", "v0.1.0", "--target-db", f"{snap.db}_forged"],
+                 ["backups", "show", "v0.1.0"]):
+        proc = snap.cli(*args)
+        assert proc.returncode == 1 and "signature rejected" in proc.stderr, (args, proc.stderr)
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_forged'") == "0"
+
+
+def test_required_refuses_an_unsigned_manifest_and_auto_warns(snap: Snap,
+                                                              gnupghome: keys.Keyring) -> None:
+    _signing(snap, gnupghome, "required")
+    assert snap.tag("v0.1.0").returncode == 0
+    snap.raw_delete("manifests/v0.1.0.json.sig")  # the writer drops the signature instead
+    for args in (["backups", "verify", "v0.1.0"],
+                 ["restore", "db", "v0.1.0", "--target-db", f"{snap.db}_unsigned"]):
+        proc = snap.cli(*args)
+        assert proc.returncode == 1 and "unsigned" in proc.stderr and "required" in proc.stderr
+    _signing(snap, gnupghome, "auto")
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 0 and "WARNING: the manifest of v0.1.0 is unsigned" in proc.stderr
+
+
+def test_roles_come_only_from_a_manifest_an_allowed_key_signed(snap: Snap,
+                                                               gnupghome: keys.Keyring) -> None:
+    _signing(snap, gnupghome, "auto")
+    assert snap.tag("v0.1.0").returncode == 0
+    snap.raw_delete("manifests/v0.1.0.json.sig")
+    target = f"{snap.db}_roles"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--with-roles")
+    assert proc.returncode == 1 and "--trust-unsigned-roles" in proc.stderr, proc.stderr
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--with-roles",
+                    "--trust-unsigned-roles")
+    try:
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        snap.pg.drop_db(target)
+
+
+def test_required_with_a_key_that_cannot_sign_stores_nothing(snap: Snap,
+                                                             tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-C", "locked", "-f", locked)
+    snap.repos.git("config", "gpg.format", "ssh")
+    snap.repos.git("config", "user.signingkey", str(locked))
+    snap.repos.configure(snap.toml.replace("[snapshots]\n", '[snapshots]\nsigned_manifests = '
+                                           '"required"\n', 1))
+    env = {k: v for k, v in snap.env.items() if k not in ("SSH_AUTH_SOCK", "DISPLAY")}
+    assert snap.tag("v0.1.0", env={**env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0", env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot sign without a terminal" in proc.stderr and "Nothing was stored" in proc.stderr
+    assert snap.raw_keys("") == []
+
+
+def test_ssh_signed_manifests_verify_by_hand(snap: Snap, ssh_keys: dict[str, keys.SshKey],
+                                             tmp_path: Path) -> None:
+    alice = ssh_keys["alice"]
+    snap.repos.git("config", "gpg.format", "ssh")
+    snap.repos.git("config", "user.signingkey", str(alice.private))
+    snap.repos.write(".taydash/allowed_signers",
+                     keys.allowed_signers_line(alice, 'namespaces="git,taydash-manifest"'))
+    snap.repos.configure(snap.toml.replace("[snapshots]\n", '[snapshots]\nsigned_manifests = '
+                                           '"required"\n', 1)
+                         + '[tags]\nrequire_signed = false\nformats = ["ssh"]\n')
+    assert snap.tag("v0.1.0").returncode == 0
+    (tmp_path / "m.json").write_bytes(snap.raw_get("manifests/v0.1.0.json"))
+    (tmp_path / "m.sig").write_bytes(snap.raw_get("manifests/v0.1.0.json.sig"))
+    with (tmp_path / "m.json").open() as fh:
+        by_hand = run("ssh-keygen", "-Y", "verify", "-f", snap.repos.work / ".taydash/allowed_signers",
+                      "-I", alice.principal, "-n", "taydash-manifest", "-s", tmp_path / "m.sig",
+                      input=fh.read(), check=False)
+    assert by_hand.returncode == 0, by_hand.stderr
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 0 and f"signed by {alice.principal} (allowed)" in proc.stderr
+
+
+def test_an_artifact_of_another_backup_is_refused(snap: Snap) -> None:
+    assert snap.tag("v0.9.0").returncode == 0
+    assert snap.tag("v1.0.0").returncode == 0
+    old = snap.artifact("v0.9.0", "postgres")
+    doc = json.loads(snap.raw_get("manifests/v1.0.0.json"))
+    doc["artifacts"] = [old if a["kind"] == "postgres" and not a.get("roles") else a
+                        for a in doc["artifacts"]]
+    snap.raw_put("manifests/v1.0.0.json", json.dumps(doc).encode())
+    proc = snap.cli("backups", "verify", "v1.0.0")
+    assert proc.returncode == 1 and "does not belong to this backup's run" in proc.stderr
+    proc = snap.cli("restore", "db", "v1.0.0", "--target-db", f"{snap.db}_old")
+    assert proc.returncode == 1 and "does not belong to this backup's run" in proc.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_old'") == "0"
