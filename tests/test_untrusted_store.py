@@ -130,3 +130,37 @@ def test_an_artifact_of_another_backup_is_refused(snap: Snap) -> None:
     proc = snap.cli("restore", "db", "v1.0.0", "--target-db", f"{snap.db}_old")
     assert proc.returncode == 1 and "does not belong to this backup's run" in proc.stderr
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_old'") == "0"
+
+
+def _plain_packet(data: bytes) -> bytes:
+    """What `gpg --store` makes: an OpenPGP literal packet, encrypted to nobody."""
+    return run_bytes(["gpg", "--batch", "--store", "--output", "-"], data)
+
+
+def run_bytes(argv: list[str], data: bytes) -> bytes:
+    import subprocess
+
+    return subprocess.run(argv, input=data, capture_output=True, check=True).stdout
+
+
+def test_encrypted_means_encrypted(snap: Snap, gnupghome: keys.Keyring, tmp_path: Path) -> None:
+    snap.repos.configure(snap.toml.replace('on_tag = ["v*"]',
+                                           'on_tag = ["v*"]\nencrypt_to = ["trusted@example.test"]'))
+    assert snap.tag("v0.1.0").returncode == 0
+    # The store writer replaces the encrypted dump by a readable one in a plain packet (a
+    # dump of its choosing would do), fixing hash and size in the manifest to match.
+    art = snap.artifact("v0.1.0", "postgres")
+    plain = run_bytes(["gpg", "--batch", "--decrypt"], snap.raw_get(str(art["key"])))
+    snap.forge("v0.1.0", str(art["key"]), _plain_packet(plain))
+    target = f"{snap.db}_plain"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    assert proc.returncode == 1 and "holds no public-key encryption" in proc.stderr, proc.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    # The config bundle likewise; and the folder restore made is gone again.
+    bundle = snap.artifact("v0.1.0", "config")
+    tar = run_bytes(["gpg", "--batch", "--decrypt"], snap.raw_get(str(bundle["key"])))
+    snap.forge("v0.1.0", str(bundle["key"]), _plain_packet(tar))
+    dest = tmp_path / "restored-config"
+    proc = snap.cli("restore", "config", "v0.1.0", "--dest", str(dest))
+    assert proc.returncode == 1 and "holds no public-key encryption" in proc.stderr, proc.stderr
+    assert not dest.exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from taydash_hooks import process
-from taydash_hooks.errors import TaydashError, environment
+from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.results import Check
 from taydash_hooks.tags.signatures import gpg_program
 
@@ -88,7 +88,9 @@ def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
     """The plaintext of the encrypted file ``path`` as a pipe, decrypted with the user's key.
 
     Raises exit 3 when no secret key can decrypt it (checked also when the reader failed
-    first: a restore that got no bytes fails for that reason, and says so).
+    first: a restore that got no bytes fails for that reason, and says so), and exit 1 when
+    it was not encrypted to anyone at all (the plaintext was read, and must be thrown away:
+    the caller's failure path runs).
     """
     with tempfile.TemporaryFile(prefix="taydash-gpg-") as status, path.open("rb") as src, \
             process.popen([gpg_program(), "--batch", "--no-tty", "--status-fd", "2", "--decrypt"],
@@ -115,6 +117,12 @@ def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
             if rc != 0 and not failed:
                 last = [ln for ln in lines if not ln.startswith("[GNUPG:]")][-1:] or [f"exit {rc}"]
                 raise environment(f"decrypting {what} failed: {last[0]}")
+            if not failed and not {"ENC_TO", "DECRYPTION_OKAY"} <= words:
+                # gpg --decrypt also prints a plain literal packet (gpg --store) and exits 0:
+                # only a public-key encryption that decrypted is what we stored.
+                raise refused(f"{what} is stored as encrypted but holds no public-key "
+                              "encryption (a plain OpenPGP packet): someone other than taydash "
+                              "wrote it; it is not believed.")
 
 
 def recipient_check(who: str) -> Check:

@@ -103,7 +103,7 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def unpack(stream: BinaryIO, dest: Path) -> list[str]:
+def unpack(stream: IO[bytes], dest: Path) -> list[str]:
     """Unpack the tar.gz ``stream`` into the empty folder ``dest``; the names unpacked.
 
     Raises :class:`Refused` (exit 1) at the first member that is not plain

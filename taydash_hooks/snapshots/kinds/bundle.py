@@ -6,7 +6,7 @@ the bundle is never written unencrypted, not even to a temp file.
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -20,13 +20,12 @@ from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
-from taydash_hooks.snapshots.crypt import encrypting_writer, recipient_check
+from taydash_hooks.snapshots.crypt import CHUNK, decrypting, encrypting_writer, recipient_check
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
 from taydash_hooks.snapshots.unpack import unpack
 from taydash_hooks.store import Store
-from taydash_hooks.tags.signatures import gpg_program
 
 
 @dataclass(frozen=True)
@@ -77,32 +76,30 @@ def bundle(cfg: Config, bcfg: ConfigBundleConfig, store: Store, key: str,
 
 
 def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str:
-    """Verify, decrypt (with the user's key) and unpack into an empty ``dest``."""
+    """Verify, decrypt (with the user's key) and unpack into an empty ``dest``; on any failure
+    nothing is left there (not even the folder, when this made it)."""
     if dest.is_symlink() or (dest.exists() and any(dest.iterdir())):
         raise refused(f"{dest} is not an empty directory; restore config only unpacks into a "
                       "fresh one.")
+    made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
-        local = Path(tmp) / "bundle.tar.gz.gpg"
-        download_verified(store, artifact, local)
-        with local.open("rb") as src, \
-                tempfile.NamedTemporaryFile(prefix="taydash-gpg-", suffix=".err") as err, \
-                process.popen([gpg_program(), "--batch", "--no-tty", "--decrypt"], stdin=src,
-                              stdout=subprocess.PIPE, stderr=err) as proc:
-            stream = process.ProducerStream(proc, "gpg --decrypt", timeout, err.name)
-            try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
+            local = Path(tmp) / "bundle.tar.gz.gpg"
+            download_verified(store, artifact, local)
+            with decrypting(local, "the config bundle", timeout) as plain:
                 # Every member checked and written by us, never through a symlink.
-                unpack(stream, dest)  # type: ignore[arg-type]
-                stream.read()  # EOF: gpg must have exited 0
-            except BaseException as exc:
-                empty_dir(dest)  # it was empty: no half-unpacked bundle is left behind
-                if isinstance(exc, process.ProducerFailed):
-                    raise environment(f"decrypting the config bundle failed: {exc}") from None
-                if isinstance(exc, tarfile.TarError):
-                    raise refused(f"the config bundle is not a valid archive ({exc}).") from None
-                raise
-            finally:
-                stream.close()
+                unpack(plain, dest)
+                while plain.read(CHUNK):  # to gpg's end: its status decides, not tar's
+                    pass
+    except BaseException as exc:
+        empty_dir(dest)  # it was empty: no half-unpacked bundle is left behind
+        if made:
+            with contextlib.suppress(OSError):
+                dest.rmdir()
+        if isinstance(exc, tarfile.TarError):
+            raise refused(f"the config bundle is not a valid archive ({exc}).") from None
+        raise
     return f"unpacked {', '.join(Bundle.of(artifact).paths)} into {dest}"
 
 
