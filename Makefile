@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo demo-compose lint system-deps bench clean
+.PHONY: test demo demo-compose lint system-deps s3rver bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,23 @@ system-deps:
 	    fi; \
 	fi
 
+# s3rver, a second S3 implementation for the store suite (it lacks versioning and conditional
+# writes, so the suite sees what taydash does on such a server). From the npm registry.
+S3RVER := $(VENV)/s3rver/node_modules/.bin/s3rver
+s3rver: $(S3RVER)
+$(S3RVER):
+	@command -v npm >/dev/null 2>&1 || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	    else echo "npm is missing; install it: sudo apt-get install npm" >&2; exit 3; fi; }
+	mkdir -p $(VENV)/s3rver
+	cd $(VENV)/s3rver && npm install --silent --no-audit --no-fund --prefix . s3rver@3.7.1 >/dev/null
+
 lint: $(STAMP)
 	$(PY) -m ruff check taydash_hooks tests bench
 	$(PY) -m mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps s3rver lint
 	@rm -f $(VENV)/pytest-status
 	$(PY) -m pytest -q; status=$$?; echo $$status > $(VENV)/pytest-status; exit $$status
 

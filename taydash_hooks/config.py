@@ -175,6 +175,8 @@ class S3Config:
     secure: bool = field(default=False, metadata=_key("bool"))
     region: str = field(default="", metadata=_key("str"))
     object_lock_days: int = field(default=0, metadata=_key("int", _LOCK_DAYS))
+    # The server ignores conditional writes and only one machine ever snapshots.
+    unsafe_single_writer: bool = field(default=False, metadata=_key("bool"))
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,27 @@ def s3() -> Iterator[services.S3Server]:
 @pytest.fixture
 def bucket(s3: services.S3Server) -> str:
     """A new, empty bucket for this test."""
+    from minio.commonconfig import ENABLED
+    from minio.versioningconfig import VersioningConfig
+
     name = f"taydash-test-{secrets.token_hex(6)}"
-    s3.client().make_bucket(name)
+    client = s3.client()
+    client.make_bucket(name)
+    # As `taydash store init` leaves it: taydash itself never changes bucket settings.
+    client.set_bucket_versioning(name, VersioningConfig(ENABLED))
+    return name
+
+
+@pytest.fixture(scope="session")
+def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.S3Server]:
+    with services.s3rver_server(tmp_path_factory.mktemp("s3rver")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3rver_bucket(s3rver: services.S3Server) -> str:
+    name = f"taydash-test-{secrets.token_hex(6)}"
+    s3rver.client().make_bucket(name)
     return name
 
 

@@ -7,10 +7,13 @@ services, and checks that the operator's own commands do not believe the forgery
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from testing import keys
-from testing.gitrepo import run
+import pytest
+from testing import keys, services
+from testing.gitrepo import Repos, run
 from testing.snap import Snap
 
 
@@ -164,3 +167,60 @@ def test_encrypted_means_encrypted(snap: Snap, gnupghome: keys.Keyring, tmp_path
     proc = snap.cli("restore", "config", "v0.1.0", "--dest", str(dest))
     assert proc.returncode == 1 and "holds no public-key encryption" in proc.stderr, proc.stderr
     assert not dest.exists()
+
+
+@pytest.fixture
+def on_s3rver(repos: Repos, postgres: services.Postgres, vm: services.VictoriaMetrics,
+              gnupghome: keys.Keyring, s3rver: services.S3Server,
+              s3rver_bucket: str) -> Iterator[Snap]:
+    env = {**os.environ, **s3rver.env()}
+    snap = Snap(repos, postgres, vm, f"s3://{s3rver_bucket}/backups", s3rver, env)
+    yield snap
+    postgres.drop_db(snap.db)
+
+
+def test_a_server_without_conditional_writes_is_refused_unless_single_writer(
+        on_s3rver: Snap) -> None:
+    snap = on_s3rver
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 3, proc.stderr
+    assert "does not honour conditional writes" in proc.stderr and "unsafe_single_writer" in \
+        proc.stderr
+    assert snap.raw_keys("") == []  # refused before anything was stored
+    # Said in the configuration: only this machine snapshots.
+    snap.repos.configure(snap.toml.replace('region = "us-east-1"\n',
+                                           'region = "us-east-1"\nunsafe_single_writer = true\n'))
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "versioning off" in proc.stderr  # said, and left as it is
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
+    assert snap.raw_keys("manifests/") == ["manifests/v0.1.0.json"]
+    # A delete is reported for keys that are really gone (no ListObjectVersions here).
+    assert snap.tag("v0.2.0").returncode == 0
+    kept = set(snap.raw_keys(""))
+    proc = snap.cli("backups", "delete", "v0.1.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not [k for k in snap.raw_keys("") if "v0.1.0" in k]
+    assert {k for k in kept if "v0.1.0" not in k} == set(snap.raw_keys(""))
+
+
+def test_vmbackup_uses_taydash_credentials_whatever_aws_variables_say(on_s3rver: Snap) -> None:
+    snap = on_s3rver
+    snap.repos.configure(snap.toml.replace('region = "us-east-1"\n',
+                                           'region = "us-east-1"\nunsafe_single_writer = true\n'))
+    # An unrelated AWS identity in the operator's shell: s3rver checks access keys.
+    env = {**snap.env, "AWS_ACCESS_KEY_ID": "AKIAUNRELATED000000", "AWS_SECRET_ACCESS_KEY": "x",
+           "AWS_SESSION_TOKEN": "stale"}
+    assert snap.tag("v0.1.0", env=env).returncode == 0
+    proc = snap.cli("backups", "verify", "v0.1.0", "--deep", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [k for k in snap.raw_keys("vm-backups/") if k.endswith("backup_complete.ignore")]
+    # With taydash's own key wrong, the failure names the endpoint and the key id used.
+    wrong = {**env, "TAYDASH_S3_ACCESS_KEY": "WRONGKEYID"}
+    proc = snap.cli("restore", "vm", "v0.1.0", "--storage-data-path",
+                    str(snap.repos.base / "vm-restored"), env=wrong)
+    assert proc.returncode == 3
+    assert "WRONGKEYID" in proc.stderr and snap.toml.split('endpoint = "')[1].split('"')[0] in \
+        proc.stderr
+    assert "S3RVER" not in proc.stderr  # the secret (here equal to the right key id) is not said

@@ -13,6 +13,7 @@ from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import color
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots.kinds.place import tool_check
+from taydash_hooks.store import Store
 
 
 def _signing(root: Path) -> list[Check]:
@@ -85,10 +86,13 @@ def _store(repo: git.Repo, cfg: Config) -> list[Check]:
             return [Check("S3 credentials", False, "no credentials variables are set",
                             f"export {names}")]
     try:
-        health = open_store(repo, cfg).health()
+        store = open_store(repo, cfg)
+        health = store.health()
     except TaydashError as exc:
         return [Check("store", False, exc.message, "check [snapshots] store and the server")]
     found = [Check("store", health.ok, health.detail, health.fix)]
+    if health.ok and health.versioning is not None:
+        found.append(_features(store, cfg))
     if health.ok and health.encryption is not None:
         # VictoriaMetrics backups are written by vmbackup: only the bucket can encrypt them.
         has = bool(health.encryption)
@@ -110,6 +114,23 @@ def _store(repo: git.Repo, cfg: Config) -> list[Check]:
                              f"mc version enable ALIAS/{bucket} (or allow "
                              "s3:PutBucketVersioning for these credentials)"))
     return found
+
+
+def _features(store: Store, cfg: Config) -> Check:
+    """What the S3 server really does, probed afresh (the cached probe is refreshed here)."""
+    try:
+        found = store.features(refresh=True)
+    except TaydashError as exc:
+        return Check("store features", False, exc.message)
+    gaps = found.missing()
+    single = bool(cfg.snapshots and cfg.snapshots.s3 and cfg.snapshots.s3.unsafe_single_writer)
+    blocking = [g for g in gaps if not (single and g.startswith("conditional"))]
+    return Check("store features", not blocking,
+                 "conditional writes, version listing, versioning" + (", Object Lock" if
+                                                                      found.object_lock else "")
+                 if not gaps else f"missing: {', '.join(gaps)}",
+                 "use a server that has them (MinIO, AWS S3); without conditional writes, "
+                 "[snapshots.s3] unsafe_single_writer = true if only one machine ever snapshots")
 
 
 def _hooks(cwd: Path, server: bool = False) -> list[Check]:

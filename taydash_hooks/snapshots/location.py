@@ -20,7 +20,9 @@ def open_store(repo: Repo, cfg: Config, env: Mapping[str, str] | None = None) ->
     """The store ``[snapshots] store`` names (default: under the git common dir)."""
     url = (cfg.snapshots.store if cfg.snapshots else "") or default_url(repo)
     s3 = cfg.snapshots.s3 if cfg.snapshots and cfg.snapshots.s3 else None
-    options = S3Options(s3.endpoint, s3.secure, s3.region, s3.object_lock_days) if s3 else None
+    options = S3Options(s3.endpoint, s3.secure, s3.region, s3.object_lock_days,
+                        s3.unsafe_single_writer, repo.state_dir / "stores") if s3 else \
+        S3Options(cache_dir=repo.state_dir / "stores")
     store = open_url(url, cfg.root, options, env)
     root = store.properties().local_root
     if root is not None and repo.toplevel is not None:

@@ -103,6 +103,8 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         # Asked before anything is stored: "required" with a key that cannot sign stops here.
         by = signing.signer(repo, cfg)
         say(f"snapshot of {tag} ({', '.join(names)}) -> {store.url}")
+        # Refused here, before anything is stored: a server that cannot keep one writer per key.
+        store.prepare_writes()
         # We hold the tag's lock: a journal left for this tag is a dead run of this clone.
         _clean_dead_runs(repo, store, tag)
         artifacts: list[Artifact] = []

@@ -37,6 +37,32 @@ class S3Options:
     secure: bool = False
     region: str = ""
     object_lock_days: int = 0
+    # Only one machine ever snapshots: a server without conditional writes is accepted.
+    unsafe_single_writer: bool = False
+    cache_dir: Path | None = None  # where probed server features are kept (per endpoint, bucket)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a store's server really does, probed (S3 servers differ), never assumed."""
+
+    versioning: str  # "Enabled", "Suspended", "Off"; "n/a" for a folder
+    version_listing: bool  # ListObjectVersions works
+    conditional_create: bool  # If-None-Match: * refuses a second create of one key
+    object_lock: bool | None = None  # asked only when object_lock_days > 0
+
+    def missing(self) -> list[str]:
+        """The features a versioned, shared store needs and this one lacks, as words."""
+        gaps = []
+        if not self.conditional_create:
+            gaps.append("conditional writes (If-None-Match)")
+        if not self.version_listing:
+            gaps.append("version listing (ListObjectVersions)")
+        if self.versioning not in ("Enabled", "n/a"):
+            gaps.append(f"versioning (it is {self.versioning})")
+        if self.object_lock is False:
+            gaps.append("Object Lock")
+        return gaps
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,15 @@ class Store(Protocol):
         """Upload everything ``stream`` yields; on any failure nothing stays under ``key``."""
         ...
 
+    def features(self, refresh: bool = False) -> Features:
+        """What the server really does (probed on first use, cached; ``refresh``: probe now)."""
+        ...
+
+    def prepare_writes(self) -> None:
+        """Before a run stores anything: exit 3 naming the missing feature when this store
+        cannot keep a backup's promises (one writer per key; Object Lock when asked for)."""
+        ...
+
     def put_bytes(self, key: str, data: bytes) -> Written:
         """Store a small object (manifest, sidecar) with a conditional create: when another
         writer got there first, raises :class:`KeyTaken` and nothing is replaced."""
@@ -109,7 +144,8 @@ class Store(Protocol):
 
     def delete(self, key: str, version_id: str | None = None) -> None:
         """Remove one object: the version ``version_id`` only when given (what one run
-        created), else every version of it on S3."""
+        created), else every version of it on S3. Checked afterwards: exit 3 naming the key
+        when it is still there (a server that ignored the delete)."""
         ...
 
     def adopt(self, prefix: str) -> None:

@@ -15,6 +15,7 @@ from typing import BinaryIO
 from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.store.base import (
     CHUNK,
+    Features,
     HashingReader,
     Health,
     KeyTaken,
@@ -124,6 +125,8 @@ class FileStore:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+        if self.keys(prefix):
+            raise environment(f"{prefix} still holds objects in {self.url} after it was deleted.")
 
     def clean_partial(self, prefix: str) -> int:
         folder, _, start = self._path(prefix).as_posix().rpartition("/")
@@ -138,6 +141,15 @@ class FileStore:
     def delete(self, key: str, version_id: str | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+        if self._path(key).exists():
+            raise environment(f"{key} is still in {self.url} after it was deleted.")
+
+    def features(self, refresh: bool = False) -> Features:
+        # link(2) creates a name only when it is free: a conditional create of its own.
+        return Features("n/a", version_listing=True, conditional_create=True)
+
+    def prepare_writes(self) -> None:
+        return None
 
     def adopt(self, prefix: str) -> None:
         base = self._path(prefix.rstrip("/"))

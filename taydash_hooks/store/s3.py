@@ -9,11 +9,13 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from taydash_hooks.errors import TaydashError, environment, refused
 from taydash_hooks.output import log
 from taydash_hooks.store.base import (
+    Features,
     Health,
     KeyTaken,
     Properties,
@@ -24,6 +26,8 @@ from taydash_hooks.store.base import (
     from_attempt,
 )
 
+FEATURES_TTL = 7 * 86400  # seconds a probe of a server's features is believed; doctor re-probes
+PROBE_PREFIX = ".taydash-probe/"  # under the store prefix; removed right after the probe
 PART_SIZE = 8 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
 # S3 allows 10,000 parts: the part size doubles every PARTS_PER_STEP parts, so memory stays at
 # 8 MiB a part for dumps up to 16 GiB and an object can still reach about 500 GiB.
@@ -115,7 +119,8 @@ def _tls_hint(exc: BaseException, secure: bool) -> str:
     return ""
 
 
-def _explain(exc: BaseException, bucket: str, endpoint: str, secure: bool = False) -> TaydashError:
+def _explain(exc: BaseException, bucket: str, endpoint: str, secure: bool = False,
+             access_key: str = "") -> TaydashError:
     """One sentence for what the S3 client raised (never echoing credentials)."""
     from minio.error import S3Error
     from urllib3.exceptions import HTTPError
@@ -124,7 +129,10 @@ def _explain(exc: BaseException, bucket: str, endpoint: str, secure: bool = Fals
         if exc.code == "NoSuchBucket":
             return environment(f"bucket {bucket} does not exist at {endpoint}; create it first.")
         if exc.code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
-            return environment(f"{endpoint} rejected the S3 credentials ({exc.code}).")
+            used = f" for access key id {access_key}" if access_key else ""
+            return environment(f"{endpoint} rejected the S3 credentials{used} ({exc.code}; "
+                               "they come from TAYDASH_S3_ACCESS_KEY/TAYDASH_S3_SECRET_KEY, "
+                               "else MINIO_ROOT_*, else AWS_*).")
         return environment(f"S3 error from {endpoint}: {exc.code} ({exc.message}).")
     if isinstance(exc, (HTTPError, OSError)):
         hint = _tls_hint(exc, secure)
@@ -134,7 +142,8 @@ def _explain(exc: BaseException, bucket: str, endpoint: str, secure: bool = Fals
 
 
 class S3Store:
-    """Backups in a bucket; versioning switched on when missing and allowed."""
+    """Backups in a bucket. The server's features are probed, never assumed; bucket settings
+    are never changed here (``taydash store init`` is the one that asks)."""
 
     def __init__(self, bucket: str, prefix: str, cfg: S3Options,
                  env: Mapping[str, str] | None = None) -> None:
@@ -154,6 +163,10 @@ class S3Store:
                             secure=cfg.secure, region=cfg.region or None, http_client=http)
         self._checked = False
         self._locked: bool | None = None
+        self._features: Features | None = None
+
+    def _err(self, exc: BaseException) -> TaydashError:
+        return _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure, self._access)
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -166,27 +179,105 @@ class S3Store:
         except TaydashError:
             raise
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
 
     def ensure_bucket(self) -> None:
-        """Bucket exists; versioning on (switched on when allowed, else a warning)."""
+        """The bucket exists and its features are known (a bucket without versioning is said,
+        once, and left as it is: changing bucket settings is for whoever is asked to)."""
         if self._checked:
             return
-        from minio.commonconfig import ENABLED
-        from minio.versioningconfig import VersioningConfig
-
         if not self.call(self.client.bucket_exists, self.bucket):
             raise environment(
                 f"bucket {self.bucket} does not exist at {self.cfg.endpoint}; create it first.")
-        status = self.call(self.client.get_bucket_versioning, self.bucket).status
-        if status != ENABLED:
-            try:
-                self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
-                log.warning("switched on versioning for bucket %s", self.bucket)
-            except Exception as exc:  # not allowed: say so, keep going
-                log.warning("bucket %s has versioning off and it could not be switched on (%s)",
-                            self.bucket, type(exc).__name__)
+        found = self.features()
+        if found.versioning != "Enabled":
+            log.warning("bucket %s has versioning %s: an overwritten or deleted backup cannot be "
+                        "recovered from an older version (turn it on: mc version enable "
+                        "ALIAS/%s)", self.bucket, found.versioning.lower(), self.bucket)
         self._checked = True
+
+    # --- what the server really does -----------------------------------------------
+
+    def _cache_file(self) -> Path | None:
+        if self.cfg.cache_dir is None:
+            return None
+        import hashlib
+
+        ident = hashlib.sha256(f"{self.cfg.endpoint} {self.bucket}".encode()).hexdigest()[:20]
+        return self.cfg.cache_dir / f"s3-features-{ident}.json"
+
+    def features(self, refresh: bool = False) -> Features:
+        if self._features is not None and not refresh:
+            return self._features
+        import json
+        import time
+
+        from taydash_hooks.statefiles import read_private, write_private
+
+        cache = self._cache_file()
+        if cache is not None and not refresh:
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError, TaydashError):
+                doc = json.loads(read_private(cache))
+                if doc["endpoint"] == self.cfg.endpoint and doc["bucket"] == self.bucket \
+                        and time.time() - float(doc["probed"]) < FEATURES_TTL \
+                        and (doc["object_lock"] is not None or self.cfg.object_lock_days <= 0):
+                    self._features = Features(str(doc["versioning"]), bool(doc["version_listing"]),
+                                              bool(doc["conditional_create"]), doc["object_lock"])
+                    return self._features
+        self._features = self._probe()
+        if cache is not None:
+            with contextlib.suppress(OSError, TaydashError):
+                write_private(cache, json.dumps({
+                    "endpoint": self.cfg.endpoint, "bucket": self.bucket, "probed": time.time(),
+                    **self._features.__dict__}).encode())
+        return self._features
+
+    def _probe(self) -> Features:
+        """Ask the server: its versioning status, whether it lists versions, and whether a
+        probe key created twice is refused the second time."""
+        import secrets
+
+        from minio.error import S3Error
+
+        status = self.call(self.client.get_bucket_versioning, self.bucket).status or "Off"
+        name = self._key(f"{PROBE_PREFIX}{secrets.token_hex(8)}")
+        self.call(self.client._put_object, self.bucket, name, b"probe", {"If-None-Match": "*"})
+        try:
+            try:
+                self.client._put_object(self.bucket, name, b"again", {"If-None-Match": "*"})
+                conditional = False
+            except S3Error as exc:
+                if exc.code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise self._err(exc) from None
+                conditional = True
+            try:
+                versions = [o.version_id for o in self.client.list_objects(
+                    self.bucket, name, include_version=True)]
+                listing = True
+            except S3Error:
+                versions, listing = [None], False
+        finally:
+            with contextlib.suppress(Exception):
+                for version in (versions if listing else [None]) or [None]:
+                    self.client.remove_object(self.bucket, name, version_id=version)
+        lock = self._bucket_locked() if self.cfg.object_lock_days > 0 else None
+        return Features(status, listing, conditional, lock)
+
+    def prepare_writes(self) -> None:
+        self.ensure_bucket()
+        found = self.features()
+        if not found.conditional_create and not self.cfg.unsafe_single_writer:
+            raise environment(
+                f"the S3 server at {self.cfg.endpoint} does not honour conditional writes "
+                "(If-None-Match): two clones snapshotting one tag would both believe they own "
+                "it, and one backup would be lost. Nothing was stored. Use a server that does "
+                "(MinIO, AWS S3), or set [snapshots.s3] unsafe_single_writer = true if only one "
+                "machine ever snapshots.")
+        if self.cfg.object_lock_days > 0 and not found.object_lock:
+            raise environment(
+                f"[snapshots.s3] object_lock_days = {self.cfg.object_lock_days}, but bucket "
+                f"{self.bucket} has no Object Lock (it can only be chosen when a bucket is "
+                "created); nothing was stored.")
 
     def _retention(self) -> Any:
         if self.cfg.object_lock_days <= 0:
@@ -227,7 +318,7 @@ class S3Store:
             raise
         except Exception as exc:
             self._abort_uploads(name)
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         except BaseException:
             self._abort_uploads(name)
             raise
@@ -309,6 +400,13 @@ class S3Store:
         # Created only if absent (If-None-Match: *, honoured by S3, MinIO and moto): of two
         # runs writing the same manifest at once, exactly one wins and nothing is replaced.
         headers["If-None-Match"] = "*"
+        if not self.features().conditional_create:
+            # Only with unsafe_single_writer (prepare_writes refuses otherwise): the best a
+            # server that ignores the header allows, which two writers at once can defeat.
+            if not self.cfg.unsafe_single_writer:
+                self.prepare_writes()
+            if self.exists(key):
+                raise KeyTaken(key, self.url)
         if retention is not None:
             headers.update(_md5(data))
         try:
@@ -316,9 +414,9 @@ class S3Store:
         except S3Error as exc:
             if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise KeyTaken(key, self.url) from None
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         import hashlib
 
         return Written(key, len(data), hashlib.sha256(data).hexdigest(), result.version_id)
@@ -332,9 +430,9 @@ class S3Store:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 return False
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
 
     @contextlib.contextmanager
     def open(self, key: str, version_id: str | None = None) -> Iterator[BinaryIO]:
@@ -346,9 +444,9 @@ class S3Store:
             if exc.code in ("NoSuchKey", "NoSuchVersion"):
                 raise refused(f"{key} (version {version_id or 'latest'}) is not in {self.url}.") \
                     from None
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         try:
             yield resp  # type: ignore[misc]  # urllib3 response: read(n) like a file
         finally:
@@ -367,25 +465,50 @@ class S3Store:
         from minio.deleteobjects import DeleteObject
 
         full = self._key(prefix.rstrip("/")) + "/"
-        with contextlib.suppress(Exception):
-            objs = self.client.list_objects(self.bucket, full, recursive=True, include_version=True)
-            todo = [DeleteObject(o.object_name, o.version_id) for o in objs]
-            for err in self.client.remove_objects(self.bucket, todo):
-                log.warning("could not delete %s: %s", err.name, err.message)
+        versions = self.features().version_listing
+        objs = self.call(lambda: list(self.client.list_objects(
+            self.bucket, full, recursive=True, include_version=versions)))
+        pairs = [(str(o.object_name), o.version_id if versions else None) for o in objs]
+        todo = [DeleteObject(name, vid) for name, vid in pairs]
+        if todo:
+            from minio.error import S3Error
+
+            try:
+                for err in list(self.client.remove_objects(self.bucket, todo)):
+                    log.warning("could not delete %s: %s", err.name, err.message)
+            except S3Error:
+                # A server whose batch delete fails (s3rver answers InternalError): one by one.
+                for name, vid in pairs:
+                    self.call(self.client.remove_object, self.bucket, name, version_id=vid)
+        left = self.keys(prefix.rstrip("/") + "/")
+        if left:
+            raise environment(f"{len(left)} object(s) under {prefix} are still in {self.url} "
+                              f"after they were deleted (first: {left[0]}).")
 
     def adopt(self, prefix: str) -> None:
         return None
 
     def delete(self, key: str, version_id: str | None = None) -> None:
         name = self._key(key)
-        if version_id:
-            with contextlib.suppress(Exception):
-                self.client.remove_object(self.bucket, name, version_id=version_id)
-            return
-        with contextlib.suppress(Exception):
-            for o in self.client.list_objects(self.bucket, name, include_version=True):
-                if o.object_name == name:
-                    self.client.remove_object(self.bucket, name, version_id=o.version_id)
+        found = self.features()
+        if not found.version_listing or found.versioning == "Off":
+            # One object per key: it is the one to remove (a version id means nothing here).
+            self.call(self.client.remove_object, self.bucket, name)
+            left = self.exists(key)
+        elif version_id:
+            self.call(self.client.remove_object, self.bucket, name, version_id=version_id)
+            left = version_id in self._version_ids(name)
+        else:
+            for vid in self._version_ids(name):
+                self.call(self.client.remove_object, self.bucket, name, version_id=vid)
+            left = bool(self._version_ids(name))
+        if left:
+            raise environment(f"{key} is still in {self.url} after it was deleted (the server "
+                              "answered the delete but kept the object).")
+
+    def _version_ids(self, name: str) -> list[str]:
+        return [o.version_id for o in self.call(lambda: list(self.client.list_objects(
+            self.bucket, name, include_version=True))) if o.object_name == name and o.version_id]
 
     def versions(self, key: str) -> list[Version]:
         name = self._key(key)
@@ -416,7 +539,7 @@ class S3Store:
             except S3Error:
                 self._locked = False
             except Exception as exc:
-                raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+                raise self._err(exc) from None
         return self._locked
 
     def retained_until(self, key: str, version_id: str | None = None) -> datetime | None:
@@ -430,9 +553,9 @@ class S3Store:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"):
                 return None
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         except Exception as exc:
-            raise _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure) from None
+            raise self._err(exc) from None
         meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
         raw = meta.get("x-amz-object-lock-retain-until-date")
         if not raw:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from taydash_hooks.sandbox import PgCluster, VmServer, free_port, pg_bindir, wait_for
 from taydash_hooks.sandbox import start_postgres as _start_postgres
 from taydash_hooks.sandbox import start_vm as _start_vm
+from testing.gitrepo import ROOT
 from testing.skip import require
 
 # --- PostgreSQL ---------------------------------------------------------------------
@@ -197,3 +199,25 @@ class CuttingProxy:
                 s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
+
+
+S3RVER = ROOT / ".venv" / "s3rver" / "node_modules" / ".bin" / "s3rver"
+
+
+@contextlib.contextmanager
+def s3rver_server(base: Path) -> Iterator[S3Server]:
+    """s3rver (npm), a second S3 implementation: it checks access keys, but has no versioning,
+    no version listing, no conditional writes and no Object Lock (`make test` installs it)."""
+    if not S3RVER.exists():
+        require("s3rver", "make s3rver (npm install s3rver into .venv/s3rver)")
+    port = free_port()
+    data = base / "s3rver-data"
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([str(S3RVER), "-d", str(data), "-a", "127.0.0.1", "-p", str(port),
+                             "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port)).close() is None, "s3rver")
+        yield S3Server(f"127.0.0.1:{port}", "S3RVER", "S3RVER", stop=proc)
+    finally:
+        proc.terminate()
+        proc.wait(10)

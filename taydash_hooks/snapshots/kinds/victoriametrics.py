@@ -130,7 +130,10 @@ def tool_version(cfg: VictoriaMetricsConfig) -> str:
 # runs, wherever it runs: never into argv (any local user reads those, and
 # `docker compose exec -e K=V` would put them there) and never through the environment
 # (a container does not see ours).
+# The AWS SDK in vmbackup prefers AWS_* variables to the credentials file: whatever the
+# operator's shell (or the container) has set, only taydash's credentials are used.
 _WITH_CREDENTIALS = """umask 077
+for v in $(env | sed -n 's/^\\(AWS_[A-Za-z0-9_]*\\)=.*/\\1/p'); do unset "$v"; done
 f=$(mktemp) || exit 125
 trap 'rm -f "$f"' EXIT
 trap 'exit 143' HUP INT TERM
@@ -149,6 +152,7 @@ def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Sto
     props = store.properties()
     argv = [*argv, "-loggerLevel=ERROR", *QUIET_HTTP]
     creds = b""
+    endpoint = ""
     if props.scheme == "file":
         if cfg.exec:
             raise usage("snapshots.victoriametrics.exec needs an s3:// store: vmbackup inside the "
@@ -173,7 +177,9 @@ def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Sto
         raise environment(str(exc)) from None
     if res.returncode != 0:
         detail = (res.err or res.out).strip().splitlines()
-        raise environment(f"{name}{box.label} failed: "
+        against = (f" against {endpoint} with access key id {props.access_key}"
+                   if props.scheme == "s3" else "")
+        raise environment(f"{name}{box.label} failed{against}: "
                           f"{detail[-1] if detail else f'exit {res.returncode}'}")
 
 
