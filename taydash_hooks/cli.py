@@ -258,16 +258,21 @@ def backups() -> None:
 
 
 @backups.command("list")
+@click.option("--orphans", is_flag=True,
+              help="List the store objects no manifest, tombstone or run of this clone accounts "
+                   "for (reported only: nothing is deleted by guesswork).")
 @json_option
 @common
-def backups_list(as_json: bool) -> int:
-    """Every backup (manifest) in the store.
+def backups_list(orphans: bool, as_json: bool) -> int:
+    """Every backup (manifest) in the store, and whether its manifest can be believed.
 
     Example: taydash backups list --json
     """
     state = _setup()
     from taydash_hooks.commands import backups as core
 
+    if orphans:
+        return core.list_orphans(state.dir, as_json)
     return core.list_backups(state.dir, as_json)
 
 
@@ -310,8 +315,11 @@ def backups_verify(tag: str, deep: bool, as_json: bool) -> int:
 @click.option("--keep-within", metavar="DURATION", default="",
               help="Keep backups within DURATION (30d, 12h, 1y6m) of the newest one.")
 @click.option("--dry-run", is_flag=True, help="Print what would be kept and removed; remove nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before removing (no terminal and no --yes: "
+              "nothing is removed).")
 @common
-def backups_prune(keep_last: int, keep_monthly: int, keep_within: str, dry_run: bool) -> int:
+def backups_prune(keep_last: int, keep_monthly: int, keep_within: str, dry_run: bool,
+                  yes: bool) -> int:
     """Remove the backups no retention rule keeps (never the newest release's, never a locked one).
 
     Defaults come from [snapshots.retention]; like restic's forget, every backup shows why it stays.
@@ -321,11 +329,14 @@ def backups_prune(keep_last: int, keep_monthly: int, keep_within: str, dry_run: 
     state = _setup()
     from taydash_hooks.commands import retention as core
     from taydash_hooks.config import DURATION
-    from taydash_hooks.snapshots.retention import Policy
+    from taydash_hooks.snapshots.retention import Policy, parse_duration
 
     if keep_within and not DURATION.fullmatch(keep_within):
         raise click.BadParameter("expected a duration like 30d, 12h or 1y6m", param_hint="--keep-within")
-    return core.prune(state.dir, Policy(keep_last, keep_monthly, keep_within), dry_run)
+    if keep_within:
+        parse_duration(keep_within)  # bounded: exit 2 naming the flag
+    return core.prune(state.dir, Policy(keep_last, keep_monthly, keep_within), dry_run, yes,
+                      _confirm)
 
 
 @backups.command("delete")

@@ -211,7 +211,11 @@ DURATION = re.compile(r"(?:[0-9]+[ymwdh])+")
 
 
 def _duration(v: Any) -> str | None:
-    return None if v == "" or DURATION.fullmatch(v) else 'a duration like "30d", "12h" or "1y6m" (or "")'
+    hours = {"y": 8760, "m": 720, "w": 168, "d": 24, "h": 1}
+    if v == "" or (DURATION.fullmatch(v) and sum(
+            int(n) * hours[u] for n, u in re.findall(r"([0-9]+)([ymwdh])", v)) <= 1000 * 8760):
+        return None
+    return 'a duration like "30d", "12h" or "1y6m" of at most a thousand years (or "")'
 
 
 @dataclass(frozen=True)

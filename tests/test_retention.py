@@ -42,7 +42,11 @@ def test_prune_keeps_by_rule_and_the_newest_release(snap: Snap) -> None:
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("v0.")}
     assert "last 1" in rows["v0.3.0"] and "newest release" in rows["v0.9.0"]
     assert _backups(snap) == ["v0.2.0", "v0.3.0", "v0.9.0"]  # a dry run removes nothing
-    proc = snap.cli("backups", "prune", "--keep-last", "1")
+    proc = snap.cli("backups", "prune", "--keep-last", "1")  # no terminal to ask, no --yes
+    assert proc.returncode == 1 and "nothing was removed" in proc.stderr, proc.stderr
+    assert "would remove" not in proc.stdout and "remove 1 backup:" in proc.stdout  # listed
+    assert _backups(snap) == ["v0.2.0", "v0.3.0", "v0.9.0"]
+    proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
     assert proc.returncode == 0, proc.stderr
     assert "removed v0.2.0" in proc.stderr
     assert _backups(snap) == ["v0.3.0", "v0.9.0"]
@@ -94,7 +98,7 @@ def test_an_interrupted_delete_is_finished_by_the_next_run(snap: Snap) -> None:
             client.remove_object(bucket, o.object_name, version_id=o.version_id)  # type: ignore[attr-defined]
     assert _backups(snap) == ["v0.2.0"]  # from the manifest's removal on, it is gone
     assert [k for k in _keys_of(snap, "v0.1.0") if not k.startswith("manifests/")]
-    proc = snap.cli("backups", "prune", "--keep-last", "5")
+    proc = snap.cli("backups", "prune", "--keep-last", "5", "--yes")
     assert proc.returncode == 0, proc.stderr
     assert "finished removing v0.1.0" in proc.stderr
     assert _keys_of(snap, "v0.1.0") == [] and snap.raw_keys("trash/") == []
@@ -114,7 +118,7 @@ def test_object_lock_keeps_a_backup_whole(repos: Repos, postgres: services.Postg
             assert snap.tag(tag).returncode == 0, tag
             time.sleep(1.1)
         before = _keys_of(snap, "v0.1.0")
-        proc = snap.cli("backups", "prune", "--keep-last", "1")
+        proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "kept v0.1.0: its objects are under Object Lock until" in proc.stderr
         assert _backups(snap) == ["v0.1.0", "v0.2.0"] and _keys_of(snap, "v0.1.0") == before

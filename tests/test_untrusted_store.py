@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,3 +226,165 @@ def test_vmbackup_uses_taydash_credentials_whatever_aws_variables_say(on_s3rver:
     assert "WRONGKEYID" in proc.stderr and snap.toml.split('endpoint = "')[1].split('"')[0] in \
         proc.stderr
     assert "S3RVER" not in proc.stderr  # the secret (here equal to the right key id) is not said
+
+
+# --- retention never deletes a live backup ---------------------------------------------
+
+
+def _backups(snap: Snap) -> list[str]:
+    return [d["tag"] for d in json.loads(snap.cli("backups", "list", "--json").stdout)]
+
+
+def _run_keys(snap: Snap, run: str) -> list[str]:
+    return [k for k in snap.raw_keys("") if run in k]
+
+
+def test_an_interrupted_delete_never_removes_the_tags_next_backup(snap: Snap) -> None:
+    for tag in ("v3.0.8", "v3.0.9"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    old = json.loads(snap.raw_get("manifests/v3.0.8.json"))
+    # `backups delete v3.0.8` killed right after the manifest went: its tombstone stays.
+    snap.raw_put("trash/v3.0.8.json", json.dumps(old).encode())
+    snap.raw_delete("manifests/v3.0.8.json")
+    proc = snap.cli("snapshot", "v3.0.8")  # the tag is snapshotted again: a new run
+    assert proc.returncode == 0, proc.stderr
+    new = json.loads(snap.raw_get("manifests/v3.0.8.json"))
+    assert new["run"] != old["run"]
+    proc = snap.cli("backups", "prune", "--keep-last", "100", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "finished removing v3.0.8" in proc.stderr  # the old run's objects went ...
+    assert _run_keys(snap, old["run"]) == [] and snap.raw_keys("trash/") == []
+    assert json.loads(snap.raw_get("manifests/v3.0.8.json"))["run"] == new["run"]  # ... not these
+    assert snap.cli("backups", "verify", "v3.0.8").returncode == 0
+    orphans = json.loads(snap.cli("backups", "list", "--orphans", "--json").stdout)
+    assert orphans == []
+
+
+def test_a_planted_tombstone_deletes_nothing_live(snap: Snap) -> None:
+    for tag in ("v0.9.0", "v1.0.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    live = snap.raw_get("manifests/v1.0.0.json")
+    snap.raw_put("trash/v1.0.0.json", live)  # a copy of the newest release's live manifest
+    # ... and one naming another tag, listing v1.0.0's genuine keys.
+    other = json.loads(live)
+    other["tag"] = "v0.9.0"
+    snap.raw_put("trash/v0.9.0.json", json.dumps(other).encode())
+    before = _run_keys(snap, json.loads(live)["run"])
+    proc = snap.cli("backups", "delete", "v0.9.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "does not belong to this backup's run" in proc.stderr  # the forged one, reported
+    proc = snap.cli("backups", "prune", "--keep-last", "5", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert _backups(snap) == ["v1.0.0"]
+    assert _run_keys(snap, json.loads(live)["run"]) == before
+    assert snap.cli("backups", "verify", "v1.0.0").returncode == 0
+    assert snap.raw_keys("trash/") == []  # the delete of v0.9.0 replaced the forged one
+
+
+def test_the_newest_release_is_a_release(snap: Snap) -> None:
+    for tag in ("v1.0.0", "v2.0.0", "vNext"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+        time.sleep(1.1)
+    proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("v")}
+    assert "newest release" in rows["v2.0.0"] and "newest release" not in rows["vNext"]
+    assert _backups(snap) == ["v2.0.0", "vNext"]
+    from taydash_hooks.snapshots.manifest import Manifest
+    from taydash_hooks.snapshots.retention import newest_release
+
+    docs = [Manifest(t, "", "", ()) for t in ("v0.5.0", "checkpoint-1", "v0.10.0-rc1", "vNext")]
+    assert newest_release(docs) == "v0.10.0-rc1"
+    assert newest_release(docs, "regex:v[0-9]+\\.[0-9]+\\.[0-9]+") == "v0.5.0"
+
+
+def test_a_manifest_that_is_not_bound_is_neither_kept_nor_deleted(snap: Snap) -> None:
+    for tag in ("v0.1.0", "v0.2.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    forged = json.loads(snap.raw_get("manifests/v0.2.0.json"))
+    forged["tag"] = "v9.9.9"
+    snap.raw_put("manifests/v9.9.9.json", json.dumps(forged).encode())  # no such tag here
+    proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "not judged, left as it is: v9.9.9" in proc.stderr
+    assert _backups(snap) == ["v0.2.0", "v9.9.9"]  # v9.9.9 did not displace v0.2.0
+
+
+def test_orphans_are_listed_never_deleted(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    snap.raw_put("db-backups/v0.0.9_20250101_000000-deadbeef.dump", b"someone's")
+    proc = snap.cli("backups", "list", "--orphans")
+    assert proc.returncode == 0
+    assert "db-backups/v0.0.9_20250101_000000-deadbeef.dump" in proc.stdout
+    assert "db-backups/v0.0.9_20250101_000000-deadbeef.dump" in snap.raw_keys("db-backups/")
+
+
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_a_duration_of_eternity_is_a_usage_error(snap: Snap, where: str) -> None:
+    if where == "config":
+        snap.repos.configure(snap.toml + '[snapshots.retention]\nkeep_within = "99999999999999y"\n')
+        proc = snap.cli("backups", "prune", "--dry-run")
+    else:
+        proc = snap.cli("backups", "prune", "--keep-within", "99999999999999y", "--dry-run")
+    assert proc.returncode == 2, proc.stderr
+    assert "keep_within" in proc.stderr or "--keep-within" in proc.stderr
+    assert "crash" not in proc.stderr
+
+
+# --- leftovers --------------------------------------------------------------------------
+
+
+def _journal(snap: Snap, tag: str, stamp: str, **more: object) -> Path:
+    from taydash_hooks.snapshots.lock import tag_id
+
+    folder = snap.repos.work / ".git" / "taydash" / "runs"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{tag_id(tag)}-{stamp}.json"
+    path.write_text(json.dumps({"tag": tag, "stamp": stamp, "pid": 999999, **more}))
+    path.chmod(0o600)
+    return path
+
+
+def test_a_killed_runs_leftovers_go_even_when_another_clone_completed_the_tag(
+        snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0  # "the other clone" completed the tag
+    stamp = "20260101_000000-0badf00d"
+    dead = f"db-backups/v0.1.0_{stamp}.dump.zst"
+    snap.raw_put(dead, b"half a dump")
+    created = json.loads(urllib.request.urlopen(f"{snap.vm.url}/snapshot/create").read())
+    name = created["snapshot"]
+    journal = _journal(snap, "v0.1.0", stamp, leftovers={"victoriametrics": [name]})
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 0 and "already has a backup" in proc.stderr, proc.stderr
+    assert dead not in snap.raw_keys("db-backups/") and not journal.exists()
+    listed = json.loads(urllib.request.urlopen(f"{snap.vm.url}/snapshot/list").read())
+    assert name not in listed["snapshots"]
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 0  # the live run untouched
+
+
+def test_a_run_that_loses_the_race_keeps_no_journal(repos: Repos, postgres: services.Postgres,
+                                                    vm: services.VictoriaMetrics,
+                                                    gnupghome: keys.Keyring,
+                                                    tmp_path: Path) -> None:
+    # Staged through a file store, where a shell line can play the other clone; the
+    # conditional create itself is held on every backend by test_store.
+    store = tmp_path / "store"
+    snap = Snap(repos, postgres, vm, f"file://{store}", None, dict(os.environ))
+    rival = tmp_path / "rival.json"
+    rival.write_text('{"tag": "v0.1.0"}')
+    # The other clone writes its manifest while this run dumps (pg_dump starts it).
+    race = (f'mkdir -p {store}/manifests; [ -e {store}/manifests/v0.1.0.json ] || '
+            f'cp {rival} {store}/manifests/v0.1.0.json; exec "$@"')
+    snap.repos.configure(snap.toml.replace("[snapshots.postgres]\n",
+                                           "[snapshots.postgres]\nexec = [\"sh\", \"-c\", "
+                                           f"{json.dumps(race)}, \"race\"]\n"))
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+    assert proc.returncode == 1 and "another run owns v0.1.0" in proc.stderr, proc.stderr
+    assert not list((snap.repos.work / ".git" / "taydash" / "runs").glob("*.json"))
+    assert [k for k in snap.raw_keys("") if k != "manifests/v0.1.0.json"] == []
+    postgres.drop_db(snap.db)

@@ -94,3 +94,23 @@ def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
             + (" and read them with the tools" if deep else "") + (": every hash matches." if ok
                                                                    else ": verification FAILED."))
     return Exit.OK if ok else Exit.REFUSED
+
+
+def list_orphans(cwd: Path, as_json: bool) -> int:
+    """Store objects that no manifest, tombstone or journal of this clone accounts for."""
+    from taydash_hooks.snapshots.orphans import orphans
+
+    repo, _, store = open_repo_store(cwd)
+    found = orphans(repo, store)
+    if as_json:
+        emit_json([{"key": key, "why": why} for key, why in found])
+        return Exit.OK
+    if not found:
+        say(f"no orphans in {store.url}: every object belongs to a backup, a tombstone or a run "
+            "of this clone.")
+        return Exit.OK
+    for key, why in found:
+        out(f"{key}  ({why})")
+    say(f"{len(found)} orphan(s): reported only, nothing was deleted (a person decides; "
+        "`taydash objects versions KEY` shows what is there).")
+    return Exit.OK

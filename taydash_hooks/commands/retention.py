@@ -1,10 +1,17 @@
-"""`taydash backups prune` and `taydash backups delete TAG`: retention by policy, deletion by hand."""
+"""`taydash backups prune` and `taydash backups delete TAG`: retention by policy, deletion by hand.
+
+Both decide only from manifests this repository can believe (bound to its tag, and signed as
+``[snapshots] signed_manifests`` asks): whatever else sits in the store is listed as not
+judged and left alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from taydash_hooks import git
+from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, refused, usage
 from taydash_hooks.output import line, out, plural, say, warn
 from taydash_hooks.snapshots import manifest
@@ -15,10 +22,12 @@ from taydash_hooks.snapshots.retention import (
     delete,
     finish_interrupted,
     locked_until,
+    newest_release,
     plan,
 )
 from taydash_hooks.store import Store
-from taydash_hooks.tags.naming import version_key
+
+Confirm = Callable[[str], bool]
 
 
 def _table(title: str, rows: list[Decision], with_reasons: bool) -> None:
@@ -46,15 +55,49 @@ def _remove(store: Store, doc: Manifest) -> bool:
 
 
 def _finish(store: Store) -> None:
-    for tag in finish_interrupted(store):
-        say(f"finished removing {tag} (an earlier delete was interrupted).")
+    for tomb in finish_interrupted(store):
+        if tomb.finished:
+            say(f"finished removing {tomb.tag} (an earlier delete was interrupted).")
+        else:
+            warn(f"{tomb.key}: nothing of a backup removed: {tomb.why}.")
 
 
-def prune(cwd: Path, policy: Policy, dry_run: bool) -> int:
-    """Apply ``policy`` (over [snapshots.retention]); exit 1 when a lock kept a backup."""
+def _naming(cfg: Config) -> str:
+    return cfg.tags.naming if cfg.tags else "convention"
+
+
+def trusted(repo: git.Repo, cfg: Config, store: Store) -> tuple[list[Manifest], list[str]]:
+    """The manifests retention may judge, and a line for each one it may not (and why)."""
+    from taydash_hooks.snapshots import signing
+    from taydash_hooks.snapshots.binding import binding_problem
+
+    believed, not_judged = [], []
+    for tag in manifest.all_tags(store):
+        try:
+            doc = manifest.require(store, tag)
+        except Exception as exc:  # a manifest that does not even parse is someone else's
+            not_judged.append(f"{tag}: {exc}")
+            continue
+        problem = binding_problem(repo, doc, tag)
+        if problem is None:
+            sig = signing.check(repo, cfg, store, doc)
+            if sig.state is signing.State.REJECTED or (
+                    signing.mode(cfg) == "required" and not sig.allowed):
+                problem = f"the manifest is {sig.text()}"
+        if problem:
+            not_judged.append(f"{tag}: {problem}")
+        else:
+            believed.append(doc)
+    return believed, not_judged
+
+
+def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
+          confirm: Confirm | None = None) -> int:
+    """Apply ``policy`` (over [snapshots.retention]) after a confirmation (``yes`` skips it);
+    exit 1 when a lock kept a backup or nothing was confirmed."""
     from taydash_hooks.snapshots.location import open_repo_store
 
-    _, cfg, store = open_repo_store(cwd)
+    repo, cfg, store = open_repo_store(cwd)
     defaults = cfg.snapshots.retention if cfg.snapshots and cfg.snapshots.retention else None
     if defaults is not None:
         policy = Policy(policy.keep_last or defaults.keep_last,
@@ -66,28 +109,35 @@ def prune(cwd: Path, policy: Policy, dry_run: bool) -> int:
                     "but the newest release).")
     if not dry_run:
         _finish(store)
-    decisions = plan(manifest.load_all(store), policy)
+    docs, not_judged = trusted(repo, cfg, store)
+    decisions = plan(docs, policy, _naming(cfg)) if docs else []
     keep = [d for d in decisions if d.keep]
     remove = [d for d in decisions if not d.keep]
     _table("keep", keep, True)
     _table("would remove" if dry_run else "remove", remove, False)
+    for why in not_judged:
+        warn(f"not judged, left as it is: {why}")
     if dry_run or not remove:
         say(f"{plural(len(remove), 'backup')} would be removed (dry run)." if dry_run else
             "nothing to remove.")
         return Exit.OK
+    if not yes and not (confirm and confirm(f"Remove {plural(len(remove), 'backup')} listed "
+                                            f"above from {store.url}?")):
+        raise refused("nothing was removed (confirm, or pass --yes).")
     kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc)]
     return Exit.REFUSED if kept_by_lock else Exit.OK
 
 
-def delete_one(cwd: Path, tag: str, yes: bool, confirm: Callable[[str], bool]) -> int:
+def delete_one(cwd: Path, tag: str, yes: bool, confirm: Confirm) -> int:
     """Delete the backup of ``tag`` (never the newest release's); exit 1 when refused."""
+    from taydash_hooks.snapshots.binding import require_trusted
     from taydash_hooks.snapshots.location import open_repo_store
 
-    _, _, store = open_repo_store(cwd)
+    repo, cfg, store = open_repo_store(cwd)
     _finish(store)
-    doc = manifest.require(store, tag)
-    newest = max(manifest.all_tags(store), key=version_key)
-    if tag == newest:
+    doc, _ = require_trusted(repo, cfg, store, tag)
+    docs, _ = trusted(repo, cfg, store)
+    if tag == newest_release(docs, _naming(cfg)):
         raise refused(f"{tag} is the newest release with a backup; it is never deleted (make a "
                       "newer backup first).")
     if not yes and not confirm(f"Delete the backup of {tag} ({plural(len(doc.artifacts), 'artifact')}"

@@ -10,7 +10,9 @@ import contextlib
 import json
 import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +85,9 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 f"{store.url} holds a backup named {tag} of another tag object "
                 f"({existing.tag_object[:12]}, this one is {facts['tag_object'][:12]}); "
                 "a backup is never replaced: use a new tag name.")
+        # We hold the tag's lock: a journal left for this tag is a dead run of this clone,
+        # cleaned now even when another clone completed the tag meanwhile (never the live run).
+        _clean_dead_runs(repo, cfg, store, tag, existing.run if existing else None)
         if existing is not None:
             say(f"{tag} already has a backup ({manifest.key(tag)} in {store.url}); nothing to do.")
             return existing
@@ -105,12 +110,11 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         say(f"snapshot of {tag} ({', '.join(names)}) -> {store.url}")
         # Refused here, before anything is stored: a server that cannot keep one writer per key.
         store.prepare_writes()
-        # We hold the tag's lock: a journal left for this tag is a dead run of this clone.
-        _clean_dead_runs(repo, store, tag)
         artifacts: list[Artifact] = []
         tools: dict[str, str] = {"taydash": __version__}
-        job = TakeJob(cfg, store, tag, stamp, snapshot_timeout())
         journal = _journal(repo, tag, stamp)
+        lost_race = False
+        job = TakeJob(cfg, store, tag, stamp, snapshot_timeout(), _remembering(journal))
         try:
             _take_all(cfg, names, job, tools, artifacts)
             doc = Manifest(
@@ -121,9 +125,14 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 run=stamp, taken_after_tag_s=age)
             data = manifest.dump(doc)
             signature = by.sign(data) if by else None  # before the manifest: a failure stores none
+            if by and store.exists(signing.key(tag)) and not store.exists(manifest.key(tag)):
+                # A signature without its manifest (a delete interrupted between the two, or a
+                # planted one) signs nothing; left there, it would block every new backup.
+                store.delete(signing.key(tag))
             try:
                 written = store.put_bytes(manifest.key(tag), data)
             except KeyTaken:
+                lost_race = True
                 raise refused(f"another run owns {tag}: its manifest was written first "
                               f"({manifest.key(tag)} in {store.url}); this run's artifacts were "
                               "removed.") from None
@@ -137,11 +146,17 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                     raise
         except BaseException:
             # Without a manifest these are not a backup; do not leave orphans behind.
+            removed = True
             for art in artifacts:
-                with contextlib.suppress(Exception, KeyboardInterrupt):
+                try:
                     kinds.remove(store, art)
-            # The journal stays: an upload the store could not abort now (the server
-            # went away) is cleaned by the next run of this tag here.
+                except (Exception, KeyboardInterrupt):
+                    removed = False
+            # A lost race: every upload had finished, and what it stored is removed, so the
+            # journal goes. Any other failure keeps it: an upload the store could not abort
+            # (the server went away, an interrupt mid-part) is cleaned by the next run here.
+            if removed and lost_race:
+                _end_journal(journal)
             raise
         _end_journal(journal)
         say(f"snapshot of {tag} done: {manifest.key(tag)} "
@@ -273,11 +288,28 @@ def _end_journal(path: Path) -> None:
         path.unlink()
 
 
-def _clean_dead_runs(repo: git.Repo, store: Store, tag: str) -> None:
-    """Remove what a killed run of this clone left: its partial uploads and orphan objects.
+def _remembering(journal: Path) -> Callable[[str, str], None]:
+    """What a kind calls to note, in this run's journal, something it must undo if the run is
+    killed (a VictoriaMetrics snapshot): the next run of the tag here finds and removes it."""
+    lock = threading.Lock()
+
+    def remember(kind: str, what: str) -> None:
+        with lock:
+            doc = json.loads(read_private(journal))
+            doc.setdefault("leftovers", {}).setdefault(kind, []).append(what)
+            write_private(journal, json.dumps(doc).encode())
+
+    return remember
+
+
+def _clean_dead_runs(repo: git.Repo, cfg: Config, store: Store, tag: str,
+                     live_run: str | None) -> None:
+    """Remove what a killed run of this clone left: its partial uploads, orphan objects and
+    what its kinds noted (a VictoriaMetrics snapshot).
 
     Only keys of that run (its ``<tag>_<TS>-<RUN>``) are touched: never another clone's
-    run, which may be writing the same tag right now.
+    run, which may be writing the same tag right now, and never ``live_run``, the run whose
+    manifest is in the store (killed after writing it: it is a backup, not a leftover).
     """
     folder = _runs_dir(repo)
     if not folder.is_dir():
@@ -290,6 +322,14 @@ def _clean_dead_runs(repo: git.Repo, store: Store, tag: str) -> None:
             path.unlink(missing_ok=True)
             continue
         removed = 0
+        notes = doc.get("leftovers") if isinstance(doc.get("leftovers"), dict) else {}
+        for kind_name, items in notes.items():
+            if kind_name in kinds.registry() and isinstance(items, list):
+                removed += kinds.get(kind_name).clean_leftovers(
+                    cfg, [str(i) for i in items])
+        if stamp == live_run:
+            path.unlink(missing_ok=True)
+            continue
         for folder_key in manifest.RUN_FOLDERS:
             run_prefix = f"{folder_key}{tag}_{stamp}"
             removed += store.clean_partial(run_prefix)

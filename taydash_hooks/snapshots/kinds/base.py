@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +34,9 @@ class TakeJob:
     tag: str
     ts: str  # the run's UTC timestamp, part of every key
     timeout: float
+    # Note something to undo if this run is killed ("victoriametrics", snapshot name): the
+    # next run of the tag in this clone hands it to the kind's clean_leftovers.
+    remember: Callable[[str, str], None] = field(default=lambda kind, what: None)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ class SnapshotKind(Protocol):
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
         """A real restore into scratch space that is removed afterwards; what was restored."""
+        ...
+
+    def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
+        """Undo what a killed run noted through ``TakeJob.remember``; how many were removed."""
         ...
 
     def remove(self, store: Store, art: Artifact) -> None:

@@ -137,5 +137,8 @@ class ConfigBundle:
         bcfg = cfg.snapshots.config if cfg.snapshots else None
         return [recipient_check(who) for who in (bcfg.recipients if bcfg and bcfg.paths else ())]
 
+    def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
+        return 0  # nothing outside the store to undo
+
     def remove(self, store: Store, art: Artifact) -> None:
         store.delete(art.key, art.version_id)

@@ -531,6 +531,9 @@ class Postgres:
         finally:
             drop(pcfg, name)  # scratch only: dropped whatever happened
 
+    def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
+        return 0  # nothing outside the store to undo
+
     def remove(self, store: Store, art: Artifact) -> None:
         store.delete(art.key, art.version_id)  # the version this run wrote, nobody else's
         if art.sha256_key:

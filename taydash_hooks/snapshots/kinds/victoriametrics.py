@@ -14,7 +14,7 @@ import re
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,8 @@ def where(cfg: VictoriaMetricsConfig) -> Place:
     return place(cfg.exec)
 
 
-def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float) -> Artifact:
+def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float,
+           remember: Callable[[str, str], None] = lambda kind, what: None) -> Artifact:
     """Snapshot, hash, vmbackup to ``prefix``; the snapshot is deleted whatever happens.
 
     The per-file SHA-256 is computed where the files are (through ``exec`` when the
@@ -201,6 +202,7 @@ def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float
     if store.keys(prefix):
         raise refused(f"{prefix} already holds a backup; vmbackup would rewrite it.")
     name = create_snapshot(cfg)
+    remember("victoriametrics", name)  # a SIGKILL skips the finally below: the next run deletes it
     try:
         snapdir = f"{cfg.storage_data_path.rstrip('/')}/snapshots/{name}"
         files = box.hash_tree(snapdir, timeout)
@@ -217,7 +219,8 @@ def backup(cfg: VictoriaMetricsConfig, store: Store, prefix: str, timeout: float
             raise environment(f"vmbackup finished without writing {COMPLETE}.")
         store.adopt(prefix)
     except BaseException:
-        store.delete_prefix(prefix)
+        with contextlib.suppress(Exception):  # the failure that got us here is the one to say
+            store.delete_prefix(prefix)
         raise
     finally:
         delete_snapshot(cfg, name)
@@ -366,7 +369,8 @@ class VictoriaMetrics:
         return {"vmbackup": tool_version(settings(cfg))}
 
     def take(self, job: TakeJob) -> Iterator[Artifact]:
-        yield backup(settings(job.cfg), job.store, f"vm-backups/{job.tag}_{job.ts}/", job.timeout)
+        yield backup(settings(job.cfg), job.store, f"vm-backups/{job.tag}_{job.ts}/", job.timeout,
+                     job.remember)
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
         checked = check_stored(store, art)
@@ -414,6 +418,14 @@ class VictoriaMetrics:
                                "vmbackup inside the container cannot write to a file:// store",
                                "use an s3:// store (and s3_endpoint as seen from inside)"))
         return found
+
+    def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
+        vcfg = settings(cfg)
+        listed = set(_http(vcfg.url.rstrip("/") + "/snapshot/list").get("snapshots") or [])
+        gone = [name for name in notes if name in listed]
+        for name in gone:
+            delete_snapshot(vcfg, name)
+        return len(gone)
 
     def remove(self, store: Store, art: Artifact) -> None:
         store.delete_prefix(art.key)
