@@ -45,7 +45,8 @@ def test_a_new_cluster_gets_its_roles_back(snap: Snap, owned: tuple[str, str]) -
         assert not _exists(other, target)
         # An existing role of the same name is left exactly as it is.
         other.psql(f"CREATE ROLE {reader} NOLOGIN CONNECTION LIMIT 3")
-        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, *where, "--with-roles")
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, *where, "--with-roles",
+                        "--trust-unsigned-roles")  # (signatures: test_untrusted_store)
         assert proc.returncode == 0, proc.stderr
         assert f"created {owner}" in proc.stderr and "already there" in proc.stderr
         assert other.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'readings'",
@@ -64,7 +65,7 @@ def test_a_failed_restore_removes_the_roles_it_created(snap: Snap, owned: tuple[
     snap.forge("v0.1.0", str(art["key"]), b"PGDMP broken dump", compressed="")
     with services.postgres_cluster() as other:
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host", other.host,
-                        "--port", str(other.port), "--with-roles")
+                        "--port", str(other.port), "--with-roles", "--trust-unsigned-roles")
         assert proc.returncode == 3, proc.stderr
         assert not _exists(other, "restored")
         assert other.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{owner}'") == "0"
@@ -79,7 +80,7 @@ def test_a_hostile_roles_script_is_never_run(snap: Snap, owned: tuple[str, str],
     snap.forge("v0.1.0", roles["key"], f"CREATE ROLE evil;\n\\! touch {pwned}\n".encode())
     with services.postgres_cluster() as other:
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host", other.host,
-                        "--port", str(other.port), "--with-roles")
+                        "--port", str(other.port), "--with-roles", "--trust-unsigned-roles")
         assert proc.returncode == 1 and "backslash" in proc.stderr, proc.stderr
         assert not pwned.exists()
         assert other.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'evil'") == "0"

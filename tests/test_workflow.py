@@ -295,7 +295,9 @@ def test_health_thresholds_are_configurable(flow: Flow) -> None:
     assert any("not on origin" in w for w in doc["warnings"])
 
 
-def test_doctor_on_an_s3_store(repos: Repos, s3: services.S3Server, bucket: str) -> None:
+def test_doctor_on_an_s3_store(repos: Repos, s3: services.S3Server) -> None:
+    bucket = f"taydash-plain-{secrets.token_hex(4)}"
+    s3.client().make_bucket(bucket)  # versioning off
     repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\n'
                     f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n'
                     '[snapshots.victoriametrics]\nvmbackup = "no-vmbackup-here"\n')

@@ -494,7 +494,8 @@ class Postgres:
             raise usage(f"the backup of {job.manifest.tag} holds several databases ({names}); "
                         "choose one with --database.")
         roles = next((a for a, d in arts if d.roles), None)
-        if job.with_roles and not job.signed and not job.trust_unsigned_roles:
+        if job.with_roles and roles is not None and not job.signed \
+                and not job.trust_unsigned_roles:
             # The roles script is the one artifact psql runs: only from a manifest whose
             # signature ties it to a key the tag policy allows, whatever signed_manifests says.
             raise refused(f"--with-roles applies roles only from a manifest signed by an allowed "
