@@ -219,3 +219,62 @@ def test_a_forged_password_refuses_the_roles_script(snap: Snap, owned: tuple[str
         assert proc.returncode == 1 and "PASSWORD" in proc.stderr, proc.stderr
         assert other.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'evil'") == "0"
         assert not _exists(other, "restored")
+
+
+def test_the_database_itself_comes_back(snap: Snap) -> None:
+    tok = secrets.token_hex(3)
+    owner, ops, reader = f"taylordash_{tok}", f"dash_ops_{tok}", f"grafana_{tok}"
+    snap.pg.psql(f"CREATE ROLE {owner} LOGIN; CREATE ROLE {ops} NOLOGIN; CREATE ROLE {reader} LOGIN")
+    snap.pg.psql(f"ALTER DATABASE {snap.db} OWNER TO {owner}; "
+                 f"GRANT CONNECT ON DATABASE {snap.db} TO {ops}; "
+                 f"ALTER DATABASE {snap.db} SET work_mem TO '64MB'; "
+                 f"ALTER ROLE {reader} IN DATABASE {snap.db} SET statement_timeout TO '5s'")
+    try:
+        assert snap.tag("v0.1.0").returncode == 0
+        with services.postgres_cluster() as other:
+            where = ["--host", other.host, "--port", str(other.port)]
+            # Without the roles, what needs them is said as not applied, and the rest applies.
+            plain = snap.cli("restore", "db", "v0.1.0", "--target-db", "plain", *where)
+            assert plain.returncode == 0, plain.stderr
+            assert "database plain: setting work_mem applied; not applied: owner" in plain.stderr
+            assert f"grant CONNECT for {ops} (no such role here)" in plain.stderr
+            proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", *where,
+                            "--with-roles", "--trust-unsigned-roles")
+            assert proc.returncode == 0, proc.stderr
+            assert other.psql("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                              "WHERE datname = 'restored'") == owner
+            assert other.psql(f"SELECT has_database_privilege('{ops}', 'restored', 'CONNECT')") == "t"
+            settings = other.psql("SELECT string_agg(coalesce(r.rolname, '-') || ':' || "
+                                  "array_to_string(s.setconfig, ','), ' ' ORDER BY r.rolname) "
+                                  "FROM pg_db_role_setting s JOIN pg_database d "
+                                  "ON d.oid = s.setdatabase LEFT JOIN pg_roles r "
+                                  "ON r.oid = s.setrole WHERE d.datname = 'restored'")
+            assert "-:work_mem=64MB" in settings and f"{reader}:statement_timeout=5s" in settings
+            assert f"database restored: owner {owner}" in proc.stderr
+            # Said: login roles came back without their passwords, and how to set one.
+            assert f"{owner}" in proc.stderr and "no password" in proc.stderr
+            assert "\\password" in proc.stderr
+    finally:
+        snap.pg.drop_db(snap.db)
+        snap.pg.psql(f"DROP ROLE IF EXISTS {owner}; DROP ROLE IF EXISTS {ops}; "
+                     f"DROP ROLE IF EXISTS {reader}")
+
+
+def test_database_statements_are_read_strictly() -> None:
+    from taydash_hooks.snapshots.kinds import pg_database
+
+    spec = pg_database.parse(
+        "ALTER DATABASE app OWNER TO \"Owner\";\n"
+        "ALTER DATABASE app SET work_mem TO '64MB';\n"
+        "ALTER DATABASE app SET session_preload_libraries TO 'evil';\n"
+        "ALTER DATABASE other SET work_mem TO '1MB';\n"
+        "REVOKE CONNECT,TEMPORARY ON DATABASE app FROM PUBLIC;\n"
+        "GRANT CONNECT ON DATABASE app TO ops; DROP DATABASE prod;\n"
+        "GRANT ALL ON DATABASE app TO ops WITH GRANT OPTION;\n", "app")
+    assert spec.owner == "Owner" and spec.unknown == 2
+    todo = pg_database.plan(spec, "app_restored", {"ops"})
+    assert 'ALTER DATABASE "app_restored" SET "work_mem" TO \'64MB\';' in todo.sql
+    assert "preload" not in todo.sql and "prod" not in todo.sql and '"other"' not in todo.sql
+    assert 'REVOKE CONNECT, TEMPORARY ON DATABASE "app_restored" FROM PUBLIC;' in todo.sql
+    assert 'GRANT ALL ON DATABASE "app_restored" TO "ops" WITH GRANT OPTION;' in todo.sql
+    assert any("owner Owner" in s for s in todo.skipped)

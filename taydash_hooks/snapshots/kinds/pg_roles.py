@@ -147,7 +147,7 @@ class Script:
         return self.roles.setdefault(name, Role(name))
 
 
-class _Statement:
+class Statement:
     """A cursor over one statement's tokens; :meth:`fail` at anything unexpected."""
 
     def __init__(self, toks: list[Token]) -> None:
@@ -201,7 +201,7 @@ class _Statement:
             raise ValueError("more than one statement on a line")
 
 
-def _value(st: _Statement) -> str:
+def setting_value(st: Statement) -> str:
     """A setting value as SQL we write: a quoted string, a number, or a bare word."""
     tok = st.next()
     if tok.kind == "string":
@@ -213,24 +213,29 @@ def _value(st: _Statement) -> str:
     raise st.fail()
 
 
-def _alter(st: _Statement, script: Script) -> None:
+def setting(st: Statement) -> tuple[str, list[str]]:
+    """``SET param TO value[, value];`` (or ``= value``) up to the end of the statement."""
+    st.keyword("SET")
+    param = st.name()
+    while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ".":
+        st.next()  # a custom setting: extension.name
+        param += "." + st.name()
+    if st.at("TO"):
+        st.keyword("TO")
+    else:
+        st.punct("=")
+    values = [setting_value(st)]
+    while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ",":
+        st.next()
+        values.append(setting_value(st))
+    st.end()
+    return param, values
+
+
+def _alter(st: Statement, script: Script) -> None:
     role = script.role(st.name())
     if st.at("SET"):
-        st.keyword("SET")
-        param = st.name()
-        while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ".":
-            st.next()  # a custom setting: extension.name
-            param += "." + st.name()
-        if st.at("TO"):
-            st.keyword("TO")
-        else:
-            st.punct("=")
-        values = [_value(st)]
-        while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ",":
-            st.next()
-            values.append(_value(st))
-        st.end()
-        role.settings.append((param, values))
+        role.settings.append(setting(st))
         return
     st.keyword("WITH")
     while not (st.peek() and st.peek().kind == "punct"):  # type: ignore[union-attr]
@@ -255,7 +260,7 @@ def _alter(st: _Statement, script: Script) -> None:
     st.end()
 
 
-def _grant(st: _Statement, script: Script) -> None:
+def _grant(st: Statement, script: Script) -> None:
     granted = st.name()
     st.keyword("TO")
     member = st.name()
@@ -287,12 +292,12 @@ def _left_out(toks: list[Token], script: Script) -> None:
 
 
 def _statement(toks: list[Token], script: Script) -> None:
-    st = _Statement(toks)
+    st = Statement(toks)
     first = st.keyword("SET", "CREATE", "ALTER", "COMMENT", "GRANT")
     if first == "SET":  # session settings at the top: not applied (ours are fixed)
         st.name()
         st.punct("=")
-        _value(st)
+        setting_value(st)
         st.end()
     elif first == "CREATE":
         if st.at("TABLESPACE"):

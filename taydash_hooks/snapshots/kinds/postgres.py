@@ -25,7 +25,7 @@ from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
 from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe
 from taydash_hooks.snapshots.crypt import decrypting, encrypting_stream
-from taydash_hooks.snapshots.kinds import pg_roles
+from taydash_hooks.snapshots.kinds import pg_database, pg_roles
 from taydash_hooks.snapshots.kinds import pg_versions as versions
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.kinds.pg_client import PgClient
@@ -276,6 +276,13 @@ def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float
         f"{plural(len(todo.existing), 'role')} already there, left as they are{left}")
     for what in todo.skipped:
         say(f"roles: skipped {what}")
+    login = [r for r in todo.created if script.roles[r].flags.get("LOGIN")]
+    if login:
+        # --no-role-passwords, by design: the store never holds one. Without this line the
+        # app's first connection would fail with no hint.
+        say(f"roles: {', '.join(login)} can log in but have no password (backups never hold "
+            f"one); set it: psql -h {cfg.host} -p {cfg.port} -U {cfg.user} -c '\\password "
+            f"{login[0]}' (or ALTER ROLE ... PASSWORD)")
     return todo.created
 
 
@@ -320,6 +327,7 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
                 raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
             try:
                 _pg_restore(cfg, store, local, artifact, target, timeout, roles, with_roles)
+                _database_itself(cfg, local, artifact, target, timeout)
             except BaseException:
                 drop(cfg, target)  # we created it a moment ago: no half-restored database stays
                 raise
@@ -335,6 +343,31 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
             if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
     return (f"restored {PgDump.of(artifact).database} ({artifact.size} bytes, {what}) "
             f"into {target}")
+
+
+def _database_itself(cfg: PostgresConfig, local: Path, art: Artifact, target: str,
+                     timeout: float) -> None:
+    """Bring back what belongs to the database itself (owner, grants, settings, comment) onto
+    ``target``, where its roles exist; say what was applied and what was not."""
+    source = PgDump.of(art).database
+    if not source:
+        return
+    client = PgClient.of(cfg)
+    with _plain(local, art, timeout) as fh:
+        listed = client.run("pg_restore", "--create", "--schema-only", "--file=-", stdin=fh,
+                            timeout=timeout, connect=False)
+    if listed.returncode != 0:
+        raise environment(f"pg_restore could not list the database's own settings: "
+                          f"{listed.err.strip()[-300:]}")
+    todo = pg_database.plan(pg_database.parse(listed.out, source), target,
+                            set(existing_roles(cfg)))
+    if todo.done:
+        res = client.psql(todo.sql, timeout=timeout)
+        if res.returncode != 0:
+            raise environment(f"applying the database's owner, grants and settings to {target} "
+                              f"failed: {res.err.strip()[-300:]}")
+    say(f"database {target}: {', '.join(todo.done) or 'nothing of its own'} applied"
+        + (f"; not applied: {'; '.join(todo.skipped)}" if todo.skipped else ""))
 
 
 def _pg_restore(cfg: PostgresConfig, store: Store, local: Path, art: Artifact, target: str,

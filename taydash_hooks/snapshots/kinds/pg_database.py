@@ -1,0 +1,174 @@
+"""What belongs to the database itself, not its contents: owner, grants, settings, comment.
+
+A restore into a new database (``--target-db``) creates it empty; its owner, ``GRANT CONNECT
+ON DATABASE``, ``ALTER DATABASE ... SET`` and ``ALTER ROLE ... IN DATABASE ... SET`` are in the
+archive (``pg_restore --create --schema-only`` prints them) under the old name. They are read
+strictly (the same lexer as the roles script), rebuilt onto the new name with every name quoted
+by us, and applied where their roles exist; the rest is listed as skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taydash_hooks.snapshots.kinds.pg_roles import (
+    Statement,
+    Token,
+    quote_ident,
+    quote_literal,
+    setting,
+    tokens,
+)
+
+# Settings that load code or switch identity in every session: never from an archive.
+_UNSAFE = {"session_preload_libraries", "local_preload_libraries", "shared_preload_libraries",
+           "role", "session_authorization"}
+_PRIVILEGES = {"CONNECT", "TEMPORARY", "TEMP", "CREATE", "ALL"}
+
+
+@dataclass
+class DatabaseSpec:
+    """The database-level statements of one archive, parsed."""
+
+    owner: str | None = None
+    settings: list[tuple[str, list[str]]] = field(default_factory=list)
+    role_settings: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # (GRANT or REVOKE, privileges, grantee, with grant option)
+    acl: list[tuple[str, list[str], str, bool]] = field(default_factory=list)
+    comment: str | None = None
+    unknown: int = 0  # DATABASE statements of a shape we do not apply
+
+
+def _privileges(st: Statement) -> list[str]:
+    privs = [st.keyword(*_PRIVILEGES)]
+    if privs[0] == "ALL" and st.at("PRIVILEGES"):
+        st.keyword("PRIVILEGES")
+    while (tok := st.peek()) is not None and tok.kind == "punct" and tok.text == ",":
+        st.next()
+        privs.append(st.keyword(*_PRIVILEGES))
+    return ["TEMPORARY" if p == "TEMP" else p for p in privs]
+
+
+def _grantee(st: Statement) -> str:
+    tok = st.peek()
+    if tok is not None and tok.kind == "word" and tok.text.upper() == "PUBLIC":
+        st.next()
+        return "PUBLIC"
+    return st.name()
+
+
+def _one(toks: list[Token], source: str, spec: DatabaseSpec) -> None:
+    st = Statement(toks)
+    verb = st.keyword("ALTER", "GRANT", "REVOKE", "COMMENT")
+    if verb == "ALTER" and st.at("DATABASE"):
+        st.keyword("DATABASE")
+        if st.name() != source:
+            raise st.fail()
+        if st.at("OWNER"):
+            st.keyword("OWNER")
+            st.keyword("TO")
+            spec.owner = st.name()
+            st.end()
+        else:
+            spec.settings.append(setting(st))
+    elif verb == "ALTER":
+        st.keyword("ROLE")
+        role = st.name()
+        st.keyword("IN")
+        st.keyword("DATABASE")
+        if st.name() != source:
+            raise st.fail()
+        param, values = setting(st)
+        spec.role_settings.append((role, param, values))
+    elif verb in ("GRANT", "REVOKE"):
+        privs = _privileges(st)
+        st.keyword("ON")
+        st.keyword("DATABASE")
+        if st.name() != source:
+            raise st.fail()
+        st.keyword("TO" if verb == "GRANT" else "FROM")
+        who = _grantee(st)
+        option = False
+        if verb == "GRANT" and st.at("WITH"):
+            st.keyword("WITH")
+            st.keyword("GRANT")
+            st.keyword("OPTION")
+            option = True
+        st.end()
+        spec.acl.append((verb, privs, who, option))
+    else:
+        st.keyword("ON")
+        st.keyword("DATABASE")
+        if st.name() != source:
+            raise st.fail()
+        st.keyword("IS")
+        spec.comment = st.string()
+        st.end()
+
+
+def parse(sql: str, source: str) -> DatabaseSpec:
+    """The statements about database ``source`` in ``pg_restore --create --schema-only``
+    output; one that does not parse is counted in ``unknown`` and never applied."""
+    spec = DatabaseSpec()
+    for line in sql.splitlines():
+        if "DATABASE" not in line or line.startswith("--") or line.startswith("CREATE DATABASE"):
+            continue
+        if not line.startswith(("ALTER DATABASE", "ALTER ROLE", "GRANT ", "REVOKE ",
+                                "COMMENT ON DATABASE")):
+            continue
+        try:
+            _one(tokens(line), source, spec)
+        except ValueError:
+            spec.unknown += 1
+    return spec
+
+
+@dataclass
+class Applied:
+    """The SQL for the new database and what it does and does not bring back."""
+
+    sql: str
+    done: list[str]
+    skipped: list[str]
+
+
+def plan(spec: DatabaseSpec, target: str, roles: set[str]) -> Applied:
+    """Statements onto ``target`` for the roles in ``roles`` (the server's, after --with-roles)."""
+    db = quote_ident(target)
+    lines, done, skipped = ["BEGIN;"], [], []
+    if spec.owner is not None:
+        if spec.owner in roles:
+            lines.append(f"ALTER DATABASE {db} OWNER TO {quote_ident(spec.owner)};")
+            done.append(f"owner {spec.owner}")
+        else:
+            skipped.append(f"owner {spec.owner} (no such role here: --with-roles creates it)")
+    for param, values in spec.settings:
+        if param in _UNSAFE:
+            skipped.append(f"setting {param}")
+            continue
+        lines.append(f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};")
+        done.append(f"setting {param}")
+    for role, param, values in spec.role_settings:
+        if param in _UNSAFE or role not in roles:
+            skipped.append(f"setting {param} of role {role}"
+                           + ("" if param in _UNSAFE else " (no such role here)"))
+            continue
+        lines.append(f"ALTER ROLE {quote_ident(role)} IN DATABASE {db} SET {quote_ident(param)} "
+                     f"TO {', '.join(values)};")
+        done.append(f"setting {param} of role {role}")
+    for verb, privs, who, option in spec.acl:
+        if who != "PUBLIC" and who not in roles:
+            skipped.append(f"{verb.lower()} {','.join(privs)} for {who} (no such role here)")
+            continue
+        grantee = "PUBLIC" if who == "PUBLIC" else quote_ident(who)
+        word = "TO" if verb == "GRANT" else "FROM"
+        lines.append(f"{verb} {', '.join(privs)} ON DATABASE {db} {word} {grantee}"
+                     f"{' WITH GRANT OPTION' if option else ''};")
+        done.append(f"{verb.lower()} {','.join(privs)} {'to' if verb == 'GRANT' else 'from'} {who}")
+    if spec.comment is not None:
+        lines.append(f"COMMENT ON DATABASE {db} IS {quote_literal(spec.comment)};")
+        done.append("comment")
+    if spec.unknown:
+        skipped.append(f"{spec.unknown} database statement(s) of a shape taydash does not apply")
+    lines.append("COMMIT;")
+    return Applied("\n".join(lines) + "\n", done, skipped)
