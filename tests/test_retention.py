@@ -127,3 +127,26 @@ def test_object_lock_keeps_a_backup_whole(repos: Repos, postgres: services.Postg
         assert proc.returncode == 1 and "Object Lock" in proc.stderr
     finally:
         postgres.drop_db(snap.db)
+
+
+def test_a_partial_backup_is_said_everywhere_and_may_be_deleted(snap: Snap) -> None:
+    snap.repos.commit("v0.1.0")
+    assert snap.tag("v0.1.0").returncode == 0
+    snap.repos.commit("v0.2.0")
+    assert snap.tag("v0.2.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.2.0", "--only", "victoriametrics")
+    assert proc.returncode == 0 and "a partial backup" in proc.stderr, proc.stderr
+    doc = snap.manifest("v0.2.0")
+    assert doc["partial"] is True and doc["missing_kinds"] == ["postgres", "config"]
+    proc = snap.cli("backups", "verify", "v0.2.0")
+    assert proc.returncode == 1 and "lacks postgres, config" in proc.stdout
+    health = json.loads(snap.cli("health", "--json").stdout)
+    assert health["partial_backups"] == ["v0.2.0"]
+    # The newest release, but partial: it may go, so a full one can be taken.
+    proc = snap.cli("backups", "delete", "v0.2.0", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    proc = snap.cli("snapshot", "v0.2.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "partial" not in snap.manifest("v0.2.0")
+    assert snap.cli("backups", "verify", "v0.2.0").returncode == 0
+    assert snap.cli("backups", "delete", "v0.2.0", "--yes").returncode == 1  # full: kept

@@ -11,6 +11,7 @@ from taydash_hooks.errors import Exit
 from taydash_hooks.output import emit_json, mark, out, say
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_trusted
+from taydash_hooks.snapshots.kinds.base import Checked
 from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store
@@ -75,6 +76,9 @@ def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
     repo, cfg, store = open_repo_store(cwd)
     doc, sig = require_trusted(repo, cfg, store, tag)
     rows = kinds.check_all(cfg, store, doc, deep)
+    if doc.partial:  # what is there may be fine; the backup is still not whole
+        rows.append(("partial", "-", Checked(problems=[
+            f"a partial backup: it lacks {', '.join(doc.missing_kinds)} (taken with --only)"])))
     ok = all(c.ok for _, _, c in rows)
     files = sum(c.files for _, _, c in rows)
     size = sum(c.bytes for _, _, c in rows)

@@ -83,6 +83,7 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
         warn(exc.message)
     doc["days_since_snapshot"] = None
     doc["tags_without_backup"] = None
+    doc["partial_backups"] = None
     if cfg.snapshots is not None:
         from taydash_hooks.snapshots.location import open_store
 
@@ -101,6 +102,10 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
                 elif d is not None and git.rev_parse(f"refs/tags/{t}", root) is not None:
                     warn(f"the backup of {t} does not belong to it: {problem}")
             doc["tags_without_backup"] = [t for t, _ in tags if t not in bound]
+            doc["partial_backups"] = sorted(t for t, d in bound.items() if d.partial)
+            if doc["partial_backups"]:
+                warn(f"{plural(len(doc['partial_backups']), 'partial backup')} (taken with "
+                     f"--only): {listing(doc['partial_backups'])}")
             created = [d.created for d in bound.values()]
             newest = max((c for c in created if c), default=None)
             if newest:

@@ -117,6 +117,9 @@ def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, Mani
     if sig.state is signing.State.REJECTED or (signing.mode(cfg) == "required"
                                                and not sig.allowed):
         return Check("artifacts", False, f"the manifest is {sig.text()}"), None
+    if doc.partial:
+        return Check("artifacts", False, f"a partial backup: it lacks "
+                                         f"{', '.join(doc.missing_kinds)} (taken with --only)"), doc
     rows = check_all(cfg, store, doc, deep=False)
     for _, key, checked in rows:
         if not checked.ok:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taydash_hooks.errors import refused
-from taydash_hooks.snapshots.fields import Bad, sha256, size, store_key, string
+from taydash_hooks.snapshots.fields import Bad, sha256, size, store_key, string, strings
 from taydash_hooks.store import Store
 
 FORMAT = 1
@@ -75,7 +75,13 @@ class Manifest:
     format: int = FORMAT
     run: str = ""  # <TS>-<RUN>: the part of every artifact key that is this run's own
     taken_after_tag_s: int | None = None  # seconds between the tag and this snapshot
+    # Kinds the configuration enabled that this backup lacks (`snapshot --only`): partial.
+    missing_kinds: tuple[str, ...] = ()
     raw: bytes = field(default=b"", compare=False, repr=False)  # as stored: what is signed
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_kinds)
 
     def of_kind(self, kind: str) -> list[Artifact]:
         return [a for a in self.artifacts if a.kind == kind]
@@ -85,7 +91,9 @@ class Manifest:
                 "tag_type": self.tag_type, "commit": self.commit, "tagger": self.tagger,
                 "created": self.created, "timestamp": self.timestamp, "store": self.store,
                 "tools": dict(self.tools), "artifacts": [a.to_json() for a in self.artifacts],
-                "run": self.run, "taken_after_tag_s": self.taken_after_tag_s}
+                "run": self.run, "taken_after_tag_s": self.taken_after_tag_s,
+                **({"partial": True, "missing_kinds": list(self.missing_kinds)}
+                   if self.missing_kinds else {})}
 
 
 def key(tag: str) -> str:
@@ -131,7 +139,7 @@ def parse(data: bytes, where: str) -> Manifest:
             format=doc.get("format", FORMAT) if isinstance(doc.get("format"), int) else FORMAT,
             run=string(doc, "run", True) or "",
             taken_after_tag_s=size(doc, "taken_after_tag_s") if doc.get("taken_after_tag_s")
-            is not None else None, raw=data,
+            is not None else None, raw=data, missing_kinds=strings(doc, "missing_kinds"),
         )
     except Bad as exc:
         raise refused(f"{where} is not a valid manifest ({exc}).") from None

@@ -112,7 +112,8 @@ def plan(docs: list[Manifest], policy: Policy, naming: str = "convention") -> li
 def newest_release(docs: list[Manifest], naming: str = "convention") -> str | None:
     """The highest version among backups whose tag names pass ``naming`` (``vNext`` or a
     ``checkpoint-1`` never displaces a release), or None when none does."""
-    releases = [d.tag for d in docs if naming_problem(d.tag, naming) is None]
+    # A partial backup is never "the newest release": it may be deleted so a full one is taken.
+    releases = [d.tag for d in docs if naming_problem(d.tag, naming) is None and not d.partial]
     return max(releases, key=version_key) if releases else None
 
 

@@ -108,6 +108,9 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         # Asked before anything is stored: "required" with a key that cannot sign stops here.
         by = signing.signer(repo, cfg)
         say(f"snapshot of {tag} ({', '.join(names)}) -> {store.url}")
+        if _left_out(cfg, names):
+            warn(f"a partial backup: {', '.join(_left_out(cfg, names))} not taken (--only); "
+                 f"verify and drill will fail it, and it can be deleted to take a full one.")
         # Refused here, before anything is stored: a server that cannot keep one writer per key.
         store.prepare_writes()
         artifacts: list[Artifact] = []
@@ -122,7 +125,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 commit=facts["commit"], tagger=facts["tagger"],
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
-                run=stamp, taken_after_tag_s=age)
+                run=stamp, taken_after_tag_s=age, missing_kinds=_left_out(cfg, names))
             data = manifest.dump(doc)
             signature = by.sign(data) if by else None  # before the manifest: a failure stores none
             if by and store.exists(signing.key(tag)) and not store.exists(manifest.key(tag)):
@@ -167,6 +170,12 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             line(f"  {art.kind:<16} {store.url.rstrip('/')}/{art.key}")
             line(f"  {'':<16} version {art.version_id or '-'}  sha256 {art.sha256}")
         return doc
+
+
+def _left_out(cfg: Config, names: list[str]) -> tuple[str, ...]:
+    """The enabled kinds this run does not take (``--only``): the backup is partial."""
+    enabled = cfg.snapshots.kinds if cfg.snapshots else ()
+    return tuple(k for k in enabled if k not in names and kinds.get(k).configured(cfg))
 
 
 def _policy_accepts(repo: git.Repo, cfg: Config, tag: str, oid: str) -> None:
