@@ -427,8 +427,9 @@ def restore_config(tag: str, dest: str) -> int:
 @click.argument("tag")
 @click.option("--branch", help="Branch to create (default restore-<tag>).")
 @click.option("--path", "paths", multiple=True, help="Only restore this path (repeatable).")
+@click.option("--force", is_flag=True, help="Overwrite uncommitted changes in those paths.")
 @common
-def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> int:
+def restore_git(tag: str, branch: str | None, paths: tuple[str, ...], force: bool) -> int:
     """Create a branch at TAG, or restore only the given paths from it.
 
     Example: taydash restore git v1.2.0 --path infra/
@@ -436,7 +437,7 @@ def restore_git(tag: str, branch: str | None, paths: tuple[str, ...]) -> int:
     state = _setup()
     from taydash_hooks.commands import restore_git
 
-    return restore_git.run(state.dir, tag, branch, list(paths))
+    return restore_git.run(state.dir, tag, branch, list(paths), force)
 
 
 @cli.group()

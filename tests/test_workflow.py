@@ -232,7 +232,15 @@ def test_restore_git_branch_and_paths(flow: Flow) -> None:
     proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
     assert proc.returncode == 1 and "uncommitted changes in app.txt" in proc.stderr
     assert (flow.repos.work / "app.txt").read_text() == "local edit\n"
+    proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt", "--force")
+    assert proc.returncode == 0 and (flow.repos.work / "app.txt").read_text() == "v1\n"
     flow.repos.git("checkout", "--", "app.txt")
+    # A deleted path is what one restores most: it comes back without --force, staged or not.
+    (flow.repos.work / "app.txt").unlink()
+    proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert (flow.repos.work / "app.txt").read_text() == "v1\n"
+    flow.repos.git("rm", "-q", "app.txt")
     proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
     assert proc.returncode == 0, proc.stderr
     assert (flow.repos.work / "app.txt").read_text() == "v1\n"

@@ -1,7 +1,8 @@
-"""`taydash restore git TAG [--branch NAME] [--path P...]`: bring back code from a tag.
+"""`taydash restore git TAG [--branch NAME] [--path P...] [--force]`: bring back code from a tag.
 
-A new branch, or chosen paths into the working tree; never `reset --hard`,
-never over uncommitted changes.
+A new branch, or chosen paths into the working tree; never `reset --hard`. A deleted path
+comes back (the most common reason to restore one); a modified one is overwritten only with
+``--force``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from taydash_hooks.errors import Exit, refused, usage
 from taydash_hooks.output import say
 
 
-def run(cwd: Path, tag: str, branch: str | None, paths: list[str]) -> int:
+def run(cwd: Path, tag: str, branch: str | None, paths: list[str], force: bool = False) -> int:
+    """Restore ``paths`` of ``tag`` into the working tree, or make a branch at it."""
     repo = git.find_repo(cwd)
     if repo.toplevel is None:
         raise usage("restore git needs a work tree; this is a bare repository.")
@@ -23,11 +25,16 @@ def run(cwd: Path, tag: str, branch: str | None, paths: list[str]) -> int:
     if paths:
         if branch:
             raise usage("give --branch or --path, not both.")
-        dirty = git.git("status", "--porcelain", "--", *paths, cwd=repo.root).out.splitlines()
-        if dirty:
-            raise refused("uncommitted changes in " + ", ".join(line[3:] for line in dirty[:10])
-                          + "; commit or stash them before restoring these paths.")
-        res = git.git("restore", f"--source={commit}", "--worktree", "--", *paths,
+        status = git.git("status", "--porcelain", "--", *paths, cwd=repo.root).out.splitlines()
+        # "XY path": a D in either column is a deletion, which is what a restore is for.
+        changed = [line for line in status if "D" not in line[:2]]
+        if changed and not force:
+            raise refused("uncommitted changes in " + ", ".join(ln[3:] for ln in changed[:10])
+                          + "; commit or stash them, or pass --force to overwrite them.")
+        # A staged deletion (`git rm`) is undone in the index too; otherwise only the files.
+        staged_deletion = any(line[:1] == "D" for line in status)
+        where = ["--staged", "--worktree"] if staged_deletion and not changed else ["--worktree"]
+        res = git.git("restore", f"--source={commit}", *where, "--", *paths,
                       cwd=repo.root, check=False)
         if res.returncode != 0:
             raise refused(f"git restore failed: {res.err.strip().splitlines()[-1]}")
