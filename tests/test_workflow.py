@@ -240,7 +240,7 @@ def test_restore_git_branch_and_paths(flow: Flow) -> None:
     proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
     assert proc.returncode == 0, proc.stderr
     assert (flow.repos.work / "app.txt").read_text() == "v1\n"
-    flow.repos.git("rm", "-q", "app.txt")
+    flow.repos.git("rm", "-q", "-f", "app.txt")
     proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
     assert proc.returncode == 0, proc.stderr
     assert (flow.repos.work / "app.txt").read_text() == "v1\n"
