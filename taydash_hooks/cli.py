@@ -292,19 +292,27 @@ def backups_show(tag: str, as_json: bool) -> int:
 
 
 @backups.command("verify")
-@click.argument("tag")
-@click.option("--deep", is_flag=True, help="Also read every dump fully with pg_restore.")
+@click.argument("tag", required=False)
+@click.option("--all", "all_", is_flag=True, help="Every backup in the store, a few at a time.")
+@click.option("--last", type=click.IntRange(1, 100_000), help="The N newest backups by version.")
+@click.option("--deep", is_flag=True, help="Also read every dump fully with pg_restore and "
+              "decrypt and list the config bundle (exit 3 when a key for that is missing here).")
 @json_option
 @common
-def backups_verify(tag: str, deep: bool, as_json: bool) -> int:
-    """Re-hash every artifact of TAG against its manifest.
+def backups_verify(tag: str | None, all_: bool, last: int | None, deep: bool,
+                   as_json: bool) -> int:
+    """Re-hash every artifact of TAG (or --all, or --last N) against its manifest.
 
-    Example: taydash backups verify v1.2.0 --deep
+    Example: taydash backups verify v1.2.0 --deep;  taydash backups verify --all
     """
     state = _setup()
     from taydash_hooks.commands import backups as core
 
-    return core.verify(state.dir, tag, deep, as_json)
+    if sum((tag is not None, all_, last is not None)) != 1:
+        raise click.UsageError("give one of TAG, --all or --last N.")
+    if tag is not None:
+        return core.verify(state.dir, tag, deep, as_json)
+    return core.verify_many(state.dir, last, deep, as_json)
 
 
 @backups.command("prune")

@@ -63,8 +63,12 @@ def test_a_missing_secret_key_is_one_sentence_and_exit_3(snap: Snap, tmp_path: P
     errors = [ln for ln in proc.stderr.strip().splitlines() if "WARNING" not in ln]
     assert "Traceback" not in proc.stderr and len(errors) == 1  # (the unsigned-manifest warning aside)
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    # The stored bytes were never in doubt: they are hashed, and the deep step is said to be
+    # impossible here (which key), exit 3, not "verification FAILED".
     deep = snap.cli("backups", "verify", "v0.1.0", "--deep", env=env)
-    assert deep.returncode == 1 and "no secret key" in deep.stdout
+    assert deep.returncode == 3, deep.stdout + deep.stderr
+    assert "deep step not possible here" in deep.stdout and "no secret key" in deep.stdout
+    assert "FAILED" not in deep.stderr and "every hash matches, but" in deep.stderr
 
 
 def test_a_recipient_without_a_public_key_fails_the_snapshot_cleanly(snap: Snap) -> None:

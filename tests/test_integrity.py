@@ -255,3 +255,30 @@ def test_every_file_a_snapshot_leaves_in_a_file_store_is_private(snap: Snap, tmp
     proc = snap.cli("doctor")
     assert "FAIL store" in proc.stdout and "readable by other users" in proc.stdout
     assert f"chmod -R go-rwx {root}" in proc.stdout
+
+
+def test_verify_all_and_last_n_one_line_each(snap: Snap) -> None:
+    for tag in ("v0.1.0", "v0.2.0", "v0.3.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    proc = snap.cli("backups", "verify", "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [ln.split()[:2] for ln in proc.stdout.splitlines()] == [
+        ["ok", "v0.3.0"], ["ok", "v0.2.0"], ["ok", "v0.1.0"]]
+    assert "verified 3 backups: 3 ok, 0 FAILED" in proc.stderr
+    art = snap.artifact("v0.2.0", "postgres")
+    snap.raw_put(str(art["key"]), b"flipped")
+    proc = snap.cli("backups", "verify", "--all", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and doc["failed"] == ["v0.2.0"] and doc["verified"] == 3
+    proc = snap.cli("backups", "verify", "--last", "1")
+    assert proc.returncode == 0 and proc.stdout.split()[:2] == ["ok", "v0.3.0"]
+    assert snap.cli("backups", "verify").returncode == 2  # one of TAG, --all, --last N
+
+
+def test_deep_verify_lists_the_config_bundle(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    proc = snap.cli("backups", "verify", "v0.1.0", "--deep")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if " config " in ln)
+    assert "holds .env" in line and "infra/app.conf" in line

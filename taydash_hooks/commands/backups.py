@@ -7,8 +7,8 @@ from pathlib import Path
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
-from taydash_hooks.errors import Exit
-from taydash_hooks.output import emit_json, mark, out, say
+from taydash_hooks.errors import Exit, TaydashError
+from taydash_hooks.output import emit_json, mark, out, plural, say
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_trusted
 from taydash_hooks.snapshots.kinds.base import Checked
@@ -71,33 +71,111 @@ def show(cwd: Path, tag: str, as_json: bool) -> int:
     return Exit.OK
 
 
-def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
-    """Re-hash every stored file of every artifact of ``tag``; exit 1 when one does not match."""
-    repo, cfg, store = open_repo_store(cwd)
-    doc, sig = require_trusted(repo, cfg, store, tag)
+def _rows(cfg: Config, store: Store, doc: Manifest, deep: bool) -> list[tuple[str, str, Checked]]:
     rows = kinds.check_all(cfg, store, doc, deep)
     if doc.partial:  # what is there may be fine; the backup is still not whole
         rows.append(("partial", "-", Checked(problems=[
             f"a partial backup: it lacks {', '.join(doc.missing_kinds)} (taken with --only)"])))
-    ok = all(c.ok for _, _, c in rows)
+    return rows
+
+
+def _code(rows: list[tuple[str, str, Checked]]) -> Exit:
+    """1 when a stored byte or a backup is wrong; 3 when all that could be read was right but
+    a deep step could not run here (a missing key); else 0."""
+    if not all(c.ok for _, _, c in rows):
+        return Exit.REFUSED
+    return Exit.ENVIRONMENT if any(c.not_possible for _, _, c in rows) else Exit.OK
+
+
+def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
+    """Re-hash every stored file of every artifact of ``tag``; exit 1 when one does not match,
+    3 when they all match but a deep step was not possible here."""
+    repo, cfg, store = open_repo_store(cwd)
+    doc, sig = require_trusted(repo, cfg, store, tag)
+    rows = _rows(cfg, store, doc, deep)
+    code = _code(rows)
     files = sum(c.files for _, _, c in rows)
     size = sum(c.bytes for _, _, c in rows)
     if as_json:
-        emit_json({"tag": tag, "ok": ok, "deep": deep, "files": files, "bytes": size,
+        emit_json({"tag": tag, "ok": code is Exit.OK, "deep": deep, "files": files, "bytes": size,
                    "signature": sig.text(),
                    "artifacts": [{"kind": k, "key": key, "ok": c.ok, "files": c.files,
                                   "bytes": c.bytes, "problem": c.problems[0] if c.problems else None,
-                                  "problems": c.problems} for k, key, c in rows]})
+                                  "problems": c.problems, "not_possible": c.not_possible,
+                                  "notes": c.notes} for k, key, c in rows]})
+        return code
+    for kind, key, c in rows:
+        detail = f"  {c.problems[0]}" + (f" (+{len(c.problems) - 1} more)" if len(c.problems) > 1
+                                          else "") if c.problems else ""
+        out(f"{mark(c.ok, sys.stdout):<4} {kind:<16} {key}  {c.files} file(s), {c.bytes} bytes"
+            + detail + "".join(f"; {n}" for n in c.notes))
+        for why in c.not_possible:
+            out(f"{'':<4} {'':<16} deep step not possible here: {why}")
+    verdict = {Exit.OK: ": every hash matches.", Exit.REFUSED: ": verification FAILED.",
+               Exit.ENVIRONMENT: ": every hash matches, but a deep step was not possible here "
+                                 "(see above)."}[code]
+    say(f"{tag}: re-hashed {files} file(s), {size} bytes"
+        + (" and read them with the tools" if deep else "") + verdict)
+    return code
+
+
+def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
+    """Every backup (or the ``last`` N by version), several at a time: one line each and a
+    total; exit 1 when any failed, 3 when none failed but a deep step was not possible."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from taydash_hooks.snapshots import signing
+    from taydash_hooks.snapshots.binding import binding_problem
+    from taydash_hooks.tags.naming import version_key
+
+    repo, cfg, store = open_repo_store(cwd)
+    tags = sorted(manifest.all_tags(store), key=version_key, reverse=True)
+    if last is not None:
+        tags = tags[:last]
+
+    def one(tag: str) -> tuple[str, Exit, str]:
+        try:
+            doc = manifest.require(store, tag)
+            problem = binding_problem(repo, doc, tag)
+            if problem:
+                return tag, Exit.REFUSED, problem
+            sig = signing.check(repo, cfg, store, doc)
+            if sig.state is signing.State.REJECTED or (signing.mode(cfg) == "required"
+                                                       and not sig.allowed):
+                return tag, Exit.REFUSED, f"the manifest is {sig.text()}"
+            rows = _rows(cfg, store, doc, deep)
+        except TaydashError as exc:
+            return tag, Exit.REFUSED, exc.message
+        code = _code(rows)
+        bad = [f"{key}: {c.problems[0]}" for _, key, c in rows if c.problems]
+        lost = [w for _, _, c in rows for w in c.not_possible]
+        files, size = sum(c.files for _, _, c in rows), sum(c.bytes for _, _, c in rows)
+        text = (bad[0] if bad else f"deep step not possible: {lost[0]}" if lost else
+                f"{len(rows)} artifact(s), {files} file(s), {size} bytes; manifest {sig.text()}")
+        return tag, code, text
+
+    # Mostly waiting on the store and on gpg: a few at a time, whatever the core count.
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="taydash-verify") as pool:
+        results = list(pool.map(one, tags))
+    failed = [t for t, c, _ in results if c is Exit.REFUSED]
+    partial = [t for t, c, _ in results if c is Exit.ENVIRONMENT]
+    if as_json:
+        emit_json({"ok": not failed and not partial, "verified": len(results),
+                   "failed": failed, "not_possible": partial,
+                   "backups": [{"tag": t, "result": {Exit.OK: "ok", Exit.REFUSED: "failed",
+                                                     Exit.ENVIRONMENT: "not possible"}[c],
+                                "detail": d} for t, c, d in results]})
     else:
-        for kind, key, c in rows:
-            detail = f"  {c.problems[0]}" + (f" (+{len(c.problems) - 1} more)" if len(c.problems) > 1
-                                              else "") if c.problems else ""
-            out(f"{mark(c.ok, sys.stdout):<4} {kind:<16} {key}  {c.files} file(s), {c.bytes} bytes"
-                + detail)
-        say(f"{tag}: re-hashed {files} file(s), {size} bytes"
-            + (" and read them with the tools" if deep else "") + (": every hash matches." if ok
-                                                                   else ": verification FAILED."))
-    return Exit.OK if ok else Exit.REFUSED
+        width = max((len(t) for t in tags), default=3)
+        for tag, code, detail in results:
+            word = {Exit.OK: "ok", Exit.REFUSED: "FAIL", Exit.ENVIRONMENT: "n/a"}[code]
+            out(f"{word:<4} {tag:<{width}}  {detail}")
+        say(f"verified {plural(len(results), 'backup')}: {len(results) - len(failed) - len(partial)}"
+            f" ok, {len(failed)} FAILED" + (f", {len(partial)} not fully checkable here"
+                                            if partial else ""))
+    if failed:
+        return Exit.REFUSED
+    return Exit.ENVIRONMENT if partial else Exit.OK
 
 
 def list_orphans(cwd: Path, as_json: bool) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from taydash_hooks import process
-from taydash_hooks.errors import TaydashError, environment, refused
+from taydash_hooks.errors import Exit, TaydashError, environment, refused
 from taydash_hooks.results import Check
 from taydash_hooks.tags.signatures import gpg_program
 
@@ -83,6 +83,14 @@ def encrypting_stream(source: Any, recipients: tuple[str, ...],
     return encrypting_writer(copy, recipients, timeout, "the dump")
 
 
+class NoSecretKey(TaydashError):
+    """Decryption needs a secret key this keyring does not have (exit 3): the bytes may be
+    fine, they cannot be read here."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, Exit.ENVIRONMENT)
+
+
 @contextlib.contextmanager
 def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
     """The plaintext of the encrypted file ``path`` as a pipe, decrypted with the user's key.
@@ -111,9 +119,11 @@ def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
             words = {line.split()[1] for line in lines if line.startswith("[GNUPG:] ")
                      and len(line.split()) > 1}
             if "NO_SECKEY" in words and "DECRYPTION_OKAY" not in words:
-                raise environment(f"{what} is encrypted and no secret key in your gpg keyring "
-                                  "can decrypt it (import the recipient's secret key, or run "
-                                  "this where it is).") from None
+                keys = sorted({ln.split()[2] for ln in lines if ln.startswith("[GNUPG:] NO_SECKEY ")
+                               and len(ln.split()) > 2})
+                raise NoSecretKey(f"{what} is encrypted and no secret key in your gpg keyring "
+                                  f"can decrypt it (key {', '.join(keys) or '?'}: import the "
+                                  "recipient's secret key, or run this where it is).") from None
             if rc != 0 and not failed:
                 last = [ln for ln in lines if not ln.startswith("[GNUPG:]")][-1:] or [f"exit {rc}"]
                 raise environment(f"decrypting {what} failed: {last[0]}")

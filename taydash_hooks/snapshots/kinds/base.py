@@ -79,6 +79,10 @@ class Checked:
     files: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    # Deep steps that could not run here (a secret key that is not in this keyring): the
+    # stored bytes were checked, so this is no failure of the backup, and it is said.
+    not_possible: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a deep step saw (the bundle's files)
 
     @property
     def ok(self) -> bool:

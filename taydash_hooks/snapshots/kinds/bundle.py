@@ -16,11 +16,17 @@ from typing import IO, Any
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, ConfigBundleConfig
-from taydash_hooks.errors import environment, refused, usage
+from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
-from taydash_hooks.snapshots.crypt import CHUNK, decrypting, encrypting_writer, recipient_check
+from taydash_hooks.snapshots.crypt import (
+    CHUNK,
+    NoSecretKey,
+    decrypting,
+    encrypting_writer,
+    recipient_check,
+)
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
@@ -103,6 +109,22 @@ def restore(store: Store, artifact: Artifact, dest: Path, timeout: float) -> str
     return f"unpacked {', '.join(Bundle.of(artifact).paths)} into {dest}"
 
 
+def listing(store: Store, artifact: Artifact, timeout: float) -> list[str]:
+    """The member names of the bundle, decrypted with the user's key (nothing is unpacked)."""
+    with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
+        local = Path(tmp) / "bundle.tar.gz.gpg"
+        download_verified(store, artifact, local)
+        with decrypting(local, "the config bundle", timeout) as plain:
+            try:
+                with tarfile.open(fileobj=plain, mode="r|gz") as tar:
+                    names = [m.name for m in tar]
+            except tarfile.TarError as exc:
+                raise refused(f"the config bundle is not a valid archive ({exc}).") from None
+            while plain.read(CHUNK):
+                pass
+    return names
+
+
 class ConfigBundle:
     """The ``config`` kind: the configured paths as tar.gz, encrypted to the recipients."""
 
@@ -125,7 +147,17 @@ class ConfigBundle:
                          job.timeout)
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
-        return check_object(store, art)
+        checked = check_object(store, art)
+        if deep and checked.ok:
+            try:
+                names = listing(store, art, snapshot_timeout())
+                checked.notes.append(f"holds {', '.join(names[:10])}"
+                                     + (f" (+{len(names) - 10} more)" if len(names) > 10 else ""))
+            except NoSecretKey as exc:
+                checked.not_possible.append(exc.message)
+            except TaydashError as exc:
+                checked.problems.append(exc.message)
+        return checked
 
     def restore(self, job: RestoreJob) -> str:
         return restore(job.store, job.one(self.name), job.cwd / job.target, job.timeout)

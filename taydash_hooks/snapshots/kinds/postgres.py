@@ -24,7 +24,7 @@ from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
 from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe
-from taydash_hooks.snapshots.crypt import decrypting, encrypting_stream
+from taydash_hooks.snapshots.crypt import NoSecretKey, decrypting, encrypting_stream
 from taydash_hooks.snapshots.kinds import pg_database, pg_roles
 from taydash_hooks.snapshots.kinds import pg_versions as versions
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
@@ -494,21 +494,29 @@ class Postgres:
         if deep and checked.ok and PgDump.of(art).roles:
             try:
                 read_roles(store, art, snapshot_timeout())  # psql would run it: strictly read
+            except NoSecretKey as exc:
+                checked.not_possible.append(exc.message)
             except TaydashError as exc:
                 checked.problems.append(exc.message)
         elif deep and checked.ok:
-            with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
-                local = Path(tmp) / "dump"
-                download_verified(store, art, local)
-                # Reading every data block to /dev/null catches a dump that hashes right but is
-                # broken (decrypted in the stream when it is stored encrypted).
-                with _plain(local, art, snapshot_timeout()) as fh:
-                    res = PgClient.of(settings(cfg)).run("pg_restore", "--file=/dev/null",
-                                                         stdin=fh, timeout=snapshot_timeout(),
-                                                         connect=False)
-                if res.returncode != 0:
-                    checked.problems.append(f"pg_restore cannot read the dump: {res.err.strip()[-200:]}")
+            try:
+                self._read_fully(cfg, store, art, checked)
+            except NoSecretKey as exc:
+                checked.not_possible.append(exc.message)
         return checked
+
+    def _read_fully(self, cfg: Config, store: Store, art: Artifact, checked: Checked) -> None:
+        """Read every data block to /dev/null: catches a dump that hashes right but is broken
+        (decrypted in the stream when it is stored encrypted)."""
+        with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
+            local = Path(tmp) / "dump"
+            download_verified(store, art, local)
+            with _plain(local, art, snapshot_timeout()) as fh:
+                res = PgClient.of(settings(cfg)).run("pg_restore", "--file=/dev/null",
+                                                     stdin=fh, timeout=snapshot_timeout(),
+                                                     connect=False)
+            if res.returncode != 0:
+                checked.problems.append(f"pg_restore cannot read the dump: {res.err.strip()[-200:]}")
 
     def restore(self, job: RestoreJob) -> str:
         """``restore db``: one database of the backup (``job.database`` among several) into a
