@@ -384,10 +384,12 @@ def restore() -> None:
               help="Let --with-roles grant SUPERUSER, REPLICATION, BYPASSRLS, CREATEROLE.")
 @click.option("--trust-unsigned-roles", is_flag=True,
               help="Let --with-roles apply roles from a manifest no allowed key signed.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1,
+              help="pg_restore in parallel (the archive is spooled to a file first).")
 @common
 def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
                port: int | None, user: str | None, with_roles: bool,
-               allow_privileged_roles: bool, trust_unsigned_roles: bool) -> int:
+               allow_privileged_roles: bool, trust_unsigned_roles: bool, jobs: int) -> int:
     """Verify the dump's checksum, create TARGET_DB and pg_restore into it.
 
     Example: taydash restore db v1.2.0 --target-db app --host new-cluster --with-roles
@@ -396,7 +398,7 @@ def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
     from taydash_hooks.commands import restore as core
 
     return core.restore(state.dir, tag, "postgres", target_db, database, (host, port, user),
-                        with_roles, allow_privileged_roles, trust_unsigned_roles)
+                        with_roles, allow_privileged_roles, trust_unsigned_roles, jobs)
 
 
 @restore.command("vm")

@@ -15,12 +15,12 @@ from taydash_hooks.snapshots.location import open_repo_store
 def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = None,
             server: tuple[str | None, int | None, str | None] = (None, None, None),
             with_roles: bool = False, allow_privileged_roles: bool = False,
-            trust_unsigned_roles: bool = False) -> int:
+            trust_unsigned_roles: bool = False, jobs: int = 1) -> int:
     """Restore the ``kind`` part of ``tag``'s backup into ``target``; what the target means
     (a new database, a folder) and which options apply is the kind's own business."""
     repo, cfg, store = open_repo_store(cwd)
     doc, sig = require_trusted(repo, cfg, store, tag)
     job = RestoreJob(cfg, store, doc, target, cwd, snapshot_timeout(), database, server,
-                     with_roles, allow_privileged_roles, trust_unsigned_roles, sig.allowed)
+                     with_roles, allow_privileged_roles, trust_unsigned_roles, sig.allowed, jobs)
     say(kinds.get(kind).restore(job))
     return Exit.OK

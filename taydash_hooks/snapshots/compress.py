@@ -95,21 +95,28 @@ class ZstdStream:
 
 
 @contextlib.contextmanager
-def decompressed_pipe(source: IO[bytes]) -> Iterator[IO[bytes]]:
-    """A readable pipe (a real file descriptor, for a child's stdin) of ``source`` decompressed.
+def decompressed_pipe(source: IO[bytes], head: IO[bytes] | None = None,
+                      head_bytes: int = 64 * 1024 * 1024) -> Iterator[IO[bytes]]:
+    """A readable pipe (a real file descriptor, for a child's stdin) of ``source`` decompressed;
+    its first ``head_bytes`` also go to ``head`` when given.
 
     A thread writes into the pipe; a corrupt stream is raised when the block ends.
     """
     import zstandard
 
     read_fd, write_fd = os.pipe()
+    _wide(write_fd)
     errors: list[BaseException] = []
 
     def pump() -> None:
         try:
             reader = zstandard.ZstdDecompressor().stream_reader(source, closefd=False)
+            left = head_bytes if head is not None else 0
             with os.fdopen(write_fd, "wb") as out:
                 while chunk := reader.read(CHUNK):
+                    if left > 0 and head is not None:
+                        head.write(chunk[:left])
+                        left -= len(chunk[:left])
                     out.write(chunk)
         except BrokenPipeError:
             pass  # the reader stopped early; its own failure is reported by the caller
@@ -128,3 +135,47 @@ def decompressed_pipe(source: IO[bytes]) -> Iterator[IO[bytes]]:
         from taydash_hooks.errors import refused
 
         raise refused(f"the stored dump is not a valid zstd stream ({errors[0]}).")
+
+
+def _wide(fd: int) -> int:
+    """A pipe buffer of 1 MiB where Linux allows it (64 KiB by default: a wake-up per 64 KiB)."""
+    import fcntl
+
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    return fd
+
+
+@contextlib.contextmanager
+def pumped(source: IO[bytes], head: IO[bytes] | None = None,
+           head_bytes: int = 64 * 1024 * 1024) -> Iterator[IO[bytes]]:
+    """``source`` as a real pipe (a child's stdin), copied by a thread; the first ``head_bytes``
+    also go to ``head`` (a custom-format archive's table of contents is at its start)."""
+    read_fd, write_fd = os.pipe()
+    _wide(write_fd)
+    errors: list[BaseException] = []
+
+    def pump() -> None:
+        left = head_bytes if head is not None else 0
+        try:
+            with os.fdopen(write_fd, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    if left > 0 and head is not None:
+                        head.write(chunk[:left])
+                        left -= len(chunk[:left])
+                    out.write(chunk)
+        except BrokenPipeError:
+            pass  # the reader stopped early; its own failure is reported by the caller
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb") as plain:
+        try:
+            yield plain
+        finally:
+            plain.close()
+            thread.join(timeout=30)
+    if errors:
+        raise errors[0]

@@ -93,17 +93,35 @@ class NoSecretKey(TaydashError):
 
 @contextlib.contextmanager
 def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
-    """The plaintext of the encrypted file ``path`` as a pipe, decrypted with the user's key.
+    """The plaintext of the encrypted file ``path`` as a pipe (see :func:`decrypting_stream`)."""
+    with path.open("rb") as src, _gpg_decrypt(src, None, what, timeout) as plain:
+        yield plain
+
+
+@contextlib.contextmanager
+def decrypting_stream(source: Any, what: str, timeout: float) -> Iterator[IO[bytes]]:
+    """The plaintext of ``source`` (any reader: a store object on its way in, hashed as it
+    passes) as a pipe, decrypted with the user's key; a thread feeds gpg.
 
     Raises exit 3 when no secret key can decrypt it (checked also when the reader failed
     first: a restore that got no bytes fails for that reason, and says so), and exit 1 when
     it was not encrypted to anyone at all (the plaintext was read, and must be thrown away:
     the caller's failure path runs).
     """
-    with tempfile.TemporaryFile(prefix="taydash-gpg-") as status, path.open("rb") as src, \
+    with _gpg_decrypt(subprocess.PIPE, source, what, timeout) as plain:
+        yield plain
+
+
+@contextlib.contextmanager
+def _gpg_decrypt(stdin: Any, source: Any, what: str, timeout: float) -> Iterator[IO[bytes]]:
+    with tempfile.TemporaryFile(prefix="taydash-gpg-") as status, \
             process.popen([gpg_program(), "--batch", "--no-tty", "--status-fd", "2", "--decrypt"],
-                          stdin=src, stdout=subprocess.PIPE, stderr=status) as gpg:
+                          stdin=stdin, stdout=subprocess.PIPE, stderr=status) as gpg:
         assert gpg.stdout is not None
+        feeder = None
+        if source is not None:
+            feeder = threading.Thread(target=_feed, args=(source, gpg.stdin), daemon=True)
+            feeder.start()
         failed = True
         try:
             yield gpg.stdout
@@ -114,25 +132,42 @@ def decrypting(path: Path, what: str, timeout: float) -> Iterator[IO[bytes]]:
             except subprocess.TimeoutExpired:
                 process.kill_group(gpg)
                 rc = -9
+            if feeder is not None:
+                feeder.join(timeout=30)
             status.seek(0)
-            lines = status.read(1 << 20).decode("utf-8", "replace").splitlines()
-            words = {line.split()[1] for line in lines if line.startswith("[GNUPG:] ")
-                     and len(line.split()) > 1}
-            if "NO_SECKEY" in words and "DECRYPTION_OKAY" not in words:
-                keys = sorted({ln.split()[2] for ln in lines if ln.startswith("[GNUPG:] NO_SECKEY ")
-                               and len(ln.split()) > 2})
-                raise NoSecretKey(f"{what} is encrypted and no secret key in your gpg keyring "
-                                  f"can decrypt it (key {', '.join(keys) or '?'}: import the "
-                                  "recipient's secret key, or run this where it is).") from None
-            if rc != 0 and not failed:
-                last = [ln for ln in lines if not ln.startswith("[GNUPG:]")][-1:] or [f"exit {rc}"]
-                raise environment(f"decrypting {what} failed: {last[0]}")
-            if not failed and not {"ENC_TO", "DECRYPTION_OKAY"} <= words:
-                # gpg --decrypt also prints a plain literal packet (gpg --store) and exits 0:
-                # only a public-key encryption that decrypted is what we stored.
-                raise refused(f"{what} is stored as encrypted but holds no public-key "
-                              "encryption (a plain OpenPGP packet): someone other than taydash "
-                              "wrote it; it is not believed.")
+            _judge(status.read(1 << 20).decode("utf-8", "replace").splitlines(), rc, failed, what)
+
+
+def _feed(source: Any, sink: IO[bytes]) -> None:
+    try:
+        while chunk := source.read(CHUNK):
+            sink.write(chunk)
+    except (BrokenPipeError, ValueError):
+        pass  # gpg stopped reading: its own status says why
+    finally:
+        with contextlib.suppress(OSError):
+            sink.close()
+
+
+def _judge(lines: list[str], rc: int, failed: bool, what: str) -> None:
+    """gpg's status lines after a decryption: the verdict (see :func:`decrypting_stream`)."""
+    words = {line.split()[1] for line in lines if line.startswith("[GNUPG:] ")
+             and len(line.split()) > 1}
+    if "NO_SECKEY" in words and "DECRYPTION_OKAY" not in words:
+        keys = sorted({ln.split()[2] for ln in lines if ln.startswith("[GNUPG:] NO_SECKEY ")
+                       and len(ln.split()) > 2})
+        raise NoSecretKey(f"{what} is encrypted and no secret key in your gpg keyring "
+                          f"can decrypt it (key {', '.join(keys) or '?'}: import the "
+                          "recipient's secret key, or run this where it is).") from None
+    if rc != 0 and not failed:
+        last = [ln for ln in lines if not ln.startswith("[GNUPG:]")][-1:] or [f"exit {rc}"]
+        raise environment(f"decrypting {what} failed: {last[0]}")
+    if not failed and not {"ENC_TO", "DECRYPTION_OKAY"} <= words:
+        # gpg --decrypt also prints a plain literal packet (gpg --store) and exits 0:
+        # only a public-key encryption that decrypted is what we stored.
+        raise refused(f"{what} is stored as encrypted but holds no public-key "
+                      "encryption (a plain OpenPGP packet): someone other than taydash "
+                      "wrote it; it is not believed.")
 
 
 def recipient_check(who: str) -> Check:

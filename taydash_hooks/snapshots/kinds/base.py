@@ -57,6 +57,7 @@ class RestoreJob:
     allow_privileged_roles: bool = False  # postgres: SUPERUSER & co. from the roles script
     trust_unsigned_roles: bool = False  # postgres: roles from a manifest no allowed key signed
     signed: bool = False  # an allowed key signed the manifest (snapshots/signing.py)
+    jobs: int = 1  # postgres: pg_restore --jobs
 
     def artifacts(self, kind: str) -> list[Artifact]:
         return self.manifest.of_kind(kind)

@@ -23,16 +23,22 @@ from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
-from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe
-from taydash_hooks.snapshots.crypt import NoSecretKey, decrypting, encrypting_stream
+from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe, pumped
+from taydash_hooks.snapshots.crypt import (
+    NoSecretKey,
+    decrypting,
+    decrypting_stream,
+    encrypting_stream,
+)
 from taydash_hooks.snapshots.kinds import pg_database, pg_roles
 from taydash_hooks.snapshots.kinds import pg_versions as versions
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
 from taydash_hooks.snapshots.kinds.pg_client import PgClient
 from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.snapshots.manifest import Artifact
-from taydash_hooks.snapshots.stored import check_object, download_verified
+from taydash_hooks.snapshots.stored import check_object, corrupt_message, download_verified
 from taydash_hooks.store import Store, Written
+from taydash_hooks.store.base import CHUNK, HashingReader
 
 DUMPS_AT_ONCE = 2
 
@@ -300,8 +306,11 @@ def _quote_ident(name: str) -> str:
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
             roles: Artifact | None = None, with_roles: bool = False,
-            allow_privileged: bool = False) -> str:
-    """Verify, create ``target`` (refusing an existing one) and pg_restore into it.
+            allow_privileged: bool = False, jobs: int = 1) -> str:
+    """Create ``target`` (refusing an existing one) and restore into it in one pass: store ->
+    SHA-256 -> decrypt -> decompress -> pg_restore; when the hash does not match at the end, the
+    new database is dropped and the restore refused. ``jobs`` > 1 restores in parallel from a
+    spooled file (pg_restore -j reads a file, not a pipe).
 
     ``with_roles`` first creates the roles recorded in ``roles`` that the server lacks and then
     keeps the dump's owners; without it, objects belong to the restoring user. Whatever fails,
@@ -316,24 +325,26 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
     if with_roles and roles is None:
         raise refused("this backup has no roles script (taken with roles = false, or before "
                       "taydash recorded roles); restore without --with-roles.")
-    with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
-        local = Path(tmp) / "restore.dump"
-        download_verified(store, artifact, local)
-        created_roles = (apply_roles(cfg, store, roles, timeout, allow_privileged)
-                         if with_roles and roles else [])
+    if jobs > 1 and cfg.exec:
+        raise usage("--jobs needs pg_restore on this host: behind an exec prefix it can only "
+                    "read stdin, and parallel restore reads a file.")
+    created_roles = (apply_roles(cfg, store, roles, timeout, allow_privileged)
+                     if with_roles and roles else [])
+    try:
+        created = PgClient.of(cfg).run("createdb", "--", target, timeout=120)
+        if created.returncode != 0:
+            raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
         try:
-            created = PgClient.of(cfg).run("createdb", "--", target, timeout=120)
-            if created.returncode != 0:
-                raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
-            try:
-                _pg_restore(cfg, store, local, artifact, target, timeout, roles, with_roles)
-                _database_itself(cfg, local, artifact, target, timeout)
-            except BaseException:
-                drop(cfg, target)  # we created it a moment ago: no half-restored database stays
-                raise
+            with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
+                head = Path(tmp) / "archive"
+                _pg_restore(cfg, store, artifact, target, timeout, roles, with_roles, head, jobs)
+                _database_itself(cfg, head, artifact, target, timeout)
         except BaseException:
-            drop_roles(cfg, created_roles)
+            drop(cfg, target)  # we created it a moment ago: no half-restored database stays
             raise
+    except BaseException:
+        drop_roles(cfg, created_roles)
+        raise
     counted = PgClient.of(cfg).psql(
         "SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
         "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
@@ -345,7 +356,7 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
             f"into {target}")
 
 
-def _database_itself(cfg: PostgresConfig, local: Path, art: Artifact, target: str,
+def _database_itself(cfg: PostgresConfig, head: Path, art: Artifact, target: str,
                      timeout: float) -> None:
     """Bring back what belongs to the database itself (owner, grants, settings, comment) onto
     ``target``, where its roles exist; say what was applied and what was not."""
@@ -353,7 +364,9 @@ def _database_itself(cfg: PostgresConfig, local: Path, art: Artifact, target: st
     if not source:
         return
     client = PgClient.of(cfg)
-    with _plain(local, art, timeout) as fh:
+    # The start of the plain archive, kept on the way through: its table of contents holds the
+    # database's own statements, and pg_restore --schema-only reads no further.
+    with head.open("rb") as fh:
         listed = client.run("pg_restore", "--create", "--schema-only", "--file=-", stdin=fh,
                             timeout=timeout, connect=False)
     if listed.returncode != 0:
@@ -370,15 +383,40 @@ def _database_itself(cfg: PostgresConfig, local: Path, art: Artifact, target: st
         + (f"; not applied: {'; '.join(todo.skipped)}" if todo.skipped else ""))
 
 
-def _pg_restore(cfg: PostgresConfig, store: Store, local: Path, art: Artifact, target: str,
-                timeout: float, roles: Artifact | None, with_roles: bool) -> None:
-    """pg_restore the downloaded dump into ``target``; a failure says why when it can."""
+def _pg_restore(cfg: PostgresConfig, store: Store, art: Artifact, target: str, timeout: float,
+                roles: Artifact | None, with_roles: bool, head: Path, jobs: int = 1) -> None:
+    """Stream the stored dump into pg_restore, hashing it on the way; refused when the hash
+    does not match (the caller drops ``target``); a pg_restore failure says why when it can.
+    The start of the plain archive is kept in ``head`` (the whole archive with ``jobs``)."""
     owners = [] if with_roles else ["--no-owner"]
     client = PgClient.of(cfg)
-    with _plain(local, art, timeout) as fh:
-        # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
-        restored = client.run("pg_restore", *owners, "--exit-on-error", f"--dbname={target}",
-                              stdin=fh, timeout=timeout)
+    failure: Exception | None = None
+    with store.open(art.key) as raw, head.open("wb") as kept:
+        hashing = HashingReader(raw)
+        try:
+            if jobs > 1:
+                with _plain_stream(Progress(hashing, f"fetching {art.key}"), art, timeout) as fh:
+                    while chunk := fh.read(CHUNK):
+                        kept.write(chunk)
+            else:
+                with _plain_stream(Progress(hashing, f"restoring {art.key}"), art, timeout,
+                                   kept) as fh:
+                    # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
+                    restored = client.run("pg_restore", *owners, "--exit-on-error",
+                                          f"--dbname={target}", stdin=fh, timeout=timeout)
+        except Exception as exc:  # said after the hash: a corrupt object is the likelier cause
+            failure = exc
+        while hashing.read(CHUNK):  # every stored byte is hashed, whatever was read of it
+            pass
+    got = hashing.sha.hexdigest()
+    if got != art.sha256 or hashing.size != art.size:
+        raise refused(corrupt_message(art, got) + f"; the database {target} restored from it was "
+                      "dropped")
+    if failure is not None:
+        raise failure
+    if jobs > 1:
+        restored = client.run("pg_restore", "-j", str(jobs), *owners, "--exit-on-error",
+                              f"--dbname={target}", str(head), timeout=timeout)
     if restored.returncode == 0:
         return
     where = client.where
@@ -396,6 +434,22 @@ def _pg_restore(cfg: PostgresConfig, store: Store, local: Path, art: Artifact, t
                    "first)")
     raise environment(f"pg_restore into {target} failed: "
                       f"{why or restored.err.strip()[-300:]}")
+
+
+@contextlib.contextmanager
+def _plain_stream(source: Any, art: Artifact, timeout: float,
+                  head: IO[bytes] | None = None) -> Iterator[IO[bytes]]:
+    """The plain archive of ``source`` (the stored bytes, read as they arrive) as a pipe:
+    decrypted and decompressed in pipes; its first bytes copied to ``head`` when given."""
+    dump = PgDump.of(art)
+    with contextlib.ExitStack() as stack:
+        fh: Any = source
+        if dump.encrypted_to:
+            fh = stack.enter_context(decrypting_stream(fh, f"the dump {art.key}", timeout))
+        if dump.compressed == "zstd":  # the decompressing thread keeps the head itself
+            yield stack.enter_context(decompressed_pipe(fh, head))
+            return
+        yield stack.enter_context(pumped(fh, head))
 
 
 @contextlib.contextmanager
@@ -543,7 +597,7 @@ class Postgres:
                           f"key, and the manifest of {job.manifest.tag} is not; restore without "
                           "--with-roles, or add --trust-unsigned-roles if you trust the store.")
         return restore(settings(cfg), job.store, dumps[0][0], job.target, job.timeout, roles,
-                       job.with_roles, job.allow_privileged_roles)
+                       job.with_roles, job.allow_privileged_roles, job.jobs)
 
     def preflight(self, cfg: Config) -> list[Check]:
         pcfg = settings(cfg)
