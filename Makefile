@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@missing=""; \
 	for pair in git:git gpg:gnupg gpg-agent:gnupg ssh-keygen:openssh-client \
-	            pg_dump:postgresql-client strace:strace openssl:openssl \
+	            pg_dump:postgresql-client strace:strace openssl:openssl zstd:zstd \
 	            victoria-metrics:victoria-metrics vmbackup:victoria-metrics vmrestore:victoria-metrics; do \
 	    cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	    command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
