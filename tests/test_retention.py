@@ -150,3 +150,27 @@ def test_a_partial_backup_is_said_everywhere_and_may_be_deleted(snap: Snap) -> N
     assert "partial" not in snap.manifest("v0.2.0")
     assert snap.cli("backups", "verify", "v0.2.0").returncode == 0
     assert snap.cli("backups", "delete", "v0.2.0", "--yes").returncode == 1  # full: kept
+
+
+def test_pruned_tags_are_pruned_not_missing_and_promoted_versions_go_too(snap: Snap) -> None:
+    for tag in ("v0.1.0", "v0.2.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+        time.sleep(1.1)
+    if not snap.is_file:
+        # The recovery verify suggests for a replaced object: promote the recorded version.
+        art = snap.artifact("v0.1.0", "postgres")
+        key = str(art["key"])
+        snap.raw_put(key, b"replaced behind our back")
+        proc = snap.cli("objects", "promote", key, "--version-id", str(art["version_id"]))
+        assert proc.returncode == 0, proc.stderr
+        mine = [o for o in _versions(snap, key) if o.object_name.endswith(key)]  # type: ignore[attr-defined]
+        assert len(mine) == 3  # original, replacement, promoted copy
+    proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    if not snap.is_file:
+        assert _versions(snap, key) == []  # the promoted version went with its backup
+    health = json.loads(snap.cli("health", "--json").stdout)
+    assert health["pruned_tags"] == ["v0.1.0"] and "v0.1.0" not in health["tags_without_backup"]
+    orphans = json.loads(snap.cli("backups", "list", "--orphans", "--json").stdout)
+    assert orphans == []

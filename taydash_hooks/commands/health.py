@@ -84,6 +84,7 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
     doc["days_since_snapshot"] = None
     doc["tags_without_backup"] = None
     doc["partial_backups"] = None
+    doc["pruned_tags"] = None
     if cfg.snapshots is not None:
         from taydash_hooks.snapshots.location import open_store
 
@@ -101,7 +102,12 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
                     bound[t] = d
                 elif d is not None and git.rev_parse(f"refs/tags/{t}", root) is not None:
                     warn(f"the backup of {t} does not belong to it: {problem}")
-            doc["tags_without_backup"] = [t for t, _ in tags if t not in bound]
+            from taydash_hooks.snapshots.retention import removed_tags
+
+            pruned = removed_tags(store)
+            # A backup retention removed on purpose is "pruned", not missing.
+            doc["pruned_tags"] = [t for t, _ in tags if t not in bound and t in pruned]
+            doc["tags_without_backup"] = [t for t, _ in tags if t not in bound and t not in pruned]
             doc["partial_backups"] = sorted(t for t, d in bound.items() if d.partial)
             if doc["partial_backups"]:
                 warn(f"{plural(len(doc['partial_backups']), 'partial backup')} (taken with "

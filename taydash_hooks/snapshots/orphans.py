@@ -72,6 +72,9 @@ def orphans(repo: git.Repo, store: Store) -> list[tuple[str, str]]:
             continue
         keys |= more | {key}
         prefixes += under
+    from taydash_hooks.snapshots.retention import RECORDS
+
+    prefixes.append(RECORDS)  # what retention removed, on purpose
     runs = [f"{folder}{run}" for run in _journal_runs(repo) for folder in manifest.RUN_FOLDERS]
     found = []
     for key in store.keys(""):

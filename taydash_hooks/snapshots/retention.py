@@ -152,7 +152,27 @@ def delete(store: Store, doc: Manifest) -> None:
     if store.exists(f"{manifest.key(doc.tag)}.sig"):  # a signature without its manifest is void
         store.delete(f"{manifest.key(doc.tag)}.sig")
     _remove_artifacts(store, doc)
+    record_removal(store, doc)
     store.delete(tomb)
+
+
+RECORDS = "retention/"
+
+
+def record_removal(store: Store, doc: Manifest) -> None:
+    """Leave ``retention/<tag>.json``: the tag's backup was removed on purpose, so `health`
+    says "pruned", not "missing" (a later backup of the tag replaces nothing: it is kept)."""
+    import json
+
+    note = {"tag": doc.tag, "run": doc.run,
+            "removed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with contextlib.suppress(KeyTaken):
+        store.put_bytes(f"{RECORDS}{doc.tag}.json", json.dumps(note).encode())
+
+
+def removed_tags(store: Store) -> set[str]:
+    """Tags whose backup retention removed (their records)."""
+    return {k[len(RECORDS):-len(".json")] for k in store.keys(RECORDS) if k.endswith(".json")}
 
 
 def _remove_artifacts(store: Store, doc: Manifest) -> None:

@@ -173,4 +173,4 @@ class ConfigBundle:
         return 0  # nothing outside the store to undo
 
     def remove(self, store: Store, art: Artifact) -> None:
-        store.delete(art.key, art.version_id)
+        store.delete(art.key)  # every version: the key is this run's alone (promoted ones too)

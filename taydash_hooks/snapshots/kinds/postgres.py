@@ -631,6 +631,8 @@ class Postgres:
         return 0  # nothing outside the store to undo
 
     def remove(self, store: Store, art: Artifact) -> None:
-        store.delete(art.key, art.version_id)  # the version this run wrote, nobody else's
+        # Every version: the key carries this run's id, so each of its versions is this
+        # backup's, the one `objects promote` wrote included.
+        store.delete(art.key)
         if art.sha256_key:
             store.delete(art.sha256_key)
