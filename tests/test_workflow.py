@@ -556,3 +556,26 @@ def test_long_work_shows_progress_on_a_terminal_and_plain_lines_otherwise(flow: 
     assert lines, plain
     quiet = _snapshot_stderr(flow, "v0.3.0", tty=False, extra=("-q",))
     assert "/s, " not in quiet
+
+
+def test_drill_checks_the_environment_rebuild(flow: Flow) -> None:
+    # The seed's monthly check: from .env.example to a working system. Names only.
+    fpr = flow.ring.keys["trusted"].fingerprint
+    flow.repos.write(".gitignore", ".env\n")
+    flow.repos.write(".env.example", "DATABASE_URL=\nMQTT_PASSWORD=\n# a comment\n")
+    flow.repos.write(".env", "DATABASE_URL=postgres://x\nMQTT_PASSWORD=\n")
+    flow.repos.configure(flow.toml + f'[snapshots.config]\npaths = [".env"]\nrecipients = ["{fpr}"]\n')
+    assert flow.repos.push("origin", "main").returncode == 0
+    assert flow.cli("backup", "v0.1.0", "--yes").returncode == 0
+    proc = flow.cli("drill", "--last", "1")
+    assert proc.returncode == 1
+    header, row = proc.stdout.splitlines()[:2]
+    assert header.split()[-2] == "environment" and row.split()[1:9] == ["pass"] * 7 + ["FAIL"]
+    assert "lacks a value for MQTT_PASSWORD" in proc.stdout and "postgres://x" not in proc.stdout
+    flow.repos.write(".env", "DATABASE_URL=postgres://x\nMQTT_PASSWORD=secret\n")
+    flow.repos.commit("again")
+    assert flow.repos.push("origin", "main").returncode == 0
+    assert flow.cli("backup", "v0.2.0", "--yes").returncode == 0
+    proc = flow.cli("drill", "--last", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "secret" not in proc.stdout

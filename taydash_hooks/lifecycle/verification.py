@@ -171,7 +171,8 @@ def _restore_check(repo: git.Repo, cfg: Config, doc: Manifest | None, kind: Snap
     from taydash_hooks.snapshots.location import open_store
 
     store = open_store(repo, cfg)
-    done = [kind.drill(cfg, store, art, tmp / f"{kind.name}-{i}") for i, art in enumerate(arts)]
+    done = [kind.drill(cfg, store, art, tmp / f"{kind.name}-{i}", doc.commit if doc else "")
+            for i, art in enumerate(arts)]
     return Check(column, True, "; ".join(done))
 
 

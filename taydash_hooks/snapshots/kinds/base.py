@@ -129,8 +129,11 @@ class SnapshotKind(Protocol):
         """What `taydash doctor` checks for this kind: its tools, its service, its keys."""
         ...
 
-    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
-        """A real restore into scratch space that is removed afterwards; what was restored."""
+    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path,
+              commit: str = "") -> str:
+        """A real restore into scratch space that is removed afterwards; what was restored.
+        ``commit`` is the backup's commit, for a kind that checks against the code (the
+        config bundle's ``.env`` against ``.env.example``)."""
         ...
 
     def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:

@@ -7,6 +7,7 @@ the bundle is never written unencrypted, not even to a temp file.
 from __future__ import annotations
 
 import contextlib
+import re
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -125,11 +126,41 @@ def listing(store: Store, artifact: Artifact, timeout: float) -> list[str]:
     return names
 
 
+_NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def env_names(text: str) -> set[str]:
+    """The variable names a dotenv file sets (values are never read out of it)."""
+    return {m.group(1) for line in text.splitlines() if (m := _NAME.match(line))}
+
+
+def environment_check(cfg: Config, restored: Path, commit: str) -> str:
+    """The seed's monthly "environment rebuild": every variable ``.env.example`` names at the
+    backup's commit has a value in the restored ``.env``. Names only: no value is printed."""
+    from taydash_hooks import git
+
+    env = restored / ".env"
+    example = git.git("show", f"{commit}:.env.example", cwd=cfg.root, check=False) \
+        if commit else None
+    if not env.is_file() or example is None or example.returncode != 0:
+        return "bundle restored (no .env with an .env.example at the tag to compare)"
+    have = set()
+    for line in env.read_text().splitlines():
+        m = _NAME.match(line)
+        if m and line[m.end():].strip() not in ("", '""', "''"):
+            have.add(m.group(1))
+    missing = sorted(env_names(example.out) - have)
+    if missing:
+        raise refused(f"the restored .env lacks a value for {', '.join(missing[:10])} "
+                      f"(named in .env.example at {commit[:12]})")
+    return f"every variable of .env.example has a value ({len(env_names(example.out))} names)"
+
+
 class ConfigBundle:
     """The ``config`` kind: the configured paths as tar.gz, encrypted to the recipients."""
 
     name = "config"
-    drill_column: str | None = None
+    drill_column: str | None = "environment"
 
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.config and cfg.snapshots.config.paths)
@@ -162,8 +193,11 @@ class ConfigBundle:
     def restore(self, job: RestoreJob) -> str:
         return restore(job.store, job.one(self.name), job.cwd / job.target, job.timeout)
 
-    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
-        return restore(store, art, scratch / "config", snapshot_timeout())
+    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path,
+              commit: str = "") -> str:
+        dest = scratch / "config"
+        restore(store, art, dest, snapshot_timeout())
+        return environment_check(cfg, dest, commit)
 
     def preflight(self, cfg: Config) -> list[Check]:
         bcfg = cfg.snapshots.config if cfg.snapshots else None

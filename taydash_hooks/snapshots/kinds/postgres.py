@@ -616,7 +616,8 @@ class Postgres:
                            "PGPASSWORD"))
         return found
 
-    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
+    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path,
+              commit: str = "") -> str:
         pcfg = settings(cfg)
         if PgDump.of(art).roles:  # a drill never changes the server's roles: it reads the script
             script = read_roles(store, art, snapshot_timeout())

@@ -389,7 +389,8 @@ class VictoriaMetrics:
         dest = job.target if vcfg.exec else str(job.cwd / job.target)
         return restore(vcfg, job.store, job.one(self.name), dest, job.timeout)
 
-    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path) -> str:
+    def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path,
+              commit: str = "") -> str:
         vcfg = settings(cfg)
         if not vcfg.exec:
             return restore(vcfg, store, art, str(scratch / "vm"), snapshot_timeout())
