@@ -452,6 +452,30 @@ def restore_git(tag: str, branch: str | None, paths: tuple[str, ...], force: boo
 
 @cli.group()
 @common
+def store() -> None:
+    """The store itself: prepare a bucket before the first backup."""
+
+
+@store.command("init")
+@click.option("--object-lock-days", type=click.IntRange(0, 36500),
+              help="Create the bucket with Object Lock (possible only at creation); default "
+                   "[snapshots.s3] object_lock_days.")
+@click.option("--yes", is_flag=True, help="Change an existing bucket (turn versioning on).")
+@common
+def store_init(object_lock_days: int | None, yes: bool) -> int:
+    """Create the bucket when missing and turn versioning on; an existing bucket is changed
+    only with --yes (without it, what would change is printed).
+
+    Example: taydash store init --object-lock-days 30
+    """
+    state = _setup()
+    from taydash_hooks.commands import store_init as core
+
+    return core.run(state.dir, object_lock_days, yes)
+
+
+@cli.group()
+@common
 def objects() -> None:
     """Object versions in the store.
 

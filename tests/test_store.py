@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,3 +288,45 @@ def test_a_delete_is_checked_on_every_backend(store: Store) -> None:
     store.put_stream("vm-backups/v1_20260101_000000-aaaa1111/part", io.BytesIO(b"x" * 10))
     store.delete_prefix("vm-backups/v1_20260101_000000-aaaa1111/")
     assert store.keys("vm-backups/") == []
+
+
+def _init(repos_dir: Path, s3: services.S3Server, bucket: str, *args: str) -> subprocess.CompletedProcess[str]:
+
+    from testing.gitrepo import taydash
+
+    (repos_dir / ".taydash.toml").write_text(
+        f'[snapshots]\nstore = "s3://{bucket}/x"\n'
+        f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n')
+    return taydash("store", "init", *args, cwd=repos_dir, env={**os.environ, **s3.env()})
+
+
+@pytest.mark.parametrize("server", ["s3", "s3rver"])
+def test_store_init_prepares_a_bucket_and_asks_before_changing_one(
+        request: pytest.FixtureRequest, server: str, tmp_path: Path) -> None:
+    import secrets
+
+    from testing.gitrepo import run
+
+    s3 = request.getfixturevalue(server)
+    work = tmp_path / "work"
+    run("git", "init", "-q", work)
+    fresh = f"taydash-init-{secrets.token_hex(4)}"
+    proc = _init(work, s3, fresh)
+    if server == "s3rver":  # no versioning at all: the bucket is made, and the gap is said
+        assert proc.returncode == 3 and "may not support versioning" in proc.stderr, proc.stderr
+        assert s3.client().bucket_exists(fresh)
+        return
+    assert proc.returncode == 0 and f"created bucket {fresh}" in proc.stderr, proc.stderr
+    assert s3.client().get_bucket_versioning(fresh).status == "Enabled"
+    plain = f"taydash-plain-{secrets.token_hex(4)}"
+    s3.client().make_bucket(plain)
+    proc = _init(work, s3, plain)
+    assert proc.returncode == 0 and "would turn versioning on" in proc.stderr
+    assert s3.client().get_bucket_versioning(plain).status != "Enabled"  # not without --yes
+    proc = _init(work, s3, plain, "--yes")
+    assert proc.returncode == 0 and "turned versioning on" in proc.stderr
+    assert s3.client().get_bucket_versioning(plain).status == "Enabled"
+    locked = f"taydash-locked-{secrets.token_hex(4)}"
+    proc = _init(work, s3, locked, "--object-lock-days", "7")
+    assert proc.returncode == 0 and "with Object Lock" in proc.stderr
+    s3.client().get_object_lock_config(locked)  # raises when there is none

@@ -314,7 +314,8 @@ def test_doctor_on_an_s3_store(repos: Repos, s3: services.S3Server) -> None:
     assert "FAIL S3 credentials" in proc.stdout and "TAYDASH_S3_ACCESS_KEY" in proc.stdout
     assert "FAIL no-vmbackup-here" in proc.stdout and "apt-get install victoria-metrics" in proc.stdout
     proc = taydash("doctor", cwd=repos.work, env={**os.environ, **s3.env()})
-    assert "FAIL bucket versioning" in proc.stdout and "mc version enable" in proc.stdout
+    assert "FAIL bucket versioning" in proc.stdout and "taydash store init --yes" in proc.stdout
+    assert f"mc version enable ALIAS/{bucket}" in proc.stdout  # the real name, no placeholder
     assert s3.client().get_bucket_versioning(bucket).status != "Enabled"  # doctor only looks
 
 

@@ -111,8 +111,9 @@ def _store(repo: git.Repo, cfg: Config) -> list[Check]:
     if health.ok and health.versioning is not None:
         bucket = cfg.snapshots.store[len("s3://"):].partition("/")[0]
         found.append(Check("bucket versioning", health.versioning == "Enabled", health.versioning,
-                             f"mc version enable ALIAS/{bucket} (or allow "
-                             "s3:PutBucketVersioning for these credentials)"))
+                             f"taydash store init --yes (or: aws s3api put-bucket-versioning "
+                             f"--bucket {bucket} --versioning-configuration Status=Enabled; or: "
+                             f"mc version enable ALIAS/{bucket})"))
     return found
 
 

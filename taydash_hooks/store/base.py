@@ -123,6 +123,11 @@ class Store(Protocol):
         cannot keep a backup's promises (one writer per key; Object Lock when asked for)."""
         ...
 
+    def init(self, lock_days: int, apply: bool) -> list[str]:
+        """`taydash store init`: make the store ready (bucket, versioning, Object Lock at
+        creation); an existing one changes only with ``apply``. One line per step."""
+        ...
+
     def put_bytes(self, key: str, data: bytes) -> Written:
         """Store a small object (manifest, sidecar) with a conditional create: when another
         writer got there first, raises :class:`KeyTaken` and nothing is replaced."""

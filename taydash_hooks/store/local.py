@@ -151,6 +151,15 @@ class FileStore:
     def prepare_writes(self) -> None:
         return None
 
+    def init(self, lock_days: int, apply: bool) -> list[str]:
+        """Create the folder (0700); a folder keeps no versions and has no Object Lock."""
+        existed = self.root.is_dir()
+        self._writable_dir(self.root)
+        said = [f"{self.url} exists" if existed else f"created {self.url} (mode 0700)"]
+        if lock_days:
+            said.append("a file:// store has no Object Lock: object_lock_days applies to S3 only")
+        return said
+
     def adopt(self, prefix: str) -> None:
         base = self._path(prefix.rstrip("/"))
         for dirpath, _, filenames in os.walk(base):

@@ -192,8 +192,8 @@ class S3Store:
         found = self.features()
         if found.versioning != "Enabled":
             log.warning("bucket %s has versioning %s: an overwritten or deleted backup cannot be "
-                        "recovered from an older version (turn it on: mc version enable "
-                        "ALIAS/%s)", self.bucket, found.versioning.lower(), self.bucket)
+                        "recovered from an older version (turn it on: taydash store init --yes)",
+                        self.bucket, found.versioning.lower())
         self._checked = True
 
     # --- what the server really does -----------------------------------------------
@@ -262,6 +262,44 @@ class S3Store:
                     self.client.remove_object(self.bucket, name, version_id=version)
         lock = self._bucket_locked() if self.cfg.object_lock_days > 0 else None
         return Features(status, listing, conditional, lock)
+
+    def init(self, lock_days: int, apply: bool) -> list[str]:
+        """Create the bucket when missing (with Object Lock when ``lock_days``; only possible
+        at creation), turn versioning on; on an existing bucket change nothing unless
+        ``apply``. What was (or would be) done, one line each."""
+        from minio.commonconfig import ENABLED
+        from minio.versioningconfig import VersioningConfig
+
+        said: list[str] = []
+        if not self.call(self.client.bucket_exists, self.bucket):
+            self.call(self.client.make_bucket, self.bucket, object_lock=lock_days > 0)
+            said.append(f"created bucket {self.bucket}" + (" with Object Lock" if lock_days else ""))
+            exists = False
+        else:
+            exists = True
+            if lock_days and not self._bucket_locked():
+                said.append(f"bucket {self.bucket} has no Object Lock, and it can only be chosen "
+                            "when a bucket is created: use a new bucket for object_lock_days")
+        status = self.call(self.client.get_bucket_versioning, self.bucket).status
+        if status != ENABLED:
+            if exists and not apply:
+                said.append(f"would turn versioning on for bucket {self.bucket} (it is "
+                            f"{(status or 'off').lower()}); nothing changed without --yes")
+            else:
+                from minio.error import S3Error
+
+                try:
+                    self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
+                    said.append(f"turned versioning on for bucket {self.bucket}")
+                except S3Error as exc:
+                    raise environment(f"the S3 server at {self.cfg.endpoint} refused to turn "
+                                      f"versioning on for bucket {self.bucket} ({exc.code}): it "
+                                      "may not support versioning.") from None
+        elif exists:
+            said.append(f"bucket {self.bucket} exists with versioning on: nothing to do")
+        self._features = None
+        self.features(refresh=True)
+        return said
 
     def prepare_writes(self) -> None:
         self.ensure_bucket()
@@ -575,7 +613,10 @@ class S3Store:
         # Read-only: doctor reports, it does not switch versioning on itself.
         if not self.call(self.client.bucket_exists, self.bucket):
             return Health(False, f"bucket {self.bucket} does not exist",
-                          fix=f"mc mb ALIAS/{self.bucket} (with versioning)")
+                          fix=f"taydash store init (or: aws s3api create-bucket --bucket "
+                              f"{self.bucket} && aws s3api put-bucket-versioning --bucket "
+                              f"{self.bucket} --versioning-configuration Status=Enabled; or: mc mb "
+                              f"ALIAS/{self.bucket} && mc version enable ALIAS/{self.bucket})")
         status = self.call(self.client.get_bucket_versioning, self.bucket).status
         from minio.error import S3Error
 
