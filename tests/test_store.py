@@ -290,8 +290,8 @@ def test_a_delete_is_checked_on_every_backend(store: Store) -> None:
     assert store.keys("vm-backups/") == []
 
 
-def _init(repos_dir: Path, s3: services.S3Server, bucket: str, *args: str) -> subprocess.CompletedProcess[str]:
-
+def _init(repos_dir: Path, s3: services.S3Server, bucket: str,
+          *args: str) -> subprocess.CompletedProcess[str]:
     from testing.gitrepo import taydash
 
     (repos_dir / ".taydash.toml").write_text(
