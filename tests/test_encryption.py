@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from testing import services
@@ -94,3 +95,21 @@ def test_doctor_warns_when_vmbackup_files_would_be_stored_in_clear(repos: Repos,
     s3.client().set_bucket_encryption(bucket, SSEConfig(Rule.new_sse_s3_rule()))
     proc = taydash("doctor", cwd=repos.work, env=env)
     assert "OK   bucket default encryption" in proc.stdout and "AES256" in proc.stdout
+
+
+def test_an_unknown_recipient_is_never_looked_up_over_the_network(snap: Snap,
+                                                                   tmp_path: Path) -> None:
+    # Without --auto-key-locate local, gpg asks WKD (DNS, then HTTPS) for an unknown address.
+    snap.repos.configure(snap.toml.replace(
+        'on_tag = ["v*"]', 'on_tag = ["v*"]\nencrypt_to = ["nobody@taydash-wkd.example"]'))
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    trace = tmp_path / "connect.trace"
+    proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace),
+                           sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0",
+                           "--only", "postgres"],
+                          cwd=snap.repos.work, env=snap.env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "nobody@taydash-wkd.example" in proc.stderr, proc.stderr
+    inet = [ln for ln in trace.read_text().splitlines()
+            if "AF_INET" in ln and "127.0.0.1" not in ln and "::1" not in ln]
+    assert inet == [], inet  # the only connections are the local PostgreSQL's

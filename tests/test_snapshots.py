@@ -490,3 +490,21 @@ def test_restore_with_jobs(snap: Snap) -> None:
         assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
     finally:
         snap.pg.drop_db(target)
+
+
+def test_show_names_each_artifact_and_get_writes_privately(snap: Snap, tmp_path: Path) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    proc = snap.cli("backups", "show", "v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert f"postgres {snap.db}" in proc.stdout and "postgres roles" in proc.stdout
+    assert "tools     " in proc.stdout and "pg_dump" in proc.stdout
+    art = snap.artifact("v0.1.0", "postgres")
+    out = tmp_path / "copy.dump"
+    old = os.umask(0o022)
+    try:
+        proc = snap.cli("objects", "get", str(art["key"]), "--version-id",
+                        str(art["version_id"] or "null"), "-o", str(out))
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_mode & 0o777 == 0o600

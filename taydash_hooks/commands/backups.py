@@ -66,8 +66,11 @@ def show(cwd: Path, tag: str, as_json: bool) -> int:
     out(f"tagger    {doc.tagger}")
     out(f"created   {doc.created}")
     out(f"store     {doc.store}")
+    out("tools     " + ", ".join(f"{k} {v}" for k, v in sorted(doc.tools.items())))
+    if doc.partial:
+        out(f"partial   lacks {', '.join(doc.missing_kinds)}")
     for a in doc.artifacts:
-        out(f"  {a.kind:<16} {a.key}  {a.size} bytes  sha256 {a.sha256}")
+        out(f"  {kinds.get(a.kind).label(a):<28} {a.key}  {a.size} bytes  sha256 {a.sha256}")
     return Exit.OK
 
 

@@ -46,7 +46,9 @@ def get(cwd: Path, key: str, version_id: str, output: Path) -> int:
     want = expected_sha(store, key)
     tmp = output.with_name(f".{output.name}.partial")
     try:
-        with store.open(key, version_id) as src, tmp.open("wb") as out:
+        # 0600 from the first byte: a dump holds password hashes and every row.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with store.open(key, version_id) as src, os.fdopen(fd, "wb") as out:
             got = copy_hashing(src, out)
         if want is not None and got != want:
             raise refused(f"version {version_id} of {key} has SHA-256 {got[:16]}..., "

@@ -18,7 +18,7 @@ from typing import IO, Any
 from taydash_hooks import process
 from taydash_hooks.errors import Exit, TaydashError, environment, refused
 from taydash_hooks.results import Check
-from taydash_hooks.tags.signatures import gpg_program
+from taydash_hooks.tags.signatures import LOCAL_ONLY, gpg_program
 
 CHUNK = 1024 * 1024
 
@@ -26,7 +26,8 @@ CHUNK = 1024 * 1024
 def encrypt_argv(recipients: tuple[str, ...]) -> list[str]:
     """gpg encrypting stdin to stdout for ``recipients`` (no compression: dumps already are)."""
     to = [arg for r in recipients for arg in ("--recipient", r)]
-    return [gpg_program(), "--batch", "--no-tty", "--trust-model", "always", "--compress-algo",
+    return [gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--trust-model", "always",
+            "--compress-algo",
             "none", "--encrypt", *to, "--output", "-"]
 
 
@@ -115,7 +116,8 @@ def decrypting_stream(source: Any, what: str, timeout: float) -> Iterator[IO[byt
 @contextlib.contextmanager
 def _gpg_decrypt(stdin: Any, source: Any, what: str, timeout: float) -> Iterator[IO[bytes]]:
     with tempfile.TemporaryFile(prefix="taydash-gpg-") as status, \
-            process.popen([gpg_program(), "--batch", "--no-tty", "--status-fd", "2", "--decrypt"],
+            process.popen([gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--status-fd", "2",
+                           "--decrypt"],
                           stdin=stdin, stdout=subprocess.PIPE, stderr=status) as gpg:
         assert gpg.stdout is not None
         feeder = None
@@ -173,7 +175,8 @@ def _judge(lines: list[str], rc: int, failed: bool, what: str) -> None:
 def recipient_check(who: str) -> Check:
     """Whether ``who`` has a public key in the keyring that can encrypt (doctor), with the fix."""
     try:
-        res = process.run([gpg_program(), "--batch", "--with-colons", "--list-keys", "--", who],
+        res = process.run([gpg_program(), "--batch", *LOCAL_ONLY, "--with-colons", "--list-keys",
+                           "--", who],
                           timeout=30)
     except (process.Timeout, TaydashError) as exc:
         return Check(f"recipient {who}", False, str(exc))

@@ -93,9 +93,9 @@ class Signer:
         without asking (a passphrase and no agent), never a prompt."""
         if self.fmt == "ssh":
             return self._ssh(data)
-        from taydash_hooks.tags.signatures import gpg_program, signature_timeout
+        from taydash_hooks.tags.signatures import LOCAL_ONLY, gpg_program, signature_timeout
 
-        argv = [gpg_program(), "--batch", "--no-tty", "--pinentry-mode", "error",
+        argv = [gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--pinentry-mode", "error",
                 "--status-fd", "2", "--armor", "--detach-sign", "--local-user", self.key]
         try:
             res = process.run(argv, input=data, timeout=signature_timeout())

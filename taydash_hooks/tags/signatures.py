@@ -36,6 +36,11 @@ def gpg_program() -> str:
     return os.environ.get("TAYDASH_GPG", "gpg")
 
 
+# Every gpg call uses the local keyring only: an unknown recipient or signer is never looked
+# up over the network (WKD, keyservers), it fails at once with the fix.
+LOCAL_ONLY = ("--auto-key-locate", "clear,local", "--no-auto-key-retrieve")
+
+
 def _gpgv() -> str:
     return os.environ.get("TAYDASH_GPGV", "gpgv")
 

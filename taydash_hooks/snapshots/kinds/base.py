@@ -106,6 +106,10 @@ class SnapshotKind(Protocol):
         (the last part of a key): a tag whose keys would not fit a file name is refused first."""
         ...
 
+    def label(self, art: Artifact) -> str:
+        """How ``backups show`` names one artifact ("postgres app", "postgres roles")."""
+        ...
+
     def tool_versions(self, cfg: Config) -> dict[str, str]:
         """The versions of the tools this kind runs, for the manifest."""
         ...

@@ -165,6 +165,9 @@ class ConfigBundle:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.config and cfg.snapshots.config.paths)
 
+    def label(self, art: Artifact) -> str:
+        return self.name
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         return [f"{run}.tar.gz.gpg"]
 

@@ -479,6 +479,10 @@ class Postgres:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.postgres)
 
+    def label(self, art: Artifact) -> str:
+        dump = PgDump.of(art)
+        return "postgres roles" if dump.roles else f"postgres {dump.database or ''}".strip()
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         database = max(settings(cfg).databases, key=len, default="")
         return [f"{run}_{database}.dump.zst.gpg.sha256", f"{run}_roles.sql.gpg.sha256"]

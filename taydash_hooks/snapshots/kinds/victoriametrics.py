@@ -362,6 +362,9 @@ class VictoriaMetrics:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.victoriametrics)
 
+    def label(self, art: Artifact) -> str:
+        return self.name
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         return [run]  # the prefix vm-backups/<run>/; vmbackup's own names below it are short
 
