@@ -212,9 +212,12 @@ def validate(rev: str) -> int:
 @click.option("--all", "all_tags", is_flag=True, help="Every local tag matching tags.release.")
 @click.option("--ci", is_flag=True, help="Judge the tag this GitHub Actions / GitLab CI run is for "
                                          "(the hosted remote's server-side check).")
+@click.option("--explain", metavar="NAME",
+              help="Say which naming rule NAME breaks and the nearest name that passes.")
 @json_option
 @common
-def check_tags(tags: tuple[str, ...], all_tags: bool, ci: bool, as_json: bool) -> int:
+def check_tags(tags: tuple[str, ...], all_tags: bool, ci: bool, explain: str | None,
+               as_json: bool) -> int:
     """Policy verdict (signer, kind, accept/reject, reason) for each TAG.
 
     Example: taydash check-tags --all
@@ -222,6 +225,8 @@ def check_tags(tags: tuple[str, ...], all_tags: bool, ci: bool, as_json: bool) -
     state = _setup()
     from taydash_hooks.commands import check_tags as tag_report
 
+    if explain is not None:
+        return tag_report.explain(state.dir, explain, as_json)
     if ci:
         if tags or all_tags:
             raise click.UsageError("--ci judges the CI run's own tag; name no TAG and no --all.")
@@ -390,7 +395,10 @@ def restore() -> None:
 def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
                port: int | None, user: str | None, with_roles: bool,
                allow_privileged_roles: bool, trust_unsigned_roles: bool, jobs: int) -> int:
-    """Verify the dump's checksum, create TARGET_DB and pg_restore into it.
+    """Create TARGET_DB and restore the dump into it in one pass, its checksum checked.
+
+    The server is [snapshots.postgres] host, port and user unless --host/--port/--user say
+    otherwise; TARGET_DB must not exist there (nothing existing is ever touched).
 
     Example: taydash restore db v1.2.0 --target-db app --host new-cluster --with-roles
     """
@@ -589,6 +597,10 @@ def verify(tag: str, as_json: bool) -> int:
 @common
 def drill(last: int, as_json: bool) -> int:
     """Restore drill over the last N release tags, as a table.
+
+    Side effects: each tag's dump is restored for real into a scratch database
+    (taydash_drill_<random>) on the configured PostgreSQL server, often production, which is
+    dropped afterwards; VictoriaMetrics and the config bundle go to a temporary folder.
 
     Example: taydash drill --last 3
     """

@@ -454,3 +454,20 @@ def test_the_shipped_ci_files_run_the_ci_check() -> None:
     assert gh[True]["push"]["tags"] == ["*"]  # YAML reads the key `on` as true
     gl = yaml.safe_load((ROOT / "ci" / "gitlab-ci.yml").read_text())
     assert "taydash check-tags --ci" in gl["taydash-check-tags"]["script"]
+
+
+@pytest.mark.parametrize(("name", "nearest", "rule"), [
+    ("v1.2", "v1.2.0", "three numbers"),
+    ("0.1.0", "v0.1.0", "lowercase v"),
+    ("v01.0.0", "v1.0.0", "leading zeros"),
+    ("v0.1.0-adr-1", "v0.1.0-adr-001", "three or more digits"),
+    ("v0.1.0-Foo", "v0.1.0-milestone-foo", "lowercase"),
+    ("v0.1.0-milestone-mqtt", None, "follows"),
+])
+def test_check_tags_explain_says_the_rule_and_the_nearest_name(repos: Repos, name: str,
+                                                               nearest: str | None,
+                                                               rule: str) -> None:
+    proc = taydash("check-tags", "--explain", name, "--json", cwd=repos.work)
+    doc = json.loads(proc.stdout)
+    assert rule in doc["rule"] and doc["nearest"] == nearest, doc
+    assert proc.returncode == (0 if nearest is None else 1)

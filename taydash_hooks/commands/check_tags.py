@@ -98,3 +98,25 @@ def run(cwd: Path, names: list[str], all_tags: bool, as_json: bool) -> int:
             print(f"{v.tag:<{width}}  {v.kind or '-':<7}  {verdict:<7}  {v.signer or '-':<40}  "
                   f"{v.reason}")
     return Exit.OK if all(v.ok for v in verdicts) else Exit.REFUSED
+
+
+def explain(cwd: Path, name: str, as_json: bool) -> int:
+    """Which naming rule ``name`` breaks and the nearest valid name; exit 1 when it breaks one."""
+    from taydash_hooks.tags.naming import explain as why_not
+    from taydash_hooks.tags.naming import naming_problem
+
+    repo = git.find_repo(cwd)
+    cfg = config_mod.load(repo)
+    naming = cfg.tags.naming if cfg.tags else "convention"
+    problem = naming_problem(name, naming)
+    if naming != "convention":
+        rule, nearest = (problem or "it matches tags.naming"), None
+    else:
+        rule, nearest = why_not(name)
+    if as_json:
+        emit_json({"name": name, "ok": problem is None, "rule": rule, "nearest": nearest})
+    elif problem is None:
+        say(f"{name}: passes ({naming}).")
+    else:
+        say(f"{name}: {rule}." + (f" Nearest valid name: {nearest}" if nearest else ""))
+    return Exit.OK if problem is None else Exit.REFUSED

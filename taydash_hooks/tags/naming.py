@@ -64,3 +64,56 @@ def version_key(name: str) -> tuple[int, tuple[int, ...], int, str]:
         return (1, (), 0, name)
     return (0, (int(m.group(1)), int(m.group(2)), int(m.group(3))), 0 if m.group(4) is None else 1,
             name)
+
+
+_LOOSE = re.compile(r"\s*[vV]?\s*([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?(.*)")
+_SUFFIXES = ("checkpoint", "milestone", "adr", "release-candidate", "rc", "before", "known-good",
+             "emergency-backup", "with-data")
+
+
+def explain(name: str) -> tuple[str, str | None]:
+    """Which rule of the convention ``name`` breaks, and the nearest name that passes (None
+    when there is nothing near): ``v1.2`` -> ``v1.2.0``, ``v0.1.0-adr-1`` -> ``v0.1.0-adr-001``."""
+    if CONVENTION.fullmatch(name):
+        return "it follows the naming convention", None
+    m = _LOOSE.fullmatch(name)
+    if m is None:
+        return (f"it does not start with a version: the convention is {CONVENTION_TEXT}",
+                None)
+    major, minor, patch, rest = m.group(1), m.group(2), m.group(3), m.group(4)
+    problems = []
+    if not name.startswith("v"):
+        problems.append("it must start with a lowercase v")
+    if minor is None or patch is None:
+        problems.append("the version needs three numbers, MAJOR.MINOR.PATCH")
+    parts = [major, minor or "0", patch or "0"]
+    if any(len(p) > 1 and p.startswith("0") for p in parts):
+        problems.append("version numbers have no leading zeros")
+    base = "v" + ".".join(str(int(p)) for p in parts)
+    suffix = rest.strip().lower().replace("_", "-").replace(" ", "-")
+    if suffix != rest.strip():
+        problems.append("the suffix is lowercase letters, digits and hyphens")
+    fixed = ""
+    if suffix:
+        body = suffix.lstrip("-")
+        kind = next((k for k in sorted(_SUFFIXES, key=len, reverse=True)
+                     if body == k or body.startswith(k + "-") or
+                     (k == "rc" and re.fullmatch(r"rc[0-9]+", body))), None)
+        if kind == "adr":
+            digits = re.sub(r"[^0-9]", "", body[len("adr"):])
+            if len(digits) < 3:
+                problems.append("an ADR number has three or more digits (-adr-001)")
+            fixed = f"-adr-{int(digits or 0):03d}" if digits else ""
+        elif kind is not None:
+            word = re.sub(r"[^a-z0-9-]+", "-", body).strip("-")
+            fixed = f"-{word}"
+        else:
+            problems.append("the suffix must be one of -checkpoint-<word>, -milestone-<word>, "
+                            "-adr-<NNN>, -release-candidate, -rc<N>, -before-<word>, "
+                            "-known-good, -emergency-backup, -with-data")
+            word = re.sub(r"[^a-z0-9-]+", "-", body).strip("-")
+            fixed = f"-milestone-{word}" if word else ""
+    nearest = base + fixed
+    if not CONVENTION.fullmatch(nearest):
+        nearest = base
+    return "; ".join(problems) or "it does not follow the naming convention", nearest
