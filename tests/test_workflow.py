@@ -160,7 +160,10 @@ def test_release_versions_and_changelog(flow: Flow) -> None:
     assert "Features:\n- add sensors endpoint" in msg and "Fixes:\n- off-by-one in window" in msg
     assert "Other:\n- docs: readme" in msg
     assert flow.repos.remote_ref("refs/tags/v0.1.0") is None  # no --push
+    assert "push it when ready: git push origin HEAD v0.1.0" in proc.stderr  # the next step
     assert (flow.store / "manifests" / "v0.1.0.json").exists()
+    verify = flow.cli("verify", "v0.1.0")
+    assert verify.returncode == 1 and "push it: git push origin v0.1.0" in verify.stdout
     flow.repos.git("tag", "v0.9.9-rc1", env={**os.environ, "TAYDASH_SKIP": "tags,snapshot"})
     flow.repos.commit("fix: another")
     proc = flow.cli("release", "patch", "--yes", "--push")

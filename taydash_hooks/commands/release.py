@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from taydash_hooks import git
-from taydash_hooks.errors import refused
+from taydash_hooks.errors import TaydashError, refused
 from taydash_hooks.lifecycle.backup import BackupPlan, Confirm, backup
-from taydash_hooks.output import line
+from taydash_hooks.output import line, say
 
 _SEMVER = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-.*)?")
 _CONVENTIONAL = re.compile(r"(?P<type>[a-z]+)(?:\([^)]*\))?!?:\s*(?P<text>.+)")
@@ -81,7 +81,22 @@ def release(cwd: Path, part: str, description: str | None, yes: bool, push: bool
         line(f"  | {text}")
     if not yes and not confirm(f"Create {tag}{' and push it' if push else ''}?"):
         raise refused("release cancelled; nothing was created.")
-    return backup(cwd, BackupPlan(tag, message, push=push, yes=True), confirm)
+    code = backup(cwd, BackupPlan(tag, message, push=push, yes=True), confirm)
+    if code == 0 and not push:
+        # The next step, said: verify and drill check the remote and a fresh clone of it.
+        remote = _remote_or_origin(repo)
+        say(f"{tag} is local only; push it when ready: git push {remote} HEAD {tag} "
+            f"(then taydash verify {tag})")
+    return code
+
+
+def _remote_or_origin(repo: git.Repo) -> str:
+    from taydash_hooks.lifecycle.verification import remote_name
+
+    try:
+        return remote_name(repo)
+    except TaydashError:
+        return "origin"
 
 
 def _names_elsewhere(repo: git.Repo, push: bool) -> list[str]:

@@ -57,7 +57,8 @@ def _remote_check(repo: git.Repo, remote: str, tag: str) -> Check:
     local = git.rev_parse(f"refs/tags/{tag}", repo.root)
     theirs = ls_remote(repo.root, remote, f"refs/tags/{tag}").get(f"refs/tags/{tag}")
     if theirs is None:
-        return Check("remote", False, f"{tag} is not on {remote}")
+        return Check("remote", False, f"{tag} is not on {remote} (push it: git push {remote} "
+                                      f"{tag})")
     if local and theirs != local:
         return Check("remote", False, f"{remote} has {tag} as {theirs[:12]}, local is {local[:12]}")
     return Check("remote", True, f"{remote} has {tag} ({theirs[:12]})")
@@ -83,7 +84,8 @@ def _clone(repo: git.Repo, remote: str, tag: str, dest: Path) -> Check:
     res = git.git("-C", str(dest), "checkout", "--quiet", "--detach", f"refs/tags/{tag}",
                   env=env, check=False)
     if res.returncode != 0:
-        return Check("clone", False, f"{tag} cannot be checked out in a fresh clone")
+        return Check("clone", False, f"{tag} cannot be checked out in a fresh clone of {remote} "
+                                     f"(push it and its commits: git push {remote} HEAD {tag})")
     return Check("clone", True, f"fresh clone at {tag}")
 
 
