@@ -227,3 +227,26 @@ def test_sigkill_of_the_hook_kills_validation_and_the_next_run_cleans_up(repos: 
     listed = run("git", "worktree", "list", "--porcelain", cwd=repos.work).stdout
     assert "taydash-validate-" not in listed
     assert not Path(left[0]).parent.exists()
+
+
+def test_the_sweep_leaves_other_repositories_runs_alone(repos: Repos, tmp_path: Path) -> None:
+    # A killed run's temp folder of another repository (its owner file names that one).
+    import tempfile
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    other = Path(tempfile.mkdtemp(prefix="taydash-validate-"))
+    (other / "owner").write_text(f"{dead.pid}\n/somewhere/else/.git\n")
+    mine = Path(tempfile.mkdtemp(prefix="taydash-validate-"))
+    (mine / "owner").write_text(f"{dead.pid}\n{(repos.work / '.git').resolve()}\n")
+    repos.write("check.sh", "#!/bin/sh\nexit 0\n", 0o755)
+    repos.configure('[validate]\ncommands = ["./check.sh"]\ncache = false\n')
+    try:
+        proc = taydash("validate", cwd=repos.work)
+        assert proc.returncode == 0, proc.stderr
+        assert not mine.exists() and other.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(other, ignore_errors=True)
+        shutil.rmtree(mine, ignore_errors=True)

@@ -74,7 +74,9 @@ def temporary_worktree(repo: git.Repo, commit: str) -> Iterator[Path]:
     next gate recognises it as a dead run's and removes it (:func:`prune_dead_worktrees`).
     """
     base = Path(tempfile.mkdtemp(prefix=WORKTREE_PREFIX))
-    (base / OWNER).write_text(f"{os.getpid()}\n")
+    # Our pid and our repository: a later gate of this repository (and only of this one)
+    # recognises a killed run's folder by them.
+    (base / OWNER).write_text(f"{os.getpid()}\n{repo.common_dir.resolve()}\n")
     path = base / "tree"
     env = git.no_git_env()
     try:
@@ -128,12 +130,16 @@ WORKTREE_PREFIX = "taydash-validate-"
 OWNER = "owner"
 
 
-def _dead_owner(base: Path) -> bool:
-    """True when ``base`` is one of our temp folders whose run is gone."""
+def _dead_owner(base: Path, repo: git.Repo) -> bool:
+    """True when ``base`` is a temp folder of a gate of ``repo`` whose run is gone (another
+    repository's runs are its own gate's business)."""
     try:
         st = os.lstat(base)
-        pid = int((base / OWNER).read_text().split()[0])
+        owner = (base / OWNER).read_text().splitlines()
+        pid = int(owner[0])
     except (OSError, ValueError, IndexError):
+        return False
+    if len(owner) < 2 or owner[1] != str(repo.common_dir.resolve()):
         return False
     if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode):
         return False
@@ -156,13 +162,13 @@ def prune_dead_worktrees(repo: git.Repo) -> list[Path]:
         if not line.startswith("worktree "):
             continue
         path = Path(line[len("worktree "):])
-        if path.parent.name.startswith(WORKTREE_PREFIX) and _dead_owner(path.parent):
+        if path.parent.name.startswith(WORKTREE_PREFIX) and _dead_owner(path.parent, repo):
             git.git("--git-dir", str(repo.common_dir), "worktree", "remove", "--force", str(path),
                     env=env, check=False)
             shutil.rmtree(path.parent, ignore_errors=True)
             gone.append(path.parent)
     for base in Path(tempfile.gettempdir()).glob(f"{WORKTREE_PREFIX}*"):
-        if _dead_owner(base):
+        if _dead_owner(base, repo):
             shutil.rmtree(base, ignore_errors=True)
             gone.append(base)
     if gone:
