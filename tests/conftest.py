@@ -38,6 +38,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_gpg_agent_left(tmp_path: Path) -> Iterator[None]:
+    """Every keyring a test made under its tmp_path is closed when the test is done (the
+    suite used to leave a gpg-agent per such keyring running)."""
+    yield
+    keys.close_keyrings(tmp_path)
+
+
 @pytest.fixture
 def repos(tmp_path: Path) -> Repos:
     require("git", "apt-get install git")

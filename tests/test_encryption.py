@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from testing import services
@@ -113,3 +114,17 @@ def test_an_unknown_recipient_is_never_looked_up_over_the_network(snap: Snap,
     inet = [ln for ln in trace.read_text().splitlines()
             if "AF_INET" in ln and "127.0.0.1" not in ln and "::1" not in ln]
     assert inet == [], inet  # the only connections are the local PostgreSQL's
+
+
+def test_a_keyring_a_test_makes_is_closed_when_it_is_done(gnupghome: object,
+                                                          tmp_path: Path) -> None:
+    from testing import keys
+
+    env = _home_without_secret_key(tmp_path)  # imports a key: gpg starts an agent there
+    subprocess.run(["gpg", "--batch", "--list-secret-keys"], env=env, capture_output=True)
+    assert keys.agents(tmp_path), "gpg started no agent: this test proves nothing"
+    keys.close_keyrings(tmp_path)  # what the autouse fixture does after every test
+    deadline = time.monotonic() + 10
+    while keys.agents(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert keys.agents(tmp_path) == []

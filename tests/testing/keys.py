@@ -127,3 +127,29 @@ def make_ssh_key(folder: Path, name: str) -> SshKey:
 def allowed_signers_line(key: SshKey, options: str = 'namespaces="git"') -> str:
     kind, blob = key.public.split()[:2]
     return f"{key.principal} {options} {kind} {blob}\n"
+
+
+def agents(under: Path) -> list[int]:
+    """Pids of the gpg-agents whose home is below ``under``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"gpg-agent") and any(
+                str(under).encode() in a for a in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def close_keyrings(under: Path) -> None:
+    """``gpgconf --kill all`` for every GnuPG home below ``under``."""
+    if not under.exists():
+        return
+    homes = {p.parent for p in under.rglob("pubring.kbx")} | {
+        p.parent for p in under.rglob("S.gpg-agent*")}
+    for home in homes:
+        run("gpgconf", "--homedir", str(home), "--kill", "all", check=False)
