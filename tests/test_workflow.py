@@ -583,3 +583,24 @@ def test_drill_checks_the_environment_rebuild(flow: Flow) -> None:
     proc = flow.cli("drill", "--last", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "secret" not in proc.stdout
+
+
+def test_doctor_warns_before_the_signing_key_expires(repos: Repos, tmp_path: Path) -> None:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    run("gpg", "--batch", "--passphrase", "", "--quick-generate-key", "Soon <soon@example.test>",
+        "ed25519", "sign", "10d", env=env)
+    fpr = next(line.split(":")[9] for line in run(
+        "gpg", "--batch", "--with-colons", "--list-secret-keys", env=env).stdout.splitlines()
+        if line.startswith("fpr:"))
+    repos.git("config", "user.signingkey", fpr)
+    repos.configure(f'[tags]\nopenpgp_fingerprints = ["{fpr}"]\n')
+    proc = taydash("doctor", cwd=repos.work, env=env)
+    assert proc.returncode == 1
+    assert "OK   signing key allowed" in proc.stdout
+    assert "FAIL signing key expiry" in proc.stdout and "expires in 10 days" in proc.stdout
+    assert f"gpg --quick-set-expire {fpr}" in proc.stdout
+    repos.configure('[tags]\nopenpgp_fingerprints = ["' + "A" * 40 + '"]\n')
+    proc = taydash("doctor", cwd=repos.work, env=env)
+    assert "FAIL signing key allowed" in proc.stdout

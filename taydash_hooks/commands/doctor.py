@@ -16,7 +16,8 @@ from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.store import Store
 
 
-def _signing(root: Path) -> list[Check]:
+def _signing(root: Path, allowed: tuple[str, ...] | None = None,
+             signers_file: Path | None = None) -> list[Check]:
     def cfg(key: str) -> str:
         return git.git("config", "--get", key, cwd=root, check=False).out.strip()
 
@@ -35,6 +36,8 @@ def _signing(root: Path) -> list[Check]:
         found.append(Check("gpg.ssh.allowedSignersFile", bool(signers), signers or "not set",
                              "gpg.format=ssh needs it to verify tags: git config "
                              "gpg.ssh.allowedSignersFile .taydash/allowed_signers"))
+        if key and signers_file is not None:
+            found += _ssh_key_health(key, signers_file)
         return found
     if not key:
         secret = _secret_fingerprints()
@@ -44,12 +47,71 @@ def _signing(root: Path) -> list[Check]:
         found.append(Check("signing key", False, "user.signingkey is not set", fix))
         return found
     try:
-        res = process.run(["gpg", "--batch", "--list-secret-keys", "--", key], timeout=30)
+        res = process.run(["gpg", "--batch", "--with-colons", "--list-secret-keys", "--", key],
+                          timeout=30)
         ok = res.returncode == 0
     except (process.Timeout, TaydashError):
-        ok = False
+        ok, res = False, None
     found.append(Check("signing key", ok, key if ok else f"no secret key {key} in the keyring",
                          "import the secret key (gpg --import) or fix user.signingkey"))
+    if ok and res is not None:
+        found += _openpgp_key_health(key, res.out, allowed)
+    return found
+
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def _openpgp_key_health(key: str, colons: str, allowed: tuple[str, ...] | None) -> list[Check]:
+    """The monthly "credential recovery" check: is the signing key one the tag policy allows,
+    and does it expire within 30 days (then every tag and manifest it signs will be refused)?"""
+    import time
+
+    rows = [line.split(":") for line in colons.splitlines()]
+    sec = next((r for r in rows if r[0] == "sec"), None)
+    fpr = next((r[9] for r in rows if r[0] == "fpr" and len(r) > 9), "")
+    found = []
+    if allowed is not None:
+        found.append(Check("signing key allowed", fpr.upper() in allowed,
+                           f"{fpr} is in tags.openpgp_fingerprints" if fpr.upper() in allowed
+                           else f"{fpr or key} is not in tags.openpgp_fingerprints: the tags it "
+                                "signs are refused",
+                           f"add {fpr} to [tags] openpgp_fingerprints (and export it into "
+                           "tags.openpgp_keys), or sign with an allowed key"))
+    expires = int(sec[6]) if sec is not None and len(sec) > 6 and sec[6].isdigit() else None
+    if expires is not None:
+        days = (expires - time.time()) / 86400
+        found.append(Check("signing key expiry", days > EXPIRY_WARNING_DAYS,
+                           f"expires in {days:.0f} days ({time.strftime('%Y-%m-%d', time.gmtime(expires))})",
+                           f"extend it now: gpg --quick-set-expire {fpr} 1y (then re-export the "
+                           "public key into tags.openpgp_keys)"))
+    return found
+
+
+def _ssh_key_health(key: str, signers_file: Path) -> list[Check]:
+    """The SSH key's line in tags.allowed_signers: there at all, and its valid-before."""
+    import re
+    import time
+
+    path = Path(os.path.expanduser(key))
+    public = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")
+    try:
+        blob = (key[5:] if key.startswith("key::") else public.read_text()).split()[1]
+        lines = signers_file.read_text().splitlines()
+    except (OSError, IndexError):
+        return []
+    line = next((ln for ln in lines if blob in ln and not ln.lstrip().startswith("#")), None)
+    if line is None:
+        return [Check("signing key allowed", False, f"{key} is not in {signers_file}: the tags "
+                      "it signs are refused", f"add its line to {signers_file}")]
+    found = [Check("signing key allowed", True, f"in {signers_file}")]
+    m = re.search(r'valid-before="?([0-9]{8})', line)
+    if m:
+        until = time.mktime(time.strptime(m.group(1), "%Y%m%d"))
+        days = (until - time.time()) / 86400
+        found.append(Check("signing key expiry", days > EXPIRY_WARNING_DAYS,
+                           f"valid-before {m.group(1)} in {signers_file} ({days:.0f} days)",
+                           f"extend valid-before in {signers_file} (or rotate the key)"))
     return found
 
 
@@ -167,7 +229,11 @@ def checks(cwd: Path) -> list[Check]:
         found += _hooks(cwd, server=True)
     else:
         found += _hooks(cwd)
-        found += _signing(repo.root)
+        allowed = cfg.tags.openpgp_fingerprints if cfg.tags and "openpgp" in cfg.tags.formats \
+            else None
+        signers = cfg.path(cfg.tags.allowed_signers) if cfg.tags and "ssh" in cfg.tags.formats \
+            else None
+        found += _signing(repo.root, allowed, signers)
     if cfg.tags is not None and "openpgp" in cfg.tags.formats and cfg.tags.openpgp_fingerprints:
         keys = cfg.path(cfg.tags.openpgp_keys)
         # A fix that works when pasted: the real fingerprints, and the folder made first.
