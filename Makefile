@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo demo-compose lint system-deps s3rver bench clean
+.PHONY: test demo demo-compose lint system-deps s3rver bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ demo: $(STAMP) system-deps
 # The same lifecycle against an emulated docker compose stack (needs root: unshare, nsenter).
 demo-compose: $(STAMP) system-deps
 	$(VENV)/bin/taydash demo --compose
+
+# A wheel of this checkout (the package is not on the package index): pip install dist/*.whl
+dist: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps -w dist .
 
 bench: $(STAMP) system-deps
 	@for b in bench/*; do [ -x "$$b" ] && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b"; done

@@ -281,3 +281,32 @@ def test_a_shim_whose_package_folder_moved_still_finds_the_package(repos: Repos)
     shim.write_text(re.sub(r"INSTALL_ROOT='[^']*'", "INSTALL_ROOT='/nonexistent'", text))
     proc = repos.push("origin", "main")
     assert proc.returncode == 0 and "validated" in proc.stderr, proc.stderr
+
+
+def _fresh_venv(tmp_path: Path, name: str) -> Path:
+    venv = tmp_path / name
+    run(sys.executable, "-m", "venv", venv)
+    return venv / "bin" / "python"
+
+
+def test_the_wheel_and_a_pinned_git_url_install_into_a_fresh_venv(tmp_path: Path) -> None:
+    from testing.gitrepo import ROOT
+
+    # The package's own files, not its dependencies (those come from the package index as
+    # usual): what matters is that the hook path and the shims arrive.
+    probe = ("from taydash_hooks.install import shim_text\n"
+             "import taydash_hooks.hooks.main\n"
+             "assert 'run_python' in shim_text('pre-push') and shim_text('pre-receive')\n"
+             "print('ok')")
+    wheels = tmp_path / "wheels"
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT, timeout=300)
+    wheel = next(wheels.glob("taydash_hooks-*.whl"))
+    py = _fresh_venv(tmp_path, "from-wheel")
+    run(py, "-m", "pip", "install", "-q", "--no-deps", wheel, timeout=300)
+    assert run(py, "-c", probe, cwd=tmp_path).stdout.strip() == "ok"
+    commit = run("git", "rev-parse", "HEAD", cwd=ROOT).stdout.strip()
+    py = _fresh_venv(tmp_path, "from-git")
+    # (PEP 508's `name @ url` needs a host in the URL, which file:// lacks: the egg form.)
+    run(py, "-m", "pip", "install", "-q", "--no-deps",
+        f"git+file://{ROOT}@{commit}#egg=taydash-hooks", timeout=300)
+    assert run(py, "-c", probe, cwd=tmp_path).stdout.strip() == "ok"
