@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -604,3 +605,9 @@ def test_doctor_warns_before_the_signing_key_expires(repos: Repos, tmp_path: Pat
     repos.configure('[tags]\nopenpgp_fingerprints = ["' + "A" * 40 + '"]\n')
     proc = taydash("doctor", cwd=repos.work, env=env)
     assert "FAIL signing key allowed" in proc.stdout
+
+
+def test_doctor_reports_free_space_where_backups_are_staged_and_stored(flow: Flow) -> None:
+    proc = flow.cli("doctor")
+    assert re.search(r"OK   staging free space +[0-9.]+ GiB free in ", proc.stdout), proc.stdout
+    assert re.search(rf"OK   store free space +[0-9.]+ GiB free in {flow.store}", proc.stdout)

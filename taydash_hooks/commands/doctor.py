@@ -155,6 +155,9 @@ def _store(repo: git.Repo, cfg: Config) -> list[Check]:
     found = [Check("store", health.ok, health.detail, health.fix)]
     if health.ok and health.versioning is not None:
         found.append(_features(store, cfg))
+    root = store.properties().local_root
+    if root is not None and root.is_dir():
+        found.append(_free("store free space", root))
     if health.ok and health.encryption is not None:
         # VictoriaMetrics backups are written by vmbackup: only the bucket can encrypt them.
         has = bool(health.encryption)
@@ -177,6 +180,19 @@ def _store(repo: git.Repo, cfg: Config) -> list[Check]:
                              f"--bucket {bucket} --versioning-configuration Status=Enabled; or: "
                              f"mc version enable ALIAS/{bucket})"))
     return found
+
+
+FREE_WARNING = 1024 ** 3  # bytes: below a GiB, a dump or a restore's spool may not fit
+
+
+def _free(name: str, where: Path) -> Check:
+    """Free space where dumps or restores are staged (``--jobs``, the VictoriaMetrics
+    checks) or stored (a file:// store)."""
+    import shutil
+
+    free = shutil.disk_usage(where).free
+    return Check(name, free >= FREE_WARNING, f"{free / 1024 ** 3:.1f} GiB free in {where}",
+                 f"free space in {where} (or point TMPDIR elsewhere for staging)")
 
 
 def _features(store: Store, cfg: Config) -> Check:
@@ -243,6 +259,10 @@ def checks(cwd: Path) -> list[Check]:
         found.append(Check("tags.openpgp_keys", keys.is_file(), str(keys),
                              f"mkdir -p {folder} && gpg --export --armor {fprs} > {rel}"))
     found += _kinds(cfg)
+    if cfg.snapshots is not None:
+        import tempfile
+
+        found.append(_free("staging free space", Path(tempfile.gettempdir())))
     found += _store(repo, cfg)
     return found
 
