@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from testing.gitrepo import Repos, run, taydash
 from testing.skip import require
 
@@ -310,3 +311,38 @@ def test_the_wheel_and_a_pinned_git_url_install_into_a_fresh_venv(tmp_path: Path
     run(py, "-m", "pip", "install", "-q", "--no-deps",
         f"git+file://{ROOT}@{commit}#egg=taydash-hooks", timeout=300)
     assert run(py, "-c", probe, cwd=tmp_path).stdout.strip() == "ok"
+
+
+PLUGIN_AND_HOOKS = """repos:
+- repo: local
+  hooks:
+  - id: taydash-validate
+    name: taydash validate
+    entry: {python} -m taydash_hooks.hooks.main pre-commit validate
+    language: system
+    stages: [pre-push]
+    pass_filenames: false
+    always_run: true
+    require_serial: true
+"""
+
+
+@pytest.mark.parametrize("order", ["pre-commit first", "taydash first"])
+def test_one_validation_per_push_with_both_flavours_installed(repos: Repos, tmp_path: Path,
+                                                               order: str) -> None:
+    runs = tmp_path / "runs"
+    repos.write(".pre-commit-config.yaml", PLUGIN_AND_HOOKS.format(python=sys.executable))
+    repos.write("check.sh", f"#!/bin/sh\necho run >> {runs}\nexit 1\n", 0o755)  # fails
+    repos.configure('[validate]\ncommands = ["./check.sh"]\n')
+    if order == "pre-commit first":
+        _pre_commit_install(repos)
+        repos.install()
+    else:
+        repos.install()
+        _pre_commit_install(repos)
+    proc = repos.push("origin", "HEAD:refs/heads/feature")
+    assert proc.returncode != 0  # refused, as it must be
+    assert runs.read_text().count("run") == 1, proc.stdout + proc.stderr  # not twice
+    assert "already judged in this push" in proc.stdout + proc.stderr
+    proc = repos.push("origin", "HEAD:refs/heads/feature")  # a new push judges afresh
+    assert runs.read_text().count("run") == 2

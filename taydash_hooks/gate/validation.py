@@ -24,6 +24,7 @@ from taydash_hooks import git, process
 from taydash_hooks.config import ValidateConfig
 from taydash_hooks.errors import TaydashError, refused, usage
 from taydash_hooks.gate.cache import ValidateCache, key, profile
+from taydash_hooks.gate.this_push import ThisPush
 from taydash_hooks.output import Word
 from taydash_hooks.results import Finding
 from taydash_hooks.statefiles import open_private, private_dir
@@ -229,6 +230,7 @@ class Gate:
         self.cache = ValidateCache(repo.state_dir / "validate-cache.json") if cfg.cache else None
         self.seen: dict[str, Finding] = {}
         self._pruned = False
+        self.this_push = ThisPush(repo)
 
     def check(self, target: Target) -> Finding:
         """The verdict for ``target``'s tree (computed once per tree per run)."""
@@ -246,6 +248,9 @@ class Gate:
                 self.cache.record(k, prof, target.commit)
                 self.cache.save()
             return Finding(Word.CACHED)
+        judged = self.this_push.seen(k)
+        if judged is not None:
+            return judged
         log_dir = self.repo.state_dir / "logs"
         label = target.commit[:12]
         if self.cfg.isolate:
@@ -275,4 +280,5 @@ class Gate:
         if verdict.ok and self.cache is not None:
             self.cache.record(k, prof, target.commit)
             self.cache.save()
+        self.this_push.record(k, verdict)
         return verdict
