@@ -305,6 +305,7 @@ def test_a_manifest_that_is_not_bound_is_neither_kept_nor_deleted(snap: Snap) ->
     for tag in ("v0.1.0", "v0.2.0"):
         snap.repos.commit(tag)
         assert snap.tag(tag).returncode == 0
+        time.sleep(1.1)  # creation times a second apart: "last 1" is well defined
     forged = json.loads(snap.raw_get("manifests/v0.2.0.json"))
     forged["tag"] = "v9.9.9"
     snap.raw_put("manifests/v9.9.9.json", json.dumps(forged).encode())  # no such tag here
