@@ -104,37 +104,14 @@ def decompressed_pipe(source: IO[bytes], head: IO[bytes] | None = None,
     """
     import zstandard
 
-    read_fd, write_fd = os.pipe()
-    _wide(write_fd)
-    errors: list[BaseException] = []
+    from taydash_hooks.errors import refused
 
-    def pump() -> None:
-        try:
-            reader = zstandard.ZstdDecompressor().stream_reader(source, closefd=False)
-            left = head_bytes if head is not None else 0
-            with os.fdopen(write_fd, "wb") as out:
-                while chunk := reader.read(CHUNK):
-                    if left > 0 and head is not None:
-                        head.write(chunk[:left])
-                        left -= len(chunk[:left])
-                    out.write(chunk)
-        except BrokenPipeError:
-            pass  # the reader stopped early; its own failure is reported by the caller
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    with os.fdopen(read_fd, "rb") as plain:
-        try:
+    reader = zstandard.ZstdDecompressor().stream_reader(source, closefd=False)
+    try:
+        with pumped(reader, head, head_bytes) as plain:
             yield plain
-        finally:
-            plain.close()
-            thread.join(timeout=30)
-    if errors:
-        from taydash_hooks.errors import refused
-
-        raise refused(f"the stored dump is not a valid zstd stream ({errors[0]}).")
+    except zstandard.ZstdError as exc:
+        raise refused(f"the stored dump is not a valid zstd stream ({exc}).") from None
 
 
 def _wide(fd: int) -> int:
