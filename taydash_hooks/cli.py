@@ -256,7 +256,7 @@ def snapshot(tag: str, only: str | None) -> int:
 @cli.group()
 @common
 def backups() -> None:
-    """Manifests in the store: list, show, verify.
+    """Manifests in the store: list, show, verify, prune, delete.
 
     Example: taydash backups verify v1.2.0 --deep
     """

@@ -275,6 +275,9 @@ def test_demo_compose_runs_the_lifecycle_through_docker_compose_exec(tmp_path: P
     assert row.split()[1:8] == ["pass"] * 7, out  # the drill restored both, inside
     assert "restored demo" in out and "into demo_restored" in out
     assert "into /mnt/vm-restored inside `docker compose exec -T victoriametrics`" in out
+    tail = out[out.index("done; look at:"):]
+    assert "(gone: the demo's S3 server stopped with the stack" in tail
+    assert "s3://demo/backups/" not in tail  # no URL of a server that is gone
     log = (tmp_path / "demo" / "compose" / "state" / "argv.log").read_text()
     assert "compose exec -T victoriametrics sh -c" in log
     assert "/mnt/pgdata" not in run("ps", "-eo", "args").stdout  # the containers stopped

@@ -258,6 +258,12 @@ def run(directory: Path | None, compose: bool = False) -> int:
     banner("done; look at:")
     print(f"    work repository   {d.work}")
     print(f"    bare origin       {d.origin}")
+    if d.store_url.startswith("s3://"):
+        # The S3 server of the emulated stack stopped with it: its URLs lead nowhere now.
+        print(f"    backups           {d.store_url} (gone: the demo's S3 server stopped with "
+              f"the stack; {len(doc.get('artifacts', []))} artifacts were verified and "
+              "restored above)")
+        return Exit.OK
     where = d.store_url.removeprefix("file://")
     print(f"    backups           {where}")
     print(f"    manifest          {where}/manifests/v0.1.0.json")
