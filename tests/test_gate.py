@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testing.gitrepo import Repos, run, taydash
+from testing.gitrepo import PRE_COMMIT, Repos, run, taydash
 
 CHECK_OK = ('#!/bin/sh\necho "validated $(git rev-parse --short HEAD 2>/dev/null)" '
             '>> "$MARKER_DIR/runs"\ntest -f ok || { echo "ok file missing"; exit 1; }\n')
@@ -263,18 +263,6 @@ def test_skip_is_loud(gate: Gate) -> None:
 
 # --- the pre-commit plugin path -----------------------------------------------------------
 
-PRE_COMMIT = """repos:
-- repo: local
-  hooks:
-  - id: taydash-validate
-    name: taydash validate
-    entry: {python} -m taydash_hooks.hooks.main pre-commit validate
-    language: system
-    stages: [pre-push]
-    pass_filenames: false
-    always_run: true
-    require_serial: true
-"""
 
 
 def test_pre_commit_plugin_validates_the_pushed_commit_in_isolation(repos: Repos,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from testing.gitrepo import Repos, run, taydash
+from testing.gitrepo import PRE_COMMIT, Repos, run, taydash
 from testing.skip import require
 
 FOREIGN = (
@@ -147,18 +147,22 @@ def _pre_commit_install(repos: Repos) -> None:
     run(sys.executable, "-m", "pre_commit", "install", "-t", "pre-push", cwd=repos.work)
 
 
-def _both_run(repos: Repos, tmp_path: Path, order: str) -> None:
-    marker = tmp_path / "m"
-    marker.mkdir()
-    repos.write(".pre-commit-config.yaml", PRE_COMMIT_CONFIG)
-    _mark_script(repos)
-    repos.configure(VALIDATE_MARK)
+def _install_both(repos: Repos, order: str) -> None:
     if order == "pre-commit first":
         _pre_commit_install(repos)
         repos.install()
     else:
         repos.install()
         _pre_commit_install(repos)
+
+
+def _both_run(repos: Repos, tmp_path: Path, order: str) -> None:
+    marker = tmp_path / "m"
+    marker.mkdir()
+    repos.write(".pre-commit-config.yaml", PRE_COMMIT_CONFIG)
+    _mark_script(repos)
+    repos.configure(VALIDATE_MARK)
+    _install_both(repos, order)
     proc = repos.push("origin", "main", env=_env(marker))
     assert proc.returncode == 0, proc.stderr
     assert (marker / "pre-commit").read_text() == "pc-ran\n"
@@ -313,33 +317,16 @@ def test_the_wheel_and_a_pinned_git_url_install_into_a_fresh_venv(tmp_path: Path
     assert run(py, "-c", probe, cwd=tmp_path).stdout.strip() == "ok"
 
 
-PLUGIN_AND_HOOKS = """repos:
-- repo: local
-  hooks:
-  - id: taydash-validate
-    name: taydash validate
-    entry: {python} -m taydash_hooks.hooks.main pre-commit validate
-    language: system
-    stages: [pre-push]
-    pass_filenames: false
-    always_run: true
-    require_serial: true
-"""
 
 
 @pytest.mark.parametrize("order", ["pre-commit first", "taydash first"])
 def test_one_validation_per_push_with_both_flavours_installed(repos: Repos, tmp_path: Path,
                                                                order: str) -> None:
     runs = tmp_path / "runs"
-    repos.write(".pre-commit-config.yaml", PLUGIN_AND_HOOKS.format(python=sys.executable))
+    repos.write(".pre-commit-config.yaml", PRE_COMMIT.format(python=sys.executable))
     repos.write("check.sh", f"#!/bin/sh\necho run >> {runs}\nexit 1\n", 0o755)  # fails
     repos.configure('[validate]\ncommands = ["./check.sh"]\n')
-    if order == "pre-commit first":
-        _pre_commit_install(repos)
-        repos.install()
-    else:
-        repos.install()
-        _pre_commit_install(repos)
+    _install_both(repos, order)
     proc = repos.push("origin", "HEAD:refs/heads/feature")
     assert proc.returncode != 0  # refused, as it must be
     assert runs.read_text().count("run") == 1, proc.stdout + proc.stderr  # not twice

@@ -9,6 +9,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The pre-commit plugin's validate id, as a repository's .pre-commit-config.yaml names it.
+PRE_COMMIT = """repos:
+- repo: local
+  hooks:
+  - id: taydash-validate
+    name: taydash validate
+    entry: {python} -m taydash_hooks.hooks.main pre-commit validate
+    language: system
+    stages: [pre-push]
+    pass_filenames: false
+    always_run: true
+    require_serial: true
+"""
+
 
 def run(*argv: str | os.PathLike[str], cwd: Path | None = None, input: str | None = None,
         env: dict[str, str] | None = None, timeout: float = 120,
