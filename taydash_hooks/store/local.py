@@ -124,9 +124,12 @@ class FileStore:
         return sorted(keys)
 
     def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
-        if self.keys(prefix):
-            raise environment(f"{prefix} still holds objects in {self.url} after it was deleted.")
+        for attempt in range(4):  # a killed writer's last files can land a moment later
+            shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+            if not self.keys(prefix):
+                return
+            time.sleep(0.5 * (attempt + 1))
+        raise environment(f"{prefix} still holds objects in {self.url} after it was deleted.")
 
     def clean_partial(self, prefix: str) -> int:
         folder, _, start = self._path(prefix).as_posix().rpartition("/")

@@ -27,6 +27,7 @@ from taydash_hooks.store.base import (
 )
 
 FEATURES_TTL = 7 * 86400  # seconds a probe of a server's features is believed; doctor re-probes
+DELETE_ROUNDS = 4  # listings of a prefix being deleted before what is left is reported
 PROBE_PREFIX = ".taydash-probe/"  # under the store prefix; removed right after the probe
 PART_SIZE = 8 * 1024 * 1024  # memory per in-flight part; bounds a streamed upload
 # S3 allows 10,000 parts: the part size doubles every PARTS_PER_STEP parts, so memory stays at
@@ -500,6 +501,21 @@ class S3Store:
         return sorted(o.object_name[strip:] for o in objs)
 
     def delete_prefix(self, prefix: str) -> None:
+        # A few rounds: after a writer (vmbackup) is killed, uploads it had in flight can
+        # still land for a moment after the first listing.
+        for attempt in range(DELETE_ROUNDS):
+            self._delete_listed(prefix)
+            left = self.keys(prefix.rstrip("/") + "/")
+            if not left:
+                return
+            if attempt + 1 < DELETE_ROUNDS:
+                import time
+
+                time.sleep(0.5 * (attempt + 1))
+        raise environment(f"{len(left)} object(s) under {prefix} are still in {self.url} "
+                          f"after they were deleted (first: {left[0]}).")
+
+    def _delete_listed(self, prefix: str) -> None:
         from minio.deleteobjects import DeleteObject
 
         full = self._key(prefix.rstrip("/")) + "/"
@@ -518,10 +534,6 @@ class S3Store:
                 # A server whose batch delete fails (s3rver answers InternalError): one by one.
                 for name, vid in pairs:
                     self.call(self.client.remove_object, self.bucket, name, version_id=vid)
-        left = self.keys(prefix.rstrip("/") + "/")
-        if left:
-            raise environment(f"{len(left)} object(s) under {prefix} are still in {self.url} "
-                              f"after they were deleted (first: {left[0]}).")
 
     def adopt(self, prefix: str) -> None:
         return None
