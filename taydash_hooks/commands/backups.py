@@ -44,12 +44,10 @@ def list_backups(cwd: Path, as_json: bool) -> int:
 
 def _trust(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> str:
     """One word or phrase on whether a listed manifest can be believed."""
-    from taydash_hooks.snapshots import signing
-    from taydash_hooks.snapshots.binding import binding_problem
+    from taydash_hooks.snapshots.binding import judge
 
-    if binding_problem(repo, doc, doc.tag):
-        return "NOT BOUND to this repository's tag"
-    return signing.check(repo, cfg, store, doc).text()
+    sig, _ = judge(repo, cfg, store, doc, doc.tag)
+    return sig.text() if sig is not None else "NOT BOUND to this repository's tag"
 
 
 def show(cwd: Path, tag: str, as_json: bool) -> int:
@@ -127,8 +125,7 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
     total; exit 1 when any failed, 3 when none failed but a deep step was not possible."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from taydash_hooks.snapshots import signing
-    from taydash_hooks.snapshots.binding import binding_problem
+    from taydash_hooks.snapshots.binding import judge
     from taydash_hooks.tags.naming import version_key
 
     repo, cfg, store = open_repo_store(cwd)
@@ -139,13 +136,9 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
     def one(tag: str) -> tuple[str, Exit, str]:
         try:
             doc = manifest.require(store, tag)
-            problem = binding_problem(repo, doc, tag)
-            if problem:
-                return tag, Exit.REFUSED, problem
-            sig = signing.check(repo, cfg, store, doc)
-            if sig.state is signing.State.REJECTED or (signing.mode(cfg) == "required"
-                                                       and not sig.allowed):
-                return tag, Exit.REFUSED, f"the manifest is {sig.text()}"
+            sig, problem = judge(repo, cfg, store, doc, tag)
+            if problem or sig is None:
+                return tag, Exit.REFUSED, problem or "not bound"
             rows = _rows(cfg, store, doc, deep)
         except TaydashError as exc:
             return tag, Exit.REFUSED, exc.message

@@ -68,8 +68,7 @@ def _naming(cfg: Config) -> str:
 
 def trusted(repo: git.Repo, cfg: Config, store: Store) -> tuple[list[Manifest], list[str]]:
     """The manifests retention may judge, and a line for each one it may not (and why)."""
-    from taydash_hooks.snapshots import signing
-    from taydash_hooks.snapshots.binding import binding_problem
+    from taydash_hooks.snapshots.binding import judge
 
     believed, not_judged = [], []
     for tag in manifest.all_tags(store):
@@ -78,12 +77,7 @@ def trusted(repo: git.Repo, cfg: Config, store: Store) -> tuple[list[Manifest], 
         except Exception as exc:  # a manifest that does not even parse is someone else's
             not_judged.append(f"{tag}: {exc}")
             continue
-        problem = binding_problem(repo, doc, tag)
-        if problem is None:
-            sig = signing.check(repo, cfg, store, doc)
-            if sig.state is signing.State.REJECTED or (
-                    signing.mode(cfg) == "required" and not sig.allowed):
-                problem = f"the manifest is {sig.text()}"
+        _, problem = judge(repo, cfg, store, doc, tag)
         if problem:
             not_judged.append(f"{tag}: {problem}")
         else:

@@ -102,7 +102,7 @@ def _validate_check(repo: git.Repo, cfg: Config, root: Path) -> Check:
 def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, Manifest | None]:
     if cfg.snapshots is None:
         return Check("artifacts", None, "no [snapshots] configured"), None
-    from taydash_hooks.snapshots.binding import binding_problem
+    from taydash_hooks.snapshots.binding import judge
     from taydash_hooks.snapshots.kinds import check_all
     from taydash_hooks.snapshots.location import open_store
 
@@ -110,15 +110,9 @@ def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, Mani
     doc = manifest.load(store, tag)
     if doc is None:
         return Check("artifacts", False, f"no manifest for {tag} in {store.url}"), None
-    problem = binding_problem(repo, doc, tag)
-    if problem:
-        return Check("artifacts", False, problem), None
-    from taydash_hooks.snapshots import signing
-
-    sig = signing.check(repo, cfg, store, doc)
-    if sig.state is signing.State.REJECTED or (signing.mode(cfg) == "required"
-                                               and not sig.allowed):
-        return Check("artifacts", False, f"the manifest is {sig.text()}"), None
+    sig, problem = judge(repo, cfg, store, doc, tag)
+    if problem or sig is None:
+        return Check("artifacts", False, problem or "not bound"), None
     if doc.partial:
         return Check("artifacts", False, f"a partial backup: it lacks "
                                          f"{', '.join(doc.missing_kinds)} (taken with --only)"), doc

@@ -60,6 +60,19 @@ def artifacts_problem(doc: Manifest) -> str | None:
     return None
 
 
+def judge(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
+          tag: str) -> tuple[Signature | None, str | None]:
+    """Whether ``doc`` is to be believed as the backup of ``tag``, quietly (for the readers
+    that judge many): its signature verdict (None when not bound), and why not, or None."""
+    from taydash_hooks.snapshots import signing
+
+    problem = binding_problem(repo, doc, tag)
+    if problem:
+        return None, problem
+    sig = signing.check(repo, cfg, store, doc)
+    return sig, None if signing.believed(cfg, sig) else f"the manifest is {sig.text()}"
+
+
 def require_trusted(repo: git.Repo, cfg: Config, store: Store,
                     tag: str) -> tuple[Manifest, Signature]:
     """:func:`require_bound`, then the manifest's signature (:mod:`.signing`), said on stderr;

@@ -205,23 +205,24 @@ def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature
     return Signature(State.ALLOWED, verdict.signer, verdict.reason)
 
 
-def require(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
-            for_roles: bool = False) -> Signature:
-    """Check ``doc``'s signature and say it; refused (exit 1) when a signature is there and
-    does not hold, and when ``signed_manifests = "required"`` (or ``for_roles``) and no
-    allowed key signed it. An unsigned manifest under "auto" passes with a warning."""
+def believed(cfg: Config, sig: Signature) -> bool:
+    """Whether a reader may believe a manifest with ``sig``: a signature that is there holds,
+    and under "required" an allowed key made it (the rule every reader applies)."""
+    return sig.state is not State.REJECTED and (mode(cfg) != "required" or sig.allowed)
+
+
+def require(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature:
+    """Check ``doc``'s signature and say it; refused (exit 1) unless :func:`believed`. An
+    unsigned manifest under "auto" passes with a warning."""
     sig = check(repo, cfg, store, doc)
     if sig.state is State.REJECTED:
         # A signature that is there must hold: whatever the setting, a manifest changed after
         # it was signed (or signed by a key the policy refuses) is not believed.
         raise refused(f"the manifest of {doc.tag}: {sig.text()}; it was changed after it was "
                       "signed, or signed by a key the [tags] policy does not allow.")
-    needed = for_roles or mode(cfg) == "required"
-    if needed and not sig.allowed:
-        why = ("roles are applied only from a manifest signed by an allowed key "
-               "(--trust-unsigned-roles to apply them anyway)" if for_roles else
-               "signed_manifests = \"required\"")
-        raise refused(f"the manifest of {doc.tag} is {sig.text()}; {why}.")
+    if not believed(cfg, sig):
+        raise refused(f"the manifest of {doc.tag} is {sig.text()}; signed_manifests = "
+                      "\"required\".")
     if sig.state in (State.UNSIGNED, State.UNCHECKABLE):
         warn(f"the manifest of {doc.tag} is {sig.text()}: its artifacts are only as trustworthy "
              "as whoever can write the store.")
