@@ -132,3 +132,37 @@ def rev_parse(rev: str, cwd: str | os.PathLike[str] | None = None) -> str | None
 def is_ancestor(old: str, new: str, cwd: str | os.PathLike[str] | None = None) -> bool:
     """True when ``old`` is an ancestor of ``new`` (both known locally)."""
     return git("merge-base", "--is-ancestor", old, new, cwd=cwd, check=False).returncode == 0
+
+
+# git's global options that take a separate value (`git -C dir tag`).
+_GLOBAL_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path",
+                      "--super-prefix", "--config-env", "--list-cmds"}
+
+
+def subcommand(argv: list[str]) -> str | None:
+    """The subcommand of a git command line (``git -C x tag -s v1`` → ``tag``)."""
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return arg
+    return None
+
+
+def running(pid: int) -> str | None:
+    """Which git command the process ``pid`` runs (``tag``, ``push``), from its command line;
+    None when it is no git process (or is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    name = os.path.basename(argv[0]) if argv else ""
+    if name.startswith("git-"):  # git-tag, git-push: the command itself
+        return name[len("git-"):]
+    return subcommand(argv) if name == "git" else None

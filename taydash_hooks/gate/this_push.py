@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from taydash_hooks import git
 from taydash_hooks.output import Word
@@ -21,41 +22,26 @@ FILE = "this-push.json"
 _DEPTH = 12  # git -> pre-commit -> its legacy hook -> sh -> python: a handful of levels
 
 
-def _parent(pid: int) -> int | None:
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces)."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read of a proc file
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _is_git_push(pid: int) -> bool:
-    try:
-        argv = [a.decode("utf-8", "replace") for a in
-                open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0") if a]  # noqa: SIM115
-    except OSError:
-        return False
-    if not argv or os.path.basename(argv[0]) not in ("git", "git-push"):
-        return False
-    if os.path.basename(argv[0]) == "git-push":
-        return True
-    words = [a for a in argv[1:] if not a.startswith("-")]
-    return bool(words) and words[0] == "push"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def push_id() -> str | None:
     """``<pid>:<start time>`` of the `git push` this hook runs under, or None (not a push)."""
-    pid: int | None = os.getppid()
+    pid = os.getppid()
     for _ in range(_DEPTH):
-        if pid is None or pid <= 1:
+        if pid <= 1:
             return None
-        if _is_git_push(pid):
-            try:
-                start = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]  # noqa: SIM115
-            except (OSError, IndexError):
-                return None
-            return f"{pid}:{start}"
-        pid = _parent(pid)
+        fields = _stat(pid)
+        if len(fields) < 20:
+            return None
+        if git.running(pid) == "push":
+            return f"{pid}:{fields[19]}"  # the start time: a reused pid is another push
+        pid = int(fields[1])  # the parent
     return None
 
 

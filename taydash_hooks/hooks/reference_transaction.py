@@ -17,40 +17,9 @@ from taydash_hooks.skips import skipped
 
 log = logging.getLogger(__name__)
 
-# git's global options that take a separate value (`git -C dir tag`).
-_GLOBAL_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path",
-                      "--super-prefix", "--config-env", "--list-cmds"}
-
-
-def git_subcommand(argv: list[str]) -> str | None:
-    """The subcommand of a git command line (``git -C x tag -s v1`` → ``tag``)."""
-    i = 1
-    while i < len(argv):
-        arg = argv[i]
-        if arg in _GLOBAL_WITH_VALUE:
-            i += 2
-            continue
-        if arg.startswith("-"):
-            i += 1
-            continue
-        return arg
-    return None
-
-
 def created_by_git_tag(pid: str | None) -> bool:
     """True when the git process ``pid`` is a local `git tag` (not fetch, clone, pull)."""
-    if not pid:
-        return False
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-    if not argv:
-        return False
-    if os.path.basename(argv[0]) == "git-tag":
-        return True
-    return os.path.basename(argv[0]) == "git" and git_subcommand(argv) == "tag"
+    return pid is not None and pid.isdigit() and git.running(int(pid)) == "tag"
 
 
 def parse_lines(stdin: bytes) -> list[tuple[str, str, str]]:
