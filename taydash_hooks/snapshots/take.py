@@ -108,8 +108,9 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         # Asked before anything is stored: "required" with a key that cannot sign stops here.
         by = signing.signer(repo, cfg)
         say(f"snapshot of {tag} ({', '.join(names)}) -> {store.url}")
-        if _left_out(cfg, names):
-            warn(f"a partial backup: {', '.join(_left_out(cfg, names))} not taken (--only); "
+        left_out = _left_out(cfg, names)
+        if left_out:
+            warn(f"a partial backup: {', '.join(left_out)} not taken (--only); "
                  f"verify and drill will fail it, and it can be deleted to take a full one.")
         # Refused here, before anything is stored: a server that cannot keep one writer per key.
         store.prepare_writes()
@@ -125,7 +126,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 commit=facts["commit"], tagger=facts["tagger"],
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
-                run=stamp, taken_after_tag_s=age, missing_kinds=_left_out(cfg, names))
+                run=stamp, taken_after_tag_s=age, missing_kinds=left_out)
             data = manifest.dump(doc)
             signature = by.sign(data) if by else None  # before the manifest: a failure stores none
             if by and store.exists(signing.key(tag)) and not store.exists(manifest.key(tag)):

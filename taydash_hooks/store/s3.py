@@ -259,7 +259,7 @@ class S3Store:
                 versions, listing = [None], False
         finally:
             with contextlib.suppress(Exception):
-                for version in (versions if listing else [None]) or [None]:
+                for version in versions or [None]:
                     self.client.remove_object(self.bucket, name, version_id=version)
         lock = self._bucket_locked() if self.cfg.object_lock_days > 0 else None
         return Features(status, listing, conditional, lock)
@@ -442,8 +442,7 @@ class S3Store:
         if not self.features().conditional_create:
             # Only with unsafe_single_writer (prepare_writes refuses otherwise): the best a
             # server that ignores the header allows, which two writers at once can defeat.
-            if not self.cfg.unsafe_single_writer:
-                self.prepare_writes()
+            self.prepare_writes()
             if self.exists(key):
                 raise KeyTaken(key, self.url)
         if retention is not None:

@@ -129,9 +129,10 @@ def listing(store: Store, artifact: Artifact, timeout: float) -> list[str]:
 _NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
-def env_names(text: str) -> set[str]:
-    """The variable names a dotenv file sets (values are never read out of it)."""
-    return {m.group(1) for line in text.splitlines() if (m := _NAME.match(line))}
+def env_vars(text: str) -> dict[str, str]:
+    """Name -> value, as written, of each variable a dotenv file sets (never printed)."""
+    return {m.group(1): line[m.end():].strip() for line in text.splitlines()
+            if (m := _NAME.match(line))}
 
 
 def environment_check(cfg: Config, restored: Path, commit: str) -> str:
@@ -144,16 +145,14 @@ def environment_check(cfg: Config, restored: Path, commit: str) -> str:
         if commit else None
     if not env.is_file() or example is None or example.returncode != 0:
         return "bundle restored (no .env with an .env.example at the tag to compare)"
-    have = set()
-    for line in env.read_text().splitlines():
-        m = _NAME.match(line)
-        if m and line[m.end():].strip() not in ("", '""', "''"):
-            have.add(m.group(1))
-    missing = sorted(env_names(example.out) - have)
+    named = set(env_vars(example.out))
+    have = {name for name, value in env_vars(env.read_text()).items()
+            if value not in ("", '""', "''")}
+    missing = sorted(named - have)
     if missing:
         raise refused(f"the restored .env lacks a value for {', '.join(missing[:10])} "
                       f"(named in .env.example at {commit[:12]})")
-    return f"every variable of .env.example has a value ({len(env_names(example.out))} names)"
+    return f"every variable of .env.example has a value ({len(named)} names)"
 
 
 class ConfigBundle:

@@ -24,12 +24,7 @@ from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
 from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe, pumped
-from taydash_hooks.snapshots.crypt import (
-    NoSecretKey,
-    decrypting,
-    decrypting_stream,
-    encrypting_stream,
-)
+from taydash_hooks.snapshots.crypt import NoSecretKey, decrypting_stream, encrypting_stream
 from taydash_hooks.snapshots.kinds import pg_database, pg_roles
 from taydash_hooks.snapshots.kinds import pg_versions as versions
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
@@ -296,12 +291,8 @@ def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
     """Drop roles this run created (a restore that failed after creating them)."""
     if not roles:
         return
-    sql = "".join(f"DROP ROLE IF EXISTS {_quote_ident(r)};\n" for r in roles)
+    sql = "".join(f"DROP ROLE IF EXISTS {pg_roles.quote_ident(r)};\n" for r in roles)
     PgClient.of(cfg).psql(sql, stop_on_error=False, timeout=120)
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
@@ -454,14 +445,8 @@ def _plain_stream(source: Any, art: Artifact, timeout: float,
 
 @contextlib.contextmanager
 def _plain(local: Path, art: Artifact, timeout: float) -> Iterator[IO[bytes]]:
-    """The dump as pg_restore reads it: decrypted and decompressed in pipes, as stored."""
-    dump = PgDump.of(art)
-    with contextlib.ExitStack() as stack:
-        fh: IO[bytes] = stack.enter_context(
-            decrypting(local, f"the dump {art.key}", timeout) if dump.encrypted_to
-            else local.open("rb"))
-        if dump.compressed == "zstd":
-            fh = stack.enter_context(decompressed_pipe(fh))
+    """The downloaded ``local`` copy as pg_restore reads it (see :func:`_plain_stream`)."""
+    with local.open("rb") as src, _plain_stream(src, art, timeout) as fh:
         yield fh
 
 
