@@ -390,3 +390,14 @@ def test_a_run_that_loses_the_race_keeps_no_journal(repos: Repos, postgres: serv
     assert not list((snap.repos.work / ".git" / "taydash" / "runs").glob("*.json"))
     assert [k for k in snap.raw_keys("") if k != "manifests/v0.1.0.json"] == []
     postgres.drop_db(snap.db)
+
+
+def test_a_planted_lone_signature_neither_blocks_nor_signs_a_backup(
+        snap: Snap, gnupghome: keys.Keyring) -> None:
+    fpr = _signing(snap, gnupghome, "required")
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    snap.raw_put("manifests/v0.1.0.json.sig", b"-----BEGIN PGP SIGNATURE-----\nforged\n")
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 0 and f"signed by {fpr} (allowed)" in proc.stderr, proc.stderr
