@@ -10,8 +10,11 @@ one fail instead of waiting for a terminal a hook does not have.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from taydash_hooks import process
@@ -47,7 +50,8 @@ class PgClient:
     def argv(self, tool: str, *args: str, connect: bool = True) -> list[str]:
         """``tool`` (pg_dump, pg_restore, createdb, ...) through the exec prefix, connected to
         this server unless ``connect`` is false (a tool that only reads a file)."""
-        return [*self.exec, tool, *(self.conn() if connect else ()), *args]
+        return [*self.exec, tool if self.exec else _local(tool), *(self.conn() if connect else ()),
+                *args]
 
     def run(self, tool: str, *args: str, stdin: IO[bytes] | None = None,
             timeout: float = QUERY_TIMEOUT, connect: bool = True) -> process.Result:
@@ -98,9 +102,33 @@ class PgClient:
         return pg_versions.number(self.tool_version(tool))
 
 
+_BINROOT = Path("/usr/lib/postgresql")
+
+
+@functools.lru_cache(maxsize=16)
+def _local(tool: str) -> str:
+    """``tool`` as this host runs it. Debian's ``/usr/bin/psql`` (and every client tool) is
+    pg_wrapper, a Perl script that costs about 80 ms a call before the tool starts; a restore
+    makes seven such calls. Given ``-h``, as every connected call here is, pg_wrapper runs the
+    newest installed version's binary, so that binary is run directly, and for the calls that
+    only read a file too, so one process never mixes two versions."""
+    found = shutil.which(tool)
+    if found is None or Path(os.path.realpath(found)).name != "pg_wrapper":
+        return tool
+    best: tuple[tuple[int, ...], Path] | None = None
+    for candidate in _BINROOT.glob(f"*/bin/{tool}"):
+        version = candidate.parent.parent.name
+        if version.replace(".", "").isdigit() and os.access(candidate, os.X_OK):
+            key = tuple(int(part) for part in version.split(".") if part)
+            if best is None or key > best[0]:
+                best = (key, candidate)
+    return str(best[1]) if best else tool
+
+
 @functools.lru_cache(maxsize=16)
 def _version(prefix: tuple[str, ...], tool: str) -> str:
     try:
-        return process.run([*prefix, tool, "--version"], timeout=30).out.strip()
+        return process.run([*prefix, tool if prefix else _local(tool), "--version"],
+                           timeout=30).out.strip()
     except Exception:
         return "unknown"

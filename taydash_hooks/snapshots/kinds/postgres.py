@@ -329,17 +329,23 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
             with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
                 head = Path(tmp) / "archive"
                 _pg_restore(cfg, store, artifact, target, timeout, roles, with_roles, head, jobs)
-                _database_itself(cfg, head, artifact, target, timeout)
+                own = _database_itself(cfg, head, artifact, target, timeout)
+            # What belongs to the database itself and the count of what came back, in one
+            # psql (each client start is a round trip the restore waits for).
+            applied = own.sql if own and own.done else ""
+            counted = PgClient.of(cfg).psql(applied + _COUNT_TABLES, target, timeout=timeout)
+            if counted.returncode != 0:
+                raise environment(f"applying the database's owner, grants and settings to "
+                                  f"{target} failed: {counted.err.strip()[-300:]}")
         except BaseException:
             drop(cfg, target)  # we created it a moment ago: no half-restored database stays
             raise
     except BaseException:
         drop_roles(cfg, created_roles)
         raise
-    counted = PgClient.of(cfg).psql(
-        "SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
-        "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
-        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema');\n", target)
+    if own is not None:
+        say(f"database {target}: {', '.join(own.done) or 'nothing of its own'} applied"
+            + (f"; not applied: {'; '.join(own.skipped)}" if own.skipped else ""))
     numbers = counted.out.strip().split("\x1f")
     what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
             if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
@@ -347,13 +353,18 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
             f"into {target}")
 
 
+_COUNT_TABLES = ("SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
+                 "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
+                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema');\n")
+
+
 def _database_itself(cfg: PostgresConfig, head: Path, art: Artifact, target: str,
-                     timeout: float) -> None:
-    """Bring back what belongs to the database itself (owner, grants, settings, comment) onto
-    ``target``, where its roles exist; say what was applied and what was not."""
+                     timeout: float) -> pg_database.Applied | None:
+    """What belongs to the database itself (owner, grants, settings, comment), planned onto
+    ``target`` where its roles exist; None for a dump that does not name its database."""
     source = PgDump.of(art).database
     if not source:
-        return
+        return None
     client = PgClient.of(cfg)
     # The start of the plain archive, kept on the way through: its table of contents holds the
     # database's own statements, and pg_restore --schema-only reads no further.
@@ -363,15 +374,8 @@ def _database_itself(cfg: PostgresConfig, head: Path, art: Artifact, target: str
     if listed.returncode != 0:
         raise environment(f"pg_restore could not list the database's own settings: "
                           f"{listed.err.strip()[-300:]}")
-    todo = pg_database.plan(pg_database.parse(listed.out, source), target,
+    return pg_database.plan(pg_database.parse(listed.out, source), target,
                             set(existing_roles(cfg)))
-    if todo.done:
-        res = client.psql(todo.sql, timeout=timeout)
-        if res.returncode != 0:
-            raise environment(f"applying the database's owner, grants and settings to {target} "
-                              f"failed: {res.err.strip()[-300:]}")
-    say(f"database {target}: {', '.join(todo.done) or 'nothing of its own'} applied"
-        + (f"; not applied: {'; '.join(todo.skipped)}" if todo.skipped else ""))
 
 
 def _pg_restore(cfg: PostgresConfig, store: Store, art: Artifact, target: str, timeout: float,
