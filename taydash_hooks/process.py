@@ -68,8 +68,66 @@ def missing_tool(name: str) -> Exception:
     return environment(f"{name} was not found on PATH{fix}.")
 
 
+# Stops for commands run behind an exec prefix, by the pid of the local client (see inside()).
+_INSIDE: dict[int, list[str]] = {}
+
+# Run inside (by a POSIX sh), ends every process there whose environment carries the mark $1:
+# TERM first, KILL a second later for what is left.
+_STOP_INSIDE = r"""
+signal_marked() {
+    for d in /proc/[0-9]*; do
+        if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "TAYDASH_RUN=$1"; then
+            kill "-$2" "${d#/proc/}" 2>/dev/null && found=1
+        fi
+    done
+}
+found=0
+signal_marked "$1" TERM
+[ "$found" = 1 ] || exit 0
+sleep 1
+signal_marked "$1" KILL
+exit 0
+"""
+
+
+def inside(argv: Sequence[str], prefix_len: int) -> tuple[list[str], list[str] | None]:
+    """``argv`` whose first ``prefix_len`` words are an exec prefix (``docker compose exec -T
+    SERVICE``), marked so that it can be stopped there, and the command that stops it.
+
+    docker exec forwards no signal: killing our client leaves the command running in the
+    container (a pg_dump holding its locks, a vmbackup uploading). So the command starts under
+    ``env TAYDASH_RUN=<mark>``, and :func:`kill_group` of its client runs the stop command
+    through the same prefix, which ends every process there that carries the mark."""
+    if prefix_len <= 0:
+        return list(argv), None
+    import secrets
+
+    mark = secrets.token_hex(8)
+    prefix = list(argv[:prefix_len])
+    return ([*prefix, "env", f"TAYDASH_RUN={mark}", *argv[prefix_len:]],
+            [*prefix, "sh", "-c", _STOP_INSIDE, "sh", mark])
+
+
+def _stop_inside(proc: subprocess.Popen[bytes], was_running: bool) -> None:
+    stop = _INSIDE.pop(proc.pid, None)
+    if stop is None or not was_running:
+        return  # the client ended by itself: docker exec returns when the command inside ends
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(stop, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30, check=False)
+
+
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
-    """Terminate a process started with ``start_new_session`` and all its children."""
+    """Terminate a process started with ``start_new_session`` and all its children (and, for a
+    command behind an exec prefix, the command inside too: see :func:`inside`)."""
+    was_running = proc.poll() is None
+    try:
+        _kill_group(proc, grace)
+    finally:
+        _stop_inside(proc, was_running)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     if proc.poll() is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # children may outlive the leader
@@ -93,9 +151,10 @@ _ACTIVE_LOCK = threading.Lock()
 _ABORTING = threading.Event()
 
 
-def _start(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+def _start(argv: Sequence[str], inside_prefix: int = 0, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen in its own session, registered for :func:`kill_all` in the same step (an abort
-    cannot slip between the start and the registration)."""
+    cannot slip between the start and the registration); ``inside_prefix``: see :func:`inside`."""
+    argv, stop = inside(argv, inside_prefix)
     with _ACTIVE_LOCK:
         # While an abort is under way, worker threads start nothing new (the main thread's
         # rollback still may): a kind that was between two tools does not begin the second.
@@ -106,12 +165,16 @@ def _start(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         except FileNotFoundError:
             raise missing_tool(argv[0]) from None
         _ACTIVE.add(proc)
+        if stop is not None:
+            _INSIDE[proc.pid] = stop
         return proc
 
 
 def _untrack(proc: subprocess.Popen[bytes]) -> None:
     with _ACTIVE_LOCK:
         _ACTIVE.discard(proc)
+    if proc.poll() is not None:
+        _INSIDE.pop(proc.pid, None)
 
 
 def kill_all() -> None:
@@ -137,6 +200,7 @@ def run(
     input: bytes | None = None,
     stdin: IO[bytes] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    inside_prefix: int = 0,
 ) -> Result:
     """Run ``argv`` to completion and capture its output.
 
@@ -144,9 +208,10 @@ def run(
 
     The process gets its own session so that a timeout kills it and every
     child it started. Raises :class:`Timeout` past ``timeout`` seconds and a
-    :class:`TaydashError` (exit 3) when the program does not exist.
+    :class:`TaydashError` (exit 3) when the program does not exist. ``inside_prefix``: the
+    length of an exec prefix ``argv`` starts with, whose command is stopped inside too.
     """
-    proc = _start(argv, cwd=cwd, env=dict(env) if env is not None else None,
+    proc = _start(argv, inside_prefix, cwd=cwd, env=dict(env) if env is not None else None,
                   stdin=subprocess.PIPE if input is not None else (stdin or subprocess.DEVNULL),
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -172,9 +237,11 @@ def popen(
     stderr: int | IO[bytes] | None = subprocess.PIPE,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    inside_prefix: int = 0,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a streaming process; it and its group are killed if the block fails."""
-    proc = _start(argv, cwd=cwd, env=dict(env) if env is not None else None, stdin=stdin,
+    """Start a streaming process; it and its group are killed if the block fails (and the
+    command behind an exec prefix of ``inside_prefix`` words with it)."""
+    proc = _start(argv, inside_prefix, cwd=cwd, env=dict(env) if env is not None else None, stdin=stdin,
                   stdout=stdout, stderr=stderr)
     try:
         yield proc

@@ -105,7 +105,7 @@ def start_postgres() -> PgCluster:
 class VmServer:
     url: str
     storage: Path
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None  # None: not ours to stop (a container's)
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=30) as resp:  # noqa: S310 - loopback
@@ -120,6 +120,8 @@ class VmServer:
         self.get("/internal/force_flush")
 
     def stop(self) -> None:
+        if self.proc is None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(30)

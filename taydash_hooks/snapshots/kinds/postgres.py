@@ -169,7 +169,8 @@ def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: s
     failing (exit 3), and nothing stays under ``key``."""
     argv = PgClient.of(cfg).argv(tool, *args)
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
-            process.popen(argv, stdout=subprocess.PIPE, stderr=err) as proc, \
+            process.popen(argv, stdout=subprocess.PIPE, stderr=err,
+                          inside_prefix=len(cfg.exec)) as proc, \
             contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, tool, timeout, err.name)
         stack.callback(stream.close)

@@ -120,7 +120,8 @@ def _require(box: Place, binary: str, key: str) -> None:
 
 def tool_version(cfg: VictoriaMetricsConfig) -> str:
     try:
-        res = process.run([*cfg.exec, cfg.vmbackup, "-version"], timeout=30)
+        res = process.run([*cfg.exec, cfg.vmbackup, "-version"], timeout=30,
+                          inside_prefix=len(cfg.exec))
         return (res.out or res.err).strip().splitlines()[0]
     except Exception:
         return "unknown"
@@ -172,7 +173,8 @@ def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Sto
         argv = ["sh", "-c", _WITH_CREDENTIALS, "sh", *argv]
     box = where(cfg)
     try:
-        res = process.run(box.command(argv), input=creds or None, timeout=timeout)
+        res = process.run(box.command(argv), input=creds or None, timeout=timeout,
+                          inside_prefix=box.prefix_len)
     except process.Timeout as exc:
         raise environment(str(exc)) from None
     if res.returncode != 0:

