@@ -58,7 +58,8 @@ test: $(STAMP) system-deps s3rver lint
 demo: $(STAMP) system-deps
 	$(VENV)/bin/taydash demo
 
-# The same lifecycle against an emulated docker compose stack (needs root: unshare, nsenter).
+# The same lifecycle against a docker compose stack: a private Docker daemon (root), else the
+# mount-namespace emulation; it says which.
 demo-compose: $(STAMP) system-deps
 	$(VENV)/bin/taydash demo --compose
 

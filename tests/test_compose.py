@@ -325,3 +325,26 @@ def test_sigterm_to_taydash_stops_pg_dump_inside_the_container(compose: Compose)
                      "WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()")
         locker.kill()
         locker.wait()
+
+
+def test_without_a_docker_engine_the_emulation_runs_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        require("a-root-user", "run the tests as root (unshare --mount needs it)")
+    require("dockerd", "apt-get install docker.io")
+    bindir = containers.embedded_pg_bindir()
+    assert bindir
+    vm_binary = require("victoria-metrics", "apt-get install victoria-metrics")
+    # A host where dockerd is not installed: its folder is off PATH.
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "dockerd").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    st = containers.start_stack(tmp_path, bindir, vm_binary)
+    try:
+        assert st.engine == "emulated"
+        assert "dockerd" in st.note and "apt-get install docker.io" in st.note
+        assert st.compose.services["postgres"].run(["pg_isready", "-q", "-h", "127.0.0.1", "-p",
+                                                    str(st.pg_port)]).returncode == 0
+    finally:
+        st.stop()
+    with pytest.raises(containers.DockerUnavailable):
+        containers.start_stack(tmp_path / "strict", bindir, vm_binary, engine="docker")

@@ -6,9 +6,10 @@ then lets it through, a throwaway PostgreSQL cluster and VictoriaMetrics
 (when their binaries exist), `taydash release minor --push` with snapshots
 into a file:// store, and `taydash drill --last 1` restoring them.
 
-With ``--compose`` the services are the team's docker compose stack instead:
-each in its own mount namespace (see containers.py), reached only through
-``docker compose exec -T``, with snapshots into an S3 server on loopback.
+With ``--compose`` the services are the team's docker compose stack instead: on a
+private Docker daemon where one can start here, else emulated with mount namespaces
+(see containers/), reached only through ``docker compose exec -T``, with snapshots
+into an S3 server on loopback.
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ class Demo:
         return extra
 
     def compose_services(self) -> list[str]:
-        """The compose stack: PostgreSQL 18 and VictoriaMetrics in their own mount namespaces,
-        an S3 server on loopback for the store (vmbackup inside cannot reach a host folder)."""
+        """The compose stack: PostgreSQL 18 and VictoriaMetrics in containers (real Docker when
+        it can run here, else the emulation), an S3 server on loopback for the store (vmbackup
+        inside cannot reach a host folder)."""
         from taydash_hooks import containers
 
         bindir = containers.embedded_pg_bindir() or sandbox.pg_bindir()
@@ -126,6 +128,12 @@ class Demo:
             self.stack = containers.start_stack(self.base / "compose", bindir, binary)
         except PermissionError as exc:
             raise environment(f"demo --compose: {exc}.") from None
+        if self.stack.engine == "docker":
+            print("    engine: real Docker (a private dockerd; images made here with docker "
+                  "import; docker-compose behind `docker compose`)")
+        else:
+            print(f"    engine: emulated with mount namespaces (real Docker could not run here: "
+                  f"{self.stack.note})")
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -147,8 +155,7 @@ class Demo:
                  "CREATE TABLE readings (id int primary key, sensor text, value float);"
                  "INSERT INTO readings SELECT g, 'sensor-' || (g % 5), random() "
                  "FROM generate_series(1, 1000) g", cwd=self.base)
-        vm = sandbox.VmServer(self.stack.vm_url, Path(containers.VM_DATA),
-                              self.stack.compose.services["victoriametrics"].proc)
+        vm = sandbox.VmServer(self.stack.vm_url, Path(containers.VM_DATA), None)
         vm.ingest('demo_temperature{sensor="s1"} 21.5\ndemo_temperature{sensor="s2"} 19\n')
         print(f"    compose service postgres: PostgreSQL 18, database demo (1000 rows), port "
               f"{self.stack.pg_port}")
@@ -191,7 +198,7 @@ def _demo(base: Path) -> Iterator[Demo]:
 
 def run(directory: Path | None, compose: bool = False) -> int:
     """Run the demo in ``directory`` (default: a new temporary folder); ``compose`` runs the
-    services as an emulated docker compose stack."""
+    services as a docker compose stack (real Docker, or its emulation)."""
     if directory is not None and directory.exists() and any(directory.iterdir()):
         raise usage(f"{directory} is not empty; the demo needs an empty or new folder.")
     base = directory or Path(tempfile.mkdtemp(prefix="taydash-demo-"))
