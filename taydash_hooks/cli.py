@@ -627,6 +627,24 @@ def health(strict: bool, as_json: bool) -> int:
 
 
 @cli.command()
+@click.option("--push", "to_push", is_flag=True,
+              help="POST them to [metrics] push_url instead of printing them.")
+@common
+def metrics(to_push: bool) -> int:
+    """Backup health in the Prometheus text format (the figures of health --json).
+
+    Per kind: time, size and duration of the newest backup; backups in the store; release
+    tags without a backup; the last verify, drill and background snapshot.
+
+    Example: taydash metrics --push   (or: taydash metrics > /var/lib/node_exporter/taydash.prom)
+    """
+    state = _setup()
+    from taydash_hooks.commands import metrics as core
+
+    return core.run(state.dir, to_push)
+
+
+@cli.command()
 @common
 def doctor() -> int:
     """Check signing set-up, tools, store and credentials; print the fix for each failure.

@@ -136,6 +136,16 @@ def _http_url(v: Any) -> str | None:
     return None if re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", v) else "an http(s):// URL"
 
 
+def _push_url(v: Any) -> str | None:
+    if v == "":
+        return None
+    if not re.fullmatch(r"https?://[^\s/@]+(/[^\s]*)?", v):
+        # user:password@host would keep a secret in the configuration file
+        return ("an http(s):// URL without user:password@ (e.g. "
+                '"http://victoriametrics:8428/api/v1/import/prometheus")')
+    return None
+
+
 @dataclass(frozen=True)
 class ValidateConfig:
     commands: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
@@ -241,6 +251,15 @@ class HealthConfig:
     large_blob_mib: float = field(default=1.0, metadata=_key("number", _MIB))
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where `taydash metrics` are pushed after each snapshot, verify, drill and prune."""
+
+    push_url: str = field(default="", metadata=_key("str", _push_url))
+    timeout: float = field(default=10.0, metadata=_key("number", _range(0, 300, above=True,
+                                                                           what="seconds")))
+
+
 KINDS = ("postgres", "victoriametrics", "config")
 
 
@@ -278,6 +297,7 @@ class Config:
     tags: TagsConfig | None = field(default=None, metadata={"kind": "table"})
     snapshots: SnapshotsConfig | None = field(default=None, metadata={"kind": "table"})
     health: HealthConfig | None = field(default=None, metadata={"kind": "table"})
+    metrics: MetricsConfig | None = field(default=None, metadata={"kind": "table"})
 
     @property
     def empty(self) -> bool:
@@ -300,6 +320,7 @@ _TABLES: dict[str, type[Any]] = {
     "snapshots.config": ConfigBundleConfig,
     "snapshots.retention": RetentionConfig,
     "health": HealthConfig,
+    "metrics": MetricsConfig,
 }
 
 T = TypeVar("T")
@@ -382,16 +403,16 @@ def _finish_tags(t: TagsConfig, source: str) -> None:
         )
 
 
+_TOP = ("validate", "push", "tags", "snapshots", "health", "metrics")
+
+
 def parse(data: Mapping[str, Any], root: Path, source: Path | None) -> Config:
     """Build a :class:`Config` from the taydash table of a TOML document."""
     name = str(source) if source else "<config>"
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        if key not in ("validate", "push", "tags", "snapshots", "health"):
-            raise usage(
-                f"{name}: unknown table [{key}] "
-                "(expected one of: validate, push, tags, snapshots, health)."
-            )
+        if key not in _TOP:
+            raise usage(f"{name}: unknown table [{key}] (expected one of: {', '.join(_TOP)}).")
         values[key] = _build(_TABLES[key], raw, key, name)
     if "snapshots" in values:
         values["snapshots"] = _finish_snapshots(values["snapshots"], name)

@@ -69,6 +69,7 @@ def missing_tool(name: str) -> Exception:
 
 
 # Stops for commands run behind an exec prefix, by the pid of the local client (see inside()).
+STOP_INSIDE_TIMEOUT = 15.0
 _INSIDE: dict[int, list[str]] = {}
 
 # Run inside (by a POSIX sh), ends every process there whose environment carries the mark $1:
@@ -112,9 +113,19 @@ def _stop_inside(proc: subprocess.Popen[bytes], was_running: bool) -> None:
     stop = _INSIDE.pop(proc.pid, None)
     if stop is None or not was_running:
         return  # the client ended by itself: docker exec returns when the command inside ends
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(stop, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=30, check=False)
+    try:
+        # Not through _start: it runs while an abort refuses new processes. Its own session, so
+        # that a prefix which hangs (an unreachable host) is killed whole after a while.
+        stopper = subprocess.Popen(stop, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return
+    try:
+        stopper.wait(STOP_INSIDE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(stopper.pid, signal.SIGKILL)
+        stopper.wait()
 
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:

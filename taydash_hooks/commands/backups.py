@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
+from taydash_hooks.lifecycle.metrics import push_after
+from taydash_hooks.lifecycle.records import Activity, remember
 from taydash_hooks.output import emit_json, mark, out, plural, say
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_trusted
@@ -88,13 +91,25 @@ def _code(rows: list[tuple[str, str, Checked]]) -> Exit:
     return Exit.ENVIRONMENT if any(c.not_possible for _, _, c in rows) else Exit.OK
 
 
+def _recorded(repo: git.Repo, cfg: Config, start: float, checked: int, failed: int) -> None:
+    """The outcome for `health` and `metrics`, and the metrics push when one is configured."""
+    remember(repo, Activity.VERIFY, failed == 0, checked, failed, time.monotonic() - start)
+    push_after(repo, cfg, "verify")
+
+
 def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
     """Re-hash every stored file of every artifact of ``tag``; exit 1 when one does not match,
     3 when they all match but a deep step was not possible here."""
     repo, cfg, store = open_repo_store(cwd)
-    doc, sig = require_trusted(repo, cfg, store, tag)
-    rows = _rows(cfg, store, doc, deep)
+    start = time.monotonic()
+    try:
+        doc, sig = require_trusted(repo, cfg, store, tag)
+        rows = _rows(cfg, store, doc, deep)
+    except TaydashError:
+        _recorded(repo, cfg, start, 1, 1)
+        raise
     code = _code(rows)
+    _recorded(repo, cfg, start, 1, 0 if code is Exit.OK else 1)
     files = sum(c.files for _, _, c in rows)
     size = sum(c.bytes for _, _, c in rows)
     if as_json:
@@ -129,6 +144,7 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
     from taydash_hooks.tags.naming import version_key
 
     repo, cfg, store = open_repo_store(cwd)
+    start = time.monotonic()
     tags = sorted(manifest.all_tags(store), key=version_key, reverse=True)
     if last is not None:
         tags = tags[:last]
@@ -155,6 +171,7 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
         results = list(pool.map(one, tags))
     failed = [t for t, c, _ in results if c is Exit.REFUSED]
     partial = [t for t, c, _ in results if c is Exit.ENVIRONMENT]
+    _recorded(repo, cfg, start, len(results), len(failed) + len(partial))
     if as_json:
         emit_json({"ok": not failed and not partial, "verified": len(results),
                    "failed": failed, "not_possible": partial,

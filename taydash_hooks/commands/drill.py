@@ -7,6 +7,8 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit, refused
+from taydash_hooks.lifecycle.metrics import push_after
+from taydash_hooks.lifecycle.records import Activity, remember
 from taydash_hooks.lifecycle.verification import columns, remote_name, verify_tag
 from taydash_hooks.output import emit_json, out
 from taydash_hooks.tags.releases import release_tags
@@ -21,6 +23,10 @@ def drill(cwd: Path, last: int, as_json: bool) -> int:
         raise refused("there are no release tags to drill (create one with taydash release).")
     remote = remote_name(repo)
     reports = [verify_tag(repo, cfg, remote, t, restores=True) for t in tags]
+    failed = sum(not r.ok for r in reports)
+    remember(repo, Activity.DRILL, failed == 0, len(reports), failed,
+             sum(r.seconds for r in reports))
+    push_after(repo, cfg, "the drill")
     if as_json:
         emit_json({"ok": all(r.ok for r in reports), "tags": [r.as_dict() for r in reports]})
     else:

@@ -118,7 +118,12 @@ def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
     if not yes and not (confirm and confirm(f"Remove {plural(len(remove), 'backup')} listed "
                                             f"above from {store.url}?")):
         raise refused("nothing was removed (confirm, or pass --yes).")
-    kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc)]
+    try:
+        kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc)]
+    finally:
+        from taydash_hooks.lifecycle.metrics import push_after
+
+        push_after(repo, cfg, "prune")
     return Exit.REFUSED if kept_by_lock else Exit.OK
 
 

@@ -51,5 +51,8 @@ def run_hook(state: str, stdin: bytes, cwd: Path | None = None) -> int:
     if state == "committed" and cfg.snapshots is not None:
         from taydash_hooks.snapshots import triggers as snapshot_triggers
 
-        return snapshot_triggers.on_tag_created(repo, cfg, rows)
+        if snapshot_triggers.on_tag_created(repo, cfg, rows):
+            from taydash_hooks.lifecycle.metrics import push_after
+
+            push_after(repo, cfg, "the snapshot")
     return Exit.OK

@@ -18,11 +18,22 @@ from taydash_hooks.snapshots.triggers import record_status
 
 
 def run(log_path: str, tag: str) -> int:
-    """Take the snapshot of ``tag``; record how it ended (the log is ``log_path``)."""
+    """Take the snapshot of ``tag``; record how it ended (the log is ``log_path``), and push
+    the metrics when ``[metrics] push_url`` is set, whatever the outcome."""
     setup_logging(0)
     repo = git.find_repo()
+    cfg = config_mod.load(repo)
     try:
-        doc = take(repo, config_mod.load(repo), tag)
+        return _take(repo, cfg, log_path, tag)
+    finally:
+        from taydash_hooks.lifecycle.metrics import push_after
+
+        push_after(repo, cfg, "the background snapshot")
+
+
+def _take(repo: git.Repo, cfg: config_mod.Config, log_path: str, tag: str) -> int:
+    try:
+        doc = take(repo, cfg, tag)
     except TaydashError as exc:
         record_status(repo, tag, False, exc.message, log_path)
         raise TaydashError(f"snapshot of {tag} FAILED: {exc.message}", exc.code) from None

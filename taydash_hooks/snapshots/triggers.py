@@ -51,13 +51,15 @@ def start_background(repo: git.Repo, tag: str) -> Path:
     return log_path
 
 
-def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:
-    """reference-transaction ``committed``: snapshot each new on_tag tag (git ignores our exit)."""
+def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> list[str]:
+    """reference-transaction ``committed``: snapshot each new on_tag tag (git ignores our exit);
+    the tags snapshotted here, in the foreground (whether it worked or not)."""
     assert cfg.snapshots is not None
     if skipped("snapshot") or os.environ.get(DEFER_ENV) == "1":
-        return Exit.OK
+        return []
     from taydash_hooks.snapshots.take import take
 
+    done: list[str] = []
     for _old, _new, ref in rows:
         tag = ref[len("refs/tags/"):]
         if not wanted(cfg, tag):
@@ -66,12 +68,13 @@ def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]
             log = start_background(repo, tag)
             say(f"snapshot of {tag} started in the background; log: {log}")
             continue
+        done.append(tag)
         try:
             take(repo, cfg, tag)
         except TaydashError as exc:
             say(f"snapshot of {tag} {Word.FAILED}: {exc.message} "
                 f"(rerun: taydash snapshot {tag})")
-    return Exit.OK
+    return done
 
 
 def names_free_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:

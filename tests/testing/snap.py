@@ -45,6 +45,9 @@ class Snap:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return taydash(*args, cwd=self.repos.work, env=env or self.env)
 
+    def manifest_exists(self, tag: str) -> bool:
+        return self.cli("backups", "show", tag, "--json").returncode == 0
+
     def manifest(self, tag: str) -> dict[str, object]:
         proc = self.cli("backups", "show", tag, "--json")
         assert proc.returncode == 0, proc.stderr

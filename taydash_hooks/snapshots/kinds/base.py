@@ -110,6 +110,11 @@ class SnapshotKind(Protocol):
         """How ``backups show`` names one artifact ("postgres app", "postgres roles")."""
         ...
 
+    def database(self, art: Artifact) -> str:
+        """The database one artifact holds ("" where the kind has none, and for the roles
+        script): the ``database`` label of ``taydash metrics``."""
+        ...
+
     def tool_versions(self, cfg: Config) -> dict[str, str]:
         """The versions of the tools this kind runs, for the manifest."""
         ...

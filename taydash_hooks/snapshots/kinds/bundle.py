@@ -167,6 +167,9 @@ class ConfigBundle:
     def label(self, art: Artifact) -> str:
         return self.name
 
+    def database(self, art: Artifact) -> str:
+        return ""
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         return [f"{run}.tar.gz.gpg"]
 

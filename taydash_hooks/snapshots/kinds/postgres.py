@@ -473,6 +473,10 @@ class Postgres:
         dump = PgDump.of(art)
         return "postgres roles" if dump.roles else f"postgres {dump.database or ''}".strip()
 
+    def database(self, art: Artifact) -> str:
+        dump = PgDump.of(art)
+        return "" if dump.roles else dump.database or ""
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         database = max(settings(cfg).databases, key=len, default="")
         return [f"{run}_{database}.dump.zst.gpg.sha256", f"{run}_roles.sql.gpg.sha256"]

@@ -367,6 +367,9 @@ class VictoriaMetrics:
     def label(self, art: Artifact) -> str:
         return self.name
 
+    def database(self, art: Artifact) -> str:
+        return ""
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         return [run]  # the prefix vm-backups/<run>/; vmbackup's own names below it are short
 

@@ -1,0 +1,160 @@
+"""`taydash metrics`: backup health as Prometheus series, pushed into a real VictoriaMetrics,
+the same figures as `health --json`, and a Grafana dashboard over series taydash emits."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from testing import keys, services
+from testing.gitrepo import ROOT, Repos
+from testing.snap import Snap
+
+from taydash_hooks.lifecycle import metrics
+from taydash_hooks.sandbox import free_port
+
+DASHBOARD = ROOT / "dashboards" / "taydash-backups.json"
+
+
+def _series(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The exposition text parsed back: name -> [(labels, value)]."""
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        assert m, f"not exposition format: {line!r}"
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        found.setdefault(m.group(1), []).append((labels, float(m.group(3))))
+    return found
+
+
+@pytest.fixture
+def snap(repos: Repos, postgres: services.Postgres, vm: services.VictoriaMetrics,
+         gnupghome: keys.Keyring, tmp_path: Path) -> Snap:
+    s = Snap(repos, postgres, vm, f"file://{tmp_path / 'store'}", None, dict(os.environ))
+    s.toml += f'[metrics]\npush_url = "{vm.url}/api/v1/import/prometheus?extra_label=repo=t{s.db}"\n'
+    s.repos.configure(s.toml)
+    return s
+
+
+def _pushed(vm: services.VictoriaMetrics, name: str, repo: str) -> list[dict[str, object]]:
+    return vm.export(f'{name}{{repo="{repo}"}}')
+
+
+def test_snapshot_verify_and_drill_push_their_metrics_into_victoria_metrics(snap: Snap) -> None:
+    repo = f"t{snap.db}"
+    assert snap.tag("v0.1.0").returncode == 0  # the tag's hook snapshots, then pushes
+    doc = snap.manifest("v0.1.0")
+    rows = _pushed(snap.vm, "taydash_backup_last_success_timestamp_seconds", repo)
+    kinds = {r["metric"]["kind"]: r["values"][-1] for r in rows}  # type: ignore[index]
+    assert set(kinds) == {"postgres", "victoriametrics", "config"}
+    from datetime import datetime
+
+    created = datetime.fromisoformat(str(doc["created"])).timestamp()
+    assert all(abs(float(v) - created) < 1 for v in kinds.values()), (kinds, created)
+    sizes = _pushed(snap.vm, "taydash_backup_size_bytes", repo)
+    by_db = {r["metric"].get("database"): r["values"][-1] for r in sizes  # type: ignore[union-attr, index]
+             if r["metric"]["kind"] == "postgres"}  # type: ignore[index]
+    dump = next(a for a in doc["artifacts"] if a["kind"] == "postgres" and not a.get("roles"))  # type: ignore[union-attr, index]
+    assert by_db[snap.db] == dump["size"]
+
+    assert snap.cli("backups", "verify", "--all").returncode == 0
+    assert _pushed(snap.vm, "taydash_last_verify_success", repo)[-1]["values"][-1] == 1
+    drill = snap.cli("drill", "--last", "1")
+    rows = _pushed(snap.vm, "taydash_last_drill_success", repo)
+    assert rows and rows[-1]["values"][-1] == (1 if drill.returncode == 0 else 0)
+    assert _pushed(snap.vm, "taydash_backups", repo)[-1]["values"][-1] == 1
+
+
+def test_metrics_and_health_json_are_one_collection(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    assert snap.tag("v0.2.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    health = json.loads(snap.cli("health", "--json").stdout)
+    proc = snap.cli("metrics")
+    assert proc.returncode == 0, proc.stderr
+    got = _series(proc.stdout)
+    assert got["taydash_backups"] == [({}, health["backups_in_store"])] == [({}, 1.0)]
+    assert got["taydash_release_tags_without_backup"] == [({}, len(health["tags_without_backup"]))]
+    assert health["tags_without_backup"] == ["v0.2.0"]
+    assert got["taydash_newest_backed_up_release_info"] == [({"tag": "v0.1.0"}, 1.0)]
+    for labels, value in got["taydash_backup_last_success_timestamp_seconds"]:
+        assert value == health["kinds"][labels["kind"]]["timestamp"]
+    assert got["taydash_health_warnings"] == [({}, len(health["warnings"]))]
+    # Labels stay small: no tag on anything but the one info series.
+    assert all("tag" not in labels for name, rows in got.items() if not name.endswith("_info")
+               for labels, _ in rows)
+
+
+def test_a_failed_push_warns_and_never_fails_the_backup(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace(f'push_url = "{snap.vm.url}',
+                                           f'push_url = "http://127.0.0.1:{free_port()}'))
+    proc = snap.tag("v0.1.0")
+    assert proc.returncode == 0
+    assert "metrics after the snapshot were not pushed" in proc.stderr
+    assert snap.manifest("v0.1.0")["tag"] == "v0.1.0"
+    verify = snap.cli("backups", "verify", "v0.1.0")
+    assert verify.returncode == 0
+    assert "metrics after verify were not pushed" in verify.stderr and "could not be reached" \
+        in verify.stderr
+    pushed = snap.cli("metrics", "--push")
+    assert pushed.returncode == 3 and "the metrics were not pushed" in pushed.stderr
+
+
+def test_a_background_snapshot_pushes_its_result(snap: Snap) -> None:
+    snap.repos.configure(snap.toml.replace('on_tag = ["v*"]', 'on_tag = ["v*"]\nmode = "background"'))
+    assert snap.tag("v0.1.0").returncode == 0
+    deadline = time.monotonic() + 120
+    rows: list[dict[str, object]] = []
+    while not rows and time.monotonic() < deadline:
+        try:
+            rows = _pushed(snap.vm, "taydash_last_background_snapshot_success", f"t{snap.db}")
+        except TimeoutError:
+            rows = []
+    assert rows and rows[-1]["values"][-1] == 1
+
+
+@pytest.mark.parametrize("url", ["http://user:secret@vm:8428/api/v1/import/prometheus",
+                                 "ftp://vm/x", "vm:8428"])
+def test_a_push_url_with_credentials_or_not_http_is_refused(snap: Snap, url: str) -> None:
+    snap.repos.configure(snap.toml.split("[metrics]")[0] + f'[metrics]\npush_url = "{url}"\n')
+    proc = snap.cli("metrics")
+    assert proc.returncode == 2 and "push_url" in proc.stderr
+    assert "secret" not in proc.stderr or "user:password" in proc.stderr
+
+
+def test_the_exposition_format_escapes_label_values() -> None:
+    text = metrics.exposition([metrics.Family("taydash_x", "x", [({"tag": 'a"b\\c\nd'}, 1.0)])])
+    assert 'taydash_x{tag="a\\"b\\\\c\\nd"} 1' in text
+    assert text.startswith("# HELP taydash_x x\n# TYPE taydash_x gauge\n")
+
+
+def test_every_dashboard_query_names_a_series_taydash_emits(snap: Snap) -> None:
+    doc = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 8
+    emitted = set(metrics.names())
+    # The real output, after a snapshot, a background snapshot, a verify and a drill.
+    snap.repos.configure(snap.toml.replace('on_tag = ["v*"]', 'on_tag = ["v*"]\nmode = "background"'))
+    assert snap.tag("v0.1.0").returncode == 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not snap.manifest_exists("v0.1.0"):
+        time.sleep(0.5)
+    snap.cli("backups", "verify", "v0.1.0")
+    snap.cli("drill", "--last", "1")
+    real = set(_series(snap.cli("metrics").stdout))
+    assert real <= emitted
+    for expr in exprs:
+        named = set(re.findall(r"\btaydash_[a-z_]+", expr))
+        assert named, f"{expr!r} names no taydash series"
+        assert named <= real, f"{expr!r} names {named - real}, which taydash does not emit"
+    # Each panel the issue asks for is there.
+    titles = " / ".join(p["title"] for p in doc["panels"]).lower()
+    for wanted in ("backup age", "size", "drill", "without a backup"):
+        assert wanted in titles
+    age = next(p for p in doc["panels"] if p["title"] == "Backup age per kind")
+    assert age["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 30 * 86400
