@@ -158,3 +158,67 @@ def test_every_dashboard_query_names_a_series_taydash_emits(snap: Snap) -> None:
         assert wanted in titles
     age = next(p for p in doc["panels"] if p["title"] == "Backup age per kind")
     assert age["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 30 * 86400
+
+
+def _readme_block(name: str, lang: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(rf"<!-- {name} -->\n```{lang}\n(.*?)```", text, re.S)
+    assert m, f"the README lost its {name} block"
+    return m.group(1)
+
+
+def test_the_scheduled_drill_fails_visibly(snap: Snap, tmp_path: Path) -> None:
+    """The shipped schedules run as written against a real backup: green when it comes back,
+    a failed run (and the failing tag named) when it does not."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    gh = yaml.safe_load((ROOT / "ci" / "github-drill.yml").read_text())
+    assert gh[True]["schedule"][0]["cron"] == "17 6 1 * *"  # YAML reads `on` as true
+    step = next(s for s in gh["jobs"]["drill"]["steps"] if "taydash drill" in s.get("run", ""))
+    assert "taydash drill --last 5 --json" in step["run"]
+    gl = yaml.safe_load((ROOT / "ci" / "gitlab-drill.yml").read_text())
+    assert "taydash drill --last 5 --json > drill.json" in gl["taydash-drill"]["script"]
+    assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in gl["taydash-drill"]["rules"]
+    unit = _readme_block("scheduled-drill-systemd", "ini")
+    assert "ExecStart=/usr/local/bin/taydash drill --last 5 --json" in unit
+    assert "OnCalendar=*-*-01 06:17:00" in unit
+    cron = _readme_block("scheduled-drill-cron", "sh").splitlines()[1].split(None, 5)[5]
+
+    assert snap.tag("v0.1.0").returncode == 0
+    assert snap.repos.push("origin", "main", "v0.1.0").returncode == 0
+    envfile = tmp_path / "drill.env"
+    envfile.write_text("TAYDASH_PROGRESS_INTERVAL=600\n")
+    log = tmp_path / "drill.json"
+    env = {**snap.env, "PATH": f"{Path(sys.executable).parent}:{snap.env['PATH']}"}
+    cron_here = (cron.replace("/srv/taylordash", str(snap.repos.work))
+                 .replace("/etc/taydash/drill.env", str(envfile))
+                 .replace("/var/log/taydash/drill.json", str(log)))
+
+    def github() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-e", "-c", step["run"]], cwd=snap.repos.work, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    ok = github()
+    doc = json.loads((snap.repos.work / "drill.json").read_text())
+    assert ok.returncode == (0 if doc["ok"] else 1), ok.stdout + ok.stderr
+    assert doc["ok"], doc  # a backup that comes back: a green run
+    quiet = subprocess.run(["sh", "-c", cron_here], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout  # cron mails nothing
+
+    # The dump flipped in the store: the drill fails, the run fails and names the tag.
+    dump = next(a for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[union-attr]
+                if a["kind"] == "postgres" and not a.get("roles"))
+    raw = bytearray(snap.raw_get(dump["key"]))
+    raw[len(raw) // 2] ^= 0xFF
+    snap.raw_put(dump["key"], bytes(raw))
+    bad = github()
+    assert bad.returncode == 1
+    assert "::error title=taydash drill FAILED::v0.1.0" in bad.stdout + bad.stderr
+    loud = subprocess.run(["sh", "-c", cron_here], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert "taydash drill FAILED" in loud.stdout  # what cron mails
+    assert json.loads(log.read_text())["ok"] is False
