@@ -276,7 +276,7 @@ def test_the_background_snapshot_runs_through_the_entry(repos: Repos, tmp_path: 
     assert repos.git("tag", "-a", "-m", "m", "v1.0.0",
                      env={**os.environ, "TAYDASH_SKIP": "snapshot"}).returncode == 0
     log = tmp_path / "job.log"
-    proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks.snapshots.job", str(log),
+    proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks.lifecycle.job", str(log),
                              "v1.0.0"], cwd=repos.work, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30

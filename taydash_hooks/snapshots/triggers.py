@@ -38,14 +38,14 @@ def record_status(repo: git.Repo, tag: str, ok: bool, message: str, log: str | N
 
 
 def start_background(repo: git.Repo, tag: str) -> Path:
-    """Detach ``python -m taydash_hooks.snapshots.job TAG``; its output goes to a log file."""
+    """Detach ``python -m taydash_hooks.lifecycle.job TAG``; its output goes to a log file."""
     logs = private_dir(repo.state_dir / "logs")
     # Bounded: a file name has 255 bytes, a tag name may be longer.
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)[:100]
     log_path = logs / f"snapshot-{safe}-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}.log"
     with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as out:
         # A fixed argv: the tag is one argument, never shell text.
-        process.start_detached([sys.executable, "-m", "taydash_hooks.snapshots.job",
+        process.start_detached([sys.executable, "-m", "taydash_hooks.lifecycle.job",
                                 str(log_path), tag], cwd=repo.root, env=git.no_git_env(),
                                output=out)
     return log_path

@@ -1,4 +1,4 @@
-"""The detached background snapshot: ``python -m taydash_hooks.snapshots.job LOG TAG``.
+"""The detached background snapshot: ``python -m taydash_hooks.lifecycle.job LOG TAG``.
 
 It runs through the one entry like every other process (:mod:`taydash_hooks.entry`):
 a refusal keeps its code, a crash is 3 with a traceback log, a SIGTERM or SIGHUP is
@@ -51,7 +51,7 @@ def _take(repo: git.Repo, cfg: config_mod.Config, log_path: str, tag: str) -> in
 def main(argv: list[str]) -> None:
     """``LOG TAG`` from the command line, through the one entry."""
     if len(argv) != 2:
-        print("usage: python -m taydash_hooks.snapshots.job LOG TAG", file=sys.stderr)
+        print("usage: python -m taydash_hooks.lifecycle.job LOG TAG", file=sys.stderr)
         sys.exit(2)
     entry.main(lambda: run(argv[0], argv[1]))
 
