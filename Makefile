@@ -51,6 +51,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check taydash_hooks tests bench
 	$(PY) -m mypy
 
+test: export PATH := $(PATH):/usr/sbin:/sbin
 test: $(STAMP) system-deps s3rver lint
 	@rm -f $(VENV)/pytest-status
 	$(PY) -m pytest -q; status=$$?; echo $$status > $(VENV)/pytest-status; exit $$status

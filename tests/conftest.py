@@ -13,6 +13,12 @@ from testing.gitrepo import Repos
 from testing.skip import require
 from testing.snap import Snap
 
+# Debian keeps dockerd (and runuser) in /usr/sbin, which a non-login root shell, as CI may
+# start, can lack on PATH: the suite runs as root would, with it.
+for _sbin in ("/usr/sbin", "/sbin"):
+    if _sbin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{os.environ.get('PATH', '')}{os.pathsep}{_sbin}"
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
