@@ -69,6 +69,9 @@ def test_snapshot_verify_and_drill_push_their_metrics_into_victoria_metrics(snap
     rows = _pushed(snap.vm, "taydash_last_drill_success", repo)
     assert rows and rows[-1]["values"][-1] == (1 if drill.returncode == 0 else 0)
     assert _pushed(snap.vm, "taydash_backups", repo)[-1]["values"][-1] == 1
+    text = snap.cli("health").stdout
+    assert re.search(r"last verify +passed \(.* UTC, 0 of 1 failed\)", text), text
+    assert re.search(r"last drill +(passed|FAILED) \(", text), text
 
 
 def test_metrics_and_health_json_are_one_collection(snap: Snap) -> None:

@@ -8,6 +8,7 @@ unless ``--strict`` (for cron and CI): then any warning is exit 1.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ def run(cwd: Path, as_json: bool, strict: bool = False) -> int:
     if last:
         print(f"{'background snapshot':<20} {last.get('tag')}: "
               f"{'ok' if last.get('ok') else 'FAILED'} ({last.get('finished')})")
+    for activity in ("verify", "drill"):
+        res = doc[f"last_{activity}"]
+        if res:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(res["finished"]))
+            print(f"{'last ' + activity:<20} {'passed' if res['ok'] else 'FAILED'} ({when}, "
+                  f"{res['failed']} of {res['checked']} failed)")
     for w in doc["warnings"]:
         print(color(f"WARNING: {w}", "yellow", out))
     return _exit(doc, strict)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -99,12 +101,12 @@ class Daemon:
                 raise DockerUnavailable(f"dockerd did not start: {why or 'no output'}")
             time.sleep(0.2)
 
-    def docker(self, *args: str, stdin: object = None, timeout: float = 120) -> process.Result:
-        client = _client() or "docker"
+    def docker(self, *args: str, stdin: Path | None = None, timeout: float = 120) -> process.Result:
+        """The docker client against this daemon (``stdin``: a file to feed it)."""
         env = {**os.environ, "DOCKER_HOST": self.host}
         with contextlib.ExitStack() as stack:
-            fh = stack.enter_context(open(stdin, "rb")) if isinstance(stdin, Path) else None
-            return process.run([client, *args], env=env, stdin=fh, timeout=timeout)
+            fh = stack.enter_context(stdin.open("rb")) if stdin is not None else None
+            return process.run([_client() or "docker", *args], env=env, stdin=fh, timeout=timeout)
 
     def stop(self) -> None:
         if self.proc is None:
@@ -227,8 +229,6 @@ class Rootfs:
                 data = text.encode()
                 info = tarfile.TarInfo(path.strip("/"))
                 info.size, info.mode = len(data), 0o644
-                import io
-
                 tar.addfile(info, io.BytesIO(data))
 
 
@@ -360,7 +360,7 @@ class Compose:
         plugin.chmod(0o755)
         self.file = base / "compose.yml"
         self.file.write_text(compose_yml)
-        self.project = f"taydash{os.getpid()}{abs(hash(base)) % 10000}"
+        self.project = f"taydash{secrets.token_hex(4)}"  # never another stack's containers
         docker = self.bin / "docker"
         docker.write_text(_DOCKER.format(
             log=shlex.quote(str(self.state / "argv.log")), host=shlex.quote(daemon.host),
