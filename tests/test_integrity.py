@@ -282,3 +282,24 @@ def test_deep_verify_lists_the_config_bundle(snap: Snap) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if " config " in ln)
     assert "holds .env" in line and "infra/app.conf" in line
+
+
+def test_deep_verify_reads_a_dump_that_hashes_right_but_is_cut(snap: Snap) -> None:
+    """A dump cut in the middle, stored with a matching hash (what someone who can write the
+    store, or a pg_dump killed at the wrong moment by hand, leaves): the hash passes, the one
+    pass of --deep through pg_restore does not."""
+    import zstandard
+
+    assert snap.tag("v0.1.0").returncode == 0
+    art = snap.artifact("v0.1.0", "postgres")
+    key = str(art["key"])
+    stored = snap.raw_get(key)
+    zst = key.endswith(".zst")
+    plain = zstandard.ZstdDecompressor().decompressobj().decompress(stored) if zst else stored
+    cut = plain[: len(plain) * 2 // 3]
+    snap.forge("v0.1.0", key, zstandard.ZstdCompressor().compress(cut) if zst else cut)
+    shallow = snap.cli("backups", "verify", "v0.1.0")
+    assert shallow.returncode == 0, shallow.stdout + shallow.stderr  # every hash matches
+    deep = snap.cli("backups", "verify", "v0.1.0", "--deep")
+    assert deep.returncode == 1, deep.stdout + deep.stderr
+    assert "pg_restore cannot read the dump" in deep.stdout

@@ -28,6 +28,13 @@ def check_object(store: Store, art: Artifact) -> Checked:
     checked = Checked()
     with store.open(art.key) as fh:
         got, size = sha256_of(fh)
+    judge_hash(store, art, got, size, checked)
+    return checked
+
+
+def judge_hash(store: Store, art: Artifact, got: str, size: int, checked: Checked) -> None:
+    """Record what re-hashing the one object of ``art`` found (``got``, ``size``: what was
+    read), and check its ``.sha256`` sidecar."""
     checked.files, checked.bytes = 1, size
     if got != art.sha256:
         checked.problems.append(corrupt_message(art, got))
@@ -36,7 +43,6 @@ def check_object(store: Store, art: Artifact) -> Checked:
             sidecar = fh.read(4096).decode("utf-8", "replace").split()
         if not sidecar or sidecar[0] != art.sha256:
             checked.problems.append(f"{art.sha256_key} does not agree with the manifest")
-    return checked
 
 
 def download_verified(store: Store, art: Artifact, dest: Path) -> None:

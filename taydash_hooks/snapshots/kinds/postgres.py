@@ -31,7 +31,12 @@ from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, sna
 from taydash_hooks.snapshots.kinds.pg_client import PgClient
 from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.snapshots.manifest import Artifact
-from taydash_hooks.snapshots.stored import check_object, corrupt_message, download_verified
+from taydash_hooks.snapshots.stored import (
+    check_object,
+    corrupt_message,
+    download_verified,
+    judge_hash,
+)
 from taydash_hooks.store import Store, Written
 from taydash_hooks.store.base import CHUNK, HashingReader
 
@@ -542,33 +547,44 @@ class Postgres:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def verify(self, cfg: Config, store: Store, art: Artifact, deep: bool) -> Checked:
+        if deep and not PgDump.of(art).roles:
+            return self._read_fully(cfg, store, art)
         checked = check_object(store, art)
-        if deep and checked.ok and PgDump.of(art).roles:
+        if deep and checked.ok:
             try:
                 read_roles(store, art, snapshot_timeout())  # psql would run it: strictly read
             except NoSecretKey as exc:
                 checked.not_possible.append(exc.message)
             except TaydashError as exc:
                 checked.problems.append(exc.message)
-        elif deep and checked.ok:
-            try:
-                self._read_fully(cfg, store, art, checked)
-            except NoSecretKey as exc:
-                checked.not_possible.append(exc.message)
         return checked
 
-    def _read_fully(self, cfg: Config, store: Store, art: Artifact, checked: Checked) -> None:
-        """Read every data block to /dev/null: catches a dump that hashes right but is broken
-        (decrypted in the stream when it is stored encrypted)."""
-        with tempfile.TemporaryDirectory(prefix="taydash-verify-") as tmp:
-            local = Path(tmp) / "dump"
-            download_verified(store, art, local)
-            with _plain(local, art, snapshot_timeout()) as fh:
-                res = PgClient.of(settings(cfg)).run("pg_restore", "--file=/dev/null",
-                                                     stdin=fh, timeout=snapshot_timeout(),
-                                                     connect=False)
-            if res.returncode != 0:
-                checked.problems.append(f"pg_restore cannot read the dump: {res.err.strip()[-200:]}")
+    def _read_fully(self, cfg: Config, store: Store, art: Artifact) -> Checked:
+        """One pass over the stored dump: every byte hashed, and every data block read by
+        pg_restore to /dev/null (decrypted and decompressed in the stream), which catches a
+        dump that hashes right but is broken. Without the secret key the bytes are still all
+        hashed, and the read is reported as not possible here."""
+        checked = Checked()
+        unreadable = ""
+        with store.open(art.key) as raw:
+            hashing = HashingReader(raw)
+            try:
+                with _plain_stream(hashing, art, snapshot_timeout()) as fh:
+                    res = PgClient.of(settings(cfg)).run(
+                        "pg_restore", "--file=/dev/null", stdin=fh, timeout=snapshot_timeout(),
+                        connect=False)
+                if res.returncode != 0:
+                    unreadable = f"pg_restore cannot read the dump: {res.err.strip()[-200:]}"
+            except NoSecretKey as exc:
+                checked.not_possible.append(exc.message)
+            except TaydashError as exc:  # said after the hash: a corrupt object is likelier
+                unreadable = exc.message
+            while hashing.read(CHUNK):  # every stored byte is hashed, whatever was read of it
+                pass
+        judge_hash(store, art, hashing.sha.hexdigest(), hashing.size, checked)
+        if unreadable and checked.ok:
+            checked.problems.append(unreadable)
+        return checked
 
     def restore(self, job: RestoreJob) -> str:
         """``restore db``: one database of the backup (``job.database`` among several) into a
