@@ -15,6 +15,7 @@ from typing import Any
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit
+from taydash_hooks.lifecycle.records import Activity
 from taydash_hooks.lifecycle.status import MIB, collect
 from taydash_hooks.output import color, emit_json, listing
 
@@ -51,11 +52,11 @@ def run(cwd: Path, as_json: bool, strict: bool = False) -> int:
     if last:
         print(f"{'background snapshot':<20} {last.get('tag')}: "
               f"{'ok' if last.get('ok') else 'FAILED'} ({last.get('finished')})")
-    for activity in ("verify", "drill"):
-        res = doc[f"last_{activity}"]
+    for activity in Activity:
+        res = doc[f"last_{activity.value}"]
         if res:
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(res["finished"]))
-            print(f"{'last ' + activity:<20} {'passed' if res['ok'] else 'FAILED'} ({when}, "
+            print(f"{'last ' + activity.value:<20} {'passed' if res['ok'] else 'FAILED'} ({when}, "
                   f"{res['failed']} of {res['checked']} failed)")
     for w in doc["warnings"]:
         print(color(f"WARNING: {w}", "yellow", out))

@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
+from taydash_hooks.lifecycle.records import Activity
+from taydash_hooks.lifecycle.status import collect, timestamp
 
 PUSH_TIMEOUT = 10.0
 
@@ -56,13 +57,6 @@ def exposition(families: list[Family]) -> str:
             lines.append(f"{fam.name}{{{text}}} {_number(value)}" if text
                          else f"{fam.name} {_number(value)}")
     return "\n".join(lines) + "\n"
-
-
-def _iso(value: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def families(doc: dict[str, Any]) -> list[Family]:
@@ -110,7 +104,7 @@ def families(doc: dict[str, Any]) -> list[Family]:
         doc.get("unpushed_commits"))
     one("taydash_repository_size_bytes", "Size of the repository's object store.",
         doc.get("repo_size_bytes"))
-    for activity in ("verify", "drill"):
+    for activity in (a.value for a in Activity):
         res = doc.get(f"last_{activity}")
         if res:
             one(f"taydash_last_{activity}_timestamp_seconds",
@@ -127,7 +121,7 @@ def families(doc: dict[str, Any]) -> list[Family]:
             "1 when the last background (tag-triggered) snapshot succeeded, else 0.",
             1 if bg.get("ok") else 0)
         one("taydash_last_background_snapshot_timestamp_seconds",
-            "When the last background snapshot finished (UNIX time).", _iso(bg.get("finished")))
+            "When the last background snapshot finished (UNIX time).", timestamp(bg.get("finished")))
     one("taydash_health_warnings", "What `taydash health` warns about, counted.",
         len(doc.get("warnings") or []))
     one("taydash_metrics_collected_timestamp_seconds", "When these figures were collected.",
@@ -150,8 +144,6 @@ def names() -> Iterator[str]:
 
 def render(repo: git.Repo, cfg: Config) -> str:
     """The exposition text of this repository's figures, as of now."""
-    from taydash_hooks.lifecycle.status import collect
-
     return exposition(families(collect(repo, cfg)))
 
 

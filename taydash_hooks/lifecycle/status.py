@@ -160,13 +160,18 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
     return doc
 
 
-def _timestamp(iso: str) -> float | None:
-    from datetime import datetime
+def timestamp(iso: object) -> float | None:
+    """UNIX time of an ISO 8601 text from a manifest or a status file (``Z`` and no zone both
+    mean UTC); None when it is empty or not one: store contents are not trusted to be."""
+    from datetime import datetime, timezone
 
+    if not isinstance(iso, str) or not iso:
+        return None
     try:
-        return datetime.fromisoformat(iso).timestamp() if iso else None
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def newest_by_kind(backups: Iterable[Manifest]) -> dict[str, dict[str, Any]]:
@@ -176,16 +181,16 @@ def newest_by_kind(backups: Iterable[Manifest]) -> dict[str, dict[str, Any]]:
     from taydash_hooks.snapshots.kinds import get
 
     found: dict[str, dict[str, Any]] = {}
-    for doc in sorted(backups, key=lambda d: _timestamp(d.created) or 0.0):
+    for doc in sorted(backups, key=lambda d: timestamp(d.created) or 0.0):
         for kind in sorted({a.kind for a in doc.artifacts}):
             arts = doc.of_kind(kind)
-            spans = [(s, s + a.seconds) for a in arts if (s := _timestamp(a.started)) is not None]
+            spans = [(s, s + a.seconds) for a in arts if (s := timestamp(a.started)) is not None]
             sizes: dict[str, int] = {}
             for a in arts:
                 name = get(kind).database(a)
                 sizes[name] = sizes.get(name, 0) + a.size
             found[kind] = {
-                "tag": doc.tag, "timestamp": _timestamp(doc.created),
+                "tag": doc.tag, "timestamp": timestamp(doc.created),
                 "size_bytes": sum(a.size for a in arts), "sizes_by_database": sizes,
                 "duration_seconds": (round(max(e for _, e in spans) - min(s for s, _ in spans), 3)
                                      if spans else round(sum(a.seconds for a in arts), 3)),
