@@ -225,3 +225,22 @@ def test_the_scheduled_drill_fails_visibly(snap: Snap, tmp_path: Path) -> None:
                           timeout=600)
     assert "taydash drill FAILED" in loud.stdout  # what cron mails
     assert json.loads(log.read_text())["ok"] is False
+
+
+def test_a_forged_creation_time_is_no_crash_of_health_or_metrics(snap: Snap) -> None:
+    """`created` is store content: someone who can write the bucket may put anything there."""
+    snap.repos.configure(snap.toml.split("[metrics]")[0])  # no push: the figures are read here
+    assert snap.tag("v0.1.0").returncode == 0
+    doc = json.loads(snap.raw_get("manifests/v0.1.0.json"))
+    doc["created"] = "9999-when-ever"
+    snap.raw_put("manifests/v0.1.0.json", json.dumps(doc).encode())
+    health = snap.cli("health", "--json")
+    assert health.returncode == 0, health.stderr
+    report = json.loads(health.stdout)
+    assert report["days_since_snapshot"] is None
+    assert any("9999-when-ever" in w for w in report["warnings"]), report["warnings"]
+    proc = snap.cli("metrics")
+    assert proc.returncode == 0, proc.stderr
+    got = _series(proc.stdout)
+    assert "taydash_backup_last_success_timestamp_seconds" not in got  # unknown, not a false 0
+    assert got["taydash_backups"] == [({}, 1.0)]

@@ -123,15 +123,18 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> dict[str, 
             if doc["partial_backups"]:
                 warn(f"{plural(len(doc['partial_backups']), 'partial backup')} (taken with "
                      f"--only): {listing(doc['partial_backups'])}")
-            created = [d.created for d in bound.values()]
-            newest = max((c for c in created if c), default=None)
-            if newest:
-                from datetime import datetime
-
-                doc["days_since_snapshot"] = _days(now - datetime.fromisoformat(newest).timestamp())
+            # `created` is store content: a value that is no time is said, never a crash.
+            stamps = {t: timestamp(d.created) for t, d in bound.items()}
+            unreadable = sorted(t for t, s in stamps.items() if s is None and bound[t].created)
+            for t in unreadable:
+                warn(f"the backup of {t} has no readable creation time "
+                     f"({bound[t].created[:40]!r})")
+            newest = max((s for s in stamps.values() if s is not None), default=None)
+            if newest is not None:
+                doc["days_since_snapshot"] = _days(now - newest)
                 if doc["days_since_snapshot"] > h.max_days_since_snapshot:
                     warn(f"last snapshot is {doc['days_since_snapshot']} days old")
-            else:
+            elif not unreadable:
                 warn("no snapshot yet")
             if doc["tags_without_backup"]:
                 missing = doc["tags_without_backup"]
