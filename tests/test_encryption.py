@@ -73,6 +73,28 @@ def test_a_missing_secret_key_is_one_sentence_and_exit_3(snap: Snap, tmp_path: P
     assert "FAILED" not in deep.stderr and "every hash matches, but" in deep.stderr
 
 
+def test_an_encrypted_restore_that_fails_early_ends_at_once(snap: Snap) -> None:
+    # pg_restore stops at the first table (a domain that only holds in the database it was
+    # dumped from) with megabytes still to come out of gpg. gpg then blocked writing them,
+    # and taydash waited for it until the snapshot timeout (here 900 s; the run is cut at 120).
+    _encrypting(snap)
+    snap.pg.psql(f"CREATE DOMAIN only_here AS text CHECK (current_database() = '{snap.db}');"
+                 "CREATE TABLE aaa_first (v only_here); INSERT INTO aaa_first VALUES ('x');"
+                 "CREATE TABLE zzz_bulk AS SELECT g, md5(g::text) || md5((g * 7)::text) AS h "
+                 "FROM generate_series(1, 150000) g", db=snap.db)
+    assert snap.tag("v0.1.0").returncode == 0
+    assert int(str(snap.artifact("v0.1.0", "postgres")["size"])) > 4 * 1024 * 1024
+    target = f"{snap.db}_early"
+    proc = taydash("restore", "db", "v0.1.0", "--target-db", target, cwd=snap.repos.work,
+                   env={**snap.env, "TAYDASH_SNAPSHOT_TIMEOUT": "900"}, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert f"pg_restore into {target} failed" in proc.stderr and "only_here" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    left = subprocess.run(["pgrep", "-f", "--decrypt"], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout  # no gpg left behind
+
+
 def test_a_recipient_without_a_public_key_fails_the_snapshot_cleanly(snap: Snap) -> None:
     snap.repos.configure(snap.toml.replace('on_tag = ["v*"]',
                                            'on_tag = ["v*"]\nencrypt_to = ["nobody@example.test"]'))

@@ -157,6 +157,17 @@ def test_every_snapshot_kind_is_registered_once_under_its_config_table() -> None
         raise AssertionError("a duplicate registration went through")
 
 
+def test_asking_for_one_kind_loads_only_its_module() -> None:
+    probe = ("import sys\nfrom taydash_hooks.snapshots import kinds\n"
+             "kinds.get('postgres')\n"
+             "print(sorted(m.rsplit('.', 1)[-1] for m in sys.modules\n"
+             "             if m.startswith('taydash_hooks.snapshots.kinds.')))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    loaded = proc.stdout.strip()
+    assert "'postgres'" in loaded and "victoriametrics" not in loaded and "bundle" not in loaded
+
+
 def _imports_after(code: str, cwd: Path, stdin: bytes = b"") -> list[str]:
     probe = (f"import sys\n{code}\n"
              f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")

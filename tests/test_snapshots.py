@@ -485,6 +485,44 @@ def test_a_restore_is_one_pass_and_a_late_hash_mismatch_drops_the_database(snap:
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
 
 
+def test_a_dump_pg_restore_cannot_read_creates_no_database(snap: Snap) -> None:
+    # Someone with the store's write key swaps the dump (and its hash in the unsigned
+    # manifest): the archive's table of contents is read before the new database is made.
+    assert snap.tag("v0.1.0").returncode == 0
+    art = snap.artifact("v0.1.0", "postgres")
+    snap.forge("v0.1.0", str(art["key"]), b"PGDMP" + bytes(range(256)) * 4, compressed="")
+    target = f"{snap.db}_unreadable"
+    for jobs in ([], ["--jobs", "2"]):
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, *jobs)
+        assert proc.returncode == 3, proc.stderr
+        assert f"pg_restore cannot read the archive {art['key']}" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and "failed" not in proc.stderr
+        assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    # Said as what it is when the bytes are not even the zstd stream the manifest promises
+    # (pg_restore's own complaint about its cut input is only the consequence).
+    snap.forge("v0.1.0", str(art["key"]), b"PGDMP" + bytes(range(256)) * 4, compressed="zstd")
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    assert proc.returncode == 1 and "is not a valid zstd stream" in proc.stderr, proc.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+
+
+def test_a_dump_larger_than_what_is_read_ahead_comes_back_whole(snap: Snap) -> None:
+    # The table of contents is read ahead (a megabyte or two) and replayed in front of the
+    # rest: every byte after it must still arrive once, in order.
+    snap.pg.psql("CREATE TABLE bulk AS SELECT g, md5(g::text) || md5((g * 7)::text) AS h "
+                 "FROM generate_series(1, 120000) g", db=snap.db)
+    digest = "SELECT md5(string_agg(g::text || h, ',' ORDER BY g)) FROM bulk"
+    assert snap.tag("v0.1.0").returncode == 0
+    target = f"{snap.db}_whole"
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql(digest, db=target) == snap.pg.psql(digest, db=snap.db)
+        assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
+    finally:
+        snap.pg.drop_db(target)
+
+
 def test_restore_with_jobs(snap: Snap) -> None:
     assert snap.tag("v0.1.0").returncode == 0
     target = f"{snap.db}_jobs"
@@ -512,3 +550,16 @@ def test_show_names_each_artifact_and_get_writes_privately(snap: Snap, tmp_path:
         os.umask(old)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_vm_tool_that_panics_is_told_by_its_panic_not_its_last_stack_frame() -> None:
+    # vmrestore once died in the suite with only "main.go:63 +0x37b" to show for it.
+    from taydash_hooks.snapshots.kinds.victoriametrics import last_words
+
+    panic = ("2026-11-29T12:00:00.000Z\terror\tlib/backup/actions/restore.go:90\tcannot x\n"
+             "panic: runtime error: index out of range [3] with length 3\n\n"
+             "goroutine 1 [running]:\nmain.main()\n"
+             "\tgithub.com/VictoriaMetrics/VictoriaMetrics/app/vmrestore/main.go:63 +0x37b\n")
+    assert last_words(panic) == "panic: runtime error: index out of range [3] with length 3"
+    assert last_words("a\nFATAL: cannot open the backup\n") == "FATAL: cannot open the backup"
+    assert last_words("") == ""

@@ -94,24 +94,27 @@ class ZstdStream:
         self._thread.join(timeout=5)
 
 
-@contextlib.contextmanager
-def decompressed_pipe(source: IO[bytes], head: IO[bytes] | None = None,
-                      head_bytes: int = 64 * 1024 * 1024) -> Iterator[IO[bytes]]:
-    """A readable pipe (a real file descriptor, for a child's stdin) of ``source`` decompressed;
-    its first ``head_bytes`` also go to ``head`` when given.
+class _ZstdReader:
+    """Reads the decompression of a zstd stream; a corrupt stream is refused (exit 1)."""
 
-    A thread writes into the pipe; a corrupt stream is raised when the block ends.
-    """
-    import zstandard
+    def __init__(self, source: Any) -> None:
+        import zstandard
 
-    from taydash_hooks.errors import refused
+        self._error = zstandard.ZstdError
+        self._reader = zstandard.ZstdDecompressor().stream_reader(source, closefd=False)
 
-    reader = zstandard.ZstdDecompressor().stream_reader(source, closefd=False)
-    try:
-        with pumped(reader, head, head_bytes) as plain:
-            yield plain
-    except zstandard.ZstdError as exc:
-        raise refused(f"the stored dump is not a valid zstd stream ({exc}).") from None
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._reader.read(n)
+        except self._error as exc:
+            from taydash_hooks.errors import refused
+
+            raise refused(f"the stored dump is not a valid zstd stream ({exc}).") from None
+
+
+def zstd_reader(source: Any) -> Any:
+    """``source`` (a zstd stream) decompressed as it is read."""
+    return _ZstdReader(source)
 
 
 def _wide(fd: int) -> int:
@@ -124,22 +127,17 @@ def _wide(fd: int) -> int:
 
 
 @contextlib.contextmanager
-def pumped(source: IO[bytes], head: IO[bytes] | None = None,
-           head_bytes: int = 64 * 1024 * 1024) -> Iterator[IO[bytes]]:
-    """``source`` as a real pipe (a child's stdin), copied by a thread; the first ``head_bytes``
-    also go to ``head`` (a custom-format archive's table of contents is at its start)."""
+def pumped(source: Any) -> Iterator[IO[bytes]]:
+    """``source`` as a real pipe (a child's stdin), copied by a thread. When the child stops
+    reading early, the copy stops; an error of ``source`` is raised when the block ends."""
     read_fd, write_fd = os.pipe()
     _wide(write_fd)
     errors: list[BaseException] = []
 
     def pump() -> None:
-        left = head_bytes if head is not None else 0
         try:
             with os.fdopen(write_fd, "wb") as out:
                 while chunk := source.read(CHUNK):
-                    if left > 0 and head is not None:
-                        head.write(chunk[:left])
-                        left -= len(chunk[:left])
                     out.write(chunk)
         except BrokenPipeError:
             pass  # the reader stopped early; its own failure is reported by the caller
@@ -154,5 +152,7 @@ def pumped(source: IO[bytes], head: IO[bytes] | None = None,
         finally:
             plain.close()
             thread.join(timeout=30)
-    if errors:
-        raise errors[0]
+            if errors:
+                # Also when the block failed: a child that could not read its input failed
+                # because of this (a stream that is not zstd, a store that broke off).
+                raise errors[0]

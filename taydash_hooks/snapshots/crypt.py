@@ -129,6 +129,16 @@ def _gpg_decrypt(stdin: Any, source: Any, what: str, timeout: float) -> Iterator
             yield gpg.stdout
             failed = False
         finally:
+            # gpg blocks writing plaintext nobody reads, and waiting for it would then last
+            # the whole timeout. After a failure the rest is not wanted: closing our end
+            # ends gpg. Otherwise it is read to the end: gpg checks the message's integrity
+            # (MDC) only there, before it says DECRYPTION_OKAY.
+            with contextlib.suppress(OSError, ValueError):
+                if failed:
+                    gpg.stdout.close()
+                else:
+                    while gpg.stdout.read(CHUNK):
+                        pass
             try:
                 rc = gpg.wait(timeout)
             except subprocess.TimeoutExpired:

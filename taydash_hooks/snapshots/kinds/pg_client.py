@@ -48,7 +48,7 @@ class PgClient:
         return ["-h", self.host, "-p", str(self.port), "-U", self.user, "--no-password"]
 
     def argv(self, tool: str, *args: str, connect: bool = True) -> list[str]:
-        """``tool`` (pg_dump, pg_restore, createdb, ...) through the exec prefix, connected to
+        """``tool`` (pg_dump, pg_restore, psql, ...) through the exec prefix, connected to
         this server unless ``connect`` is false (a tool that only reads a file)."""
         return [*self.exec, tool if self.exec else _local(tool), *(self.conn() if connect else ()),
                 *args]
@@ -80,7 +80,7 @@ class PgClient:
         if res.returncode != 0:
             raise environment(f"cannot ask PostgreSQL at {self.where} {what}: "
                               f"{res.err.strip()[-500:]}")
-        return [line.split(_SEP) for line in res.out.splitlines()]
+        return rows(res)
 
     def server_version(self, database: str = "postgres") -> str:
         """The server's version ("18.6"); "" when it cannot be asked (the tool that runs next
@@ -134,3 +134,8 @@ def _version(prefix: tuple[str, ...], tool: str) -> str:
                            timeout=30, inside_prefix=len(prefix)).out.strip()
     except Exception:
         return "unknown"
+
+
+def rows(res: process.Result) -> list[list[str]]:
+    """The rows psql printed (``-tA``, fields split on the separator)."""
+    return [line.split(_SEP) for line in res.out.splitlines()]

@@ -1,115 +1,42 @@
-"""PostgreSQL: stream ``pg_dump -Fc`` through SHA-256 into the store; restore with pg_restore.
+"""PostgreSQL: stream ``pg_dump -Fc`` through SHA-256 into the store; verify, restore, drill.
 
 No temp file on the way out: memory is bounded by the store's part size.
-Passwords come from libpq (.pgpass, PGPASSFILE, PGPASSWORD), never argv.
+Passwords come from libpq (.pgpass, PGPASSFILE, PGPASSWORD), never argv. What a stored dump
+is lives in :mod:`.pg_archive`, what a restore does on the server in :mod:`.pg_server`, the
+restore itself in :mod:`.pg_restore`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.results import Check
-from taydash_hooks.snapshots import fields
-from taydash_hooks.snapshots.compress import ZstdStream, decompressed_pipe, pumped
-from taydash_hooks.snapshots.crypt import NoSecretKey, decrypting_stream, encrypting_stream
-from taydash_hooks.snapshots.kinds import pg_database, pg_roles
+from taydash_hooks.snapshots.compress import ZstdStream
+from taydash_hooks.snapshots.crypt import NoSecretKey, encrypting_stream
 from taydash_hooks.snapshots.kinds import pg_versions as versions
 from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.pg_archive import PgDump, plain_pipe
 from taydash_hooks.snapshots.kinds.pg_client import PgClient
+from taydash_hooks.snapshots.kinds.pg_restore import restore
+from taydash_hooks.snapshots.kinds.pg_server import drop, on_server, read_roles, settings
 from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.snapshots.manifest import Artifact
-from taydash_hooks.snapshots.stored import (
-    check_object,
-    corrupt_message,
-    download_verified,
-    judge_hash,
-)
+from taydash_hooks.snapshots.stored import check_object, judge_hash
 from taydash_hooks.store import Store, Written
 from taydash_hooks.store.base import CHUNK, HashingReader
 
 DUMPS_AT_ONCE = 2
-
-# A database name we create: never something libpq would read as a conninfo
-# string or URI (`dbname=prod`, `postgresql://...`).
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
-
-
-@dataclass(frozen=True)
-class PgDump:
-    """What a ``postgres`` artifact records besides its bytes: a database dump, or (``roles``)
-    the cluster's roles script."""
-
-    database: str | None = None
-    encrypted_to: tuple[str, ...] = ()  # the stored bytes are encrypted to these recipients
-    compressed: str = ""  # "zstd" when we compressed it in the stream (.dump.zst)
-    roles: bool = False  # pg_dumpall --globals-only, not a database dump
-    server_version: str = ""  # the server dumped ("18.6")
-    dumped_with: str = ""  # the pg_dump (or pg_dumpall) version that wrote it
-
-    KNOWN = frozenset({"database", "encrypted_to", "compressed", "roles", "server_version",
-                       "dumped_with"})
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {}
-        if self.database is not None:
-            doc["database"] = self.database
-        if self.encrypted_to:
-            doc["encrypted_to"] = list(self.encrypted_to)
-        if self.compressed:
-            doc["compressed"] = self.compressed
-        if self.roles:
-            doc["roles"] = True
-        if self.server_version:
-            doc["server_version"] = self.server_version
-        if self.dumped_with:
-            doc["dumped_with"] = self.dumped_with
-        return doc
-
-    @classmethod
-    def of(cls, art: Artifact) -> PgDump:
-        """The fields of ``art``, read strictly (it comes from the store): exit 1 otherwise."""
-        with fields.of_artifact(art.kind, art.key, art.fields, cls.KNOWN) as f:
-            compressed = fields.string(f, "compressed", True) or ""
-            if compressed not in ("", "zstd"):
-                raise fields.Bad(f"compressed {compressed!r} is not a compression this "
-                                 "version reads")
-            return cls(database=fields.string(f, "database", True),
-                       encrypted_to=fields.strings(f, "encrypted_to"), compressed=compressed,
-                       roles=fields.flag(f, "roles"),
-                       server_version=fields.string(f, "server_version", True) or "",
-                       dumped_with=fields.string(f, "dumped_with", True) or "")
-
-
-def on_server(cfg: Config, host: str | None, port: int | None, user: str | None) -> Config:
-    """``cfg`` with another PostgreSQL server to restore onto (a scratch or replacement one);
-    what is not given stays as configured."""
-    import dataclasses
-
-    from taydash_hooks.config import SnapshotsConfig
-
-    pcfg = settings(cfg)
-    pcfg = dataclasses.replace(pcfg, host=host or pcfg.host, port=port or pcfg.port,
-                               user=user or pcfg.user)
-    snaps = cfg.snapshots or SnapshotsConfig()
-    return dataclasses.replace(cfg, snapshots=dataclasses.replace(snaps, postgres=pcfg))
-
-
-def settings(cfg: Config) -> PostgresConfig:
-    """``[snapshots.postgres]``, or its defaults when the table is absent (restoring elsewhere)."""
-    return (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
 
 
 def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
@@ -149,21 +76,6 @@ def compression_plan(cfg: PostgresConfig) -> tuple[list[str], str]:
     if cfg.databases and native_zstd(cfg, cfg.databases[0]):
         return ["--compress=zstd"], ""
     return ["-Z0"], "zstd"
-
-
-def database_exists(cfg: PostgresConfig, name: str) -> bool:
-    """Whether ``name`` exists on the server (asked, not guessed from an error message)."""
-    rows = PgClient.of(cfg).query("SELECT count(*) FROM pg_database WHERE datname = :'name';\n",
-                                  what="which databases exist", variables={"name": name})
-    return rows != [["0"]]
-
-
-def check_target_name(name: str) -> str:
-    """A plain database name (exit 2 otherwise): libpq must never read it as a conninfo."""
-    if not _PLAIN_NAME.fullmatch(name):
-        raise usage(f"--target-db {name!r} is not a plain database name (letters, digits, "
-                    "'_', '.', '-'; at most 63 characters; no '=', spaces or URIs).")
-    return name
 
 
 def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: str, store: Store,
@@ -239,230 +151,6 @@ def dump_roles(cfg: PostgresConfig, store: Store, key: str, timeout: float,
                     sha256_key=f"{key}.sha256", fields=PgDump(
                         encrypted_to=encrypt_to, roles=True, server_version=server,
                         dumped_with=PgClient.of(cfg).tool_number("pg_dumpall")).to_json())
-
-
-MAX_ROLES_SCRIPT = 16 * 1024 * 1024
-
-
-def read_roles(store: Store, art: Artifact, timeout: float) -> pg_roles.Script:
-    """The roles script of ``art``: verified against the manifest, decrypted, parsed strictly."""
-    with tempfile.TemporaryDirectory(prefix="taydash-roles-") as tmp:
-        local = Path(tmp) / "roles.sql"
-        download_verified(store, art, local)
-        with _plain(local, art, timeout) as fh:
-            data = fh.read(MAX_ROLES_SCRIPT + 1)
-    if len(data) > MAX_ROLES_SCRIPT:
-        raise refused(f"the roles script {art.key} is larger than {MAX_ROLES_SCRIPT} bytes.")
-    return pg_roles.parse(data.decode("utf-8", "replace"), f"the roles script {art.key}")
-
-
-def existing_roles(cfg: PostgresConfig) -> dict[str, bool]:
-    """The roles on the server ``cfg`` points at, each with whether it is privileged there
-    (superuser, replication, bypassrls or createrole: never granted from a script)."""
-    rows = PgClient.of(cfg).query(
-        "SELECT rolname, rolsuper OR rolreplication OR rolbypassrls OR rolcreaterole "
-        "FROM pg_roles;\n", what="which roles exist")
-    return {row[0]: row[1] == "t" for row in rows if len(row) == 2}
-
-
-def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float,
-                allow_privileged: bool = False) -> list[str]:
-    """Create the recorded roles the server lacks (in one transaction); the ones it has are
-    left exactly as they are, and nothing privileged is granted unless ``allow_privileged``
-    (:mod:`.pg_roles`). Says what was created and what was not; returns the roles created."""
-    script = read_roles(store, art, timeout)
-    todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged)
-    if todo.created:
-        res = PgClient.of(cfg).psql(todo.sql, timeout=timeout)
-        if res.returncode != 0:
-            raise environment(f"creating the recorded roles on {cfg.host}:{cfg.port} failed, so "
-                              f"none was created: {res.err.strip()[-300:]}")
-    left = f"; {plural(script.left_out, 'tablespace or parameter grant')} left out" \
-        if script.left_out else ""
-    say(f"roles: created {', '.join(todo.created) or 'none'}; "
-        f"{plural(len(todo.existing), 'role')} already there, left as they are{left}")
-    for what in todo.skipped:
-        say(f"roles: skipped {what}")
-    login = [r for r in todo.created if script.roles[r].flags.get("LOGIN")]
-    if login:
-        # --no-role-passwords, by design: the store never holds one. Without this line the
-        # app's first connection would fail with no hint.
-        say(f"roles: {', '.join(login)} can log in but have no password (backups never hold "
-            f"one); set it: psql -h {cfg.host} -p {cfg.port} -U {cfg.user} -c '\\password "
-            f"{login[0]}' (or ALTER ROLE ... PASSWORD)")
-    return todo.created
-
-
-def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
-    """Drop roles this run created (a restore that failed after creating them)."""
-    if not roles:
-        return
-    sql = "".join(f"DROP ROLE IF EXISTS {pg_roles.quote_ident(r)};\n" for r in roles)
-    PgClient.of(cfg).psql(sql, stop_on_error=False, timeout=120)
-
-
-def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
-            roles: Artifact | None = None, with_roles: bool = False,
-            allow_privileged: bool = False, jobs: int = 1) -> str:
-    """Create ``target`` (refusing an existing one) and restore into it in one pass: store ->
-    SHA-256 -> decrypt -> decompress -> pg_restore; when the hash does not match at the end, the
-    new database is dropped and the restore refused. ``jobs`` > 1 restores in parallel from a
-    spooled file (pg_restore -j reads a file, not a pipe).
-
-    ``with_roles`` first creates the roles recorded in ``roles`` that the server lacks and then
-    keeps the dump's owners; without it, objects belong to the restoring user. Whatever fails,
-    the database and the roles this call created are removed again.
-    """
-    check_target_name(target)
-    if PgDump.of(artifact).roles:
-        raise usage(f"{artifact.key} is the roles script, not a database dump.")
-    if database_exists(cfg, target):
-        raise refused(f"database {target} already exists; restore refuses to touch it "
-                      "(choose another --target-db).")
-    if with_roles and roles is None:
-        raise refused("this backup has no roles script (taken with roles = false, or before "
-                      "taydash recorded roles); restore without --with-roles.")
-    if jobs > 1 and cfg.exec:
-        raise usage("--jobs needs pg_restore on this host: behind an exec prefix it can only "
-                    "read stdin, and parallel restore reads a file.")
-    created_roles = (apply_roles(cfg, store, roles, timeout, allow_privileged)
-                     if with_roles and roles else [])
-    try:
-        created = PgClient.of(cfg).run("createdb", "--", target, timeout=120)
-        if created.returncode != 0:
-            raise environment(f"createdb {target} failed: {created.err.strip()[-500:]}")
-        try:
-            with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
-                head = Path(tmp) / "archive"
-                _pg_restore(cfg, store, artifact, target, timeout, roles, with_roles, head, jobs)
-                own = _database_itself(cfg, head, artifact, target, timeout)
-            # What belongs to the database itself and the count of what came back, in one
-            # psql (each client start is a round trip the restore waits for).
-            applied = own.sql if own and own.done else ""
-            counted = PgClient.of(cfg).psql(applied + _COUNT_TABLES, target, timeout=timeout)
-            if counted.returncode != 0:
-                raise environment(f"applying the database's owner, grants and settings to "
-                                  f"{target} failed: {counted.err.strip()[-300:]}")
-        except BaseException:
-            drop(cfg, target)  # we created it a moment ago: no half-restored database stays
-            raise
-    except BaseException:
-        drop_roles(cfg, created_roles)
-        raise
-    if own is not None:
-        say(f"database {target}: {', '.join(own.done) or 'nothing of its own'} applied"
-            + (f"; not applied: {'; '.join(own.skipped)}" if own.skipped else ""))
-    numbers = counted.out.strip().split("\x1f")
-    what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
-            if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
-    return (f"restored {PgDump.of(artifact).database} ({artifact.size} bytes, {what}) "
-            f"into {target}")
-
-
-_COUNT_TABLES = ("SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
-                 "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
-                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema');\n")
-
-
-def _database_itself(cfg: PostgresConfig, head: Path, art: Artifact, target: str,
-                     timeout: float) -> pg_database.Applied | None:
-    """What belongs to the database itself (owner, grants, settings, comment), planned onto
-    ``target`` where its roles exist; None for a dump that does not name its database."""
-    source = PgDump.of(art).database
-    if not source:
-        return None
-    client = PgClient.of(cfg)
-    # The start of the plain archive, kept on the way through: its table of contents holds the
-    # database's own statements, and pg_restore --schema-only reads no further.
-    with head.open("rb") as fh:
-        listed = client.run("pg_restore", "--create", "--schema-only", "--file=-", stdin=fh,
-                            timeout=timeout, connect=False)
-    if listed.returncode != 0:
-        raise environment(f"pg_restore could not list the database's own settings: "
-                          f"{listed.err.strip()[-300:]}")
-    return pg_database.plan(pg_database.parse(listed.out, source), target,
-                            set(existing_roles(cfg)))
-
-
-def _pg_restore(cfg: PostgresConfig, store: Store, art: Artifact, target: str, timeout: float,
-                roles: Artifact | None, with_roles: bool, head: Path, jobs: int = 1) -> None:
-    """Stream the stored dump into pg_restore, hashing it on the way; refused when the hash
-    does not match (the caller drops ``target``); a pg_restore failure says why when it can.
-    The start of the plain archive is kept in ``head`` (the whole archive with ``jobs``)."""
-    owners = [] if with_roles else ["--no-owner"]
-    client = PgClient.of(cfg)
-    failure: Exception | None = None
-    with store.open(art.key) as raw, head.open("wb") as kept:
-        hashing = HashingReader(raw)
-        try:
-            if jobs > 1:
-                with _plain_stream(Progress(hashing, f"fetching {art.key}"), art, timeout) as fh:
-                    while chunk := fh.read(CHUNK):
-                        kept.write(chunk)
-            else:
-                with _plain_stream(Progress(hashing, f"restoring {art.key}"), art, timeout,
-                                   kept) as fh:
-                    # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
-                    restored = client.run("pg_restore", *owners, "--exit-on-error",
-                                          f"--dbname={target}", stdin=fh, timeout=timeout)
-        except Exception as exc:  # said after the hash: a corrupt object is the likelier cause
-            failure = exc
-        while hashing.read(CHUNK):  # every stored byte is hashed, whatever was read of it
-            pass
-    got = hashing.sha.hexdigest()
-    if got != art.sha256 or hashing.size != art.size:
-        raise refused(corrupt_message(art, got) + f"; the database {target} restored from it was "
-                      "dropped")
-    if failure is not None:
-        raise failure
-    if jobs > 1:
-        restored = client.run("pg_restore", "-j", str(jobs), *owners, "--exit-on-error",
-                              f"--dbname={target}", str(head), timeout=timeout)
-    if restored.returncode == 0:
-        return
-    where = client.where
-    dump = PgDump.of(art)
-    why = versions.restore_problem(dump.dumped_with, dump.server_version,
-                                   client.tool_version("pg_restore"), client.server_version(),
-                                   where)
-    if why is None and roles is not None and not with_roles:
-        missing: list[str] = []
-        with contextlib.suppress(TaydashError):
-            missing = sorted(set(read_roles(store, roles, timeout).roles) - set(existing_roles(cfg)))
-        if missing:
-            why = (f"{restored.err.strip()[-300:]} (the roles {', '.join(missing[:5])} recorded "
-                   f"with this backup do not exist on {where}: add --with-roles to create them "
-                   "first)")
-    raise environment(f"pg_restore into {target} failed: "
-                      f"{why or restored.err.strip()[-300:]}")
-
-
-@contextlib.contextmanager
-def _plain_stream(source: Any, art: Artifact, timeout: float,
-                  head: IO[bytes] | None = None) -> Iterator[IO[bytes]]:
-    """The plain archive of ``source`` (the stored bytes, read as they arrive) as a pipe:
-    decrypted and decompressed in pipes; its first bytes copied to ``head`` when given."""
-    dump = PgDump.of(art)
-    with contextlib.ExitStack() as stack:
-        fh: Any = source
-        if dump.encrypted_to:
-            fh = stack.enter_context(decrypting_stream(fh, f"the dump {art.key}", timeout))
-        if dump.compressed == "zstd":  # the decompressing thread keeps the head itself
-            yield stack.enter_context(decompressed_pipe(fh, head))
-            return
-        yield stack.enter_context(pumped(fh, head))
-
-
-@contextlib.contextmanager
-def _plain(local: Path, art: Artifact, timeout: float) -> Iterator[IO[bytes]]:
-    """The downloaded ``local`` copy as pg_restore reads it (see :func:`_plain_stream`)."""
-    with local.open("rb") as src, _plain_stream(src, art, timeout) as fh:
-        yield fh
-
-
-def drop(cfg: PostgresConfig, database: str) -> None:
-    """Drop a scratch database made by a drill."""
-    PgClient.of(cfg).run("dropdb", "--if-exists", "--force", "--", database, timeout=120)
 
 
 class Postgres:
@@ -569,7 +257,7 @@ class Postgres:
         with store.open(art.key) as raw:
             hashing = HashingReader(raw)
             try:
-                with _plain_stream(hashing, art, snapshot_timeout()) as fh:
+                with plain_pipe(hashing, art, snapshot_timeout()) as fh:
                     res = PgClient.of(settings(cfg)).run(
                         "pg_restore", "--file=/dev/null", stdin=fh, timeout=snapshot_timeout(),
                         connect=False)

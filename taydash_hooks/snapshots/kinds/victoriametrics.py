@@ -178,11 +178,18 @@ def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Sto
     except process.Timeout as exc:
         raise environment(str(exc)) from None
     if res.returncode != 0:
-        detail = (res.err or res.out).strip().splitlines()
         against = (f" against {endpoint} with access key id {props.access_key}"
                    if props.scheme == "s3" else "")
         raise environment(f"{name}{box.label} failed{against}: "
-                          f"{detail[-1] if detail else f'exit {res.returncode}'}")
+                          f"{last_words(res.err or res.out) or f'exit {res.returncode}'}")
+
+
+def last_words(err: str) -> str:
+    """The line of a VictoriaMetrics tool's output that says why it stopped: its last line,
+    or for a Go panic (whose last line is a stack frame) the panic itself."""
+    lines = err.strip().splitlines()
+    crash = [ln for ln in lines if ln.startswith(("panic: ", "fatal error: "))]
+    return (crash or lines or [""])[0 if crash else -1].strip()
 
 
 def where(cfg: VictoriaMetricsConfig) -> Place:

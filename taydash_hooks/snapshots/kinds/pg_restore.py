@@ -1,0 +1,250 @@
+"""``restore db``: one stored dump into a new database, in one pass.
+
+store -> SHA-256 -> gpg -> zstd -> pg_restore, with nothing of the dump on disk. The archive's
+table of contents (its first bytes) is read first, by ``pg_restore --create --schema-only``,
+which stops there; the bytes it took are kept (in memory; on disk past 8 MiB, a schema of many
+thousand objects) and replayed in front of the rest for the restore itself. So a dump that
+pg_restore cannot read creates no database, and what belongs to the database itself (owner,
+grants, settings) is known before it exists. Every stored byte is hashed on the way; when the
+hash does not match at the end, the new database is dropped and the restore refused.
+
+``--jobs N`` (pg_restore -j reads a file, not a pipe) writes the plain archive to a temp file
+first and restores from it once its hash is known to be right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from taydash_hooks.config import PostgresConfig
+from taydash_hooks.errors import TaydashError, environment, refused, usage
+from taydash_hooks.output import Progress, plural, say
+from taydash_hooks.snapshots.compress import pumped
+from taydash_hooks.snapshots.kinds import pg_database
+from taydash_hooks.snapshots.kinds import pg_versions as versions
+from taydash_hooks.snapshots.kinds.pg_archive import PgDump, plain_reader
+from taydash_hooks.snapshots.kinds.pg_client import PgClient
+from taydash_hooks.snapshots.kinds.pg_server import (
+    apply_roles,
+    check_target_name,
+    create_database,
+    database_exists,
+    drop,
+    drop_roles,
+    existing_roles,
+    read_roles,
+    taken_message,
+)
+from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.snapshots.stored import corrupt_message
+from taydash_hooks.store import Store
+from taydash_hooks.store.base import CHUNK, HashingReader
+
+# The table of contents read ahead stays in memory up to this size; a dump's data never does.
+KEPT_IN_MEMORY = 8 * 1024 * 1024
+
+
+def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
+            roles: Artifact | None = None, with_roles: bool = False,
+            allow_privileged: bool = False, jobs: int = 1) -> str:
+    """Create ``target`` (refusing an existing one) and restore ``artifact`` into it in one pass
+    (see the module); ``jobs`` > 1 restores in parallel from a temp file.
+
+    ``with_roles`` first creates the roles recorded in ``roles`` that the server lacks and then
+    keeps the dump's owners; without it, objects belong to the restoring user. Whatever fails,
+    the database and the roles this call created are removed again.
+    """
+    check_target_name(target)
+    if PgDump.of(artifact).roles:
+        raise usage(f"{artifact.key} is the roles script, not a database dump.")
+    if with_roles and roles is None:
+        raise refused("this backup has no roles script (taken with roles = false, or before "
+                      "taydash recorded roles); restore without --with-roles.")
+    if jobs > 1 and cfg.exec:
+        raise usage("--jobs needs pg_restore on this host: behind an exec prefix it can only "
+                    "read stdin, and parallel restore reads a file.")
+    if with_roles and database_exists(cfg, target):
+        raise refused(taken_message(target))  # asked before a role is created for nothing
+    created_roles = (apply_roles(cfg, store, roles, timeout, allow_privileged)
+                     if with_roles and roles else [])
+    restoring = _Restoring(cfg, store, artifact, target, timeout, roles, with_roles)
+    try:
+        with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
+            if jobs > 1:
+                restoring.from_file(Path(tmp) / "archive", jobs)
+            else:
+                restoring.in_one_pass(Path(tmp))
+        return restoring.finish()
+    except BaseException:
+        if restoring.created:
+            drop(cfg, target)  # we created it a moment ago: no half-restored database stays
+        drop_roles(cfg, created_roles)
+        raise
+
+
+class _Restoring:
+    """One ``restore db`` under way; ``created`` once the new database exists."""
+
+    def __init__(self, cfg: PostgresConfig, store: Store, art: Artifact, target: str,
+                 timeout: float, roles: Artifact | None, with_roles: bool) -> None:
+        self.cfg, self.store, self.art, self.target = cfg, store, art, target
+        self.timeout, self.roles, self.with_roles = timeout, roles, with_roles
+        self.client = PgClient.of(cfg)
+        self.created = False
+        self.own: pg_database.Applied | None = None
+
+    def in_one_pass(self, tmp: Path) -> None:
+        with _incoming(self, "restoring") as plain, \
+                tempfile.SpooledTemporaryFile(KEPT_IN_MEMORY, dir=str(tmp)) as kept:
+            with pumped(_Tee(plain, kept)) as head:
+                listed = self._toc(stdin=head)
+            self._create(listed)
+            kept.seek(0)
+            # Through stdin so an `exec` prefix (docker compose exec -T) works the same.
+            with pumped(_Replay(kept, plain)) as fh:
+                restored = self.client.run("pg_restore", *self._owners(), "--exit-on-error",
+                                           f"--dbname={self.target}", stdin=fh,
+                                           timeout=self.timeout)
+            if restored.returncode != 0:
+                raise self._failed(restored.err)
+
+    def from_file(self, archive: Path, jobs: int) -> None:
+        with _incoming(self, "fetching") as plain, archive.open("wb") as out:
+            while chunk := plain.read(CHUNK):
+                out.write(chunk)
+        self._create(self._toc(archive=archive))  # the hash was right: only now
+        restored = self.client.run("pg_restore", "-j", str(jobs), *self._owners(),
+                                   "--exit-on-error", f"--dbname={self.target}", str(archive),
+                                   timeout=self.timeout)
+        if restored.returncode != 0:
+            raise self._failed(restored.err)
+
+    def _owners(self) -> list[str]:
+        return [] if self.with_roles else ["--no-owner"]
+
+    def _toc(self, stdin: IO[bytes] | None = None, archive: Path | None = None) -> str:
+        """The archive's table of contents as SQL (``--create``: with the database's own
+        statements); pg_restore reads no further than the table of contents for it."""
+        listed = self.client.run("pg_restore", "--create", "--schema-only", "--file=-",
+                                 *([str(archive)] if archive else []), stdin=stdin,
+                                 timeout=self.timeout, connect=False)
+        if listed.returncode != 0:
+            raise environment(f"pg_restore cannot read the archive {self.art.key}: "
+                              f"{self._versions() or listed.err.strip()[-300:]}")
+        return listed.out
+
+    def _create(self, listed: str) -> None:
+        """The new database, and what of the old one's own statements can apply to it."""
+        there = create_database(self.cfg, self.target, self.timeout)
+        self.created = True
+        source = PgDump.of(self.art).database
+        if source:
+            self.own = pg_database.plan(pg_database.parse(listed, source), self.target,
+                                        set(there))
+
+    def finish(self) -> str:
+        """The database's own statements and the count of what came back, in one psql (each
+        client start is a round trip the restore waits for); the sentence to print."""
+        own = self.own
+        applied = own.sql if own and own.done else ""
+        counted = self.client.psql(applied + _COUNT_TABLES, self.target, timeout=self.timeout)
+        if counted.returncode != 0:
+            raise environment(f"applying the database's owner, grants and settings to "
+                              f"{self.target} failed: {counted.err.strip()[-300:]}")
+        if own is not None:
+            say(f"database {self.target}: {', '.join(own.done) or 'nothing of its own'} applied"
+                + (f"; not applied: {'; '.join(own.skipped)}" if own.skipped else ""))
+        numbers = counted.out.strip().split("\x1f")
+        what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
+                if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
+        return (f"restored {PgDump.of(self.art).database} ({self.art.size} bytes, {what}) "
+                f"into {self.target}")
+
+    def _versions(self) -> str | None:
+        """Why this pg_restore or server cannot take the dump, told from the versions."""
+        client, dump = self.client, PgDump.of(self.art)
+        return versions.restore_problem(dump.dumped_with, dump.server_version,
+                                        client.tool_version("pg_restore"),
+                                        client.server_version(), client.where)
+
+    def _failed(self, err: str) -> TaydashError:
+        """pg_restore failed: why, when it can be told (versions, missing roles)."""
+        client = self.client
+        why = self._versions()
+        if why is None and self.roles is not None and not self.with_roles:
+            missing: list[str] = []
+            with contextlib.suppress(TaydashError):
+                missing = sorted(set(read_roles(self.store, self.roles, self.timeout).roles)
+                                 - set(existing_roles(self.cfg)))
+            if missing:
+                why = (f"{err.strip()[-300:]} (the roles {', '.join(missing[:5])} recorded "
+                       f"with this backup do not exist on {client.where}: add --with-roles to "
+                       "create them first)")
+        return environment(f"pg_restore into {self.target} failed: {why or err.strip()[-300:]}")
+
+
+_COUNT_TABLES = ("SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
+                 "count(*) FILTER (WHERE table_type = 'VIEW') FROM information_schema.tables "
+                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema');\n")
+
+
+@contextlib.contextmanager
+def _incoming(run: _Restoring, label: str) -> Iterator[Any]:
+    """The stored dump's plain archive, read as it arrives, every stored byte hashed. When the
+    block ends, whatever was not read is hashed too; a hash that is not the manifest's is
+    refused, and said instead of any other failure (a corrupt object is the likelier cause)."""
+    art = run.art
+    with run.store.open(art.key) as raw:
+        hashing = HashingReader(raw)
+
+        def judge() -> None:
+            while hashing.read(CHUNK):
+                pass
+            got = hashing.sha.hexdigest()
+            if got != art.sha256 or hashing.size != art.size:
+                dropped = (f"; the database {run.target} restored from it was dropped"
+                           if run.created else "")
+                raise refused(corrupt_message(art, got) + dropped) from None
+
+        try:
+            with plain_reader(Progress(hashing, f"{label} {art.key}"), art, run.timeout) as plain:
+                yield plain
+                while plain.read(CHUNK):  # what pg_restore left unread (a stream's end)
+                    pass
+        except Exception:
+            judge()
+            raise
+        judge()
+
+
+class _Tee:
+    """Reads ``source``, keeping a copy of every byte read in ``copy``."""
+
+    def __init__(self, source: Any, copy: IO[bytes]) -> None:
+        self.source, self.copy = source, copy
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.source.read(n)
+        self.copy.write(data)
+        return data
+
+
+class _Replay:
+    """``kept`` (rewound by the caller) to its end, then the rest of ``source``."""
+
+    def __init__(self, kept: IO[bytes], source: Any) -> None:
+        self.kept: IO[bytes] | None = kept
+        self.source = source
+
+    def read(self, n: int = -1) -> bytes:
+        if self.kept is not None:
+            data = self.kept.read(n)
+            if data:
+                return data
+            self.kept = None
+        result: bytes = self.source.read(n)
+        return result

@@ -1,0 +1,159 @@
+"""What a restore does on the PostgreSQL server besides pg_restore: the server to restore onto,
+the new database (created only when its name is free), the recorded roles it creates (and drops
+again when the restore fails), and the drop of a scratch database.
+
+Every name here is passed as a psql variable (``:'name'``, ``:"name"``), never as SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from taydash_hooks.config import Config, PostgresConfig
+from taydash_hooks.errors import environment, refused, usage
+from taydash_hooks.output import plural, say
+from taydash_hooks.snapshots.kinds import pg_roles
+from taydash_hooks.snapshots.kinds.pg_archive import plain_local
+from taydash_hooks.snapshots.kinds.pg_client import PgClient, rows
+from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.snapshots.stored import download_verified
+from taydash_hooks.store import Store
+
+# A database name we create: never something libpq would read as a conninfo
+# string or URI (`dbname=prod`, `postgresql://...`).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+
+
+def settings(cfg: Config) -> PostgresConfig:
+    """``[snapshots.postgres]``, or its defaults when the table is absent (restoring elsewhere)."""
+    return (cfg.snapshots.postgres if cfg.snapshots else None) or PostgresConfig()
+
+
+def on_server(cfg: Config, host: str | None, port: int | None, user: str | None) -> Config:
+    """``cfg`` with another PostgreSQL server to restore onto (a scratch or replacement one);
+    what is not given stays as configured."""
+    import dataclasses
+
+    from taydash_hooks.config import SnapshotsConfig
+
+    pcfg = settings(cfg)
+    pcfg = dataclasses.replace(pcfg, host=host or pcfg.host, port=port or pcfg.port,
+                               user=user or pcfg.user)
+    snaps = cfg.snapshots or SnapshotsConfig()
+    return dataclasses.replace(cfg, snapshots=dataclasses.replace(snaps, postgres=pcfg))
+
+
+def database_exists(cfg: PostgresConfig, name: str) -> bool:
+    """Whether ``name`` exists on the server (asked, not guessed from an error message)."""
+    found = PgClient.of(cfg).query("SELECT count(*) FROM pg_database WHERE datname = :'name';\n",
+                                   what="which databases exist", variables={"name": name})
+    return found != [["0"]]
+
+
+def check_target_name(name: str) -> str:
+    """A plain database name (exit 2 otherwise): libpq must never read it as a conninfo."""
+    if not _PLAIN_NAME.fullmatch(name):
+        raise usage(f"--target-db {name!r} is not a plain database name (letters, digits, "
+                    "'_', '.', '-'; at most 63 characters; no '=', spaces or URIs).")
+    return name
+
+
+def taken_message(name: str) -> str:
+    """Why a restore into an existing database is refused."""
+    return (f"database {name} already exists; restore refuses to touch it (choose another "
+            "--target-db).")
+
+
+# The roles there, each with whether it is privileged (never granted from a script, see pg_roles).
+_ROLES = ("SELECT rolname, rolsuper OR rolreplication OR rolbypassrls OR rolcreaterole "
+          "FROM pg_roles;\n")
+
+# The name is asked for and the database created in one psql (each client start is a round
+# trip a restore waits for); the roles there come back in the same call, two fields a row.
+_CREATE = """SELECT EXISTS (SELECT FROM pg_database WHERE datname = :'target') AS taken \\gset
+\\if :taken
+SELECT 'taken';
+\\quit
+\\endif
+CREATE DATABASE :"target";
+""" + _ROLES  # noqa: S608 - constants only; the name is a psql variable
+
+
+def create_database(cfg: PostgresConfig, name: str, timeout: float) -> dict[str, bool]:
+    """Create the empty database ``name``, refused (exit 1) when it exists; returns the roles
+    on the server as :func:`existing_roles` does."""
+    res = PgClient.of(cfg).psql(_CREATE, variables={"target": name}, timeout=timeout)
+    found = rows(res)
+    if ["taken"] in found:
+        raise refused(taken_message(name))
+    if res.returncode != 0:
+        raise environment(f"creating database {name} failed: {res.err.strip()[-500:]}")
+    return _privileged(found)
+
+
+def _privileged(found: list[list[str]]) -> dict[str, bool]:
+    return {row[0]: row[1] == "t" for row in found if len(row) == 2}
+
+
+MAX_ROLES_SCRIPT = 16 * 1024 * 1024
+
+
+def read_roles(store: Store, art: Artifact, timeout: float) -> pg_roles.Script:
+    """The roles script of ``art``: verified against the manifest, decrypted, parsed strictly."""
+    with tempfile.TemporaryDirectory(prefix="taydash-roles-") as tmp:
+        local = Path(tmp) / "roles.sql"
+        download_verified(store, art, local)
+        with plain_local(local, art, timeout) as fh:
+            data = fh.read(MAX_ROLES_SCRIPT + 1)
+    if len(data) > MAX_ROLES_SCRIPT:
+        raise refused(f"the roles script {art.key} is larger than {MAX_ROLES_SCRIPT} bytes.")
+    return pg_roles.parse(data.decode("utf-8", "replace"), f"the roles script {art.key}")
+
+
+def existing_roles(cfg: PostgresConfig) -> dict[str, bool]:
+    """The roles on the server ``cfg`` points at, each with whether it is privileged there
+    (superuser, replication, bypassrls or createrole: never granted from a script)."""
+    return _privileged(PgClient.of(cfg).query(_ROLES, what="which roles exist"))
+
+
+def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float,
+                allow_privileged: bool = False) -> list[str]:
+    """Create the recorded roles the server lacks (in one transaction); the ones it has are
+    left exactly as they are, and nothing privileged is granted unless ``allow_privileged``
+    (:mod:`.pg_roles`). Says what was created and what was not; returns the roles created."""
+    script = read_roles(store, art, timeout)
+    todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged)
+    if todo.created:
+        res = PgClient.of(cfg).psql(todo.sql, timeout=timeout)
+        if res.returncode != 0:
+            raise environment(f"creating the recorded roles on {cfg.host}:{cfg.port} failed, so "
+                              f"none was created: {res.err.strip()[-300:]}")
+    left = f"; {plural(script.left_out, 'tablespace or parameter grant')} left out" \
+        if script.left_out else ""
+    say(f"roles: created {', '.join(todo.created) or 'none'}; "
+        f"{plural(len(todo.existing), 'role')} already there, left as they are{left}")
+    for what in todo.skipped:
+        say(f"roles: skipped {what}")
+    login = [r for r in todo.created if script.roles[r].flags.get("LOGIN")]
+    if login:
+        # --no-role-passwords, by design: the store never holds one. Without this line the
+        # app's first connection would fail with no hint.
+        say(f"roles: {', '.join(login)} can log in but have no password (backups never hold "
+            f"one); set it: psql -h {cfg.host} -p {cfg.port} -U {cfg.user} -c '\\password "
+            f"{login[0]}' (or ALTER ROLE ... PASSWORD)")
+    return todo.created
+
+
+def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
+    """Drop roles this run created (a restore that failed after creating them)."""
+    if not roles:
+        return
+    sql = "".join(f"DROP ROLE IF EXISTS {pg_roles.quote_ident(r)};\n" for r in roles)
+    PgClient.of(cfg).psql(sql, stop_on_error=False, timeout=120)
+
+
+def drop(cfg: PostgresConfig, database: str) -> None:
+    """Drop a scratch database made by a drill."""
+    PgClient.of(cfg).run("dropdb", "--if-exists", "--force", "--", database, timeout=120)
