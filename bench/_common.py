@@ -47,11 +47,27 @@ def timed(fn: Callable[[], object]) -> float:
 
 def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
     """Median of ``rounds`` runs of each variant, run side by side (A B C, A B C, ...)."""
+    return {k: statistics.median(v) for k, v in rounds_of(variants, rounds).items()}
+
+
+def rounds_of(variants: dict[str, Callable[[], float]], rounds: int,
+              rotate: bool = False) -> dict[str, list[float]]:
+    """Every time of ``rounds`` side-by-side rounds (A B C, A B C, ...), in round order;
+    ``rotate`` starts each round one variant later (A B C, B C A, ...), so none always runs
+    right after the same other one."""
     samples: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            samples[name].append(fn())
-    return {k: statistics.median(v) for k, v in samples.items()}
+    names = list(variants)
+    for i in range(rounds):
+        shift = i % len(names) if rotate else 0
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(variants[name]())
+    return samples
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median of a/b round by round: each pair ran back to back, so a machine that slows
+    down for a while (this one swings by a third) slows both sides of the pairs it hits."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def cleanup(base: Path) -> None:
