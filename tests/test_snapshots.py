@@ -112,6 +112,12 @@ def test_flipped_byte_found_by_verify_and_refused_by_restore(snap: Snap) -> None
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", f"{snap.db}_bad")
     assert proc.returncode == 1 and "corrupt" in proc.stderr
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_bad'") == "0"
+    # A taken name is said at once, as what it is: the rest of the dump is not read (nor
+    # hashed) to refuse it, and the database that has the name is left alone.
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", snap.db)
+    assert proc.returncode == 1 and f"database {snap.db} already exists" in proc.stderr
+    assert "corrupt" not in proc.stderr, proc.stderr
+    assert snap.pg.psql("SELECT count(*) FROM readings", db=snap.db) == "500"
     if snap.store_url.startswith("s3://"):
         # The recorded version is still there: fetch it, and the corrupt one is refused.
         assert snap.cli("objects", "versions", key).stdout.count("\n") == 2

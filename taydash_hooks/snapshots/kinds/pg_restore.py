@@ -95,6 +95,7 @@ class _Restoring:
         self.timeout, self.roles, self.with_roles = timeout, roles, with_roles
         self.client = PgClient.of(cfg)
         self.created = False
+        self.server_refused = False  # the server would not create it: no fault of the dump
         self.own: pg_database.Applied | None = None
 
     def in_one_pass(self, tmp: Path) -> None:
@@ -139,7 +140,11 @@ class _Restoring:
 
     def _create(self, listed: str) -> None:
         """The new database, and what of the old one's own statements can apply to it."""
-        there = create_database(self.cfg, self.target, self.timeout)
+        try:
+            there = create_database(self.cfg, self.target, self.timeout)
+        except TaydashError:
+            self.server_refused = True
+            raise
         self.created = True
         source = PgDump.of(self.art).database
         if source:
@@ -196,7 +201,9 @@ _COUNT_TABLES = ("SELECT count(*) FILTER (WHERE table_type = 'BASE TABLE'), "
 def _incoming(run: _Restoring, label: str) -> Iterator[Any]:
     """The stored dump's plain archive, read as it arrives, every stored byte hashed. When the
     block ends, whatever was not read is hashed too; a hash that is not the manifest's is
-    refused, and said instead of any other failure (a corrupt object is the likelier cause)."""
+    refused, and said instead of any other failure (a corrupt object is the likelier cause),
+    except a refusal of the server's that has nothing to do with the dump (the name is taken):
+    that is said at once, without reading the rest of a dump that may be gigabytes away."""
     art = run.art
     with run.store.open(art.key) as raw:
         hashing = HashingReader(raw)
@@ -216,7 +223,8 @@ def _incoming(run: _Restoring, label: str) -> Iterator[Any]:
                 while plain.read(CHUNK):  # what pg_restore left unread (a stream's end)
                     pass
         except Exception:
-            judge()
+            if not run.server_refused:
+                judge()
             raise
         judge()
 
