@@ -111,6 +111,11 @@ class VmServer:
         with urllib.request.urlopen(self.url + path, timeout=30) as resp:  # noqa: S310 - loopback
             return bytes(resp.read())
 
+    def healthy(self) -> bool:
+        """Whether it answers /health with OK (a short timeout: callers poll this)."""
+        with urllib.request.urlopen(self.url + "/health", timeout=5) as resp:  # noqa: S310
+            return bool(resp.read() == b"OK")
+
     def ingest(self, lines: str) -> None:
         """Prometheus text lines, then a flush so they reach the storage files."""
         req = urllib.request.Request(self.url + "/api/v1/import/prometheus",  # noqa: S310
@@ -140,7 +145,7 @@ def start_vm(storage: Path, binary: str = "victoria-metrics") -> VmServer:
     )
     vm = VmServer(f"http://127.0.0.1:{port}", storage, proc)
     try:
-        wait_for(lambda: vm.get("/health") == b"OK", "victoria-metrics")
+        wait_for(vm.healthy, "victoria-metrics")
     except BaseException:
         vm.stop()
         raise

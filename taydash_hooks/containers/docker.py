@@ -410,9 +410,7 @@ class Stack:
 def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
     """A private dockerd, both images (built here), and the compose project up and ready.
     Raises :class:`DockerUnavailable` when Docker cannot run here."""
-    import urllib.request
-
-    from taydash_hooks.sandbox import free_port, wait_for
+    from taydash_hooks.sandbox import VmServer, free_port, wait_for
 
     # The daemon's sockets live under its exec root: a short path (unix sockets allow 108).
     daemon = Daemon(Path(tempfile.mkdtemp(prefix="taydash-dockerd-", dir="/tmp")))
@@ -443,12 +441,8 @@ def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
         wait_for(lambda: pg.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p",
                                  str(pg_port)]).returncode == 0, "postgres in its container",
                  timeout=120)
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{stack.vm_url}/health", timeout=5) as resp:  # noqa: S310
-                return bool(resp.read() == b"OK")
-
-        wait_for(healthy, "victoria-metrics in its container", timeout=120)
+        wait_for(VmServer(stack.vm_url, Path(VM_DATA), None).healthy,
+                 "victoria-metrics in its container", timeout=120)
     except BaseException:
         stack.stop()
         raise

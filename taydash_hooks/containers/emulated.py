@@ -207,9 +207,7 @@ class Stack:
 
 def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
     """Both services, each in its own mount namespace; ``docker`` in ``base/bin`` reaches them."""
-    import urllib.request
-
-    from taydash_hooks.sandbox import free_port, wait_for
+    from taydash_hooks.sandbox import VmServer, free_port, wait_for
 
     if os.geteuid() != 0:
         raise PermissionError("emulating containers needs root (unshare --mount, nsenter)")
@@ -219,12 +217,7 @@ def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
         postgres_service(compose, pg_bindir, pg_port)
         victoriametrics_service(compose, vm_binary, vm_port)
         url = f"http://127.0.0.1:{vm_port}"
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:  # noqa: S310
-                return bool(resp.read() == b"OK")
-
-        wait_for(healthy, "victoria-metrics in its container")
+        wait_for(VmServer(url, Path(VM_DATA), None).healthy, "victoria-metrics in its container")
     except BaseException:
         compose.stop()
         raise
