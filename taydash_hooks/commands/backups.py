@@ -9,8 +9,8 @@ from pathlib import Path
 from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
-from taydash_hooks.lifecycle.metrics import push_after
-from taydash_hooks.lifecycle.records import Activity, remember
+from taydash_hooks.lifecycle.metrics import record_and_push
+from taydash_hooks.lifecycle.records import Activity
 from taydash_hooks.output import emit_json, mark, out, plural, say
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_trusted
@@ -92,9 +92,8 @@ def _code(rows: list[tuple[str, str, Checked]]) -> Exit:
 
 
 def _recorded(repo: git.Repo, cfg: Config, start: float, checked: int, failed: int) -> None:
-    """The outcome for `health` and `metrics`, and the metrics push when one is configured."""
-    remember(repo, Activity.VERIFY, failed == 0, checked, failed, time.monotonic() - start)
-    push_after(repo, cfg, "verify")
+    record_and_push(repo, cfg, Activity.VERIFY, failed == 0, checked, failed,
+                    time.monotonic() - start)
 
 
 def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit, refused
-from taydash_hooks.lifecycle.metrics import push_after
-from taydash_hooks.lifecycle.records import Activity, remember
+from taydash_hooks.lifecycle.metrics import record_and_push
+from taydash_hooks.lifecycle.records import Activity
 from taydash_hooks.lifecycle.verification import columns, remote_name, verify_tag
 from taydash_hooks.output import emit_json, out
 from taydash_hooks.tags.releases import release_tags
@@ -24,9 +24,8 @@ def drill(cwd: Path, last: int, as_json: bool) -> int:
     remote = remote_name(repo)
     reports = [verify_tag(repo, cfg, remote, t, restores=True) for t in tags]
     failed = sum(not r.ok for r in reports)
-    remember(repo, Activity.DRILL, failed == 0, len(reports), failed,
-             sum(r.seconds for r in reports))
-    push_after(repo, cfg, "the drill")
+    record_and_push(repo, cfg, Activity.DRILL, failed == 0, len(reports), failed,
+                    sum(r.seconds for r in reports))
     if as_json:
         emit_json({"ok": all(r.ok for r in reports), "tags": [r.as_dict() for r in reports]})
     else:

@@ -8,8 +8,8 @@ from pathlib import Path
 from taydash_hooks import config as config_mod
 from taydash_hooks import git
 from taydash_hooks.errors import Exit
-from taydash_hooks.lifecycle.metrics import push_after
-from taydash_hooks.lifecycle.records import Activity, remember
+from taydash_hooks.lifecycle.metrics import record_and_push
+from taydash_hooks.lifecycle.records import Activity
 from taydash_hooks.lifecycle.verification import remote_name, verify_tag
 from taydash_hooks.output import emit_json, mark, out
 
@@ -19,8 +19,8 @@ def verify(cwd: Path, tag: str, as_json: bool) -> int:
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
     report = verify_tag(repo, cfg, remote_name(repo), tag)
-    remember(repo, Activity.VERIFY, report.ok, 1, 0 if report.ok else 1, report.seconds)
-    push_after(repo, cfg, "verify")
+    record_and_push(repo, cfg, Activity.VERIFY, report.ok, 1, 0 if report.ok else 1,
+                    report.seconds)
     if as_json:
         emit_json(report.as_dict())
     else:

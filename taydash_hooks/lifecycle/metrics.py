@@ -18,7 +18,7 @@ from typing import Any
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
-from taydash_hooks.lifecycle.records import Activity
+from taydash_hooks.lifecycle.records import Activity, remember
 from taydash_hooks.lifecycle.status import collect, timestamp
 
 PUSH_TIMEOUT = 10.0
@@ -178,3 +178,15 @@ def push_after(repo: git.Repo, cfg: Config, step: str) -> None:
         problem = f"collecting them failed ({exc})"
     if problem:
         warn(f"metrics after {step} were not pushed: {problem}.")
+
+
+# How a push warning names the step each recorded activity is.
+_STEP = {Activity.VERIFY: "verify", Activity.DRILL: "the drill"}
+
+
+def record_and_push(repo: git.Repo, cfg: Config, activity: Activity, ok: bool, checked: int,
+                    failed: int, seconds: float) -> None:
+    """The outcome of a verify or drill, kept for `health` and `metrics`, then pushed (when
+    ``[metrics] push_url`` is set): every recorded outcome reaches the push."""
+    remember(repo, activity, ok, checked, failed, seconds)
+    push_after(repo, cfg, _STEP[activity])
