@@ -94,8 +94,9 @@ class ZstdStream:
         self._thread.join(timeout=5)
 
 
-class _ZstdReader:
-    """Reads the decompression of a zstd stream; a corrupt stream is refused (exit 1)."""
+class ZstdReader:
+    """``source`` (a zstd stream) decompressed as it is read; a corrupt stream is refused
+    (exit 1)."""
 
     def __init__(self, source: Any) -> None:
         import zstandard
@@ -110,11 +111,6 @@ class _ZstdReader:
             from taydash_hooks.errors import refused
 
             raise refused(f"the stored dump is not a valid zstd stream ({exc}).") from None
-
-
-def zstd_reader(source: Any) -> Any:
-    """``source`` (a zstd stream) decompressed as it is read."""
-    return _ZstdReader(source)
 
 
 def _wide(fd: int) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from taydash_hooks.snapshots import fields
-from taydash_hooks.snapshots.compress import pumped, zstd_reader
+from taydash_hooks.snapshots.compress import ZstdReader, pumped
 from taydash_hooks.snapshots.crypt import decrypting_stream
 from taydash_hooks.snapshots.manifest import Artifact
 
@@ -70,7 +70,7 @@ def plain_reader(source: Any, art: Artifact, timeout: float) -> Iterator[Any]:
         fh: Any = source
         if dump.encrypted_to:
             fh = stack.enter_context(decrypting_stream(fh, f"the dump {art.key}", timeout))
-        yield zstd_reader(fh) if dump.compressed == "zstd" else fh
+        yield ZstdReader(fh) if dump.compressed == "zstd" else fh
 
 
 @contextlib.contextmanager
