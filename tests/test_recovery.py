@@ -54,6 +54,14 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
     if encrypted:
         snap.repos.configure(snap.toml.replace(
             'on_tag = ["v*"]', 'on_tag = ["v*"]\nencrypt_to = ["trusted@example.test"]'))
+    # A database not made like the server's default one, with a setting of its own: the
+    # block brings both back as taydash does.
+    postgres.drop_db(snap.db)
+    postgres.psql(f"CREATE DATABASE {snap.db} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'")
+    postgres.psql(f"ALTER DATABASE {snap.db} SET work_mem TO '12MB'")
+    postgres.psql("CREATE TABLE readings (id int primary key, value text);"
+                  "INSERT INTO readings SELECT g, md5(g::text) FROM generate_series(1, 500) g",
+                  db=snap.db)
     newdb = f"recovered_{secrets.token_hex(3)}"
     vmdata = tmp_path / "vm-recovered"
     try:
@@ -67,6 +75,9 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert postgres.psql("SELECT count(*) FROM readings", db=newdb) == "500"
+        assert postgres.psql("SELECT pg_encoding_to_char(encoding) || ' ' || datcollate "
+                             f"FROM pg_database WHERE datname = '{newdb}'") == "LATIN1 C"
+        assert postgres.psql("SHOW work_mem", db=newdb) == "12MB"
         restored = services.start_vm(vmdata)
         try:
             rows = restored.export(f'snap_metric{{db="{snap.db}"}}')

@@ -228,7 +228,8 @@ def test_the_database_itself_comes_back(snap: Snap) -> None:
             # Without the roles, what needs them is said as not applied, and the rest applies.
             plain = snap.cli("restore", "db", "v0.1.0", "--target-db", "plain", *where)
             assert plain.returncode == 0, plain.stderr
-            assert "database plain: setting work_mem applied; not applied: owner" in plain.stderr
+            assert ("database plain: encoding UTF8, locale provider libc, locale C.UTF-8, "
+                    "setting work_mem applied; not applied: owner") in plain.stderr, plain.stderr
             assert f"grant CONNECT for {ops} (no such role here)" in plain.stderr
             proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", *where,
                             "--with-roles", "--trust-unsigned-roles")
@@ -242,7 +243,8 @@ def test_the_database_itself_comes_back(snap: Snap) -> None:
                                   "ON d.oid = s.setdatabase LEFT JOIN pg_roles r "
                                   "ON r.oid = s.setrole WHERE d.datname = 'restored'")
             assert "-:work_mem=64MB" in settings and f"{reader}:statement_timeout=5s" in settings
-            assert f"database restored: owner {owner}" in proc.stderr
+            said = next(line for line in proc.stderr.splitlines() if "database restored:" in line)
+            assert f"owner {owner}" in said and "not applied" not in said, said
             # Said: login roles came back without their passwords, and how to set one.
             assert f"{owner}" in proc.stderr and "no password" in proc.stderr
             assert "\\password" in proc.stderr
@@ -250,6 +252,83 @@ def test_the_database_itself_comes_back(snap: Snap) -> None:
         snap.pg.drop_db(snap.db)
         snap.pg.psql(f"DROP ROLE IF EXISTS {owner}; DROP ROLE IF EXISTS {ops}; "
                      f"DROP ROLE IF EXISTS {reader}")
+
+
+def _database(pg: services.Postgres, name: str) -> str:
+    return pg.psql("SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || datctype "
+                   f"FROM pg_database WHERE datname = '{name}'")
+
+
+def test_a_database_comes_back_created_as_it_was(snap: Snap) -> None:
+    """Encoding and locale as pg_restore --create gives them, from template0: what the new
+    cluster's template1 has of its own neither collides with the dump nor leaks into it."""
+    snap.pg.drop_db(snap.db)
+    snap.pg.psql(f"CREATE DATABASE {snap.db} TEMPLATE template0 ENCODING 'LATIN1' "
+                 "LC_COLLATE 'C' LC_CTYPE 'C'")
+    # 'café' and 'Zürich', written and read back as hex: no client encoding in the way.
+    snap.pg.psql("CREATE TABLE readings (id int primary key, value text); "
+                 "INSERT INTO readings VALUES (1, convert_from('\\x636166e9', 'LATIN1')), "
+                 "(2, convert_from('\\x5afc72696368', 'LATIN1'))", db=snap.db)
+    values = "SELECT string_agg(encode(convert_to(value, 'UTF8'), 'hex'), ',' ORDER BY id) " \
+             "FROM readings"
+    before = snap.pg.psql(values, db=snap.db)
+    assert before == "636166c3a9,5ac3bc72696368"
+    assert snap.tag("v0.1.0").returncode == 0
+    with services.postgres_cluster() as other:
+        assert _database(other, "template1") == "UTF8 C.UTF-8 C.UTF-8"
+        other.psql("CREATE TABLE readings (local_addition int)", db="template1")
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host",
+                        other.host, "--port", str(other.port))
+        assert proc.returncode == 0, proc.stderr
+        assert _database(other, "restored") == "LATIN1 C C"
+        assert other.psql(values, db="restored") == before
+        assert other.psql("SELECT count(*) FROM information_schema.columns "
+                          "WHERE column_name = 'local_addition'", db="restored") == "0"
+        assert "encoding LATIN1" in proc.stderr and "locale C" in proc.stderr, proc.stderr
+
+
+def test_database_settings_hold_while_the_data_comes_back(snap: Snap) -> None:
+    """A setting the data depends on (a domain's check reads it) is there before the data, as
+    with pg_restore --create; one that would stop the restore's own session (read-only by
+    default) comes after it, which pg_restore --create cannot restore at all."""
+    snap.pg.psql("CREATE DOMAIN bounded AS int "
+                 "CHECK (VALUE <= current_setting('app.max_reading')::int); "
+                 "CREATE TABLE limits (v bounded)", db=snap.db)
+    snap.pg.psql(f"ALTER DATABASE {snap.db} SET app.max_reading TO '1000'")
+    snap.pg.psql("INSERT INTO limits VALUES (500)", db=snap.db)
+    snap.pg.psql(f"ALTER DATABASE {snap.db} SET default_transaction_read_only TO on")
+    assert snap.tag("v0.1.0").returncode == 0
+    target = f"{snap.db}_restored"
+    try:
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql("SELECT v FROM limits", db=target) == "500"
+        assert snap.pg.psql("SHOW default_transaction_read_only", db=target) == "on"
+        assert snap.pg.psql("SHOW app.max_reading", db=target) == "1000"
+        assert "setting app.max_reading" in proc.stderr
+        assert "setting default_transaction_read_only" in proc.stderr
+    finally:
+        snap.pg.drop_db(target)
+
+
+def test_a_setting_the_restoring_role_may_not_set_leaves_no_database(snap: Snap) -> None:
+    """The settings go with CREATE DATABASE: when the server refuses one (a role without
+    superuser restores a database that had a superuser-only setting), the database created a
+    moment before is dropped again and the restore fails, naming it."""
+    restorer = f"restorer_{secrets.token_hex(3)}"
+    snap.pg.psql(f"CREATE ROLE {restorer} LOGIN CREATEDB; "
+                 f"ALTER DATABASE {snap.db} SET session_replication_role TO 'replica'")
+    assert snap.tag("v0.1.0").returncode == 0
+    target = f"{snap.db}_restored"
+    try:
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--user", restorer)
+        assert proc.returncode == 3, proc.stderr
+        assert f"creating database {target} failed" in proc.stderr
+        assert "session_replication_role" in proc.stderr
+        assert not _exists(snap.pg, target)
+    finally:
+        snap.pg.drop_db(target)
+        snap.pg.psql(f"DROP ROLE IF EXISTS {restorer}")
 
 
 def test_database_statements_are_read_strictly() -> None:
@@ -264,9 +343,43 @@ def test_database_statements_are_read_strictly() -> None:
         "GRANT CONNECT ON DATABASE app TO ops; DROP DATABASE prod;\n"
         "GRANT ALL ON DATABASE app TO ops WITH GRANT OPTION;\n", "app")
     assert spec.owner == "Owner" and spec.unknown == 2
-    todo = pg_database.plan(spec, "app_restored", {"ops"})
-    assert 'ALTER DATABASE "app_restored" SET "work_mem" TO \'64MB\';' in todo.sql
+    first, todo = pg_database.before(spec, "app_restored"), pg_database.plan(spec, "app_restored", {"ops"})
+    assert first.sql == 'ALTER DATABASE "app_restored" SET "work_mem" TO \'64MB\';\n'
     assert "preload" not in todo.sql and "prod" not in todo.sql and '"other"' not in todo.sql
     assert 'REVOKE CONNECT, TEMPORARY ON DATABASE "app_restored" FROM PUBLIC;' in todo.sql
     assert 'GRANT ALL ON DATABASE "app_restored" TO "ops" WITH GRANT OPTION;' in todo.sql
     assert any("owner Owner" in s for s in todo.skipped)
+
+
+def test_how_a_database_was_created_is_read_strictly() -> None:
+    from taydash_hooks.snapshots.kinds import pg_database
+
+    spec = pg_database.parse(
+        "CREATE DATABASE app WITH TEMPLATE = other ENCODING = 'UTF8'';DROP DATABASE prod;--' "
+        "LOCALE_PROVIDER = libc LOCALE = 'C' TABLESPACE = fast;\n", "app")
+    first = pg_database.before(spec, "app_restored")
+    # Rebuilt by us: the value stays one literal, the template is always template0.
+    assert first.create == (" WITH TEMPLATE = template0 ENCODING = 'UTF8'';DROP DATABASE prod;--'"
+                            " LOCALE_PROVIDER = 'libc' LOCALE = 'C'")
+    assert any(s.startswith("template other") for s in first.skipped)
+    assert "tablespace fast" in first.skipped
+    # Another database's statement, an option twice, two statements, a provider that is none:
+    # nothing of it is taken.
+    for line in ("CREATE DATABASE other WITH ENCODING = 'LATIN1';",
+                 "CREATE DATABASE app WITH ENCODING = 'LATIN1' ENCODING = 'UTF8';",
+                 "CREATE DATABASE app WITH ENCODING = 'LATIN1'; DROP DATABASE prod;"):
+        spec = pg_database.parse(line + "\n", "app")
+        assert spec.created == [] and spec.unknown == 1, line
+        assert pg_database.before(spec, "x").create == " WITH TEMPLATE = template0"
+    odd = pg_database.before(
+        pg_database.parse("CREATE DATABASE app WITH LOCALE_PROVIDER = evil;\n", "app"), "x")
+    assert odd.create == " WITH TEMPLATE = template0" and odd.skipped == ["locale_provider evil"]
+    # Settings: the ones a restore session would trip over wait for the data.
+    spec = pg_database.parse("ALTER DATABASE app SET default_transaction_read_only TO 'on';\n"
+                             "ALTER DATABASE app SET statement_timeout TO '1s';\n"
+                             "ALTER DATABASE app SET lc_monetary TO 'C';\n"
+                             "ALTER DATABASE app CONNECTION LIMIT = 7;\n", "app")
+    first, then = pg_database.before(spec, "x"), pg_database.plan(spec, "x", set())
+    assert first.sql == 'ALTER DATABASE "x" SET "lc_monetary" TO \'C\';\n'
+    assert "default_transaction_read_only" in then.sql and "statement_timeout" in then.sql
+    assert 'ALTER DATABASE "x" CONNECTION LIMIT = 7;' in then.sql

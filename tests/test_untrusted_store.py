@@ -122,6 +122,40 @@ def test_ssh_signed_manifests_verify_by_hand(snap: Snap, ssh_keys: dict[str, key
     assert proc.returncode == 0 and f"signed by {alice.principal} (allowed)" in proc.stderr
 
 
+def test_a_forged_template_copies_no_other_database(snap: Snap) -> None:
+    """The archive says how its database was created, template included: a forged one naming
+    another database of the server would have the restore clone it (its tables, its data)
+    into a database the forger can then read. A restored database is made from template0."""
+    import zstandard
+
+    secret = f"s{os.urandom(4).hex()}"  # as long as "template0": the archive's lengths hold
+    snap.pg.create_db(secret)
+    snap.pg.psql("CREATE TABLE payroll (salary int)", db=secret)
+    try:
+        assert snap.tag("v0.1.0").returncode == 0
+        art = snap.artifact("v0.1.0", "postgres")
+        data = snap.raw_get(str(art["key"]))
+        if art.get("compressed") == "zstd":
+            data = zstandard.ZstdDecompressor().stream_reader(data).read()
+        assert data.count(b"TEMPLATE = template0") == 1
+        snap.forge("v0.1.0", str(art["key"]),
+                   data.replace(b"TEMPLATE = template0", f"TEMPLATE = {secret}".encode()),
+                   compressed="")
+        target = f"{snap.db}_forged"
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+        try:
+            assert proc.returncode == 0, proc.stderr
+            assert f"template {secret} (a restored database is always made from template0)" \
+                in proc.stderr
+            assert snap.pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'payroll'",
+                                db=target) == "0"
+            assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
+        finally:
+            snap.pg.drop_db(target)
+    finally:
+        snap.pg.drop_db(secret)
+
+
 def test_an_artifact_of_another_backup_is_refused(snap: Snap) -> None:
     assert snap.tag("v0.9.0").returncode == 0
     assert snap.tag("v1.0.0").returncode == 0

@@ -1,10 +1,18 @@
-"""What belongs to the database itself, not its contents: owner, grants, settings, comment.
+"""What belongs to the database itself, not its contents: encoding and locale, owner, grants,
+settings, connection limit, comment.
 
-A restore into a new database (``--target-db``) creates it empty; its owner, ``GRANT CONNECT
-ON DATABASE``, ``ALTER DATABASE ... SET`` and ``ALTER ROLE ... IN DATABASE ... SET`` are in the
-archive (``pg_restore --create --schema-only`` prints them) under the old name. They are read
-strictly (the same lexer as the roles script), rebuilt onto the new name with every name quoted
-by us, and applied where their roles exist; the rest is listed as skipped.
+A restore into a new database (``--target-db``) creates it empty; how it was created (``CREATE
+DATABASE ... ENCODING ... LOCALE ...``), its owner, ``GRANT CONNECT ON DATABASE``, ``ALTER
+DATABASE ... SET`` and ``ALTER ROLE ... IN DATABASE ... SET`` are in the archive (``pg_restore
+--create --schema-only`` prints them) under the old name. They are read strictly (the same lexer
+as the roles script), rebuilt onto the new name with every name quoted by us, and applied where
+their roles exist; the rest is listed as not applied.
+
+The order is pg_restore --create's: the database is created from template0 with the archive's
+encoding and locale, and its settings are applied before the data comes back (a constraint or
+an input may depend on them), except the ones that would stop the restore's own sessions
+(:data:`_AFTER_DATA`); owner, grants and the rest follow the data (:func:`plan`), so a restoring
+user that is not the owner keeps what it needs to create the objects.
 """
 
 from __future__ import annotations
@@ -24,6 +32,18 @@ from taydash_hooks.snapshots.kinds.pg_roles import (
 _UNSAFE = {"session_preload_libraries", "local_preload_libraries", "shared_preload_libraries",
            "role", "session_authorization"}
 _PRIVILEGES = {"CONNECT", "TEMPORARY", "TEMP", "CREATE", "ALL"}
+# Settings that would end or stall the restore's own sessions (pg_restore's, our psql's) if the
+# database had them from the start: applied after the data. pg_restore --create applies them
+# first, and a database with default_transaction_read_only = on then cannot be restored at all.
+_AFTER_DATA = {"default_transaction_read_only", "transaction_read_only", "idle_session_timeout",
+               "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+               "transaction_timeout"}
+# What of CREATE DATABASE a new database takes from the archive: how its text is encoded and
+# compared. TEMPLATE is always template0 (a forged archive could name a database to copy);
+# TABLESPACE, OID and COLLATION_VERSION describe the old server, not the database.
+_CREATE_OPTIONS = ("ENCODING", "LOCALE_PROVIDER", "LOCALE", "LC_COLLATE", "LC_CTYPE",
+                   "ICU_LOCALE", "ICU_RULES", "BUILTIN_LOCALE")
+_PROVIDERS = {"libc", "icu", "builtin"}
 
 
 @dataclass
@@ -31,6 +51,9 @@ class DatabaseSpec:
     """The database-level statements of one archive, parsed."""
 
     owner: str | None = None
+    # CREATE DATABASE's options as written: (option, value), every value a string
+    created: list[tuple[str, str]] = field(default_factory=list)
+    connection_limit: int | None = None
     settings: list[tuple[str, list[str]]] = field(default_factory=list)
     role_settings: list[tuple[str, str, list[str]]] = field(default_factory=list)
     # (GRANT or REVOKE, privileges, grantee, with grant option)
@@ -57,10 +80,31 @@ def _grantee(st: Statement) -> str:
     return st.name()
 
 
+def _create(st: Statement) -> list[tuple[str, str]]:
+    """``WITH OPTION = value ...;`` of CREATE DATABASE (pg_dump writes WITH and ``=``)."""
+    st.keyword("WITH")
+    options: list[tuple[str, str]] = []
+    while (tok := st.peek()) is not None and tok.kind == "word":
+        option = st.next().text.upper()
+        st.punct("=")
+        value = st.next()
+        if value.kind not in ("string", "word", "name", "number") or \
+                option in (o for o, _ in options):
+            raise st.fail()
+        options.append((option, value.text))
+    st.end()
+    return options
+
+
 def _one(toks: list[Token], source: str, spec: DatabaseSpec) -> None:
     st = Statement(toks)
-    verb = st.keyword("ALTER", "GRANT", "REVOKE", "COMMENT")
-    if verb == "ALTER" and st.at("DATABASE"):
+    verb = st.keyword("ALTER", "GRANT", "REVOKE", "COMMENT", "CREATE")
+    if verb == "CREATE":
+        st.keyword("DATABASE")
+        if st.name() != source:
+            raise st.fail()
+        spec.created = _create(st)
+    elif verb == "ALTER" and st.at("DATABASE"):
         st.keyword("DATABASE")
         if st.name() != source:
             raise st.fail()
@@ -68,6 +112,15 @@ def _one(toks: list[Token], source: str, spec: DatabaseSpec) -> None:
             st.keyword("OWNER")
             st.keyword("TO")
             spec.owner = st.name()
+            st.end()
+        elif st.at("CONNECTION"):
+            st.keyword("CONNECTION")
+            st.keyword("LIMIT")
+            st.punct("=")
+            limit = st.next()
+            if limit.kind != "number" or not limit.text.lstrip("-").isdigit():
+                raise st.fail()
+            spec.connection_limit = int(limit.text)
             st.end()
         else:
             spec.settings.append(setting(st))
@@ -111,10 +164,10 @@ def parse(sql: str, source: str) -> DatabaseSpec:
     output; one that does not parse is counted in ``unknown`` and never applied."""
     spec = DatabaseSpec()
     for line in sql.splitlines():
-        if "DATABASE" not in line or line.startswith("--") or line.startswith("CREATE DATABASE"):
+        if "DATABASE" not in line or line.startswith("--"):
             continue
-        if not line.startswith(("ALTER DATABASE", "ALTER ROLE", "GRANT ", "REVOKE ",
-                                "COMMENT ON DATABASE")):
+        if not line.startswith(("CREATE DATABASE", "ALTER DATABASE", "ALTER ROLE", "GRANT ",
+                                "REVOKE ", "COMMENT ON DATABASE")):
             continue
         try:
             _one(tokens(line), source, spec)
@@ -130,10 +183,35 @@ class Applied:
     sql: str
     done: list[str]
     skipped: list[str]
+    create: str = ""  # CREATE DATABASE's options (:func:`before`)
+
+
+def before(spec: DatabaseSpec | None, target: str) -> Applied:
+    """How ``target`` is created (``create``: from template0, with the archive's encoding and
+    locale) and the settings it gets before the data (``sql``); no role is needed for them."""
+    spec = spec or DatabaseSpec()
+    db = quote_ident(target)
+    options, lines, done, skipped = ["TEMPLATE = template0"], [], [], []
+    for option, value in spec.created:
+        if option in _CREATE_OPTIONS and (option != "LOCALE_PROVIDER" or value in _PROVIDERS):
+            options.append(f"{option} = {quote_literal(value)}")
+            done.append(f"{option.lower().replace('_', ' ')} {value}")
+        elif option != "TEMPLATE" or value != "template0":
+            skipped.append(f"{option.lower()} {value}" + (
+                " (a restored database is always made from template0)"
+                if option == "TEMPLATE" else ""))
+    for param, values in spec.settings:
+        if param not in _UNSAFE and param not in _AFTER_DATA:
+            lines.append(f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};")
+            done.append(f"setting {param}")
+    return Applied("".join(f"{line}\n" for line in lines), done, skipped,
+                   create=" WITH " + " ".join(options))
 
 
 def plan(spec: DatabaseSpec, target: str, roles: set[str]) -> Applied:
-    """Statements onto ``target`` for the roles in ``roles`` (the server's, after --with-roles)."""
+    """What follows the data onto ``target``: owner, the settings :func:`before` left, role
+    settings, grants, connection limit, comment, for the roles in ``roles`` (the server's,
+    after --with-roles)."""
     db = quote_ident(target)
     lines, done, skipped = ["BEGIN;"], [], []
     if spec.owner is not None:
@@ -145,9 +223,9 @@ def plan(spec: DatabaseSpec, target: str, roles: set[str]) -> Applied:
     for param, values in spec.settings:
         if param in _UNSAFE:
             skipped.append(f"setting {param}")
-            continue
-        lines.append(f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};")
-        done.append(f"setting {param}")
+        elif param in _AFTER_DATA:
+            lines.append(f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};")
+            done.append(f"setting {param}")
     for role, param, values in spec.role_settings:
         if param in _UNSAFE or role not in roles:
             skipped.append(f"setting {param} of role {role}"
@@ -165,6 +243,9 @@ def plan(spec: DatabaseSpec, target: str, roles: set[str]) -> Applied:
         lines.append(f"{verb} {', '.join(privs)} ON DATABASE {db} {word} {grantee}"
                      f"{' WITH GRANT OPTION' if option else ''};")
         done.append(f"{verb.lower()} {','.join(privs)} {'to' if verb == 'GRANT' else 'from'} {who}")
+    if spec.connection_limit is not None:
+        lines.append(f"ALTER DATABASE {db} CONNECTION LIMIT = {spec.connection_limit};")
+        done.append(f"connection limit {spec.connection_limit}")
     if spec.comment is not None:
         lines.append(f"COMMENT ON DATABASE {db} IS {quote_literal(spec.comment)};")
         done.append("comment")

@@ -4,8 +4,10 @@ store -> SHA-256 -> gpg -> zstd -> pg_restore, with nothing of the dump on disk.
 table of contents (its first bytes) is read first, by ``pg_restore --create --schema-only``,
 which stops there; the bytes it took are kept (in memory; on disk past 8 MiB, a schema of many
 thousand objects) and replayed in front of the rest for the restore itself. So a dump that
-pg_restore cannot read creates no database, and what belongs to the database itself (owner,
-grants, settings) is known before it exists. Every stored byte is hashed on the way; when the
+pg_restore cannot read creates no database, and what belongs to the database itself is known
+before it exists: it is created as pg_restore --create would create it (from template0, with
+the archive's encoding, locale and settings), and its owner and grants follow the data
+(:mod:`.pg_database`). Every stored byte is hashed on the way; when the
 hash does not match at the end, the new database is dropped and the restore refused.
 
 ``--jobs N`` (pg_restore -j reads a file, not a pipe) writes the plain archive to a temp file
@@ -96,7 +98,8 @@ class _Restoring:
         self.client = PgClient.of(cfg)
         self.created = False
         self.server_refused = False  # the server would not create it: no fault of the dump
-        self.own: pg_database.Applied | None = None
+        self.first: pg_database.Applied | None = None  # before the data (pg_database.before)
+        self.own: pg_database.Applied | None = None  # after it (pg_database.plan)
 
     def in_one_pass(self, tmp: Path) -> None:
         with _incoming(self, "restoring") as plain, \
@@ -139,30 +142,35 @@ class _Restoring:
         return listed.out
 
     def _create(self, listed: str) -> None:
-        """The new database, and what of the old one's own statements can apply to it."""
+        """The new database, created as the archive's was (encoding, locale, the settings the
+        data may depend on); what needs roles is planned for after the data."""
+        source = PgDump.of(self.art).database
+        spec = pg_database.parse(listed, source) if source else None
+        self.first = pg_database.before(spec, self.target)
         try:
-            there = create_database(self.cfg, self.target, self.timeout)
+            there = create_database(self.cfg, self.target, self.timeout,
+                                    options=self.first.create, then=self.first.sql)
         except TaydashError:
             self.server_refused = True
             raise
         self.created = True
-        source = PgDump.of(self.art).database
-        if source:
-            self.own = pg_database.plan(pg_database.parse(listed, source), self.target,
-                                        set(there))
+        if spec is not None:
+            self.own = pg_database.plan(spec, self.target, set(there))
 
     def finish(self) -> str:
-        """The database's own statements and the count of what came back, in one psql (each
-        client start is a round trip the restore waits for); the sentence to print."""
+        """The database's own statements left for after the data and the count of what came
+        back, in one psql (each client start is a round trip the restore waits for); the
+        sentence to print."""
         own = self.own
         applied = own.sql if own and own.done else ""
         counted = self.client.psql(applied + _COUNT_TABLES, self.target, timeout=self.timeout)
         if counted.returncode != 0:
             raise environment(f"applying the database's owner, grants and settings to "
                               f"{self.target} failed: {counted.err.strip()[-300:]}")
-        if own is not None:
-            say(f"database {self.target}: {', '.join(own.done) or 'nothing of its own'} applied"
-                + (f"; not applied: {'; '.join(own.skipped)}" if own.skipped else ""))
+        if own is not None and self.first is not None:
+            done, skipped = self.first.done + own.done, self.first.skipped + own.skipped
+            say(f"database {self.target}: {', '.join(done) or 'nothing of its own'} applied"
+                + (f"; not applied: {'; '.join(skipped)}" if skipped else ""))
         numbers = counted.out.strip().split("\x1f")
         what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
                 if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")

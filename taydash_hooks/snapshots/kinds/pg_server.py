@@ -70,25 +70,34 @@ def taken_message(name: str) -> str:
 _ROLES = ("SELECT rolname, rolsuper OR rolreplication OR rolbypassrls OR rolcreaterole "
           "FROM pg_roles;\n")
 
-# The name is asked for and the database created in one psql (each client start is a round
-# trip a restore waits for); the roles there come back in the same call, two fields a row.
+# The name is asked for, the database created and its first settings applied in one psql
+# (each client start is a round trip a restore waits for); the roles there come back in the
+# same call, two fields a row. 'created' is said once CREATE DATABASE has run. ``options`` and
+# ``then`` are SQL pg_database rebuilt with every value quoted; the name is a psql variable.
 _CREATE = """SELECT EXISTS (SELECT FROM pg_database WHERE datname = :'target') AS taken \\gset
 \\if :taken
 SELECT 'taken';
 \\quit
 \\endif
-CREATE DATABASE :"target";
-""" + _ROLES  # noqa: S608 - constants only; the name is a psql variable
+CREATE DATABASE :"target"{options};
+SELECT 'created';
+{then}"""
 
 
-def create_database(cfg: PostgresConfig, name: str, timeout: float) -> dict[str, bool]:
-    """Create the empty database ``name``, refused (exit 1) when it exists; returns the roles
-    on the server as :func:`existing_roles` does."""
-    res = PgClient.of(cfg).psql(_CREATE, variables={"target": name}, timeout=timeout)
+def create_database(cfg: PostgresConfig, name: str, timeout: float, options: str = "",
+                    then: str = "") -> dict[str, bool]:
+    """Create the empty database ``name`` (``CREATE DATABASE name{options}``, then the SQL
+    ``then``), refused (exit 1) when it exists; returns the roles on the server as
+    :func:`existing_roles` does. When ``then`` fails, the database is dropped again: the
+    caller gets one that is as asked, or none."""
+    script = _CREATE.format(options=options, then=then) + _ROLES
+    res = PgClient.of(cfg).psql(script, variables={"target": name}, timeout=timeout)
     found = rows(res)
     if ["taken"] in found:
         raise refused(taken_message(name))
     if res.returncode != 0:
+        if ["created"] in found:
+            drop(cfg, name)
         raise environment(f"creating database {name} failed: {res.err.strip()[-500:]}")
     return _privileged(found)
 
