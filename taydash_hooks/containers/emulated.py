@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taydash_hooks import process
+from taydash_hooks.containers.stack import VM_DATA, Stack, exec_in
 
 # The stand-in: only `docker compose exec [-T] SERVICE CMD...`, which is all taydash runs.
 # Every argv it is given goes to argv.log, so a test can prove no secret ever reached one.
@@ -64,8 +65,7 @@ class Container:
 
     def run(self, argv: list[str], timeout: float = 60) -> process.Result:
         """``argv`` inside the container: ``docker compose exec -T SERVICE argv``."""
-        return process.run([str(self.docker), "compose", "exec", "-T", self.service, *argv],
-                           timeout=timeout)
+        return exec_in(self.docker, self.service, argv, timeout)
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -178,9 +178,6 @@ def postgres_service(compose: Compose, bindir: str, port: int,
                          f"pg_isready -q -h 127.0.0.1 -p {port}", {install: "/mnt/pgsql"})
 
 
-VM_DATA = "/mnt/victoria-metrics-data"
-
-
 def victoriametrics_service(compose: Compose, binary: str, port: int,
                             service: str = "victoriametrics") -> Container:
     """victoria-metrics with -storageDataPath=/mnt/victoria-metrics-data, a path that exists
@@ -189,20 +186,6 @@ def victoriametrics_service(compose: Compose, binary: str, port: int,
                "-loggerLevel=ERROR", "-search.latencyOffset=0s"]
     return compose.start(service, f"mkdir {VM_DATA}\n", command, "/usr/local/bin:/usr/bin:/bin",
                          f"test -d {VM_DATA}/data")
-
-
-@dataclass
-class Stack:
-    """The team's compose stack, emulated: ``postgres`` and ``victoriametrics`` services."""
-
-    compose: Compose
-    pg_port: int
-    vm_url: str
-    engine: str = "emulated"
-    note: str = ""  # why not real Docker, when it was tried
-
-    def stop(self) -> None:
-        self.compose.stop()
 
 
 def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
@@ -221,4 +204,4 @@ def start_stack(base: Path, pg_bindir: str, vm_binary: str) -> Stack:
     except BaseException:
         compose.stop()
         raise
-    return Stack(compose, pg_port, url)
+    return Stack(compose, pg_port, url, "emulated")
