@@ -324,7 +324,8 @@ def test_a_setting_the_restoring_role_may_not_set_leaves_no_database(snap: Snap)
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--user", restorer)
         assert proc.returncode == 3, proc.stderr
         assert f"creating database {target} failed" in proc.stderr
-        assert "session_replication_role" in proc.stderr
+        assert "(made as the dumped one was: encoding UTF8" in proc.stderr
+        assert "setting session_replication_role)" in proc.stderr
         assert not _exists(snap.pg, target)
     finally:
         snap.pg.drop_db(target)

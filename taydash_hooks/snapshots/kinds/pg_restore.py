@@ -149,7 +149,8 @@ class _Restoring:
         self.first = pg_database.before(spec, self.target)
         try:
             there = create_database(self.cfg, self.target, self.timeout,
-                                    options=self.first.create, then=self.first.sql)
+                                    options=self.first.create, then=self.first.sql,
+                                    made_as=", ".join(self.first.done))
         except TaydashError:
             self.server_refused = True
             raise

@@ -85,11 +85,12 @@ SELECT 'created';
 
 
 def create_database(cfg: PostgresConfig, name: str, timeout: float, options: str = "",
-                    then: str = "") -> dict[str, bool]:
+                    then: str = "", made_as: str = "") -> dict[str, bool]:
     """Create the empty database ``name`` (``CREATE DATABASE name{options}``, then the SQL
     ``then``), refused (exit 1) when it exists; returns the roles on the server as
     :func:`existing_roles` does. When ``then`` fails, the database is dropped again: the
-    caller gets one that is as asked, or none."""
+    caller gets one that is as asked, or none. ``made_as`` (what options and ``then`` ask
+    for, in words) is said with a failure: a server without the locale asked for fails here."""
     script = _CREATE.format(options=options, then=then) + _ROLES
     res = PgClient.of(cfg).psql(script, variables={"target": name}, timeout=timeout)
     found = rows(res)
@@ -98,7 +99,8 @@ def create_database(cfg: PostgresConfig, name: str, timeout: float, options: str
     if res.returncode != 0:
         if ["created"] in found:
             drop(cfg, name)
-        raise environment(f"creating database {name} failed: {res.err.strip()[-500:]}")
+        raise environment(f"creating database {name} failed: {res.err.strip()[-500:]}"
+                          + (f" (made as the dumped one was: {made_as})" if made_as else ""))
     return _privileged(found)
 
 
