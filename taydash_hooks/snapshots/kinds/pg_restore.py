@@ -7,8 +7,8 @@ thousand objects) and replayed in front of the rest for the restore itself. So a
 pg_restore cannot read creates no database, and what belongs to the database itself is known
 before it exists: it is created as pg_restore --create would create it (from template0, with
 the archive's encoding, locale and settings), and its owner and grants follow the data
-(:mod:`.pg_database`). Every stored byte is hashed on the way; when the
-hash does not match at the end, the new database is dropped and the restore refused.
+(:mod:`.pg_database`). Every stored byte is hashed on the way; when the hash does not match at
+the end, the new database is dropped and the restore refused.
 
 ``--jobs N`` (pg_restore -j reads a file, not a pipe) writes the plain archive to a temp file
 first and restores from it once its hash is known to be right.
