@@ -186,6 +186,11 @@ class Applied:
     create: str = ""  # CREATE DATABASE's options (:func:`before`)
 
 
+def _set(db: str, param: str, values: list[str]) -> str:
+    """``ALTER DATABASE db SET param TO values`` (``db`` quoted, ``values`` as parsed)."""
+    return f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};"
+
+
 def before(spec: DatabaseSpec | None, target: str) -> Applied:
     """How ``target`` is created (``create``: from template0, with the archive's encoding and
     locale) and the settings it gets before the data (``sql``); no role is needed for them."""
@@ -202,7 +207,7 @@ def before(spec: DatabaseSpec | None, target: str) -> Applied:
                 if option == "TEMPLATE" else ""))
     for param, values in spec.settings:
         if param not in _UNSAFE and param not in _AFTER_DATA:
-            lines.append(f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};")
+            lines.append(_set(db, param, values))
             done.append(f"setting {param}")
     return Applied("".join(f"{line}\n" for line in lines), done, skipped,
                    create=" WITH " + " ".join(options))
@@ -224,7 +229,7 @@ def plan(spec: DatabaseSpec, target: str, roles: set[str]) -> Applied:
         if param in _UNSAFE:
             skipped.append(f"setting {param}")
         elif param in _AFTER_DATA:
-            lines.append(f"ALTER DATABASE {db} SET {quote_ident(param)} TO {', '.join(values)};")
+            lines.append(_set(db, param, values))
             done.append(f"setting {param}")
     for role, param, values in spec.role_settings:
         if param in _UNSAFE or role not in roles:

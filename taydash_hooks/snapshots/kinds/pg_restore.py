@@ -148,9 +148,7 @@ class _Restoring:
         spec = pg_database.parse(listed, source) if source else None
         self.first = pg_database.before(spec, self.target)
         try:
-            there = create_database(self.cfg, self.target, self.timeout,
-                                    options=self.first.create, then=self.first.sql,
-                                    made_as=", ".join(self.first.done))
+            there = create_database(self.cfg, self.target, self.timeout, self.first)
         except TaydashError:
             self.server_refused = True
             raise

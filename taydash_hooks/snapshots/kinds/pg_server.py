@@ -2,7 +2,9 @@
 the new database (created only when its name is free), the recorded roles it creates (and drops
 again when the restore fails), and the drop of a scratch database.
 
-Every name here is passed as a psql variable (``:'name'``, ``:"name"``), never as SQL text.
+A name from the command line is passed as a psql variable (``:'name'``, ``:"name"``), never
+as SQL text; the SQL built from a dump or a roles script (:mod:`.pg_database`,
+:mod:`.pg_roles`) has every name and value quoted by us.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import plural, say
-from taydash_hooks.snapshots.kinds import pg_roles
+from taydash_hooks.snapshots.kinds import pg_database, pg_roles
 from taydash_hooks.snapshots.kinds.pg_archive import plain_local
 from taydash_hooks.snapshots.kinds.pg_client import PgClient, rows
 from taydash_hooks.snapshots.manifest import Artifact
@@ -84,14 +86,14 @@ SELECT 'created';
 {then}"""
 
 
-def create_database(cfg: PostgresConfig, name: str, timeout: float, options: str = "",
-                    then: str = "", made_as: str = "") -> dict[str, bool]:
-    """Create the empty database ``name`` (``CREATE DATABASE name{options}``, then the SQL
-    ``then``), refused (exit 1) when it exists; returns the roles on the server as
-    :func:`existing_roles` does. When ``then`` fails, the database is dropped again: the
-    caller gets one that is as asked, or none. ``made_as`` (what options and ``then`` ask
-    for, in words) is said with a failure: a server without the locale asked for fails here."""
-    script = _CREATE.format(options=options, then=then) + _ROLES
+def create_database(cfg: PostgresConfig, name: str, timeout: float,
+                    made: pg_database.Applied) -> dict[str, bool]:
+    """Create the empty database ``name`` as ``made`` says (:func:`.pg_database.before`: its
+    CREATE DATABASE options, then its SQL), refused (exit 1) when it exists; returns the roles
+    on the server as :func:`existing_roles` does. When that SQL fails, the database is dropped
+    again: the caller gets one that is as asked, or none; and what was asked for is said (a
+    server without the dumped locale fails here)."""
+    script = _CREATE.format(options=made.create, then=made.sql) + _ROLES
     res = PgClient.of(cfg).psql(script, variables={"target": name}, timeout=timeout)
     found = rows(res)
     if ["taken"] in found:
@@ -100,7 +102,8 @@ def create_database(cfg: PostgresConfig, name: str, timeout: float, options: str
         if ["created"] in found:
             drop(cfg, name)
         raise environment(f"creating database {name} failed: {res.err.strip()[-500:]}"
-                          + (f" (made as the dumped one was: {made_as})" if made_as else ""))
+                          + (f" (made as the dumped one was: {', '.join(made.done)})"
+                             if made.done else ""))
     return _privileged(found)
 
 
@@ -166,5 +169,5 @@ def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
 
 
 def drop(cfg: PostgresConfig, database: str) -> None:
-    """Drop a scratch database made by a drill."""
+    """Drop a database this run made (a drill's scratch one, a restore that failed)."""
     PgClient.of(cfg).run("dropdb", "--if-exists", "--force", "--", database, timeout=120)
