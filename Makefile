@@ -19,7 +19,8 @@ system-deps:
 	for pair in git:git gpg:gnupg gpg-agent:gnupg ssh-keygen:openssh-client \
 	            pg_dump:postgresql-client strace:strace openssl:openssl zstd:zstd \
 	            victoria-metrics:victoria-metrics vmbackup:victoria-metrics vmrestore:victoria-metrics \
-	            dockerd:docker.io docker-compose:docker-compose busybox:busybox-static; do \
+	            dockerd:docker.io docker-compose:docker-compose busybox:busybox-static \
+	            faketime:faketime; do \
 	    cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	    command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

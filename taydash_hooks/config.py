@@ -348,6 +348,13 @@ def _type_ok(kind: str, v: Any) -> bool:
     raise AssertionError(kind)
 
 
+def _shown(raw: Any) -> str:
+    # A refused value is repeated so the user sees the typo, never with a password in it.
+    from taydash_hooks.redact import redact
+
+    return redact(repr(raw))
+
+
 def _build(cls: type[T], data: Any, table: str, source: str) -> T:
     where = f"{source}: [{table}]"
     if not isinstance(data, dict):
@@ -364,7 +371,7 @@ def _build(cls: type[T], data: Any, table: str, source: str) -> T:
             values[key] = _build(_TABLES[f"{table}.{key}"], raw, f"{table}.{key}", source)
             continue
         if not _type_ok(kind, raw):
-            raise usage(f"{where} {key}: expected {_KIND_TEXT[kind]}, got {raw!r}.")
+            raise usage(f"{where} {key}: expected {_KIND_TEXT[kind]}, got {_shown(raw)}.")
         value = tuple(raw) if kind == "strlist" else raw
         if kind == "number":
             value = float(raw)
@@ -373,7 +380,7 @@ def _build(cls: type[T], data: Any, table: str, source: str) -> T:
         if isinstance(verdict, _Normalised):
             value = verdict.value
         elif verdict is not None:
-            raise usage(f"{where} {key}: expected {verdict}, got {raw!r}.")
+            raise usage(f"{where} {key}: expected {verdict}, got {_shown(raw)}.")
         values[key] = value
     return cls(**values)
 

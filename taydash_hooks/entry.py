@@ -55,8 +55,10 @@ def write_crash_log(text: str) -> Path | None:
     """Write a traceback to a new 0600 file under the state dir; its path, or None."""
     import time
 
+    from taydash_hooks.redact import redact
     from taydash_hooks.statefiles import write_private
 
+    text = redact(text)
     try:
         path = _crash_dir() / (f"crash-{time.strftime('%Y%m%d_%H%M%S', time.gmtime())}-"
                                f"{os.getpid()}.log")

@@ -20,6 +20,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from taydash_hooks.redact import redact
+
 PREFIX = "taydash: "
 
 log = logging.getLogger("taydash_hooks")
@@ -58,13 +60,20 @@ def listing(items: list[str], limit: int = 10) -> str:
     return ", ".join(items[:limit]) + f", …and {len(items) - limit} more"
 
 
+class _Redacting(logging.Formatter):
+    """Log records pass the same secret filter as sentences (-v shows argv and replies)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def setup_logging(verbosity: int) -> None:
     """-q → errors only, default → warnings and sentences, -v → info, -vv → debug."""
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
         max(-1, min(verbosity, 2)), logging.DEBUG
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(PREFIX + "%(message)s"))
+    handler.setFormatter(_Redacting(PREFIX + "%(message)s"))
     root = logging.getLogger("taydash_hooks")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -104,7 +113,7 @@ def _shown(level: int) -> bool:
 def say(message: str) -> None:
     """A sentence of progress on stderr (``taydash: ...``), shown unless -q."""
     if _shown(logging.WARNING):
-        print(PREFIX + message, file=sys.stderr, flush=True)
+        print(PREFIX + redact(message), file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
@@ -114,7 +123,7 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     """An error sentence on stderr; shown even with -q."""
-    print(PREFIX + message, file=sys.stderr, flush=True)
+    print(PREFIX + redact(message), file=sys.stderr, flush=True)
 
 
 def line(text: str) -> None:

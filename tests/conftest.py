@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testing import keys, services
+from testing import keys, leftovers, services
 from testing.gitrepo import Repos
 from testing.skip import require
 from testing.snap import Snap
@@ -45,6 +46,25 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """A test that leaves a process running fails, and the process is killed (a stand-in
+    such as ``sleep 1000`` or a detached job must never outlive its test)."""
+    mark = secrets.token_hex(8)
+    os.environ[leftovers.MARK] = mark
+    try:
+        yield
+    finally:
+        os.environ.pop(leftovers.MARK, None)
+    left = leftovers.marked(mark)
+    if left:
+        # A process being torn down (a daemon's last flush) gets a moment before it counts.
+        time.sleep(0.5)
+        left = leftovers.marked(mark)
+    leftovers.kill(left)
+    assert not left, f"processes left running by the test (now killed): {left}"
+
+
+@pytest.fixture(autouse=True)
 def no_gpg_agent_left(tmp_path: Path) -> Iterator[None]:
     """Every keyring a test made under its tmp_path is closed when the test is done (the
     suite used to leave a gpg-agent per such keyring running)."""
@@ -61,7 +81,8 @@ def repos(tmp_path: Path) -> Repos:
 @pytest.fixture(scope="session")
 def keyring() -> Iterator[keys.Keyring]:
     require("gpg", "apt-get install gnupg")
-    ring = keys.make_keyring()
+    with leftovers.unmarked():
+        ring = keys.make_keyring()
     try:
         yield ring
     finally:
@@ -84,19 +105,19 @@ def ssh_keys(tmp_path: Path) -> dict[str, keys.SshKey]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[services.Postgres]:
-    with services.postgres_cluster() as pg:
+    with leftovers.started(services.postgres_cluster()) as pg:
         yield pg
 
 
 @pytest.fixture(scope="session")
 def vm() -> Iterator[services.VictoriaMetrics]:
-    with services.victoria_metrics() as server:
+    with leftovers.started(services.victoria_metrics()) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def s3() -> Iterator[services.S3Server]:
-    with services.s3_server() as server:
+    with leftovers.started(services.s3_server()) as server:
         yield server
 
 
@@ -116,7 +137,7 @@ def bucket(s3: services.S3Server) -> str:
 
 @pytest.fixture(scope="session")
 def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.S3Server]:
-    with services.s3rver_server(tmp_path_factory.mktemp("s3rver")) as server:
+    with leftovers.started(services.s3rver_server(tmp_path_factory.mktemp("s3rver"))) as server:
         yield server
 
 

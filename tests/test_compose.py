@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testing import keys, services
+from testing import keys, leftovers, services
 from testing.gitrepo import Repos, taydash
 from testing.skip import require
 
@@ -46,7 +46,8 @@ def stack(request: pytest.FixtureRequest,
         require("a-root-user", "run the tests as root (dockerd and unshare --mount need it)")
     base = tmp_path_factory.mktemp("compose")
     try:
-        st = containers.start_stack(base, bindir, vm_binary, engine=request.param)
+        with leftovers.unmarked():  # the stack lives for the module, not one test
+            st = containers.start_stack(base, bindir, vm_binary, engine=request.param)
     except containers.DockerUnavailable as exc:
         # CI on these machines runs Docker (make test installs docker.io): a skip fails there.
         pytest.skip(f"no Docker engine here: {exc}")

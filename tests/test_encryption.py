@@ -91,8 +91,11 @@ def test_an_encrypted_restore_that_fails_early_ends_at_once(snap: Snap) -> None:
     assert f"pg_restore into {target} failed" in proc.stderr and "only_here" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
-    left = subprocess.run(["pgrep", "-f", "--decrypt"], capture_output=True, text=True)
-    assert left.stdout == "", left.stdout  # no gpg left behind
+    # taydash's own decrypting gpg (its argv ends so); pgrep exits 1 when nothing matches,
+    # 2 on a usage error (as "--decrypt" without "--" was: that passed for years).
+    left = subprocess.run(["pgrep", "-a", "-f", "--", "--status-fd 2 --decrypt$"],
+                          capture_output=True, text=True, timeout=30)
+    assert left.returncode == 1, (left.returncode, left.stdout, left.stderr)  # no gpg left
 
 
 def test_a_recipient_without_a_public_key_fails_the_snapshot_cleanly(snap: Snap) -> None:

@@ -158,11 +158,10 @@ def test_push_to_url_and_raw_oid(gate: Gate) -> None:
 def test_timeout_blocks_and_leaves_no_process(gate: Gate) -> None:
     gate.repos.write("ops/validate.sh", "#!/bin/sh\nsleep 1000 &\nsleep 1001\n", 0o755)
     gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\ntimeout = 1\n')
-    start = time.monotonic()
+    # Without the timeout the push would wait for sleep 1001, past the test's own limit.
     proc = gate.push("origin", "main")
-    assert proc.returncode != 0
+    assert proc.returncode == 1, proc.stderr
     assert "timed out after 1 s" in proc.stderr
-    assert time.monotonic() - start < 30
     procs = run("ps", "-eo", "args").stdout
     assert "sleep 1000" not in procs and "sleep 1001" not in procs
     assert "taydash-validate-" not in gate.repos.git("worktree", "list").stdout

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -303,9 +305,23 @@ def test_the_wheel_and_a_pinned_git_url_install_into_a_fresh_venv(tmp_path: Path
              "import taydash_hooks.hooks.main\n"
              "assert 'run_python' in shim_text('pre-push') and shim_text('pre-receive')\n"
              "print('ok')")
+    # Built from a clean copy of the checkout's files (no build/ or *.egg-info left by an
+    # earlier build can stand in for a file the package no longer lists).
+    src = tmp_path / "src"
+    files = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                cwd=ROOT).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT, timeout=300)
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, src, timeout=300)
     wheel = next(wheels.glob("taydash_hooks-*.whl"))
+    # Every module of the source tree is in the wheel (a new sub-package must be listed).
+    with zipfile.ZipFile(wheel) as zf:
+        packed = {n for n in zf.namelist() if n.endswith(".py")}
+    sources = {str(p.relative_to(src)) for p in (src / "taydash_hooks").rglob("*.py")}
+    assert sources <= packed, sources - packed
     py = _fresh_venv(tmp_path, "from-wheel")
     run(py, "-m", "pip", "install", "-q", "--no-deps", wheel, timeout=300)
     assert run(py, "-c", probe, cwd=tmp_path).stdout.strip() == "ok"

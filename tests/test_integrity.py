@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from testing.gitrepo import run
 from testing.snap import Snap
 
@@ -212,11 +213,15 @@ def test_a_dead_runs_leftovers_are_removed_by_the_next_run_and_no_one_elses(snap
                                  "--only", "postgres,victoriametrics"],
                                 cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not [
-                k for k in snap.raw_keys("db-backups/") if k != foreign and "/v0.1.0_" in f"/{k[11:]}"]:
+        while not [k for k in snap.raw_keys("db-backups/")
+                   if k != foreign and "/v0.1.0_" in f"/{k[11:]}"]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the dump never stored"
             time.sleep(0.05)
-        time.sleep(0.3)
+        # The run is waiting on VictoriaMetrics when its connection is pending here.
+        silent.settimeout(60)
+        waiting, _ = silent.accept()
         proc.kill()
+        waiting.close()
         proc.wait()
     runs = snap.repos.work / ".git" / "taydash" / "runs"
     assert list(runs.glob("*.json"))  # the dead run's journal
@@ -235,9 +240,10 @@ def test_a_dead_runs_leftovers_are_removed_by_the_next_run_and_no_one_elses(snap
     assert not list(runs.glob("*.json"))
 
 
+# S3 has no file modes (its access is the bucket's policy): only the file store is asked.
+@pytest.mark.parametrize("snap", ["file"], indirect=True)
 def test_every_file_a_snapshot_leaves_in_a_file_store_is_private(snap: Snap, tmp_path: Path) -> None:
-    if not snap.is_file:
-        return  # S3 has no file modes; its access is the bucket's policy
+    assert snap.is_file
     old = os.umask(0o022)
     try:
         assert snap.tag("v0.1.0").returncode == 0

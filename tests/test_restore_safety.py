@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -62,8 +63,12 @@ def _cve_2025_4517_chain() -> list[Member]:
     return members
 
 
+# Where an absolute member would land: a name of this run's own, so nothing left by an
+# earlier run (or another user) can make the check pass or fail.
+ABSOLUTE = f"/tmp/taydash-pwned-{secrets.token_hex(8)}"
+
 CASES: dict[str, list[Member]] = {
-    "absolute name": [_file("/tmp/taydash-pwned-absolute")],
+    "absolute name": [_file(ABSOLUTE)],
     "dot-dot": [_file("ok.txt"), _file("../outside/pwned")],
     "symlink out": [_link("out", "../outside")],
     "absolute symlink": [_link("out", "/etc")],
@@ -123,7 +128,7 @@ def test_a_hostile_bundle_is_refused_and_leaves_nothing(bundled: Snap, tmp_path:
     assert "Traceback" not in proc.stderr
     assert not dest.exists()  # the folder restore made is gone too
     assert list((work / "outside").iterdir()) == []
-    assert not Path("/tmp/taydash-pwned-absolute").exists()
+    assert not Path(ABSOLUTE).exists()
 
 
 def test_a_plain_bundle_with_inner_links_restores_privately(bundled: Snap, tmp_path: Path) -> None:

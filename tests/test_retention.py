@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from pathlib import Path
 
-from testing import keys, services
+from testing import clock, keys, services
 from testing.gitrepo import Repos
 from testing.snap import Snap
 
@@ -30,10 +29,11 @@ def _versions(snap: Snap, key: str) -> list[object]:
 
 
 def test_prune_keeps_by_rule_and_the_newest_release(snap: Snap) -> None:
-    for tag in ("v0.9.0", "v0.2.0", "v0.3.0"):  # the newest release is the oldest backup
+    # A minute apart (the clock faked): "last N" is well defined. The newest release is the
+    # oldest backup.
+    for n, tag in enumerate(("v0.9.0", "v0.2.0", "v0.3.0")):
         snap.repos.commit(tag)
-        assert snap.tag(tag).returncode == 0
-        time.sleep(1.1)  # creation times one second apart: "last N" is well defined
+        assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
     removed = _keys_of(snap, "v0.2.0")
     assert removed
     proc = snap.cli("backups", "prune", "--keep-last", "1", "--dry-run")
@@ -59,10 +59,9 @@ def test_prune_keeps_by_rule_and_the_newest_release(snap: Snap) -> None:
 
 
 def test_retention_defaults_come_from_the_config(snap: Snap) -> None:
-    for tag in ("v0.1.0", "v0.2.0"):
+    for n, tag in enumerate(("v0.1.0", "v0.2.0")):
         snap.repos.commit(tag)
-        assert snap.tag(tag).returncode == 0
-        time.sleep(1.1)
+        assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
     snap.repos.configure(snap.toml + "[snapshots.retention]\nkeep_within = \"1h\"\n")
     proc = snap.cli("backups", "prune")
     assert proc.returncode == 0 and "nothing to remove" in proc.stderr, proc.stdout + proc.stderr
@@ -113,10 +112,9 @@ def test_object_lock_keeps_a_backup_whole(repos: Repos, postgres: services.Postg
     snap.repos.configure(snap.toml.replace('region = "us-east-1"\n',
                                            'region = "us-east-1"\nobject_lock_days = 1\n'))
     try:
-        for tag in ("v0.1.0", "v0.2.0"):
+        for n, tag in enumerate(("v0.1.0", "v0.2.0")):
             snap.repos.commit(tag)
-            assert snap.tag(tag).returncode == 0, tag
-            time.sleep(1.1)
+            assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0, tag
         before = _keys_of(snap, "v0.1.0")
         proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
         assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -153,10 +151,9 @@ def test_a_partial_backup_is_said_everywhere_and_may_be_deleted(snap: Snap) -> N
 
 
 def test_pruned_tags_are_pruned_not_missing_and_promoted_versions_go_too(snap: Snap) -> None:
-    for tag in ("v0.1.0", "v0.2.0"):
+    for n, tag in enumerate(("v0.1.0", "v0.2.0")):
         snap.repos.commit(tag)
-        assert snap.tag(tag).returncode == 0
-        time.sleep(1.1)
+        assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
     if not snap.is_file:
         # The recovery verify suggests for a replaced object: promote the recorded version.
         art = snap.artifact("v0.1.0", "postgres")

@@ -67,6 +67,10 @@ def test_a_failed_restore_removes_the_roles_it_created(snap: Snap, owned: tuple[
         proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host", other.host,
                         "--port", str(other.port), "--with-roles", "--trust-unsigned-roles")
         assert proc.returncode == 3, proc.stderr
+        # The role was created before the dump failed (so its removal is what is tested) ...
+        created = next(ln for ln in proc.stderr.splitlines() if "roles: created" in ln)
+        assert owner in created.split("created", 1)[1].split(";")[0], proc.stderr
+        # ... and is gone again with the database.
         assert not _exists(other, "restored")
         assert other.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{owner}'") == "0"
 

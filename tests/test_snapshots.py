@@ -12,7 +12,7 @@ from pathlib import Path
 
 from testing import keys, services
 from testing.gitrepo import Repos, run
-from testing.snap import Snap
+from testing.snap import Snap, holding_the_dump, wait_for
 
 
 def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_pg_dump_killed_mid_stream(snap: Snap) -> None:
     deadline = time.monotonic() + 60
     pid = None
     while pid is None and time.monotonic() < deadline:
-        out = run("pgrep", "-f", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.split()
+        out = run("pgrep", "-f", "--", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.split()
         pid = int(out[0]) if out else None
         time.sleep(0.01)
     assert pid, "pg_dump never started"
@@ -235,13 +235,13 @@ def test_sigint_during_snapshot_leaves_nothing(snap: Snap) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0"],
                             cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not run("pgrep", "-f", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.strip():
+    while not run("pgrep", "-f", "--", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.strip():
         assert time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert not run("pgrep", "-f", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.strip()
+    assert run("pgrep", "-f", "--", f"pg_dump .*-Fc .*{snap.db}", check=False).returncode == 1
     assert _store_keys(snap, "") == []
     assert snap.cli("snapshot", "v0.1.0").returncode == 0
 
@@ -289,7 +289,7 @@ def test_s3_server_gone_mid_upload_then_rerun(repos: Repos, postgres: services.P
         proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
         assert proxy.cut.is_set()
         assert proc.returncode == 3, proc.stderr
-        assert "cannot reach" in proc.stderr or "S3" in proc.stderr
+        assert f"cannot reach the S3 endpoint {proxy.endpoint}" in proc.stderr, proc.stderr
         client = s3.client()
         assert not [o for o in client.list_objects(bucket, "b/", recursive=True)]
         # The server is back (direct, no proxy): the rerun cleans up and succeeds.
@@ -357,15 +357,34 @@ def test_file_store_not_writable(repos: Repos, postgres: services.Postgres,
             run("umount", store, check=False)
 
 
-def test_concurrent_snapshots_of_one_tag_are_serialised(snap: Snap) -> None:
+def test_concurrent_snapshots_of_one_tag_are_serialised(snap: Snap, tmp_path: Path) -> None:
+    snap.repos.configure(holding_the_dump(snap.toml, tmp_path))
     assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
-    procs = [subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0"],
-                              cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0]
-    errs = "".join(r[1] for r in results)
-    assert errs.count("done:") == 1 and "nothing to do" in errs
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "taydash_hooks", "snapshot", "v0.1.0"],
+                                cwd=snap.repos.work, env=snap.env, stderr=subprocess.PIPE,
+                                text=True)
+
+    first = start()
+    second = None
+    try:
+        # The first run is inside its snapshot (the lock held, pg_dump started) ...
+        wait_for("the first dump started", (tmp_path / "started").exists, first)
+        second = start()
+        # ... when the second asks for the lock: it waits, it does not dump beside it.
+        assert second.stderr is not None
+        said = ""
+        while "waiting for it" not in said and (line := second.stderr.readline()):
+            said += line
+        assert "another snapshot of v0.1.0 is running" in said, said
+        assert not (tmp_path / "release").exists() and first.poll() is None
+    finally:
+        (tmp_path / "release").touch()
+        results = [p.communicate(timeout=300)[1] for p in (first, second) if p]
+    assert [first.returncode, second.returncode] == [0, 0], results
+    assert "snapshot of v0.1.0 done:" in results[0]
+    assert "nothing to do" in results[1] and "done:" not in results[1]
     assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a["kind"] == "postgres"]) == 2
     assert len([a for a in snap.manifest("v0.1.0")["artifacts"] if a.get("roles")]) == 1
 

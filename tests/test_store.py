@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -242,14 +243,81 @@ def test_file_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
     assert health.fix == f"chmod -R go-rwx {tmp_path / 'store'}"
 
 
+class _Held(io.RawIOBase):
+    """The first writer's data, held after its first read until ``release`` is set: that writer
+    has passed every check of its own and is inside its write when the second one runs."""
+
+    def __init__(self, data: bytes, entered: threading.Event, release: threading.Event) -> None:
+        self.data, self.entered, self.release = data, entered, release
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(60)
+        chunk, self.data = self.data[:max(size, 1)], self.data[max(size, 1):]
+        return chunk
+
+
+def _hold_inside_write(store: Store, key: str, data: bytes, entered: threading.Event,
+                       release: threading.Event) -> Callable[[], object]:
+    """The first writer's put, to run in a thread, held inside its critical section."""
+    if isinstance(store, FileStore):
+        # Past the existence check, writing its temporary file, before link(2).
+        return lambda: store.put_stream(key, _Held(data, entered, release))
+    assert isinstance(store, S3Store)
+    # Past every client-side step, just before its PUT reaches the server.
+    real, first = store.client._put_object, threading.get_ident
+
+    def held(*args: object, **kwargs: object) -> object:
+        if threading.get_ident() == holder[0]:
+            entered.set()
+            assert release.wait(60)
+        return real(*args, **kwargs)
+
+    holder: list[int] = []
+    store.client._put_object = held  # type: ignore[method-assign]
+
+    def work() -> object:
+        holder.append(first())
+        return store.put_bytes(key, data)
+
+    return work
+
+
+# s3rver cannot do this (no conditional writes): that is what unsafe_single_writer says.
+@pytest.mark.parametrize("store", ["file", "s3"], indirect=True)
 def test_conditional_create_lets_exactly_one_writer_win(store: Store) -> None:
     from taydash_hooks.store.base import KeyTaken
 
-    store.put_bytes("manifests/v1.json", b"{}")
-    with pytest.raises(KeyTaken):
-        store.put_bytes("manifests/v1.json", b"{\"other\": 1}")
+    entered, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+    first = _hold_inside_write(store, "manifests/v1.json", b'{"first": 1}', entered, release)
+
+    def run_first() -> None:
+        try:
+            outcome.append(first())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    try:
+        assert entered.wait(60), "the first writer never reached its write"
+        # While the first writer is inside its write, the second one completes.
+        store.put_bytes("manifests/v1.json", b"{}")
+    finally:
+        release.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], KeyTaken), outcome
     with store.open("manifests/v1.json") as fh:
         assert fh.read() == b"{}"
+    # And one after the other, the second is refused just the same.
+    with pytest.raises(KeyTaken):
+        store.put_bytes("manifests/v1.json", b'{"other": 1}')
 
 
 def test_bucket_settings_are_never_changed_without_being_asked(s3: services.S3Server) -> None:

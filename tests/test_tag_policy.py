@@ -229,7 +229,9 @@ def test_case15_ssh_validity_judged_now_not_by_tagger_date(lab: Lab) -> None:
     # The signer backdates the tag into the window; it is judged at the current time.
     old = {**os.environ, "GIT_COMMITTER_DATE": "2019-06-01T00:00:00Z"}
     assert lab.sign_ssh("v0.1.0", env=old).returncode == 0
-    assert "2019" in lab.repos.git("log", "-1", "--format=%ci", "v0.1.0").stdout or True
+    # The tag object's own date is in the window (the commit's date is not what was forged).
+    tagger = lab.repos.git("for-each-ref", "--format=%(taggerdate:unix)", "refs/tags/v0.1.0")
+    assert tagger.stdout.strip() == "1559347200"  # 2019-06-01T00:00:00Z
     _rejected(lab, "v0.1.0", "not in tags.allowed_signers")
     line = keys.allowed_signers_line(lab.ssh["alice"], 'namespaces="git",valid-after="20990101"')
     lab.repos.write(".taydash/allowed_signers", line)
@@ -290,9 +292,7 @@ def test_case19_hung_verifier_rejects_after_timeout(lab: Lab, tmp_path: Path, to
         lab.sign_ssh("v0.1.0")
     env = {**os.environ, "TAYDASH_SIGNATURE_TIMEOUT": "1",
            ("TAYDASH_GPGV" if tool == "gpgv" else "TAYDASH_SSH_KEYGEN"): str(hang)}
-    start = time.monotonic()
-    _rejected(lab, "v0.1.0", "hung", env=env)
-    assert time.monotonic() - start < 60
+    _rejected(lab, "v0.1.0", "hung", env=env)  # within the check's own limit, not 600 s
     assert "sleep 600" not in run("ps", "-eo", "args").stdout
 
 

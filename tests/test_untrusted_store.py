@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testing import keys, services
+from testing import clock, keys, services
 from testing.gitrepo import Repos, run
 from testing.snap import Snap
 
@@ -46,12 +45,20 @@ def test_a_snapshot_signs_its_manifest_and_every_reader_checks_it(
     # The store writer rewrites a dump, its hash and size in the manifest, consistently.
     art = snap.artifact("v0.1.0", "postgres")
     snap.forge("v0.1.0", str(art["key"]), b"PGDMP forged", compressed="")
+    vm_into, config_into = tmp_path / "vm", tmp_path / "config"
     for args in (["backups", "verify", "v0.1.0"],
                  ["restore", "db", "v0.1.0", "--target-db", f"{snap.db}_forged"],
+                 ["restore", "vm", "v0.1.0", "--storage-data-path", str(vm_into)],
+                 ["restore", "config", "v0.1.0", "--dest", str(config_into)],
+                 ["drill", "--last", "1"],
                  ["backups", "show", "v0.1.0"]):
         proc = snap.cli(*args)
-        assert proc.returncode == 1 and "signature rejected" in proc.stderr, (args, proc.stderr)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and "signature rejected" in said, (args, said)
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_forged'") == "0"
+    assert not any(vm_into.glob("*")) and not any(config_into.glob("*"))
+    listed = json.loads(snap.cli("backups", "list", "--json").stdout)
+    assert listed[0]["tag"] == "v0.1.0" and "rejected" in listed[0]["manifest"], listed
 
 
 def test_required_refuses_an_unsigned_manifest_and_auto_warns(snap: Snap,
@@ -72,8 +79,25 @@ def test_roles_come_only_from_a_manifest_an_allowed_key_signed(snap: Snap,
                                                                gnupghome: keys.Keyring) -> None:
     _signing(snap, gnupghome, "auto")
     assert snap.tag("v0.1.0").returncode == 0
-    snap.raw_delete("manifests/v0.1.0.json.sig")
     target = f"{snap.db}_roles"
+    # Signed by the allowed key: the roles script is applied, no trust flag needed.
+    proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--with-roles")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "1"
+    finally:
+        snap.pg.drop_db(target)
+    # The store writer signs the same manifest with a key of its own: not believed at all.
+    doc = snap.raw_get("manifests/v0.1.0.json").decode()
+    forged = gnupghome.gpg("--armor", "--detach-sign", "--local-user",
+                           gnupghome.keys["untrusted"].fingerprint, input=doc)
+    snap.raw_put("manifests/v0.1.0.json.sig", forged.encode())
+    for flags in ([], ["--trust-unsigned-roles"]):
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--with-roles", *flags)
+        assert proc.returncode == 1 and "signature rejected" in proc.stderr, proc.stderr
+        assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
+    # Unsigned: the roles script only on the operator's word.
+    snap.raw_delete("manifests/v0.1.0.json.sig")
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--with-roles")
     assert proc.returncode == 1 and "--trust-unsigned-roles" in proc.stderr, proc.stderr
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target, "--with-roles",
@@ -319,10 +343,9 @@ def test_a_planted_tombstone_deletes_nothing_live(snap: Snap) -> None:
 
 
 def test_the_newest_release_is_a_release(snap: Snap) -> None:
-    for tag in ("v1.0.0", "v2.0.0", "vNext"):
+    for n, tag in enumerate(("v1.0.0", "v2.0.0", "vNext")):
         snap.repos.commit(tag)
-        assert snap.tag(tag).returncode == 0
-        time.sleep(1.1)
+        assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
     proc = snap.cli("backups", "prune", "--keep-last", "1", "--yes")
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("v")}
@@ -337,10 +360,9 @@ def test_the_newest_release_is_a_release(snap: Snap) -> None:
 
 
 def test_a_manifest_that_is_not_bound_is_neither_kept_nor_deleted(snap: Snap) -> None:
-    for tag in ("v0.1.0", "v0.2.0"):
+    for n, tag in enumerate(("v0.1.0", "v0.2.0")):
         snap.repos.commit(tag)
-        assert snap.tag(tag).returncode == 0
-        time.sleep(1.1)  # creation times a second apart: "last 1" is well defined
+        assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
     forged = json.loads(snap.raw_get("manifests/v0.2.0.json"))
     forged["tag"] = "v9.9.9"
     snap.raw_put("manifests/v9.9.9.json", json.dumps(forged).encode())  # no such tag here
@@ -351,12 +373,24 @@ def test_a_manifest_that_is_not_bound_is_neither_kept_nor_deleted(snap: Snap) ->
 
 
 def test_orphans_are_listed_never_deleted(snap: Snap) -> None:
-    assert snap.tag("v0.1.0").returncode == 0
-    snap.raw_put("db-backups/v0.0.9_20250101_000000-deadbeef.dump", b"someone's")
+    orphan = "db-backups/v0.0.9_20250101_000000-deadbeef.dump"  # in v0.1.0's folder's shape
+    for n, tag in enumerate(("v0.1.0", "v0.2.0", "v0.3.0")):  # a minute apart: "last 1" holds
+        snap.repos.commit(tag)
+        assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
+    snap.raw_put(orphan, b"someone's")
     proc = snap.cli("backups", "list", "--orphans")
     assert proc.returncode == 0
-    assert "db-backups/v0.0.9_20250101_000000-deadbeef.dump" in proc.stdout
-    assert "db-backups/v0.0.9_20250101_000000-deadbeef.dump" in snap.raw_keys("db-backups/")
+    assert orphan in proc.stdout
+    # Neither a prune nor a delete of the backups around it takes it.
+    pruned = snap.cli("backups", "prune", "--keep-last", "2", "--yes")
+    assert pruned.returncode == 0, pruned.stderr
+    deleted = snap.cli("backups", "delete", "v0.2.0", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not snap.manifest_exists("v0.1.0") and not snap.manifest_exists("v0.2.0")
+    assert snap.manifest_exists("v0.3.0")
+    assert orphan in snap.raw_keys("db-backups/")
+    assert snap.raw_get(orphan) == b"someone's"
+    assert orphan in snap.cli("backups", "list", "--orphans").stdout
 
 
 @pytest.mark.parametrize("where", ["flag", "config"])

@@ -6,6 +6,8 @@ import io
 import json
 import secrets
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from testing import services
@@ -127,3 +129,22 @@ class Snap:
             assert self.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
         finally:
             self.pg.drop_db(target)
+
+
+def holding_the_dump(toml: str, folder: Path) -> str:
+    """A [snapshots.postgres] exec prefix that holds the first data dump (inside the snapshot,
+    past the tag's lock) until ``folder/release`` exists; ``folder/started`` says it is held."""
+    hold = (f'case "$*" in *--schema-only*) ;; *" pg_dump "*" -Fc "*) '
+            f'if mkdir {folder}/started 2>/dev/null; then '
+            f'while [ ! -e {folder}/release ]; do sleep 0.05; done; fi ;; esac; exec "$@"')
+    return toml.replace("[snapshots.postgres]\n", "[snapshots.postgres]\nexec = "
+                        f'["sh", "-c", {json.dumps(hold)}, "hold"]\n')
+
+
+def wait_for(what: str, done: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    """Poll ``done`` until it holds; fail as soon as ``proc`` ended first or after 120 s."""
+    deadline = time.monotonic() + 120
+    while not done():
+        assert proc.poll() is None, f"ended before {what}"
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.05)
