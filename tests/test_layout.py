@@ -122,12 +122,15 @@ def _under(name: str, packages: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in packages)
 
 
+def _upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports of an adapter (a hook or a command) from below the adapters."""
+    return sorted((name, dep) for name, deps in graph.items() for dep in deps
+                  if _under(dep, ADAPTERS) and not _under(name, ADAPTERS)
+                  and name not in ABOVE_ADAPTERS)
+
+
 def test_hooks_and_commands_are_leaf_adapters() -> None:
-    graph = _import_graph()
-    wrong = sorted((name, dep) for name, deps in graph.items() for dep in deps
-                   if _under(dep, ADAPTERS) and not _under(name, ADAPTERS)
-                   and name not in ABOVE_ADAPTERS)
-    assert wrong == []
+    assert _upward(_import_graph()) == []
 
 
 def test_commands_import_core_never_each_other() -> None:
@@ -139,9 +142,9 @@ def test_commands_import_core_never_each_other() -> None:
 
 
 def test_the_layout_rules_see_an_upward_import(tmp_path: Path) -> None:
-    graph = {"taydash_hooks.gate.push": {"taydash_hooks.hooks.report"}}
-    assert [(n, d) for n, deps in graph.items() for d in deps
-            if _under(d, ADAPTERS) and not _under(n, ADAPTERS)] != []
+    graph = {"taydash_hooks.gate.push": {"taydash_hooks.hooks.report"},
+             "taydash_hooks.cli": {"taydash_hooks.commands.verify"}}
+    assert _upward(graph) == [("taydash_hooks.gate.push", "taydash_hooks.hooks.report")]
 
 
 def test_every_snapshot_kind_is_registered_once_under_its_config_table() -> None:
@@ -291,8 +294,9 @@ def test_the_background_snapshot_runs_through_the_entry(repos: Repos, tmp_path: 
                              "v1.0.0"], cwd=repos.work, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and subprocess.run(
-            ["pgrep", "-f", f"sleep 40{marker}"], capture_output=True).returncode != 0:
+    while subprocess.run(["pgrep", "-f", "--", f"sleep 40{marker}"], capture_output=True,
+                         timeout=30).returncode != 0:
+        assert time.monotonic() < deadline, "the job's command never started"
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -301,8 +305,8 @@ def test_the_background_snapshot_runs_through_the_entry(repos: Repos, tmp_path: 
     status = json.loads((repos.work / ".git" / "taydash" / "snapshot-status.json").read_text())
     assert status["ok"] is False and "interrupted" in status["message"]
     assert not (store / "manifests" / "v1.0.0.json").exists()
-    assert subprocess.run(["pgrep", "-f", f"sleep 40{marker}"],
-                          capture_output=True).returncode != 0  # nothing left running
+    assert subprocess.run(["pgrep", "-f", "--", f"sleep 40{marker}"], capture_output=True,
+                          timeout=30).returncode == 1  # nothing left running
 
 
 KIND_NAMES = frozenset({"postgres", "victoriametrics", "config"})
@@ -341,3 +345,33 @@ def test_only_the_kinds_themselves_branch_on_a_kind_name() -> None:
 def test_the_kind_branch_finder_finds_one() -> None:
     code = 'if kind == "postgres":\n    pass\nx = cfg.snapshots.victoriametrics\n'
     assert _kind_branches(ast.parse(code)) == [1, 3]
+
+
+def _takers(files: dict[str, str]) -> list[str]:
+    """Modules that import ``take`` itself: only the one place that owns what follows a
+    snapshot (lifecycle.snapshot) may; every other path goes through it."""
+    wrong = []
+    for name, text in files.items():
+        if name == "taydash_hooks.lifecycle.snapshot" or name.startswith("taydash_hooks.snapshots"):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                    "taydash_hooks.snapshots.take", "taydash_hooks.snapshots") \
+                    and any(a.name == "take" for a in node.names):
+                wrong.append(name)
+    return wrong
+
+
+def test_every_snapshot_goes_through_the_one_place_that_follows_it() -> None:
+    files = {name: path.read_text() for name, path in _modules().items()}
+    assert _takers(files) == []
+    # And inside snapshots/, take is called only by its own module.
+    callers = [name for name, text in files.items() if name.startswith("taydash_hooks.snapshots")
+               and name != "taydash_hooks.snapshots.take" and "take(repo" in text]
+    assert callers == []
+
+
+def test_the_take_rule_sees_a_caller_of_its_own() -> None:
+    code = "from taydash_hooks.snapshots.take import take, tag_facts\n"
+    assert _takers({"taydash_hooks.commands.snapshot": code,
+                    "taydash_hooks.lifecycle.snapshot": code}) == ["taydash_hooks.commands.snapshot"]

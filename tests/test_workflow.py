@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -616,3 +617,55 @@ def test_doctor_reports_free_space_where_backups_are_staged_and_stored(flow: Flo
     proc = flow.cli("doctor")
     assert re.search(r"OK   staging free space +[0-9.]+ GiB free in ", proc.stdout), proc.stdout
     assert re.search(rf"OK   store free space +[0-9.]+ GiB free in {flow.store}", proc.stdout)
+
+
+def test_every_path_that_snapshots_pushes_the_metrics(flow: Flow) -> None:
+    # The figure that tells the pushes apart: the number of backups in the store, one more
+    # after each path. A path that forgot the push leaves the last pushed count behind.
+    repo = f"t{flow.db}"
+    url = f"{flow.vm.url}/api/v1/import/prometheus?extra_label=repo={repo}"
+    flow.repos.configure(flow.toml + f'[metrics]\npush_url = "{url}"\n')
+    flow.repos.commit("pushes")
+    assert flow.repos.push("origin", "main").returncode == 0
+    skip = {**os.environ, "TAYDASH_SKIP": "snapshot"}
+
+    def pushed_count(expected: int, path: str) -> None:
+        deadline = time.monotonic() + 60
+        last = None
+        while last != expected:
+            assert time.monotonic() < deadline, f"{path}: pushed {last}, not {expected}"
+            body = flow.vm.get(f"/api/v1/export?match[]=taydash_backups{{repo=\"{repo}\"}}")
+            rows = [json.loads(line) for line in body.decode().splitlines()]
+            last = int(rows[-1]["values"][-1]) if rows else None
+            time.sleep(0.2)
+
+    # 1. git tag: the reference-transaction hook.
+    assert flow.repos.git("tag", "-s", "-m", "one", "v0.1.0").returncode == 0
+    pushed_count(1, "the tag hook")
+    # 2. git push of a tag without a backup: pre-push takes it (on_push_missing = "snapshot").
+    flow.repos.commit("two")
+    flow.repos.git("tag", "-s", "-m", "two", "v0.2.0", env=skip)
+    proc = flow.repos.push("origin", "main", "v0.2.0")
+    assert proc.returncode == 0 and "snapshot taken" in proc.stderr, proc.stderr
+    pushed_count(2, "pre-push")
+    # 3. taydash snapshot.
+    flow.repos.commit("three")
+    flow.repos.git("tag", "-s", "-m", "three", "v0.3.0", env=skip)
+    assert flow.cli("snapshot", "v0.3.0").returncode == 0
+    pushed_count(3, "taydash snapshot")
+    # 4. taydash backup.
+    flow.repos.commit("four")
+    assert flow.cli("backup", "v0.4.0", "-m", "four", "--yes").returncode == 0
+    pushed_count(4, "taydash backup")
+    # 5. taydash release.
+    flow.repos.commit("fix: five")
+    proc = flow.cli("release", "patch", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    pushed_count(5, "taydash release")
+    # 6. The background job.
+    flow.repos.configure(flow.toml.replace("[snapshots]\n", '[snapshots]\nmode = "background"\n')
+                         + f'[metrics]\npush_url = "{url}"\n')
+    assert flow.repos.git("tag", "-s", "-m", "six", "v0.5.0").returncode == 0
+    pushed_count(6, "the background job")
+    status = flow.repos.work / ".git" / "taydash" / "snapshot-status.json"
+    assert json.loads(status.read_text())["ok"] is True

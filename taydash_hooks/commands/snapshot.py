@@ -11,13 +11,9 @@ from taydash_hooks.errors import Exit
 
 def run(cwd: Path, tag: str, only: list[str] | None) -> int:
     """Snapshot ``tag`` now; nothing to do when it already has a backup."""
-    from taydash_hooks.lifecycle.metrics import push_after
-    from taydash_hooks.snapshots.take import take
+    from taydash_hooks.lifecycle.snapshot import snapshot
 
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
-    try:
-        take(repo, cfg, tag, only)
-    finally:
-        push_after(repo, cfg, "the snapshot")
+    snapshot(repo, cfg, tag, only)
     return Exit.OK

@@ -47,7 +47,7 @@ def check_updates(repo: git.Repo, cfg: Config, updates: list[RefUpdate],
         validate_updates(repo, cfg, results)
     if HookCheck.SNAPSHOT in checks and overall(results) is not Verdict.REFUSED \
             and cfg.snapshots is not None and not skipped("snapshot"):
-        from taydash_hooks.snapshots.triggers import on_push
+        from taydash_hooks.lifecycle.snapshot import on_push
 
         on_push(repo, cfg, results)
     return results

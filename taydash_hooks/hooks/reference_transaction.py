@@ -49,10 +49,7 @@ def run_hook(state: str, stdin: bytes, cwd: Path | None = None) -> int:
             code = triggers.names_free_at_creation(repo, cfg, rows)
         return code
     if state == "committed" and cfg.snapshots is not None:
-        from taydash_hooks.snapshots import triggers as snapshot_triggers
+        from taydash_hooks.lifecycle.snapshot import on_tag_created
 
-        if snapshot_triggers.on_tag_created(repo, cfg, rows):
-            from taydash_hooks.lifecycle.metrics import push_after
-
-            push_after(repo, cfg, "the snapshot")
+        on_tag_created(repo, cfg, rows)
     return Exit.OK

@@ -110,14 +110,10 @@ def _snapshots(repo: git.Repo, cfg: Config, tag: str) -> Manifest | None:
     if cfg.snapshots is None:
         line("   (no [snapshots] configured)")
         return None
-    from taydash_hooks.lifecycle.metrics import push_after
+    from taydash_hooks.lifecycle.snapshot import snapshot
     from taydash_hooks.snapshots.location import open_store
-    from taydash_hooks.snapshots.take import take
 
-    try:
-        return take(repo, cfg, tag, store=open_store(repo, cfg))
-    finally:
-        push_after(repo, cfg, "the snapshot")
+    return snapshot(repo, cfg, tag, store=open_store(repo, cfg))
 
 
 def _no_backup_yet(repo: git.Repo, cfg: Config, tag: str) -> None:

@@ -12,39 +12,20 @@ import sys
 from taydash_hooks import config as config_mod
 from taydash_hooks import entry, git
 from taydash_hooks.errors import TaydashError
+from taydash_hooks.lifecycle.snapshot import snapshot
 from taydash_hooks.output import setup_logging
-from taydash_hooks.snapshots.take import take
-from taydash_hooks.snapshots.triggers import record_status
 
 
 def run(log_path: str, tag: str) -> int:
-    """Take the snapshot of ``tag``; record how it ended (the log is ``log_path``), and push
-    the metrics when ``[metrics] push_url`` is set, whatever the outcome."""
+    """Take the snapshot of ``tag`` (and what follows one: :mod:`taydash_hooks.lifecycle.snapshot`);
+    record how it ended for `taydash health` (the log is ``log_path``)."""
     setup_logging(0)
     repo = git.find_repo()
     cfg = config_mod.load(repo)
     try:
-        return _take(repo, cfg, log_path, tag)
-    finally:
-        from taydash_hooks.lifecycle.metrics import push_after
-
-        push_after(repo, cfg, "the background snapshot")
-
-
-def _take(repo: git.Repo, cfg: config_mod.Config, log_path: str, tag: str) -> int:
-    try:
-        doc = take(repo, cfg, tag)
+        snapshot(repo, cfg, tag, background_log=log_path)
     except TaydashError as exc:
-        record_status(repo, tag, False, exc.message, log_path)
         raise TaydashError(f"snapshot of {tag} FAILED: {exc.message}", exc.code) from None
-    except KeyboardInterrupt:
-        record_status(repo, tag, False, "interrupted (a signal ended the run; rolled back)",
-                      log_path)
-        raise
-    except BaseException as exc:
-        record_status(repo, tag, False, f"{type(exc).__name__}: {exc}", log_path)
-        raise
-    record_status(repo, tag, True, f"{len(doc.artifacts)} artifact(s)", log_path)
     return 0
 
 

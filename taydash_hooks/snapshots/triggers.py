@@ -1,4 +1,6 @@
-"""When snapshots happen by themselves: a tag created by `git tag`, and a push of a tag without one."""
+"""When snapshots happen by themselves: which tags want one, the name check at `git tag`, the
+detached background job and its status. Taking one (and what follows it) is
+:mod:`taydash_hooks.lifecycle.snapshot`."""
 
 from __future__ import annotations
 
@@ -13,11 +15,8 @@ from taydash_hooks import git, process
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import Word, say
-from taydash_hooks.results import Finding, RefResult
-from taydash_hooks.skips import skipped
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.statefiles import open_private, private_dir, write_private
-from taydash_hooks.updates import Kind
 
 STATUS_FILE = "snapshot-status.json"
 # Set by `taydash backup`/`release` around their own `git tag`: they take the snapshot
@@ -51,32 +50,6 @@ def start_background(repo: git.Repo, tag: str) -> Path:
     return log_path
 
 
-def on_tag_created(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> list[str]:
-    """reference-transaction ``committed``: snapshot each new on_tag tag (git ignores our exit);
-    the tags snapshotted here, in the foreground (whether it worked or not)."""
-    assert cfg.snapshots is not None
-    if skipped("snapshot") or os.environ.get(DEFER_ENV) == "1":
-        return []
-    from taydash_hooks.snapshots.take import take
-
-    done: list[str] = []
-    for _old, _new, ref in rows:
-        tag = ref[len("refs/tags/"):]
-        if not wanted(cfg, tag):
-            continue
-        if cfg.snapshots.mode == "background":
-            log = start_background(repo, tag)
-            say(f"snapshot of {tag} started in the background; log: {log}")
-            continue
-        done.append(tag)
-        try:
-            take(repo, cfg, tag)
-        except TaydashError as exc:
-            say(f"snapshot of {tag} {Word.FAILED}: {exc.message} "
-                f"(rerun: taydash snapshot {tag})")
-    return done
-
-
 def names_free_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, str, str]]) -> int:
     """reference-transaction ``prepared``: refuse a tag whose name a backup of another tag holds."""
     from taydash_hooks.snapshots.binding import name_taken
@@ -94,37 +67,3 @@ def names_free_at_creation(repo: git.Repo, cfg: Config, rows: list[tuple[str, st
     for problem in problems:
         say(f"tag {Word.REFUSED}: {problem}")
     return Exit.REFUSED if problems else Exit.OK
-
-
-def on_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:
-    """pre-push: a pushed on_tag tag without a manifest is snapshotted, blocked or warned about."""
-    assert cfg.snapshots is not None
-    todo = [r for r in results
-            if r.update.is_tag and r.update.kind in (Kind.TAG_CREATE, Kind.UNCHANGED)
-            and wanted(cfg, r.update.name)]
-    if not todo:
-        return
-    from taydash_hooks.snapshots.binding import name_taken
-    from taydash_hooks.snapshots.location import open_store
-    from taydash_hooks.snapshots.take import take
-
-    store = open_store(repo, cfg)
-    for r in todo:
-        tag = r.update.name
-        doc = manifest.load(store, tag)
-        if doc is not None:
-            taken = name_taken(repo, store, tag, doc, r.update.local_oid)
-            if taken:  # whatever on_push_missing says: this tag has no backup, another one does
-                r.add(Finding(Word.REFUSED, taken))
-            continue
-        policy = cfg.snapshots.on_push_missing
-        if policy == "warn":
-            r.add(Finding(Word.WARNING, "no snapshot for this tag"))
-        elif policy == "block":
-            r.add(Finding(Word.REFUSED, f"no snapshot for {tag} (run: taydash snapshot {tag})"))
-        else:
-            try:
-                take(repo, cfg, tag, store=store)
-                r.add(Finding(Word.OK, "snapshot taken"))
-            except TaydashError as exc:
-                r.add(Finding(Word.REFUSED, f"snapshot failed: {exc.message}"))
