@@ -46,6 +46,15 @@ def _pushed(vm: services.VictoriaMetrics, name: str, repo: str) -> list[dict[str
     return vm.export(f'{name}{{repo="{repo}"}}')
 
 
+def _becomes(vm: services.VictoriaMetrics, name: str, repo: str, value: float) -> None:
+    """The newest pushed sample of ``name`` turns to ``value`` (a fresh sample is searchable
+    a moment after its push)."""
+    deadline = time.monotonic() + 30
+    while (got := _pushed(vm, name, repo)[-1]["values"][-1]) != value:  # type: ignore[index]
+        assert time.monotonic() < deadline, f"{name} is {got}, never {value}"
+        time.sleep(0.2)
+
+
 def test_snapshot_verify_and_drill_push_their_metrics_into_victoria_metrics(snap: Snap) -> None:
     repo = f"t{snap.db}"
     assert snap.tag("v0.1.0").returncode == 0  # the tag's hook snapshots, then pushes
@@ -65,6 +74,7 @@ def test_snapshot_verify_and_drill_push_their_metrics_into_victoria_metrics(snap
 
     assert snap.cli("backups", "verify", "--all").returncode == 0
     assert _pushed(snap.vm, "taydash_last_verify_success", repo)[-1]["values"][-1] == 1
+    assert snap.repos.push("origin", "main", "v0.1.0").returncode == 0  # a drill clones it
     drill = snap.cli("drill", "--last", "1")
     assert drill.returncode == 0, drill.stdout + drill.stderr
     rows = _pushed(snap.vm, "taydash_last_drill_success", repo)
@@ -77,7 +87,7 @@ def test_snapshot_verify_and_drill_push_their_metrics_into_victoria_metrics(snap
     art = snap.artifact("v0.1.0", "postgres")
     snap.forge("v0.1.0", str(art["key"]), b"PGDMP forged", compressed="")
     assert snap.cli("drill", "--last", "1").returncode == 1
-    assert _pushed(snap.vm, "taydash_last_drill_success", repo)[-1]["values"][-1] == 0
+    _becomes(snap.vm, "taydash_last_drill_success", repo, 0)
     assert re.search(r"last drill +FAILED \(", snap.cli("health").stdout)
 
 
@@ -251,3 +261,32 @@ def test_a_forged_creation_time_is_no_crash_of_health_or_metrics(snap: Snap) -> 
     got = _series(proc.stdout)
     assert "taydash_backup_last_success_timestamp_seconds" not in got  # unknown, not a false 0
     assert got["taydash_backups"] == [({}, 1.0)]
+
+
+HEALTH_KEYS = {
+    "warnings", "last_release_tag", "days_since_release", "head_tagged", "unpushed_commits",
+    "tags_not_on_remote", "time", "last_release_timestamp", "days_since_snapshot",
+    "tags_without_backup", "partial_backups", "pruned_tags", "backups_in_store",
+    "newest_release_with_backup", "kinds", "repo_size_bytes", "large_blobs",
+    "last_background_snapshot", "last_verify", "last_drill"}
+
+
+def test_health_strict_fails_after_a_failed_drill_and_the_warning_is_counted(snap: Snap) -> None:
+    assert snap.tag("v0.1.0").returncode == 0
+    assert snap.repos.push("origin", "main", "v0.1.0").returncode == 0
+    assert snap.cli("drill", "--last", "1").returncode == 0
+    doc = json.loads(snap.cli("health", "--json").stdout)
+    assert set(doc) == HEALTH_KEYS  # the --json contract, unchanged by the typed report
+    assert set(doc["kinds"]["postgres"]) == {"tag", "timestamp", "size_bytes",
+                                             "sizes_by_database", "duration_seconds"}
+    before = len(doc["warnings"])
+    art = snap.artifact("v0.1.0", "postgres")
+    snap.forge("v0.1.0", str(art["key"]), b"PGDMP forged", compressed="")
+    assert snap.cli("drill", "--last", "1").returncode == 1
+    strict = snap.cli("health", "--strict")
+    assert strict.returncode == 1, strict.stdout
+    assert "WARNING: the last drill FAILED (" in strict.stdout and "1 of 1 failed" in strict.stdout
+    doc = json.loads(snap.cli("health", "--json").stdout)
+    assert len(doc["warnings"]) == before + 1
+    got = _series(snap.cli("metrics").stdout)
+    assert got["taydash_health_warnings"] == [({}, float(before + 1))]

@@ -14,12 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.lifecycle.records import Activity, remember
-from taydash_hooks.lifecycle.status import collect, timestamp
+from taydash_hooks.lifecycle.status import Report, collect, timestamp
 
 PUSH_TIMEOUT = 10.0
 
@@ -59,87 +58,118 @@ def exposition(families: list[Family]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def families(doc: dict[str, Any]) -> list[Family]:
-    """The metrics of one ``status.collect`` document. A figure that could not be known
-    (no store configured, no verify yet) is left out rather than sent as a false zero."""
-    out: list[Family] = []
+@dataclass(frozen=True)
+class Metric:
+    """One series name taydash emits, with its help text."""
 
-    def one(name: str, help_: str, value: float | None, **labels: str) -> None:
+    name: str
+    help: str
+
+
+LAST_SUCCESS = Metric("taydash_backup_last_success_timestamp_seconds",
+                      "When the newest backup holding this kind was taken (UNIX time).")
+DURATION = Metric("taydash_backup_duration_seconds",
+                  "How long taking this kind took in its newest backup.")
+SIZE = Metric("taydash_backup_size_bytes",
+              "Stored bytes of this kind (per database) in its newest backup.")
+BACKUPS = Metric("taydash_backups", "Backups in the store bound to this repository's tags.")
+WITHOUT = Metric("taydash_release_tags_without_backup",
+                 "Release tags with no backup (pruned ones not counted).")
+PRUNED = Metric("taydash_release_tags_pruned", "Release tags whose backup retention removed.")
+PARTIAL = Metric("taydash_partial_backups",
+                 "Backups that lack a kind the configuration enables.")
+NEWEST = Metric("taydash_newest_backed_up_release_info",
+                "The newest release tag that has a backup (one series; the value is always 1).")
+LAST_RELEASE = Metric("taydash_last_release_timestamp_seconds",
+                      "When the newest release tag was made.")
+UNPUSHED = Metric("taydash_unpushed_commits", "Commits on the branch that are not on its remote.")
+REPO_SIZE = Metric("taydash_repository_size_bytes", "Size of the repository's object store.")
+BACKGROUND_OK = Metric("taydash_last_background_snapshot_success",
+                       "1 when the last background (tag-triggered) snapshot succeeded, else 0.")
+BACKGROUND_AT = Metric("taydash_last_background_snapshot_timestamp_seconds",
+                       "When the last background snapshot finished (UNIX time).")
+WARNINGS = Metric("taydash_health_warnings", "What `taydash health` warns about, counted.")
+COLLECTED = Metric("taydash_metrics_collected_timestamp_seconds",
+                   "When these figures were collected.")
+
+
+@dataclass(frozen=True)
+class ActivityMetrics:
+    """The four series of one recorded activity (verify, drill)."""
+
+    finished: Metric
+    success: Metric
+    failed: Metric
+    duration: Metric
+
+    @classmethod
+    def of(cls, activity: Activity) -> ActivityMetrics:
+        a = activity.value
+        return cls(Metric(f"taydash_last_{a}_timestamp_seconds",
+                          f"When the last {a} finished (UNIX time)."),
+                   Metric(f"taydash_last_{a}_success", f"1 when the last {a} passed, else 0."),
+                   Metric(f"taydash_last_{a}_failed_backups",
+                          f"Backups (tags) the last {a} failed."),
+                   Metric(f"taydash_last_{a}_duration_seconds", f"How long the last {a} took."))
+
+
+ACTIVITIES = {activity: ActivityMetrics.of(activity) for activity in Activity}
+
+METRICS: tuple[Metric, ...] = (
+    LAST_SUCCESS, DURATION, SIZE, BACKUPS, WITHOUT, PRUNED, PARTIAL, NEWEST, LAST_RELEASE,
+    UNPUSHED, REPO_SIZE,
+    *(m for am in ACTIVITIES.values() for m in (am.finished, am.success, am.failed, am.duration)),
+    BACKGROUND_OK, BACKGROUND_AT, WARNINGS, COLLECTED,
+)
+
+
+def families(report: Report) -> list[Family]:
+    """The metrics of one :class:`~taydash_hooks.lifecycle.status.Report`. A figure that
+    could not be known (no store configured, no verify yet) is left out rather than sent as
+    a false zero."""
+    out: dict[str, Family] = {}
+
+    def one(metric: Metric, value: float | None, **labels: str) -> None:
         if value is None:
             return
-        fam = next((f for f in out if f.name == name), None)
-        if fam is None:
-            fam = Family(name, help_)
-            out.append(fam)
-        fam.samples.append((labels, float(value)))
+        out.setdefault(metric.name, Family(metric.name, metric.help)).samples.append(
+            (labels, float(value)))
 
-    for kind, k in sorted((doc.get("kinds") or {}).items()):
-        one("taydash_backup_last_success_timestamp_seconds",
-            "When the newest backup holding this kind was taken (UNIX time).", k["timestamp"],
-            kind=kind)
-        one("taydash_backup_duration_seconds",
-            "How long taking this kind took in its newest backup.", k["duration_seconds"],
-            kind=kind)
-        for database, size in sorted(k["sizes_by_database"].items()):
-            labels = {"kind": kind, **({"database": database} if database else {})}
-            one("taydash_backup_size_bytes",
-                "Stored bytes of this kind (per database) in its newest backup.", size, **labels)
-    if doc.get("backups_in_store") is not None:
-        one("taydash_backups", "Backups in the store bound to this repository's tags.",
-            doc["backups_in_store"])
-        one("taydash_release_tags_without_backup", "Release tags with no backup (pruned ones "
-            "not counted).", len(doc.get("tags_without_backup") or []))
-        one("taydash_release_tags_pruned", "Release tags whose backup retention removed.",
-            len(doc.get("pruned_tags") or []))
-        one("taydash_partial_backups", "Backups that lack a kind the configuration enables.",
-            len(doc.get("partial_backups") or []))
-    newest = doc.get("newest_release_with_backup")
-    if newest:
-        one("taydash_newest_backed_up_release_info",
-            "The newest release tag that has a backup (one series; the value is always 1).", 1,
-            tag=newest)
-    one("taydash_last_release_timestamp_seconds", "When the newest release tag was made.",
-        doc.get("last_release_timestamp"))
-    one("taydash_unpushed_commits", "Commits on the branch that are not on its remote.",
-        doc.get("unpushed_commits"))
-    one("taydash_repository_size_bytes", "Size of the repository's object store.",
-        doc.get("repo_size_bytes"))
-    for activity in (a.value for a in Activity):
-        res = doc.get(f"last_{activity}")
+    b = report.backups
+    for kind, k in sorted(b.kinds.items()):
+        one(LAST_SUCCESS, k.timestamp, kind=kind)
+        one(DURATION, k.duration_seconds, kind=kind)
+        for database, size in sorted(k.sizes_by_database.items()):
+            one(SIZE, size, kind=kind, **({"database": database} if database else {}))
+    if b.in_store is not None:
+        one(BACKUPS, b.in_store)
+        one(WITHOUT, len(b.tags_without_backup or []))
+        one(PRUNED, len(b.pruned_tags or []))
+        one(PARTIAL, len(b.partial_backups or []))
+    if b.newest_release_with_backup:
+        one(NEWEST, 1, tag=b.newest_release_with_backup)
+    one(LAST_RELEASE, report.releases.last_timestamp)
+    one(UNPUSHED, report.remote.unpushed_commits)
+    one(REPO_SIZE, report.repository.size_bytes)
+    for activity, res in report.last.items():
         if res:
-            one(f"taydash_last_{activity}_timestamp_seconds",
-                f"When the last {activity} finished (UNIX time).", res["finished"])
-            one(f"taydash_last_{activity}_success",
-                f"1 when the last {activity} passed, else 0.", 1 if res["ok"] else 0)
-            one(f"taydash_last_{activity}_failed_backups",
-                f"Backups (tags) the last {activity} failed.", res["failed"])
-            one(f"taydash_last_{activity}_duration_seconds",
-                f"How long the last {activity} took.", res["seconds"])
-    bg = doc.get("last_background_snapshot")
+            am = ACTIVITIES[activity]
+            one(am.finished, res.finished)
+            one(am.success, 1 if res.ok else 0)
+            one(am.failed, res.failed)
+            one(am.duration, res.seconds)
+    bg = report.background
     if bg:
-        one("taydash_last_background_snapshot_success",
-            "1 when the last background (tag-triggered) snapshot succeeded, else 0.",
-            1 if bg.get("ok") else 0)
-        one("taydash_last_background_snapshot_timestamp_seconds",
-            "When the last background snapshot finished (UNIX time).", timestamp(bg.get("finished")))
-    one("taydash_health_warnings", "What `taydash health` warns about, counted.",
-        len(doc.get("warnings") or []))
-    one("taydash_metrics_collected_timestamp_seconds", "When these figures were collected.",
-        doc.get("time"))
-    return out
+        one(BACKGROUND_OK, 1 if bg.ok else 0)
+        one(BACKGROUND_AT, timestamp(bg.finished))
+    one(WARNINGS, len(report.warnings))
+    one(COLLECTED, report.time)
+    return list(out.values())
 
 
 def names() -> Iterator[str]:
     """Every metric name :func:`families` can emit (for the dashboard's test)."""
-    full = {"kinds": {"k": {"timestamp": 1.0, "duration_seconds": 1.0,
-                            "sizes_by_database": {"db": 1}}},
-            "backups_in_store": 1, "newest_release_with_backup": "v1",
-            "last_release_timestamp": 1.0, "unpushed_commits": 0, "repo_size_bytes": 1,
-            "last_verify": {"finished": 1.0, "ok": True, "failed": 0, "seconds": 1.0},
-            "last_drill": {"finished": 1.0, "ok": True, "failed": 0, "seconds": 1.0},
-            "last_background_snapshot": {"ok": True, "finished": "2026-01-01T00:00:00Z"},
-            "warnings": [], "time": 1.0}
-    return (f.name for f in families(full))
+    return (m.name for m in METRICS)
 
 
 def render(repo: git.Repo, cfg: Config) -> str:
