@@ -22,6 +22,7 @@ from taydash_hooks.errors import TaydashError
 from taydash_hooks.lifecycle.records import Activity, Outcome, last
 from taydash_hooks.output import listing, plural
 from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.expected import Presence, expected
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.snapshots.triggers import STATUS_FILE
 from taydash_hooks.tags.releases import release_tags
@@ -223,8 +224,13 @@ def _backups(repo: git.Repo, cfg: Config, releases: Releases, h: HealthConfig, n
         warn(exc.message)
         return Backups()
     tags = releases.tags
-    # A backup retention removed on purpose is "pruned", not missing.
-    without = [t for t, _ in tags if t not in bound and t not in pruned]
+    # A backup retention removed on purpose is "pruned", not missing (snapshots/expected).
+    presence = expected([t for t, _ in tags], set(bound), pruned)
+    without = [e.tag for e in presence if e.presence is Presence.MISSING]
+    for e in presence:
+        if e.unbelieved_record:
+            warn(f"a retention record says the backup of {e.tag} was pruned, but no newer "
+                 "release has a backup (retention never removes the newest): not believed")
     partial = sorted(t for t, d in bound.items() if d.partial)
     if partial:
         warn(f"{plural(len(partial), 'partial backup')} (taken with --only): {listing(partial)}")
@@ -244,7 +250,7 @@ def _backups(repo: git.Repo, cfg: Config, releases: Releases, h: HealthConfig, n
     if without:
         warn(f"{plural(len(without), 'release tag')} without a backup: {listing(without)}")
     return Backups(days, without, partial,
-                   [t for t, _ in tags if t not in bound and t in pruned], len(bound),
+                   [e.tag for e in presence if e.presence is Presence.PRUNED], len(bound),
                    next((t for t, _ in tags if t in bound), None), newest_by_kind(bound.values()))
 
 
