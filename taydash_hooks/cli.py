@@ -367,6 +367,27 @@ def backups_delete(tag: str, yes: bool) -> int:
     return core.delete_one(state.dir, tag, yes, _confirm)
 
 
+@backups.command("resign")
+@click.argument("tags", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every backup in the store.")
+@click.option("--yes", is_flag=True, help="Do not ask before replacing signatures (no terminal "
+              "and no --yes: nothing is replaced).")
+@common
+def backups_resign(tags: tuple[str, ...], every: bool, yes: bool) -> int:
+    """Sign manifests again with the current user.signingkey, after a key rotation.
+
+    Each manifest is checked as every reader checks it first; an unsigned one is never signed.
+    Then the old key can be revoked without losing its backups (README, "Rotating the signing
+    key").
+
+    Example: taydash backups resign --all --yes
+    """
+    state = _setup()
+    from taydash_hooks.commands import resign as core
+
+    return core.resign(state.dir, list(tags), every, yes, _confirm)
+
+
 @cli.group()
 @common
 def restore() -> None:

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,6 +113,40 @@ def _fingerprints(v: Any) -> str | _Normalised | None:
     return _Normalised(norm)
 
 
+@dataclass(frozen=True)
+class RetiredKey:
+    """A signing key rotated out on ``until`` (a day, UTC): what it signed before still holds."""
+
+    fingerprint: str
+    until: date
+
+    @property
+    def until_timestamp(self) -> float:
+        """The first second at which the key no longer signs (``until``, 00:00 UTC)."""
+        return datetime.combine(self.until, datetime.min.time(), timezone.utc).timestamp()
+
+
+def _retired(v: Any) -> str | _Normalised | None:
+    expected = ('tables {fingerprint = "40 or 64 hex digits", until = "YYYY-MM-DD"} (the day '
+                "the key stopped signing)")
+    keys: list[RetiredKey] = []
+    for item in v:
+        if not isinstance(item, dict) or set(item) != {"fingerprint", "until"} \
+                or not isinstance(item["fingerprint"], str):
+            return expected
+        fpr = re.sub(r"\s+", "", item["fingerprint"]).upper()
+        until = item["until"]
+        if isinstance(until, str):
+            try:
+                until = date.fromisoformat(until)
+            except ValueError:
+                return expected
+        if isinstance(until, datetime) or not isinstance(until, date) or not _HEX.fullmatch(fpr):
+            return expected
+        keys.append(RetiredKey(fpr, until))
+    return _Normalised(tuple(keys))
+
+
 def _recipients(v: Any) -> str | None:
     bad = [r for r in v if not r.strip() or r.startswith("-")]
     return f"OpenPGP recipients (a fingerprint, key id or e-mail; not {bad[0]!r})" if bad else None
@@ -177,6 +212,12 @@ class TagsConfig:
     )
     allow_expired_keys: bool = field(default=False, metadata=_key("bool"))
     check_at_creation: bool = field(default=True, metadata=_key("bool"))
+    # Rotated-out keys with the day they stopped signing (what they signed before holds), and
+    # compromised keys (nothing they signed is believed). README, "Rotating the signing key".
+    retired_openpgp_fingerprints: tuple[RetiredKey, ...] = field(
+        default=(), metadata=_key("list", _retired))
+    revoked_openpgp_fingerprints: tuple[str, ...] = field(
+        default=(), metadata=_key("strlist", _fingerprints))
 
 
 @dataclass(frozen=True)
@@ -331,6 +372,7 @@ _KIND_TEXT = {
     "int": "an integer",
     "number": "a number",
     "strlist": "a list of strings",
+    "list": "a list",
 }
 
 
@@ -345,6 +387,8 @@ def _type_ok(kind: str, v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
     if kind == "strlist":
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    if kind == "list":
+        return isinstance(v, list)
     raise AssertionError(kind)
 
 
@@ -372,7 +416,7 @@ def _build(cls: type[T], data: Any, table: str, source: str) -> T:
             continue
         if not _type_ok(kind, raw):
             raise usage(f"{where} {key}: expected {_KIND_TEXT[kind]}, got {_shown(raw)}.")
-        value = tuple(raw) if kind == "strlist" else raw
+        value = tuple(raw) if kind in ("strlist", "list") else raw
         if kind == "number":
             value = float(raw)
         check: KeyCheck | None = f.metadata["check"]
@@ -403,6 +447,11 @@ def _finish_snapshots(s: SnapshotsConfig, source: str) -> SnapshotsConfig:
 
 
 def _finish_tags(t: TagsConfig, source: str) -> None:
+    retired = {k.fingerprint for k in t.retired_openpgp_fingerprints}
+    both = (retired | set(t.revoked_openpgp_fingerprints)) & set(t.openpgp_fingerprints)
+    if both:
+        raise usage(f"{source}: [tags] {sorted(both)[0]} is allowed and also retired or revoked; "
+                    "a rotated-out key leaves openpgp_fingerprints.")
     if t.require_signed and not t.openpgp_fingerprints and "ssh" not in t.formats:
         raise usage(
             f"{source}: [tags] openpgp_fingerprints: expected at least one allowed fingerprint "

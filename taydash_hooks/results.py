@@ -92,6 +92,7 @@ class Check:
     ok: bool | None  # None: not applicable (the feature is not configured)
     detail: str
     fix: str = ""
+    warning: bool = False  # a failure that is advice: doctor says WARN and still exits 0
 
     def cell(self) -> str:
         return NOT_APPLICABLE if self.ok is None else PASS if self.ok else FAIL

@@ -13,6 +13,7 @@ SPEC_COMMANDS = [
     ["install"], ["uninstall"], ["hook", "pre-push"], ["hook", "reference-transaction"],
     ["hook", "pre-receive"], ["validate"], ["check-tags"], ["snapshot"], ["backups", "list"],
     ["backups", "show"], ["backups", "verify"], ["backups", "prune"], ["backups", "delete"],
+    ["backups", "resign"],
     ["restore", "db"], ["restore", "vm"],
     ["restore", "config"], ["restore", "git"], ["objects", "versions"], ["objects", "get"],
     ["objects", "promote"], ["backup"], ["release"], ["verify"], ["drill"], ["health"],

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testing import keys, services
+from testing import docs, keys, services
 from testing.gitrepo import ROOT, Repos
 from testing.snap import Snap
 
@@ -180,13 +180,6 @@ def test_every_dashboard_query_names_a_series_taydash_emits(snap: Snap) -> None:
     assert age["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 30 * 86400
 
 
-def _readme_block(name: str, lang: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    m = re.search(rf"<!-- {name} -->\n```{lang}\n(.*?)```", text, re.S)
-    assert m, f"the README lost its {name} block"
-    return m.group(1)
-
-
 def test_the_scheduled_drill_fails_visibly(snap: Snap, tmp_path: Path) -> None:
     """The shipped schedules run as written against a real backup: green when it comes back,
     a failed run (and the failing tag named) when it does not."""
@@ -202,10 +195,10 @@ def test_the_scheduled_drill_fails_visibly(snap: Snap, tmp_path: Path) -> None:
     gl = yaml.safe_load((ROOT / "ci" / "gitlab-drill.yml").read_text())
     assert "taydash drill --last 5 --json > drill.json" in gl["taydash-drill"]["script"]
     assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in gl["taydash-drill"]["rules"]
-    unit = _readme_block("scheduled-drill-systemd", "ini")
+    unit = docs.block("scheduled-drill-systemd", "ini")
     assert "ExecStart=/usr/local/bin/taydash drill --last 5 --json" in unit
     assert "OnCalendar=*-*-01 06:17:00" in unit
-    cron = _readme_block("scheduled-drill-cron", "sh").splitlines()[1].split(None, 5)[5]
+    cron = docs.block("scheduled-drill-cron", "sh").splitlines()[1].split(None, 5)[5]
 
     assert snap.tag("v0.1.0").returncode == 0
     assert snap.repos.push("origin", "main", "v0.1.0").returncode == 0

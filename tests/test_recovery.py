@@ -7,23 +7,15 @@ pg_restore, vmrestore): if the layout drifts from what the README says, this fai
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from testing import keys, services
-from testing.gitrepo import ROOT, Repos
+from testing import docs, keys, services
+from testing.gitrepo import Repos
 from testing.snap import Snap
-
-
-def _block(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    m = re.search(rf"<!-- {name} -->\n```bash\n(.*?)```", text, re.S)
-    assert m, f"the README lost its {name} block"
-    return m.group(1)
 
 
 @pytest.mark.parametrize(("where", "encrypted"),
@@ -35,7 +27,7 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
                                              gnupghome: keys.Keyring, tmp_path: Path,
                                              where: str, encrypted: bool) -> None:
     store = tmp_path / "store"
-    script = _block("restore-without-taydash")
+    script = docs.block("restore-without-taydash")
     env = dict(os.environ)
     if where == "s3":
         s3: services.S3Server = request.getfixturevalue("s3")
@@ -43,7 +35,7 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
         snap = Snap(repos, postgres, vm, f"s3://{bucket}/backups", s3, {**env, **s3.env()})
         # The copy-down step first, then the same recovery on the copy; the AWS CLI reads the
         # key from its own variables, and gets nothing of taydash's.
-        script = _block("restore-without-taydash-s3") + 'export STORE\n' + script
+        script = docs.block("restore-without-taydash-s3") + 'export STORE\n' + script
         env = {k: v for k, v in env.items() if not k.startswith("TAYDASH_")}
         env.update(BUCKET=bucket, PREFIX="backups", ENDPOINT=f"http://{s3.endpoint}",
                    AWS_ACCESS_KEY_ID=s3.access_key, AWS_SECRET_ACCESS_KEY=s3.secret_key,

@@ -264,6 +264,42 @@ def checks(cwd: Path) -> list[Check]:
 
         found.append(_free("staging free space", Path(tempfile.gettempdir())))
     found += _store(repo, cfg)
+    found += _retired_signatures(repo, cfg)
+    return found
+
+
+def _retired_signatures(repo: git.Repo, cfg: Config) -> list[Check]:
+    """Backups and release tags signed only by a retired key: they hold, but only while the
+    key stays listed as retired; revoking it would take them (resign the backups first)."""
+    if cfg.tags is None or not cfg.tags.retired_openpgp_fingerprints:
+        return []
+    found = []
+    if cfg.snapshots is not None:
+        from taydash_hooks.snapshots import manifest, signing
+        from taydash_hooks.snapshots.location import open_store
+
+        try:
+            store = open_store(repo, cfg)
+            old = sorted(d.tag for d in manifest.load_all(store)
+                         if signing.check(repo, cfg, store, d).state is signing.State.RETIRED)
+        except TaydashError as exc:
+            return [Check("backups signed by retired keys", False, exc.message)]
+        found.append(Check("backups signed by retired keys", not old,
+                           f"{len(old)}: {', '.join(old[:10])}" if old else "none",
+                           "taydash backups resign --all (then the old key can be revoked)",
+                           warning=True))
+    from taydash_hooks.tags.policy import TagPolicy
+    from taydash_hooks.tags.releases import release_tags
+    from taydash_hooks.tags.signatures import At
+
+    tags = [(t, oid) for t, _ in release_tags(repo, cfg)
+            if (oid := git.rev_parse(f"refs/tags/{t}", repo.root))]
+    with TagPolicy(repo, cfg, At.SIGNED) as policy:
+        old_tags = [v.tag for v in policy.judge_many(tags) if v.ok and v.retired]
+    found.append(Check("release tags by retired keys", not old_tags,
+                       f"{len(old_tags)}: {', '.join(old_tags[:10])}" if old_tags else "none",
+                       "keep those keys retired, never revoked, while these tags are drilled",
+                       warning=True))
     return found
 
 
@@ -289,8 +325,9 @@ def run(cwd: Path) -> int:
     found = checks(cwd)
     out = sys.stdout
     for f in found:
-        mark = color("OK  ", "green", out) if f.ok else color("FAIL", "red", out)
+        mark = color("OK  ", "green", out) if f.ok else color("WARN", "yellow", out) \
+            if f.warning else color("FAIL", "red", out)
         print(f"{mark} {f.name:<28} {f.detail}")
         if not f.ok and f.fix:
             print(f"     fix: {f.fix}")
-    return Exit.OK if all(f.ok for f in found) else Exit.REFUSED
+    return Exit.OK if all(f.ok or f.warning for f in found) else Exit.REFUSED

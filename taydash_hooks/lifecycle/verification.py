@@ -68,8 +68,9 @@ def _signature_check(repo: git.Repo, cfg: Config, tag: str, oid: str) -> Check:
     if cfg.tags is None:
         return Check("signature", None, "no [tags] policy configured")
     from taydash_hooks.tags.policy import TagPolicy
+    from taydash_hooks.tags.signatures import At
 
-    with TagPolicy(repo, cfg) as policy:
+    with TagPolicy(repo, cfg, At.SIGNED) as policy:  # an existing tag: judged when signed
         v = policy.judge_many([(tag, oid)])[0]
     return Check("signature", v.ok, v.reason + (f" ({v.signer})" if v.signer else ""))
 

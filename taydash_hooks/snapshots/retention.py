@@ -149,8 +149,9 @@ def delete(store: Store, doc: Manifest) -> None:
     with contextlib.suppress(KeyTaken):  # a rerun finds it there already
         store.put_bytes(tomb, data)
     store.delete(manifest.key(doc.tag))  # every version: the name is this backup's alone
-    if store.exists(f"{manifest.key(doc.tag)}.sig"):  # a signature without its manifest is void
-        store.delete(f"{manifest.key(doc.tag)}.sig")
+    for sig in (f"{manifest.key(doc.tag)}.sig", f"{manifest.key(doc.tag)}.sig.next"):
+        if store.exists(sig):  # a signature without its manifest is void
+            store.delete(sig)
     _remove_artifacts(store, doc)
     record_removal(store, doc)
     store.delete(tomb)

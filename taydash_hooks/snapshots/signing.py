@@ -32,6 +32,7 @@ from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import KeyTaken
+from taydash_hooks.tags.signatures import At, Refusal
 
 NAMESPACE = "taydash-manifest"
 MAX_SIGNATURE = 64 * 1024
@@ -51,6 +52,7 @@ class State(enum.Enum):
     """What a reader found about a manifest's signature."""
 
     ALLOWED = "signed by an allowed key"
+    RETIRED = "signed by a retired key before it was retired"
     UNSIGNED = "unsigned"
     REJECTED = "signature rejected"
     UNCHECKABLE = "signed, but there is no [tags] allow-list to check it against"
@@ -64,14 +66,19 @@ class Signature:
     state: State
     signer: str = ""
     reason: str = ""
+    refusal: Refusal | None = None  # why, when REJECTED
+    retired: str = ""  # the day its retired key stopped signing, when RETIRED
 
     @property
     def allowed(self) -> bool:
-        return self.state is State.ALLOWED
+        """Made by a key the configuration trusts for it (allowed now, or retired since)."""
+        return self.state in (State.ALLOWED, State.RETIRED)
 
     def text(self) -> str:
         if self.state is State.ALLOWED:
             return f"signed by {self.signer} (allowed)"
+        if self.state is State.RETIRED:
+            return f"signed by retired key {self.signer} (until {self.retired})"
         if self.state is State.REJECTED:
             return f"signature rejected: {self.reason}"
         return str(self.state.value)
@@ -154,6 +161,14 @@ def signer(repo: git.Repo, cfg: Config) -> Signer | None:
     if fmt not in ("openpgp", "ssh"):
         raise usage(f"gpg.format = {fmt!r} cannot sign manifests (openpgp or ssh).")
     result = Signer(fmt, found, repo.root)
+    stopped = _rotated_out(cfg, result)
+    if stopped:
+        # A retired or revoked key no longer signs: a new manifest would carry its name.
+        if how == "required":
+            raise usage(f"user.signingkey {found} is {stopped}; it can no longer sign a "
+                        "manifest: set user.signingkey to the current key. Nothing was stored.")
+        warn(f"manifest not signed: user.signingkey {found} is {stopped}.")
+        return None
     try:
         result.sign(b"taydash: can this key sign without a terminal?\n")
     except TaydashError as exc:
@@ -164,14 +179,53 @@ def signer(repo: git.Repo, cfg: Config) -> Signer | None:
     return result
 
 
-def store_signature(store: Store, tag: str, data: bytes, by: Signer) -> None:
-    """Sign the manifest bytes ``data`` of ``tag`` and store the signature beside it, with the
-    same conditional write as the manifest (a signature is never overwritten)."""
+def _rotated_out(cfg: Config, by: Signer) -> str:
+    """"retired (since DAY)" or "revoked" when ``by`` is an OpenPGP key the [tags] lifecycle
+    took out of service, else "" (asked of gpg only when such keys are configured)."""
+    t = cfg.tags
+    if t is None or by.fmt != "openpgp" or not (t.retired_openpgp_fingerprints
+                                                 or t.revoked_openpgp_fingerprints):
+        return ""
+    from taydash_hooks.tags.signatures import LOCAL_ONLY, gpg_program, signature_timeout
+
     try:
-        store.put_bytes(key(tag), by.sign(data))
+        listed = process.run([gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--with-colons",
+                              "--fixed-list-mode", "--list-keys", "--", by.key],
+                             timeout=signature_timeout())
+    except process.Timeout:
+        return ""
+    fprs = [line.split(":")[9].upper() for line in listed.out.splitlines()
+            if line.startswith("fpr:") and len(line.split(":")) > 9]
+    primary = fprs[0] if fprs else ""
+    if primary in t.revoked_openpgp_fingerprints:
+        return "revoked"
+    retired = next((k for k in t.retired_openpgp_fingerprints if k.fingerprint == primary), None)
+    return f"retired (since {retired.until.isoformat()})" if retired else ""
+
+
+def pending_key(tag: str) -> str:
+    """Where a re-signature waits while the old one is replaced (see :func:`replace`)."""
+    return f"{key(tag)}.next"
+
+
+def replace(store: Store, tag: str, signature: bytes) -> None:
+    """Put ``signature`` in place of ``tag``'s manifest signature, with no moment without a
+    checkable one: the new one is written beside it first (``.sig.next``, which readers check
+    while ``.sig`` is missing), then the old one is removed and the new one created under the
+    final name (a conditional create: two resigns at once cannot both win), then the spare
+    is removed. Safe to rerun after an interruption."""
+    spare = pending_key(tag)
+    if store.exists(spare):
+        store.delete(spare)  # a leftover of an interrupted run (or planted): ours replaces it
+    store.put_bytes(spare, signature)
+    if store.exists(key(tag)):
+        store.delete(key(tag))
+    try:
+        store.put_bytes(key(tag), signature)
     except KeyTaken:
-        raise refused(f"{store.url} already holds {key(tag)}; a manifest signature is never "
-                      "replaced.") from None
+        raise refused(f"another run re-signed the manifest of {tag} at the same time; rerun "
+                      "to check which signature is in place.") from None
+    store.delete(spare)
 
 
 # --- checking ------------------------------------------------------------------------
@@ -181,13 +235,17 @@ def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature
     """The verdict on ``doc``'s signature against the [tags] allow-list (see :class:`State`)."""
     if mode(cfg) == "off":
         return Signature(State.OFF)
-    if not store.exists(key(doc.tag)):
-        return Signature(State.UNSIGNED)
-    with store.open(key(doc.tag)) as fh:
+    where = key(doc.tag)
+    if not store.exists(where):
+        # A re-signing interrupted between removing the old signature and writing the new.
+        where = pending_key(doc.tag)
+        if not store.exists(where):
+            return Signature(State.UNSIGNED)
+    with store.open(where) as fh:
         sig = fh.read(MAX_SIGNATURE + 1)
     if len(sig) > MAX_SIGNATURE:
-        return Signature(State.REJECTED, reason=f"{key(doc.tag)} is larger than {MAX_SIGNATURE} "
-                                                "bytes")
+        return Signature(State.REJECTED, reason=f"{where} is larger than {MAX_SIGNATURE} bytes",
+                         refusal=Refusal.OTHER)
     if cfg.tags is None:
         return Signature(State.UNCHECKABLE)
     from taydash_hooks.tags.policy import TagPolicy
@@ -195,14 +253,44 @@ def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature
     kind = "ssh" if sig.lstrip().startswith(_SSH) else "openpgp" if \
         sig.lstrip().startswith(_PGP) else None
     if kind is None:
-        return Signature(State.REJECTED, reason="not an OpenPGP or SSH signature")
+        return Signature(State.REJECTED, reason="not an OpenPGP or SSH signature",
+                         refusal=Refusal.OTHER)
     if kind not in cfg.tags.formats:
-        return Signature(State.REJECTED, reason=f"{kind} signatures are not in tags.formats")
-    with TagPolicy(repo, cfg) as policy:
-        verdict = policy.verify_detached(kind, doc.raw, sig, NAMESPACE)
+        return Signature(State.REJECTED, reason=f"{kind} signatures are not in tags.formats",
+                         refusal=Refusal.NOT_CONFIGURED)
+    # A stored manifest is history: judged when it was signed (a key rotated out or expired
+    # since leaves it valid); for SSH that is the manifest's own creation time.
+    with TagPolicy(repo, cfg, At.SIGNED) as policy:
+        verdict = policy.verify_detached(kind, doc.raw, sig, NAMESPACE, _created(doc))
     if not verdict.ok:
-        return Signature(State.REJECTED, verdict.signer, verdict.reason)
+        return Signature(State.REJECTED, verdict.signer, verdict.reason, verdict.refusal)
+    if verdict.retired:
+        return Signature(State.RETIRED, verdict.signer, verdict.reason, retired=verdict.retired)
     return Signature(State.ALLOWED, verdict.signer, verdict.reason)
+
+
+def _created(doc: Manifest) -> float | None:
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(doc.created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _consequence(sig: Signature) -> str:
+    if sig.refusal is Refusal.NOT_CONFIGURED:
+        return ("its key is not in this configuration. Nothing says the backup was altered: if "
+                "the key was rotated out, list it under [tags] retired_openpgp_fingerprints "
+                "(or keep it in allowed_signers with valid-before) with the day it stopped "
+                "signing; see the README, \"Rotating the signing key\".")
+    if sig.refusal is Refusal.REVOKED:
+        return "its key is revoked (compromised): nothing it signed is believed."
+    if sig.refusal in (Refusal.RETIRED, Refusal.EXPIRED):
+        return "it was signed after its key stopped being valid, so it is not believed."
+    return ("it was changed after it was signed, or signed by a key the [tags] policy does "
+            "not allow.")
 
 
 def believed(cfg: Config, sig: Signature) -> bool:
@@ -217,9 +305,9 @@ def require(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signatu
     sig = check(repo, cfg, store, doc)
     if sig.state is State.REJECTED:
         # A signature that is there must hold: whatever the setting, a manifest changed after
-        # it was signed (or signed by a key the policy refuses) is not believed.
-        raise refused(f"the manifest of {doc.tag}: {sig.text()}; it was changed after it was "
-                      "signed, or signed by a key the [tags] policy does not allow.")
+        # it was signed (or signed by a key the policy refuses) is not believed. The sentence
+        # says which, so a key rotation is never mistaken for tampering.
+        raise refused(f"the manifest of {doc.tag}: {sig.text()}; {_consequence(sig)}")
     if not believed(cfg, sig):
         raise refused(f"the manifest of {doc.tag} is {sig.text()}; signed_manifests = "
                       "\"required\".")

@@ -185,8 +185,11 @@ def _policy_accepts(repo: git.Repo, cfg: Config, tag: str, oid: str) -> None:
     if cfg.tags is None:
         return
     from taydash_hooks.tags.policy import TagPolicy
+    from taydash_hooks.tags.signatures import At
 
-    with TagPolicy(repo, cfg) as policy:
+    # The tag may be older than the current keys (a snapshot taken after a rotation): it is
+    # judged when it was signed, like every reader of history.
+    with TagPolicy(repo, cfg, At.SIGNED) as policy:
         if not policy.is_release(tag):
             return
         verdict = policy.judge_many([(tag, oid)])[0]

@@ -23,7 +23,9 @@ from taydash_hooks.results import Finding, RefResult
 from taydash_hooks.tags.naming import naming_problem
 from taydash_hooks.tags.objects import GitObject, TagObject, parse_tag, read_objects
 from taydash_hooks.tags.signatures import (
+    At,
     OpenPgpKeyring,
+    Rotation,
     SigCheck,
     check_allowed_signers,
     verify_ssh,
@@ -41,6 +43,7 @@ class TagVerdict:
     reason: str
     signer: str = ""
     kind: str = ""
+    retired: str = ""  # the day its retired key stopped signing, when one made it
 
     def finding(self) -> Finding:
         return Finding(Word.ACCEPTED if self.ok else Word.REFUSED, self.reason)
@@ -49,11 +52,18 @@ class TagVerdict:
 class TagPolicy:
     """Judge tags against ``[tags]``; use as a context manager (it owns a temp keyring)."""
 
-    def __init__(self, repo: git.Repo, cfg: Config) -> None:
+    def __init__(self, repo: git.Repo, cfg: Config, at: At = At.NOW) -> None:
+        """``at``: a new tag (push, creation, check-tags) is judged now; history (a drill's
+        signature column, a stored manifest) when it was signed (:class:`At`)."""
         assert cfg.tags is not None
         self.repo = repo
         self.cfg: TagsConfig = cfg.tags
         self.config = cfg
+        self.at = at
+        self.rotation = Rotation(
+            {k.fingerprint: k.until_timestamp for k in cfg.tags.retired_openpgp_fingerprints},
+            {k.fingerprint: k.until.isoformat() for k in cfg.tags.retired_openpgp_fingerprints},
+            frozenset(cfg.tags.revoked_openpgp_fingerprints), at)
         self._stack = contextlib.ExitStack()
         self._keyring: OpenPgpKeyring | None = None
         self._ssh_files: tuple[Path, Path | None] | None = None  # allowed_signers, revocations
@@ -74,7 +84,8 @@ class TagPolicy:
         if self._keyring is None:
             ring = OpenPgpKeyring(self.config.path(self.cfg.openpgp_keys),
                                   self.cfg.openpgp_fingerprints, self.cfg.allow_expired_keys,
-                                  cache_dir=self.repo.state_dir / "keyrings")
+                                  cache_dir=self.repo.state_dir / "keyrings",
+                                  rotation=self.rotation)
             self._keyring = self._stack.enter_context(ring)
         return self._keyring
 
@@ -90,7 +101,8 @@ class TagPolicy:
 
     def _ssh(self, tag: TagObject) -> SigCheck:
         signers, revoked = self._ssh_setup()
-        return verify_ssh(tag.payload, tag.signature, signers, revoked)
+        return verify_ssh(tag.payload, tag.signature, signers, revoked,
+                          signed_at=tagger_time(tag.tagger) if self.at is At.SIGNED else None)
 
     # --- verdicts ----------------------------------------------------------------
 
@@ -133,16 +145,19 @@ class TagPolicy:
     def _signature(self, name: str, tag: TagObject) -> TagVerdict:
         check = self._openpgp().verify(tag.payload, tag.signature) if tag.kind == "openpgp" \
             else self._ssh(tag)
-        return TagVerdict(name, tag.oid, check.ok, check.reason, check.signer, tag.kind or "")
+        return TagVerdict(name, tag.oid, check.ok, check.reason, check.signer, tag.kind or "",
+                          check.retired)
 
     def verify_detached(self, kind: str, payload: bytes, signature: bytes,
-                        namespace: str) -> SigCheck:
+                        namespace: str, signed_at: float | None = None) -> SigCheck:
         """A detached ``kind`` ("openpgp" or "ssh") signature of ``payload`` (a manifest)
-        against the same allow-list as tags; SSH signatures in ``namespace``."""
+        against the same allow-list as tags; SSH signatures in ``namespace``, judged at
+        ``signed_at`` (the manifest's own date) when this policy judges history."""
         if kind == "openpgp":
             return self._openpgp().verify(payload, signature)
         signers, revoked = self._ssh_setup()
-        return verify_ssh(payload, signature, signers, revoked, namespace)
+        return verify_ssh(payload, signature, signers, revoked, namespace,
+                          signed_at if self.at is At.SIGNED else None)
 
     def judge_many(self, items: list[tuple[str, str]]) -> list[TagVerdict]:
         """Verdicts for (tag name, object id) pairs; objects read in one batch."""
@@ -167,6 +182,12 @@ class TagPolicy:
             for i, name, tag in todo:
                 verdicts[i] = self._signature(name, tag)
         return [v for v in verdicts if isinstance(v, TagVerdict)]
+
+
+def tagger_time(tagger: str) -> float | None:
+    """The UNIX time of a tag's ``tagger`` header (``Name <mail> 1700000000 +0000``)."""
+    parts = tagger.rsplit(" ", 2)
+    return float(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
 def check_push(repo: git.Repo, cfg: Config, results: list[RefResult]) -> None:

@@ -9,13 +9,15 @@ hung or crashing tool rejects the tag (fails closed).
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import os
 import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from taydash_hooks import process
@@ -49,6 +51,38 @@ def ssh_keygen() -> str:
     return os.environ.get("TAYDASH_SSH_KEYGEN", "ssh-keygen")
 
 
+class At(enum.Enum):
+    """When a signature is judged. A new tag entering the history is judged now: every key
+    must be valid today. History (an existing tag in a drill, a stored manifest) is judged
+    at the signature's own time, so a key rotated out or expired since leaves what it signed
+    valid (git's own -Overify-time for SSH)."""
+
+    NOW = "now"
+    SIGNED = "when signed"
+
+
+class Refusal(enum.Enum):
+    """Why a signature was refused: readers word their sentence on this, never on text."""
+
+    ALTERED = "altered"  # the signed bytes do not match: changed after signing
+    NOT_CONFIGURED = "not configured"  # a key the configuration does not list (gone, unknown)
+    REVOKED = "revoked"  # compromised: nothing it signed is believed
+    RETIRED = "retired"  # signed after its key was retired
+    EXPIRED = "expired"  # signed after its key expired
+    OTHER = "other"  # malformed, hung, several signatures, wrong namespace
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The configured key lifecycle: retired keys with the first second they no longer sign,
+    revoked keys, and when signatures are judged."""
+
+    retired: dict[str, float] = field(default_factory=dict)
+    retired_days: dict[str, str] = field(default_factory=dict)  # fingerprint -> "YYYY-MM-DD"
+    revoked: frozenset[str] = frozenset()
+    at: At = At.NOW
+
+
 @dataclass(frozen=True)
 class SigCheck:
     """The outcome of one signature verification."""
@@ -56,17 +90,21 @@ class SigCheck:
     ok: bool
     signer: str  # primary fingerprint or ssh principal, "" when unknown
     reason: str
+    refusal: Refusal | None = None  # set when not ok
+    retired: str = ""  # "YYYY-MM-DD" when a retired key made it before that day
 
 
 class OpenPgpKeyring:
     """A throwaway GNUPGHOME holding only the public keys of ``tags.openpgp_keys``."""
 
     def __init__(self, keys_file: Path, allowed: tuple[str, ...], allow_expired: bool,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, rotation: Rotation | None = None) -> None:
         self.keys_file = keys_file
         self.cache_dir = cache_dir  # where built keyrings are kept, by the keys file's hash
         self.allowed = {f.upper() for f in allowed}
         self.allow_expired = allow_expired
+        self.rotation = rotation or Rotation()
+        self._expiry: dict[str, float] | None = None
         self.home: Path | None = None
         self.keyring: Path | None = None
         self._serial = itertools.count()
@@ -148,41 +186,100 @@ class OpenPgpKeyring:
         try:
             res = process.run(argv, input=payload, timeout=signature_timeout())
         except process.Timeout as exc:
-            return SigCheck(False, "", f"gpgv hung: {exc}")
+            return SigCheck(False, "", f"gpgv hung: {exc}", Refusal.OTHER)
         finally:
             sig.unlink()
-        return decide_openpgp(res.out, self.allowed, self.allow_expired)
+        return decide_openpgp(res.out, self.allowed, self.allow_expired, self.rotation,
+                              self.key_expiry)
+
+    def key_expiry(self, fingerprint: str) -> float | None:
+        """When the (sub)key ``fingerprint`` expires (UNIX time), None when it does not; read
+        once, only when a signature by an expired key is to be judged."""
+        if self._expiry is None:
+            assert self.keyring is not None
+            listed = self._gpg("--no-default-keyring", "--keyring", str(self.keyring),
+                               "--with-colons", "--fixed-list-mode", "--list-keys")
+            self._expiry = {}
+            pending: str | None = None
+            for line in listed.out.splitlines():
+                parts = line.split(":")
+                if parts[0] in ("pub", "sub"):
+                    pending = parts[6] if len(parts) > 6 else ""
+                elif parts[0] == "fpr" and pending is not None and len(parts) > 9:
+                    if pending.isdigit():
+                        self._expiry[parts[9].upper()] = float(pending)
+                    pending = None
+        return self._expiry.get(fingerprint.upper())
 
 
-def decide_openpgp(status: str, allowed: set[str], allow_expired: bool) -> SigCheck:
-    """The verdict from gpg's ``--status-fd`` lines."""
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def decide_openpgp(status: str, allowed: set[str], allow_expired: bool,
+                   rotation: Rotation | None = None,
+                   key_expiry: Callable[[str], float | None] | None = None) -> SigCheck:
+    """The verdict from gpg's ``--status-fd`` lines, with the key lifecycle of ``rotation``."""
+    rotation = rotation or Rotation()
     lines = [line.split()[1:] for line in status.splitlines() if line.startswith("[GNUPG:] ")]
     words = {w[0] for w in lines if w}
     if sum(1 for w in lines if w and w[0] == "NEWSIG") > 1:
-        return SigCheck(False, "", "several signatures in one block")
+        return SigCheck(False, "", "several signatures in one block", Refusal.OTHER)
     if "BADSIG" in words:
-        return SigCheck(False, "", "bad signature: the tag text does not match its signature")
+        return SigCheck(False, "", "bad signature: the tag text does not match its signature",
+                        Refusal.ALTERED)
     if "NO_PUBKEY" in words or any(w[0] == "ERRSIG" and w[-1] == "9" for w in lines if w):
         keyid = next((w[1] for w in lines if w and w[0] in ("NO_PUBKEY", "ERRSIG")), "?")
-        return SigCheck(False, keyid, f"unknown key {keyid}: not in tags.openpgp_keys")
+        return SigCheck(False, keyid, f"unknown key {keyid}: not in tags.openpgp_keys",
+                        Refusal.NOT_CONFIGURED)
     valid = [w for w in lines if w and w[0] == "VALIDSIG"]
     if len(valid) != 1:
-        return SigCheck(False, "", "signature could not be verified")
+        return SigCheck(False, "", "signature could not be verified", Refusal.OTHER)
     fields = valid[0]
     primary = (fields[10] if len(fields) > 10 else fields[1]).upper()
+    signed_at = float(fields[3]) if len(fields) > 3 and fields[3].isdigit() else None
+    if primary in rotation.revoked or "REVKEYSIG" in words or "KEYREVOKED" in words:
+        return SigCheck(False, primary, f"key {primary} is revoked: nothing it signed is believed",
+                        Refusal.REVOKED)
+    retired_day = ""
     if primary not in allowed:
-        return SigCheck(False, primary, f"signer {primary} is not in tags.openpgp_fingerprints")
-    if "REVKEYSIG" in words or "KEYREVOKED" in words:
-        return SigCheck(False, primary, f"key {primary} is revoked")
+        if primary not in rotation.retired:
+            return SigCheck(False, primary,
+                            f"signer {primary} is not in tags.openpgp_fingerprints (a key gone "
+                            "from the configuration; a rotated-out key belongs in "
+                            "retired_openpgp_fingerprints with the day it stopped signing)",
+                            Refusal.NOT_CONFIGURED)
+        retired_day = rotation.retired_days.get(primary, _day(rotation.retired[primary]))
+        if rotation.at is At.NOW:
+            return SigCheck(False, primary, f"key {primary} was retired on {retired_day}: it "
+                            "can no longer sign a new tag or manifest", Refusal.RETIRED)
+        if signed_at is None or signed_at >= rotation.retired[primary]:
+            return SigCheck(False, primary, f"signed by retired key {primary} after it was "
+                            f"retired on {retired_day}", Refusal.RETIRED)
     if "EXPSIG" in words or "SIGEXPIRED" in words:
-        return SigCheck(False, primary, "the signature has expired")
+        return SigCheck(False, primary, "the signature has expired", Refusal.EXPIRED)
+    note = "good signature by an allowed key"
     if "EXPKEYSIG" in words or "KEYEXPIRED" in words:
-        if not allow_expired:
-            return SigCheck(False, primary, f"key {primary} has expired (allow_expired_keys = false)")
-        return SigCheck(True, primary, "good signature by an expired but allowed key")
-    if "GOODSIG" not in words:
-        return SigCheck(False, primary, "signature could not be verified")
-    return SigCheck(True, primary, "good signature by an allowed key")
+        expired = key_expiry(fields[1]) if key_expiry else None
+        if rotation.at is At.SIGNED and signed_at is not None and expired is not None \
+                and signed_at < expired:
+            # Made while the key was valid: it stays valid after the key expires.
+            note = f"good signature, made before key {primary} expired on {_day(expired)}"
+        elif allow_expired:
+            note = "good signature by an expired but allowed key"
+        elif rotation.at is At.SIGNED:
+            when = f" on {_day(expired)}" if expired else ""
+            return SigCheck(False, primary, f"key {primary} expired{when} and the signature was "
+                            "made after that (allow_expired_keys = false)", Refusal.EXPIRED)
+        else:
+            return SigCheck(False, primary, f"key {primary} has expired (allow_expired_keys = "
+                            "false)", Refusal.EXPIRED)
+    elif "GOODSIG" not in words:
+        return SigCheck(False, primary, "signature could not be verified", Refusal.OTHER)
+    if retired_day:
+        return SigCheck(True, primary, f"signed by retired key {primary} (until {retired_day})",
+                        retired=retired_day)
+    return SigCheck(True, primary, note)
 
 
 _SIGNERS_LINE = re.compile(
@@ -207,14 +304,16 @@ def check_allowed_signers(path: Path) -> None:
 
 
 def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
-               revoked: Path | None = None, namespace: str = "git") -> SigCheck:
+               revoked: Path | None = None, namespace: str = "git",
+               signed_at: float | None = None) -> SigCheck:
     """ssh-keygen -Y verify in ``namespace`` (``git`` for tags) against ``allowed_signers``, at
-    the current time.
+    the current time, or at ``signed_at`` (history: the tag's or manifest's own date, as git
+    verifies with -Overify-time) so a key retired since (``valid-before``) still holds.
 
-    The current time, not the tagger date: the signer chooses the tagger date,
-    so judging valid-after/valid-before against it would let them backdate.
+    A new tag is judged now, not by its tagger date: the signer chooses that date, so judging
+    valid-after/valid-before against it would let them backdate into a window.
     """
-    now = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    now = time.strftime("%Y%m%d%H%M%S", time.gmtime(signed_at))
     with tempfile.TemporaryDirectory(prefix="tds-") as tmp:
         sig = Path(tmp) / "sig"
         sig.write_bytes(signature)
@@ -226,7 +325,9 @@ def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
                  *opts], timeout=signature_timeout())
             principals = found.out.split() if found.returncode == 0 else []
             if not principals:
-                return SigCheck(False, "", "SSH key is not in tags.allowed_signers (or not valid now)")
+                when = "then" if signed_at is not None else "now"
+                return SigCheck(False, "", f"SSH key is not in tags.allowed_signers (or not valid "
+                                f"{when})", Refusal.NOT_CONFIGURED)
             principal = principals[0]
             verify = [ssh_keygen(), "-Y", "verify", "-n", namespace, "-f", str(allowed_signers),
                       "-I", principal, "-s", str(sig), *opts]
@@ -237,10 +338,12 @@ def verify_ssh(payload: bytes, signature: bytes, allowed_signers: Path,
             # ssh-keygen says only "Could not verify" for a revoked key: ask again
             # without the revocation list to name the reason.
             if rev and process.run(verify, input=payload, timeout=signature_timeout()).returncode == 0:
-                return SigCheck(False, principal, "SSH key is revoked (gpg.ssh.revocationFile)")
+                return SigCheck(False, principal, "SSH key is revoked (gpg.ssh.revocationFile)",
+                                Refusal.REVOKED)
         except process.Timeout as exc:
-            return SigCheck(False, "", f"ssh-keygen hung: {exc}")
+            return SigCheck(False, "", f"ssh-keygen hung: {exc}", Refusal.OTHER)
     if "namespace" in text.lower():
-        return SigCheck(False, principal, f"SSH signature is not for namespace {namespace}")
+        return SigCheck(False, principal, f"SSH signature is not for namespace {namespace}",
+                        Refusal.OTHER)
     last = text.strip().splitlines()[-1] if text.strip() else f"exit {res.returncode}"
-    return SigCheck(False, principal, f"SSH signature rejected: {last}")
+    return SigCheck(False, principal, f"SSH signature rejected: {last}", Refusal.ALTERED)

@@ -91,7 +91,8 @@ class Snap:
             return
         client, bucket, prefix = self._s3()
         for version in client.list_objects(bucket, f"{prefix}/{key}", include_version=True):  # type: ignore[attr-defined]
-            client.remove_object(bucket, version.object_name, version_id=version.version_id)  # type: ignore[attr-defined]
+            if version.object_name == f"{prefix}/{key}":  # a prefix match: not key.sig.next
+                client.remove_object(bucket, version.object_name, version_id=version.version_id)  # type: ignore[attr-defined]
 
     def raw_keys(self, prefix: str) -> list[str]:
         if self.is_file:

@@ -1,0 +1,104 @@
+"""`taydash backups resign [TAG...|--all] [--yes]`: move backups to the current signing key.
+
+After a key rotation, what the old key signed stays valid while it is listed as retired. To
+revoke it later without losing those backups, each manifest is checked as every reader checks
+it (judged when it was signed) and signed again with the current ``user.signingkey``; the new
+signature is checked against today's policy before it replaces the old one
+(:func:`taydash_hooks.snapshots.signing.replace`). An unsigned manifest is never signed: no
+signature vouches for what it says, and signing it would vouch for whatever is in the store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from taydash_hooks import git
+from taydash_hooks.config import Config
+from taydash_hooks.errors import Exit, refused, usage
+from taydash_hooks.output import out, plural, say
+from taydash_hooks.snapshots import manifest, signing
+from taydash_hooks.snapshots.binding import binding_problem
+from taydash_hooks.snapshots.location import open_repo_store
+from taydash_hooks.store import Store
+from taydash_hooks.tags.policy import TagPolicy
+from taydash_hooks.tags.signatures import At
+
+Confirm = Callable[[str], bool]
+
+
+class Step(enum.Enum):
+    RESIGN = "re-sign"
+    CURRENT = "already signed by the current key"
+    UNSIGNED = "unsigned: not signed now (nothing vouches for it)"
+    REFUSED = "REFUSED"
+
+
+@dataclass(frozen=True)
+class Row:
+    tag: str
+    step: Step
+    detail: str
+    signature: bytes = b""
+
+
+def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
+           confirm: Confirm | None = None) -> int:
+    """Re-sign the manifests of ``tags`` (or all with ``every``); exit 1 when one was refused
+    or nothing was confirmed."""
+    repo, cfg, store = open_repo_store(cwd)
+    if cfg.tags is None or signing.mode(cfg) == "off":
+        raise usage("backups resign needs a [tags] policy and signed_manifests other than "
+                    "\"off\": there is nothing to check a signature against.")
+    if bool(tags) == every:
+        raise usage("name the tags to re-sign, or pass --all.")
+    by = signing.signer(repo, cfg)
+    if by is None:
+        raise usage("nothing can sign: set user.signingkey to the current signing key.")
+    rows: list[Row] = []
+    with TagPolicy(repo, cfg, At.NOW) as today:
+        for tag in (sorted(manifest.all_tags(store)) if every else tags):
+            rows.append(_plan(repo, cfg, store, tag, by, today))
+    for r in rows:
+        out(f"{r.tag:<20} {r.step.value}" + (f": {r.detail}" if r.detail else ""))
+    todo = [r for r in rows if r.step is Step.RESIGN]
+    bad = [r for r in rows if r.step is Step.REFUSED]
+    if todo:
+        if not yes and not (confirm and confirm(
+                f"Replace the signatures of {plural(len(todo), 'manifest')} listed above?")):
+            raise refused("nothing was re-signed (confirm, or pass --yes).")
+        for r in todo:
+            signing.replace(store, r.tag, r.signature)
+            say(f"re-signed the manifest of {r.tag}: {r.detail}")
+    else:
+        say("nothing to re-sign.")
+    return Exit.REFUSED if bad else Exit.OK
+
+
+def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signer,
+          today: TagPolicy) -> Row:
+    doc = manifest.load(store, tag)
+    if doc is None:
+        return Row(tag, Step.REFUSED, f"no manifest for {tag} in {store.url}")
+    problem = binding_problem(repo, doc, tag)
+    if problem:
+        return Row(tag, Step.REFUSED, problem)
+    old = signing.check(repo, cfg, store, doc)  # judged when it was signed, like any reader
+    if old.state is signing.State.REJECTED:
+        return Row(tag, Step.REFUSED, old.text())
+    if not old.allowed:
+        return Row(tag, Step.UNSIGNED, "")
+    new = by.sign(doc.raw)
+    kind = "ssh" if by.fmt == "ssh" else "openpgp"
+    verdict = today.verify_detached(kind, doc.raw, new, signing.NAMESPACE)
+    if not verdict.ok:
+        return Row(tag, Step.REFUSED, f"the current key's signature would not hold today: "
+                                      f"{verdict.reason}")
+    if old.state is signing.State.ALLOWED and old.signer == verdict.signer:
+        if not store.exists(signing.pending_key(tag)):
+            return Row(tag, Step.CURRENT, "")
+        # An interrupted re-signing left its spare: finish it.
+        return Row(tag, Step.RESIGN, "finishing an interrupted re-signing", new)
+    return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", new)
