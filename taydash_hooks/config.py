@@ -297,6 +297,8 @@ class MetricsConfig:
     """Where `taydash metrics` are pushed after each snapshot, verify, drill and prune."""
 
     push_url: str = field(default="", metadata=_key("str", _push_url))
+    # The repo label of every series (default: the origin remote's repository name).
+    repo: str = field(default="", metadata=_key("str"))
     timeout: float = field(default=10.0, metadata=_key("number", _range(0, 300, above=True,
                                                                            what="seconds")))
 

@@ -135,12 +135,13 @@ class VmServer:
             self.proc.wait()
 
 
-def start_vm(storage: Path, binary: str = "victoria-metrics") -> VmServer:
-    """victoria-metrics on a free loopback port with its data in ``storage``."""
+def start_vm(storage: Path, binary: str = "victoria-metrics", *extra: str) -> VmServer:
+    """victoria-metrics on a free loopback port with its data in ``storage`` (``extra``: more
+    flags, e.g. a retention that keeps backdated samples)."""
     port = free_port()
     proc = subprocess.Popen(
         [binary, f"-storageDataPath={storage}", f"-httpListenAddr=127.0.0.1:{port}",
-         "-loggerLevel=ERROR", "-search.latencyOffset=0s"],
+         "-loggerLevel=ERROR", "-search.latencyOffset=0s", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     vm = VmServer(f"http://127.0.0.1:{port}", storage, proc)

@@ -20,15 +20,19 @@ from taydash_hooks.sandbox import free_port
 DASHBOARD = ROOT / "dashboards" / "taydash-backups.json"
 
 
-def _series(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """The exposition text parsed back: name -> [(labels, value)]."""
+def _series(text: str, base: bool = False) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The exposition text parsed back: name -> [(labels, value)]; the repo and store labels
+    every sample carries are left out unless ``base``."""
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        m = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)( [0-9]+)?", line)
         assert m, f"not exposition format: {line!r}"
         labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if not base:
+            assert "repo" in labels, line
+            labels = {k: v for k, v in labels.items() if k not in ("repo", "store")}
         found.setdefault(m.group(1), []).append((labels, float(m.group(3))))
     return found
 
@@ -105,6 +109,10 @@ def test_metrics_and_health_json_are_one_collection(snap: Snap) -> None:
     for labels, value in got["taydash_backup_last_success_timestamp_seconds"]:
         assert value == health["kinds"][labels["kind"]]["timestamp"]
     assert got["taydash_health_warnings"] == [({}, len(health["warnings"]))]
+    # Every sample names its repository and store (two stores never overwrite each other).
+    for rows in _series(proc.stdout, base=True).values():
+        assert all(labels["repo"] == "remote" and labels["store"] == snap.store_url
+                   for labels, _ in rows)
     # Labels stay small: no tag on anything but the one info series.
     assert all("tag" not in labels for name, rows in got.items() if not name.endswith("_info")
                for labels, _ in rows)

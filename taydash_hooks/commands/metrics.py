@@ -16,7 +16,7 @@ def run(cwd: Path, to_push: bool) -> int:
     when that fails: asked for by hand, a failed push is the command's failure)."""
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
-    text = render(repo, cfg)
+    text = render(repo, cfg, stamped=to_push)
     if not to_push:
         sys.stdout.write(text)
         return Exit.OK

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from taydash_hooks import git
-from taydash_hooks.config import Config
+from taydash_hooks.config import Config, HealthConfig
 from taydash_hooks.lifecycle.records import Activity, remember
 from taydash_hooks.lifecycle.status import Report, collect, timestamp
 
@@ -45,16 +45,19 @@ def _number(value: float) -> str:
     return repr(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)
 
 
-def exposition(families: list[Family]) -> str:
-    """The Prometheus text format (version 0.0.4) of ``families``."""
+def exposition(families: list[Family], timestamp_ms: int | None = None) -> str:
+    """The Prometheus text format (version 0.0.4) of ``families``; every sample stamped with
+    ``timestamp_ms`` when given (a push: the sample belongs to when it was collected, not to
+    when the server happened to receive it)."""
     lines: list[str] = []
+    stamp = f" {timestamp_ms}" if timestamp_ms is not None else ""
     for fam in families:
         lines.append(f"# HELP {fam.name} {fam.help}")
         lines.append(f"# TYPE {fam.name} {fam.type}")
         for labels, value in fam.samples:
             text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            lines.append(f"{fam.name}{{{text}}} {_number(value)}" if text
-                         else f"{fam.name} {_number(value)}")
+            lines.append((f"{fam.name}{{{text}}} {_number(value)}" if text
+                          else f"{fam.name} {_number(value)}") + stamp)
     return "\n".join(lines) + "\n"
 
 
@@ -89,6 +92,9 @@ BACKGROUND_OK = Metric("taydash_last_background_snapshot_success",
 BACKGROUND_AT = Metric("taydash_last_background_snapshot_timestamp_seconds",
                        "When the last background snapshot finished (UNIX time).")
 WARNINGS = Metric("taydash_health_warnings", "What `taydash health` warns about, counted.")
+MAX_AGE = Metric("taydash_health_max_days_since_snapshot",
+                 "[health] max_days_since_snapshot: the age at which the newest backup is too old "
+                 "(the alert rules compare against it).")
 COLLECTED = Metric("taydash_metrics_collected_timestamp_seconds",
                    "When these figures were collected.")
 
@@ -119,28 +125,33 @@ METRICS: tuple[Metric, ...] = (
     LAST_SUCCESS, DURATION, SIZE, BACKUPS, WITHOUT, PRUNED, PARTIAL, NEWEST, LAST_RELEASE,
     UNPUSHED, REPO_SIZE,
     *(m for am in ACTIVITIES.values() for m in (am.finished, am.success, am.failed, am.duration)),
-    BACKGROUND_OK, BACKGROUND_AT, WARNINGS, COLLECTED,
+    BACKGROUND_OK, BACKGROUND_AT, WARNINGS, MAX_AGE, COLLECTED,
 )
 
 
-def families(report: Report) -> list[Family]:
-    """The metrics of one :class:`~taydash_hooks.lifecycle.status.Report`. A figure that
-    could not be known (no store configured, no verify yet) is left out rather than sent as
-    a false zero."""
+def families(report: Report, base: dict[str, str] | None = None,
+             health: HealthConfig | None = None) -> list[Family]:
+    """The metrics of one :class:`~taydash_hooks.lifecycle.status.Report`, every sample with
+    the ``base`` labels (repo, store). A figure that could not be known (no store configured,
+    no verify yet) is left out rather than sent as a false zero."""
     out: dict[str, Family] = {}
+    base = base or {}
 
     def one(metric: Metric, value: float | None, **labels: str) -> None:
         if value is None:
             return
         out.setdefault(metric.name, Family(metric.name, metric.help)).samples.append(
-            (labels, float(value)))
+            ({**base, **labels}, float(value)))
 
     b = report.backups
     for kind, k in sorted(b.kinds.items()):
         one(LAST_SUCCESS, k.timestamp, kind=kind)
         one(DURATION, k.duration_seconds, kind=kind)
-        for database, size in sorted(k.sizes_by_database.items()):
-            one(SIZE, size, kind=kind, **({"database": database} if database else {}))
+        # One series per artifact: "postgres app", "postgres roles" (never a second,
+        # unlabelled postgres size), "victoriametrics", "config".
+        for artifact, database, size in k.parts:
+            one(SIZE, size, kind=kind, artifact=artifact,
+                **({"database": database} if database else {}))
     if b.in_store is not None:
         one(BACKUPS, b.in_store)
         one(WITHOUT, len(b.tags_without_backup or []))
@@ -163,6 +174,8 @@ def families(report: Report) -> list[Family]:
         one(BACKGROUND_OK, 1 if bg.ok else 0)
         one(BACKGROUND_AT, timestamp(bg.finished))
     one(WARNINGS, len(report.warnings))
+    if health is not None:
+        one(MAX_AGE, health.max_days_since_snapshot)
     one(COLLECTED, report.time)
     return list(out.values())
 
@@ -172,9 +185,29 @@ def names() -> Iterator[str]:
     return (m.name for m in METRICS)
 
 
-def render(repo: git.Repo, cfg: Config) -> str:
-    """The exposition text of this repository's figures, as of now."""
-    return exposition(families(collect(repo, cfg)))
+def labels(repo: git.Repo, cfg: Config) -> dict[str, str]:
+    """``repo`` and ``store``, on every series: one VictoriaMetrics holds many repositories
+    and a repository may back up into two stores, whose figures must not overwrite each
+    other. ``repo`` is ``[metrics] repo``, else the name of the origin remote's repository
+    (the same from any checkout folder), else the folder's name."""
+    name = cfg.metrics.repo if cfg.metrics is not None and cfg.metrics.repo else ""
+    if not name:
+        url = git.git("remote", "get-url", "origin", cwd=repo.root, check=False).out.strip()
+        name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+    found = {"repo": name or repo.root.name}
+    if cfg.snapshots is not None and cfg.snapshots.store:
+        from taydash_hooks.redact import redact
+
+        found["store"] = redact(cfg.snapshots.store)
+    return found
+
+
+def render(repo: git.Repo, cfg: Config, *, stamped: bool = False) -> str:
+    """The exposition text of this repository's figures, as of now; ``stamped``: every
+    sample carries the collection time (what a push sends)."""
+    report = collect(repo, cfg)
+    text = families(report, labels(repo, cfg), cfg.health or HealthConfig())
+    return exposition(text, int(report.time * 1000) if stamped else None)
 
 
 def push(url: str, text: str, timeout: float = PUSH_TIMEOUT) -> str | None:
@@ -203,7 +236,7 @@ def push_after(repo: git.Repo, cfg: Config, step: str) -> None:
     from taydash_hooks.output import warn
 
     try:
-        problem = push(cfg.metrics.push_url, render(repo, cfg), cfg.metrics.timeout)
+        problem = push(cfg.metrics.push_url, render(repo, cfg, stamped=True), cfg.metrics.timeout)
     except Exception as exc:  # a metrics push must never turn a good backup into a failure
         problem = f"collecting them failed ({exc})"
     if problem:

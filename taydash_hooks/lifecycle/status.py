@@ -64,6 +64,12 @@ class KindFigures:
     size_bytes: int
     sizes_by_database: dict[str, int]
     duration_seconds: float
+    parts: tuple[tuple[str, str, int], ...] = ()  # (artifact label, database, bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tag": self.tag, "timestamp": self.timestamp, "size_bytes": self.size_bytes,
+                "sizes_by_database": self.sizes_by_database,
+                "duration_seconds": self.duration_seconds}
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ class Report:
             "pruned_tags": b.pruned_tags,
             "backups_in_store": b.in_store,
             "newest_release_with_backup": b.newest_release_with_backup,
-            "kinds": {k: asdict(v) for k, v in b.kinds.items()},
+            "kinds": {k: v.to_json() for k, v in b.kinds.items()},
             "repo_size_bytes": self.repository.size_bytes,
             "large_blobs": [asdict(x) for x in self.repository.large_blobs],
             "last_background_snapshot": self.background.to_json() if self.background else None,
@@ -332,11 +338,15 @@ def newest_by_kind(backups: Iterable[Manifest]) -> dict[str, KindFigures]:
             arts = doc.of_kind(kind)
             spans = [(s, s + a.seconds) for a in arts if (s := timestamp(a.started)) is not None]
             sizes: dict[str, int] = {}
+            parts: dict[tuple[str, str], int] = {}
             for a in arts:
                 name = get(kind).database(a)
                 sizes[name] = sizes.get(name, 0) + a.size
+                part = (get(kind).label(a), name)
+                parts[part] = parts.get(part, 0) + a.size
             found[kind] = KindFigures(
                 doc.tag, timestamp(doc.created), sum(a.size for a in arts), sizes,
                 round(max(e for _, e in spans) - min(s for s, _ in spans), 3) if spans
-                else round(sum(a.seconds for a in arts), 3))
+                else round(sum(a.seconds for a in arts), 3),
+                tuple((label, db, n) for (label, db), n in sorted(parts.items())))
     return found

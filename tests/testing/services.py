@@ -65,9 +65,9 @@ class VictoriaMetrics(VmServer):
         return rows
 
 
-def start_vm(storage: Path) -> VictoriaMetrics:
+def start_vm(storage: Path, *extra: str) -> VictoriaMetrics:
     binary = require("victoria-metrics", "apt-get install victoria-metrics")
-    server = _start_vm(storage, binary)
+    server = _start_vm(storage, binary, *extra)
     return VictoriaMetrics(server.url, server.storage, server.proc)
 
 
