@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from testing import keys, services
 from testing.gitrepo import Repos, run
 from testing.snap import Snap, holding_the_dump, wait_for
@@ -588,3 +589,24 @@ def test_a_vm_tool_that_panics_is_told_by_its_panic_not_its_last_stack_frame() -
     assert last_words(panic) == "panic: runtime error: index out of range [3] with length 3"
     assert last_words("a\nFATAL: cannot open the backup\n") == "FATAL: cannot open the backup"
     assert last_words("") == ""
+
+
+@pytest.mark.parametrize("snap", ["file"], indirect=True)  # the refusal is about a file store
+def test_a_kind_that_cannot_use_the_store_is_refused_before_anything_is_dumped(
+        snap: Snap, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    log_calls = f'echo "$*" >> {calls}; exec "$@"'
+    toml = snap.toml.replace("[snapshots.postgres]\n", "[snapshots.postgres]\nexec = "
+                             f'["sh", "-c", {json.dumps(log_calls)}, "log"]\n')
+    toml = toml.replace("[snapshots.victoriametrics]\n",
+                        '[snapshots.victoriametrics]\nexec = ["docker", "compose", "exec", "-T", '
+                        '"victoriametrics"]\n')
+    snap.repos.configure(toml)
+    assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 2, proc.stderr
+    assert "exec needs an s3:// store" in proc.stderr and "Nothing was taken" in proc.stderr
+    dumped = [c for c in (calls.read_text().splitlines() if calls.exists() else [])
+              if " pg_dump " in f" {c} " and "--version" not in c]
+    assert dumped == []  # pg_dump never ran: the refusal came first
+    assert snap.raw_keys("") == []

@@ -112,8 +112,11 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         if left_out:
             warn(f"a partial backup: {', '.join(left_out)} not taken (--only); "
                  f"verify and drill will fail it, and it can be deleted to take a full one.")
-        # Refused here, before anything is stored: a server that cannot keep one writer per key.
+        # Refused here, before anything is stored: a server that cannot keep one writer per key,
+        # a kind that cannot work with this store.
         store.prepare_writes()
+        for name in names:
+            kinds.get(name).ready(cfg, store)
         artifacts: list[Artifact] = []
         tools: dict[str, str] = {"taydash": __version__}
         journal = _journal(repo, tag, stamp)

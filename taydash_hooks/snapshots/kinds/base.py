@@ -101,6 +101,12 @@ class SnapshotKind(Protocol):
         """True when this kind has something to take under ``cfg``."""
         ...
 
+    def ready(self, cfg: Config, store: Store) -> None:
+        """Raise (one sentence) when this kind cannot be taken into ``store`` as configured,
+        before anything of any kind is dumped: a configuration problem must not cost the
+        hours of a database dump first. Asks no service."""
+        ...
+
     def file_names(self, cfg: Config, run: str) -> list[str]:
         """The longest file names this kind's store keys of run ``<tag>_<TS>-<RUN>`` can have
         (the last part of a key): a tag whose keys would not fit a file name is refused first."""

@@ -164,6 +164,9 @@ class ConfigBundle:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.config and cfg.snapshots.config.paths)
 
+    def ready(self, cfg: Config, store: Store) -> None:
+        return None  # every store holds it; a missing tool or server is met at once
+
     def label(self, art: Artifact) -> str:
         return self.name
 

@@ -162,6 +162,9 @@ class Postgres:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.postgres)
 
+    def ready(self, cfg: Config, store: Store) -> None:
+        return None  # every store holds it; a missing tool or server is met at once
+
     def label(self, art: Artifact) -> str:
         dump = PgDump.of(art)
         return "postgres roles" if dump.roles else f"postgres {dump.database or ''}".strip()

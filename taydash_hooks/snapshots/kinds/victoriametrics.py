@@ -371,6 +371,14 @@ class VictoriaMetrics:
     def configured(self, cfg: Config) -> bool:
         return bool(cfg.snapshots and cfg.snapshots.victoriametrics)
 
+    def ready(self, cfg: Config, store: Store) -> None:
+        vcfg = settings(cfg)
+        props = store.properties()
+        if vcfg.exec and props.scheme == "file":
+            raise usage("snapshots.victoriametrics.exec needs an s3:// store: vmbackup inside the "
+                        "container cannot write to this host's folder "
+                        f"{props.local_root}. Nothing was taken.")
+
     def label(self, art: Artifact) -> str:
         return self.name
 
