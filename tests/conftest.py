@@ -173,3 +173,14 @@ def snap(request: pytest.FixtureRequest, repos: Repos, postgres: services.Postgr
     snap = Snap(repos, postgres, vm, url, s3, env)
     yield snap
     postgres.drop_db(snap.db)
+
+
+@pytest.fixture
+def history_vm(tmp_path: Path) -> Iterator[services.VictoriaMetrics]:
+    """A VictoriaMetrics of this test's own that keeps backdated samples (two years)."""
+    with leftovers.unmarked():
+        vm = services.start_vm(tmp_path / "vm", "-retentionPeriod=2y")
+    try:
+        yield vm
+    finally:
+        services.stop_vm(vm)

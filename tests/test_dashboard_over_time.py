@@ -10,12 +10,11 @@ import json
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from testing import clock, keys, leftovers, services
+from testing import clock, keys, services
 from testing.gitrepo import ROOT
 from testing.skip import require
 from testing.snap import Snap
@@ -23,17 +22,6 @@ from testing.snap import Snap
 DAY = 86400
 DASHBOARD = ROOT / "dashboards" / "taydash-backups.json"
 ALERTS = ROOT / "dashboards" / "taydash-alerts.yml"
-
-
-@pytest.fixture
-def history_vm(tmp_path: Path) -> Iterator[services.VictoriaMetrics]:
-    """A VictoriaMetrics of this test's own that keeps backdated samples (two years)."""
-    with leftovers.unmarked():
-        vm = services.start_vm(tmp_path / "vm", "-retentionPeriod=2y")
-    try:
-        yield vm
-    finally:
-        services.stop_vm(vm)
 
 
 def _at(env: dict[str, str], when: float) -> dict[str, str]:

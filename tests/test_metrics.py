@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from testing import docs, keys, services
-from testing.gitrepo import ROOT, Repos
+from testing.gitrepo import ROOT, Repos, run
 from testing.snap import Snap
 
 from taydash_hooks.lifecycle import metrics
@@ -204,45 +205,72 @@ def test_the_scheduled_drill_fails_visibly(snap: Snap, tmp_path: Path) -> None:
     assert "taydash drill --last 5 --json > drill.json" in gl["taydash-drill"]["script"]
     assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in gl["taydash-drill"]["rules"]
     unit = docs.block("scheduled-drill-systemd", "ini")
-    assert "ExecStart=/usr/local/bin/taydash drill --last 5 --json" in unit
+    assert "ExecStart=/opt/taydash/bin/taydash drill --last 5 --json" in unit
     assert "OnCalendar=*-*-01 06:17:00" in unit
     cron = docs.block("scheduled-drill-cron", "sh").splitlines()[1].split(None, 5)[5]
 
     assert snap.tag("v0.1.0").returncode == 0
     assert snap.repos.push("origin", "main", "v0.1.0").returncode == 0
+    secrets = {k: v for k, v in snap.env.items() if k.startswith("TAYDASH_S3_")}
+    # drill.env as the README says: the decryption key's home and the store's credentials.
     envfile = tmp_path / "drill.env"
-    envfile.write_text("TAYDASH_PROGRESS_INTERVAL=600\n")
+    envfile.write_text("".join(f"{k}={v}\n" for k, v in {
+        "GNUPGHOME": snap.env["GNUPGHOME"], "TAYDASH_PROGRESS_INTERVAL": "600", **secrets}.items()))
+    envfile.chmod(0o600)
     log = tmp_path / "drill.json"
-    env = {**snap.env, "PATH": f"{Path(sys.executable).parent}:{snap.env['PATH']}"}
+    # cron's own environment: its PATH, the user's HOME, nothing of this shell.
+    cron_env = {"PATH": "/usr/bin:/bin", "HOME": snap.env["HOME"], "SHELL": "/bin/sh",
+                "LOGNAME": "root"}
     cron_here = (cron.replace("/srv/taylordash", str(snap.repos.work))
+                 .replace("/opt/taydash/bin/taydash", str(Path(sys.executable).parent / "taydash"))
                  .replace("/etc/taydash/drill.env", str(envfile))
                  .replace("/var/log/taydash/drill.json", str(log)))
+    # The CI runner: its own checkout, in a folder named as runners name them, a keyring of
+    # its own that gets the decryption key from the secret, as the workflow's steps say.
+    checkout = tmp_path / "builds" / "runner-7" / "0" / "team" / "app"
+    run("git", "clone", "--quiet", str(snap.repos.remote), str(checkout))
+    runner_home = Path(tempfile.mkdtemp(prefix="tdci-", dir="/tmp"))
+    runner_home.chmod(0o700)
+    key = keys.Keyring(Path(snap.env["GNUPGHOME"])).gpg(
+        "--armor", "--export-secret-keys", "trusted@example.test")
+    ci_env = {**snap.env, **secrets, "GNUPGHOME": str(runner_home),
+              "TAYDASH_GPG_PRIVATE_KEY": key,
+              "PATH": f"{Path(sys.executable).parent}:{snap.env['PATH']}"}
+    steps = [s for s in gh["jobs"]["drill"]["steps"] if "run" in s and "pip install" not in s["run"]]
 
     def github() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-e", "-c", step["run"]], cwd=snap.repos.work, env=env,
-                              capture_output=True, text=True, timeout=600)
+        for s in steps:
+            proc = subprocess.run(["bash", "-e", "-c", s["run"]], cwd=checkout, env=ci_env,
+                                  capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                break
+        return proc
 
-    ok = github()
-    doc = json.loads((snap.repos.work / "drill.json").read_text())
-    assert ok.returncode == (0 if doc["ok"] else 1), ok.stdout + ok.stderr
-    assert doc["ok"], doc  # a backup that comes back: a green run
-    quiet = subprocess.run(["sh", "-c", cron_here], env=env, capture_output=True, text=True,
-                           timeout=600)
-    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout  # cron mails nothing
+    try:
+        ok = github()
+        doc = json.loads((checkout / "drill.json").read_text())
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert doc["ok"], doc  # a backup that comes back (the bundle decrypted): a green run
+        quiet = subprocess.run(["sh", "-c", cron_here], env=cron_env, capture_output=True,
+                               text=True, timeout=600)
+        assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout + quiet.stderr
+        assert json.loads(log.read_text())["ok"] is True  # one JSON document per run
 
-    # The dump flipped in the store: the drill fails, the run fails and names the tag.
-    dump = next(a for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[union-attr]
-                if a["kind"] == "postgres" and not a.get("roles"))
-    raw = bytearray(snap.raw_get(dump["key"]))
-    raw[len(raw) // 2] ^= 0xFF
-    snap.raw_put(dump["key"], bytes(raw))
-    bad = github()
-    assert bad.returncode == 1
-    assert "::error title=taydash drill FAILED::v0.1.0" in bad.stdout + bad.stderr
-    loud = subprocess.run(["sh", "-c", cron_here], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert "taydash drill FAILED" in loud.stdout  # what cron mails
-    assert json.loads(log.read_text())["ok"] is False
+        # The dump flipped in the store: the drill fails, the run fails and names the tag.
+        dump = next(a for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[union-attr]
+                    if a["kind"] == "postgres" and not a.get("roles"))
+        raw = bytearray(snap.raw_get(dump["key"]))
+        raw[len(raw) // 2] ^= 0xFF
+        snap.raw_put(dump["key"], bytes(raw))
+        bad = github()
+        assert bad.returncode == 1
+        assert "::error title=taydash drill FAILED::v0.1.0" in bad.stdout + bad.stderr
+        loud = subprocess.run(["sh", "-c", cron_here], env=cron_env, capture_output=True,
+                              text=True, timeout=600)
+        assert "taydash drill FAILED" in loud.stdout  # what cron mails
+        assert json.loads(log.read_text())["ok"] is False
+    finally:
+        keys.close(keys.Keyring(runner_home))
 
 
 def test_a_forged_creation_time_is_no_crash_of_health_or_metrics(snap: Snap) -> None:

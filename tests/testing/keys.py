@@ -60,6 +60,15 @@ def _make(ring: Keyring, name: str, *, created: int | None = None,
     return key
 
 
+def make_key(ring: Keyring, name: str, created: int, encrypt: bool = False) -> GpgKey:
+    """A signing key ``name`` made at ``created`` (UNIX time), with an encryption subkey when
+    ``encrypt``: keys a simulated span can use from its first day on."""
+    key = _make(ring, name, created=created)
+    if encrypt:
+        ring.gpg("--quick-add-key", key.fingerprint, "cv25519", "encr", "never", faked=created)
+    return key
+
+
 def make_keyring() -> Keyring:
     """Keys: trusted, untrusted, expired (expired now), revoked (after use), subkeyed."""
     home = Path(tempfile.mkdtemp(prefix="tdg-", dir="/tmp"))  # short: gpg-agent socket path
