@@ -17,8 +17,8 @@ from taydash_hooks.tags.releases import release_tags
 
 
 def _selection(repo: git.Repo, cfg: Config, last: int) -> tuple[list[str], list[str]]:
-    """The last ``last`` release tags retention kept (to drill), and the pruned tags met on
-    the way (listed, neither a pass nor a failure). A tag with neither a backup nor a
+    """The last ``last`` release tags retention kept (to drill), and the pruned ones among the
+    newest ``last`` (listed, neither a pass nor a failure). A tag with neither a backup nor a
     believed retention record is drilled, and fails."""
     tags = [name for name, _ in release_tags(repo, cfg)]
     if cfg.snapshots is None:
@@ -30,10 +30,13 @@ def _selection(repo: git.Repo, cfg: Config, last: int) -> tuple[list[str], list[
     store = open_store(repo, cfg)
     drilled: list[str] = []
     pruned: list[str] = []
-    for e in expected(tags, set(manifest.all_tags(store)), removed_tags(store)):
+    for i, e in enumerate(expected(tags, set(manifest.all_tags(store)), removed_tags(store))):
         if len(drilled) == last:
             break
-        (pruned if e.presence is Presence.PRUNED else drilled).append(e.tag)
+        if e.presence is not Presence.PRUNED:
+            drilled.append(e.tag)
+        elif i < last:  # the pruned among the newest N: where the drill would have looked
+            pruned.append(e.tag)
     return drilled, pruned
 
 
