@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo demo-compose lint system-deps s3rver bench dist clean
+.PHONY: test check demo demo-compose lint system-deps s3rver bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ $(S3RVER):
 lint: $(STAMP)
 	$(PY) -m ruff check taydash_hooks tests bench
 	$(PY) -m mypy
+
+# The contributor's fast loop: lint, types and every test that needs no service (no
+# database, VictoriaMetrics, S3 or Docker: tests/conftest.py marks those "slow").
+check: $(STAMP) lint
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 
 test: export PATH := $(PATH):/usr/sbin:/sbin
 test: $(STAMP) system-deps s3rver lint

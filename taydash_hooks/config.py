@@ -1,6 +1,7 @@
 """Loading ``.taydash.toml`` / ``[tool.taydash]`` into typed, frozen objects.
 
-The search order and every key are in SPEC.md. Each feature is on only when
+The search order: ``TAYDASH_CONFIG``, then ``.taydash.toml``, then ``[tool.taydash]`` in
+``pyproject.toml`` (the README's "Configuration" lists every key). Each feature is on only when
 its table is present; inside a table a missing key takes its default. An
 unknown key, a wrong type or a bad pattern is an error naming the file, the
 key and what was expected: this is a gate, a typo must not switch it off.
@@ -284,7 +285,7 @@ class ConfigBundleConfig:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Thresholds of `taydash health` (an extension of SPEC.md: [health] is optional)."""
+    """Thresholds of `taydash health` ([health] is optional)."""
 
     max_days_since_release: float = field(default=30.0, metadata=_key("number", _DAYS))
     max_days_since_snapshot: float = field(default=30.0, metadata=_key("number", _DAYS))
@@ -514,7 +515,9 @@ def _taydash_table(path: Path) -> dict[str, Any] | None:
 
 
 def config_file(repo: Repo, env: Mapping[str, str] | None = None) -> Path | None:
-    """Which file configures ``repo`` (SPEC.md order), or None."""
+    """Which file configures ``repo``: ``TAYDASH_CONFIG``, ``.taydash.toml``, then
+    ``pyproject.toml`` with a ``[tool.taydash]`` table (a bare repository: ``taydash.toml`` in
+    its git dir); None when there is none."""
     env = os.environ if env is None else env
     override = env.get("TAYDASH_CONFIG")
     if override:

@@ -1,4 +1,4 @@
-"""The one entry of the CLI and the hooks: outcomes to SPEC.md's exit codes.
+"""The one entry of the CLI and the hooks: outcomes to exit codes (:class:`errors.Exit`).
 
 Every process we start (``taydash``, the hook shims, the background snapshot
 job) runs its work through :func:`run`: a :class:`TaydashError` is one

@@ -1,4 +1,5 @@
-"""The one error type of the project and the exit codes of SPEC.md."""
+"""The one error type of the project and its exit codes (README, "Limits, and what a refusal
+looks like": 0 ok, 1 refused, 2 usage or configuration, 3 environment, 130 interrupted)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import enum
 
 
 class Exit(enum.IntEnum):
-    """Process exit codes, as documented in SPEC.md."""
+    """Process exit codes, the same for the CLI, the hooks and the background job."""
 
     OK = 0
     REFUSED = 1  # refused by policy: validation failed, signature rejected, restore refused

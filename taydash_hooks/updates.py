@@ -56,10 +56,6 @@ class RefUpdate:
                 return self.remote_ref[len(prefix) :]
         return self.remote_ref
 
-    @property
-    def deleting(self) -> bool:
-        return self.kind is Kind.DELETE
-
 
 def read(data: bytes, hook: str) -> list[Row]:
     """``hook``'s stdin as 4-tuples (:mod:`taydash_hooks.hook_input`); a line git would not

@@ -148,6 +148,20 @@ def s3rver_bucket(s3rver: services.S3Server) -> str:
     return name
 
 
+# Fixtures that start a service (a database, VictoriaMetrics, an S3 server, Docker) or a
+# whole stack on top of them: a test that uses one is "slow", and `make check` leaves it out.
+SERVICES = frozenset({"postgres", "vm", "s3", "s3rver", "bucket", "s3rver_bucket", "snap",
+                      "history_vm", "stack", "flow", "compose", "bundled", "lab", "gate"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a service as ``slow`` (by its fixtures, so a new test is
+    marked without anyone remembering to)."""
+    for item in items:
+        if SERVICES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Under TAYDASH_TEST_DISALLOW_SKIP=1 (CI) a skipped test is a failed test."""

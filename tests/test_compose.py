@@ -231,12 +231,29 @@ def test_doctor_looks_for_the_tools_inside_the_containers(compose: Compose) -> N
         assert any(tool in line and "found inside `docker compose exec -T postgres`" in line
                    for line in lines), out
     assert "found inside `docker compose exec -T victoriametrics`" in out
-    # A prefix that reaches no container is reported, with the tools it could not find.
+    # A prefix that reaches no container is said as such: the tools are not "missing".
     broken = compose.toml.replace(VM_EXEC, '["docker", "compose", "exec", "-T", "nosuch"]')
     compose.repos.configure(broken)
     proc = compose.cli("doctor")
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "not found inside `docker compose exec -T nosuch`" in proc.stdout + proc.stderr
+    assert "no container is reachable through `docker compose exec -T nosuch`" in out, out
+    assert "not found inside `docker compose exec -T nosuch`" not in out
+
+
+def test_a_checkout_in_another_folder_says_no_container(compose: Compose) -> None:
+    """A CI runner's checkout names another compose project (the folder's): taydash says that
+    no container answers, never that pg_restore cannot read the archive or pg_dump is missing."""
+    assert compose.tag("v0.1.0").returncode == 0
+    elsewhere = ('["docker", "compose", "-p", "ci-runner-checkout", "exec", "-T", "postgres"]')
+    compose.repos.configure(compose.toml.replace(PG_EXEC, elsewhere))
+    proc = compose.cli("restore", "db", "v0.1.0", "--target-db", f"{compose.db}_ci")
+    assert proc.returncode == 3, proc.stderr
+    assert "no container is reachable through `docker compose -p ci-runner-checkout exec -T " \
+           "postgres`" in proc.stderr, proc.stderr
+    assert "cannot read the archive" not in proc.stderr
+    doctor = compose.cli("doctor").stdout
+    assert "pg_dump not found" not in doctor and "no container is reachable" in doctor
 
 
 def test_a_container_sees_neither_the_host_environment_nor_its_tmp(

@@ -224,12 +224,14 @@ def test_local_tag_starts_python_but_fetched_tags_do_not(repos: Repos, tmp_path:
 
 def test_reference_transaction_ignores_unknown_states(repos: Repos) -> None:
     import os
+    import signal
     import subprocess
 
     repos.configure('[tags]\nformats = ["ssh"]\n')
     line = f"{'0' * 40} {repos.head()} refs/tags/v0.1.0\n"  # a lightweight release tag
     # A process whose command line reads like `git -c x tag v0.1.0`, standing in for git.
-    fake_git = subprocess.Popen(["bash", "-c", 'exec -a git sh -c "sleep 60" tag v0.1.0'])
+    fake_git = subprocess.Popen(["bash", "-c", 'exec -a git sh -c "sleep 60" tag v0.1.0'],
+                                start_new_session=True)  # its sleep is killed with it
     try:
         env = {**os.environ, "TAYDASH_GIT_PID": str(fake_git.pid)}
         results = {}
@@ -238,7 +240,7 @@ def test_reference_transaction_ignores_unknown_states(repos: Repos) -> None:
                        state, cwd=repos.work, input=line, env=env, check=False)
             results[state] = (proc.returncode, "lightweight tag" in proc.stderr)
     finally:
-        fake_git.kill()
+        os.killpg(fake_git.pid, signal.SIGKILL)
         fake_git.wait()
     assert results == {"prepared": (1, True), "preparing": (0, False), "aborted": (0, False),
                        "some-future-state": (0, False)}

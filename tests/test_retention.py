@@ -180,11 +180,13 @@ def test_a_drill_after_a_prune_passes_and_lists_the_pruned_tags(snap: Snap) -> N
         assert snap.tag(tag, env=clock.shifted(snap.env, 60 * n)).returncode == 0
     assert snap.repos.push("origin", "main", "--tags", env=snap.env).returncode == 0  # drilled
     assert snap.cli("backups", "prune", "--keep-last", "1", "--yes").returncode == 0
-    proc = snap.cli("drill", "--last", "2", "--json")
+    proc = snap.cli("drill", "--last", "3", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert [t["tag"] for t in doc["tags"]] == ["v0.3.0"] and doc["ok"] is True
     assert doc["pruned"] == ["v0.2.0", "v0.1.0"]
+    # Only the pruned among the newest N are listed: where the drill would have looked.
+    assert json.loads(snap.cli("drill", "--last", "2", "--json").stdout)["pruned"] == ["v0.2.0"]
     text = snap.cli("drill", "--last", "2").stdout
     assert re.search(r"^v0\.2\.0 +pruned \(", text, re.M), text
     health = json.loads(snap.cli("health", "--json").stdout)

@@ -24,7 +24,6 @@ MAX_BYTES = 64 * 1024 * 1024  # a manifest is JSON with one line per file: bound
 
 COMMON = frozenset({"kind", "key", "size", "sha256", "version_id", "sha256_key", "started",
                     "seconds"})
-MAX_FIELDS_DEPTH = 8
 
 
 @dataclass(frozen=True)

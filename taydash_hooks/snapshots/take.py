@@ -32,7 +32,7 @@ from taydash_hooks.store.base import KeyTaken, from_attempt
 
 
 def timestamp(now: float | None = None) -> str:
-    """UTC ``YYYYmmdd_HHMMSS`` (SPEC.md's TS)."""
+    """UTC ``YYYYmmdd_HHMMSS``: the TS in every store key ``<tag>_<TS>-<RUN>``."""
     return time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() if now is None else now))
 
 

@@ -49,7 +49,8 @@ CREDENTIAL_VARS = (
 
 
 def credentials(env: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """The first complete pair of SPEC.md's credential variables; exit 3 when none is set."""
+    """The first complete pair of :data:`CREDENTIAL_VARS` in the environment (in that order);
+    exit 3 when none is set."""
     env = os.environ if env is None else env
     for access, secret in CREDENTIAL_VARS:
         if env.get(access) and env.get(secret):

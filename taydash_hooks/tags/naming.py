@@ -1,4 +1,5 @@
-"""The release tag naming convention of SPEC.md (or a configured regex).
+"""The release tag naming convention (``vMAJOR.MINOR.PATCH`` with one of the suffixes of
+:data:`CONVENTION_TEXT`, e.g. ``-milestone-mqtt`` or ``-adr-001``), or a configured regex.
 
 Tag names come from whoever pushes, so judging one is bounded: a release tag
 name is at most :data:`MAX_TAG_LENGTH` characters, and a custom pattern runs

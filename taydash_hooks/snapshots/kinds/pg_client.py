@@ -55,9 +55,18 @@ class PgClient:
 
     def run(self, tool: str, *args: str, stdin: IO[bytes] | None = None,
             timeout: float = QUERY_TIMEOUT, connect: bool = True) -> process.Result:
-        """Run ``tool`` to completion (``stdin``: a stream to feed it, e.g. a dump)."""
-        return process.run(self.argv(tool, *args, connect=connect), stdin=stdin, timeout=timeout,
-                           inside_prefix=len(self.exec))
+        """Run ``tool`` to completion (``stdin``: a stream to feed it, e.g. a dump). Behind an
+        exec prefix that reaches no container, that is said (exit 3) instead of the tool's
+        empty complaint."""
+        res = process.run(self.argv(tool, *args, connect=connect), stdin=stdin, timeout=timeout,
+                          inside_prefix=len(self.exec))
+        if res.returncode != 0 and self.exec:
+            from taydash_hooks.snapshots.kinds.place import no_container, unreachable
+
+            reason = unreachable.__wrapped__(tuple(self.exec))  # asked now, not remembered
+            if reason is not None:
+                raise environment(no_container(tuple(self.exec), reason))
+        return res
 
     def psql(self, sql: str, database: str = "postgres", *,
              variables: Mapping[str, str] | None = None, stop_on_error: bool = True,

@@ -11,6 +11,7 @@ offers (sh, find, stat, sha256sum, mktemp), which VictoriaMetrics' images have.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -219,12 +220,39 @@ def place(prefix: tuple[str, ...]) -> Place:
     return Inside(prefix) if prefix else Host()
 
 
+@functools.lru_cache(maxsize=16)
+def unreachable(prefix: tuple[str, ...]) -> str | None:
+    """Why the exec ``prefix`` reaches no container (``true`` cannot run through it), or None
+    when it does. Asked after a command behind it failed, so that "no container" is said as
+    what it is, never as a missing tool or an unreadable archive."""
+    try:
+        res = process.run([*prefix, "true"], timeout=60, inside_prefix=len(prefix))
+    except process.Timeout:
+        return "it did not answer within 60 s"
+    except FileNotFoundError:
+        return f"{prefix[0]} was not found"
+    if res.returncode == 0:
+        return None
+    return (res.err.strip().splitlines() or [f"exit {res.returncode}"])[-1][:300]
+
+
+def no_container(prefix: tuple[str, ...], reason: str) -> str:
+    """The sentence for a prefix that reaches no container, with the fixes that work."""
+    return (f"no container is reachable through `{' '.join(prefix)}` ({reason}): start the "
+            "stack, and run taydash from the compose project's folder or name the project "
+            "in the prefix (docker compose -p NAME exec -T SERVICE).")
+
+
 def tool_check(name: str, package: str, needed: bool = True,
                prefix: tuple[str, ...] = ()) -> Check:
     """``name`` on PATH, or inside the container ``prefix`` reaches when it is set (doctor)."""
     import shutil
 
     if prefix and needed:
+        reason = unreachable(prefix)
+        if reason is not None:
+            return Check(name, False, no_container(prefix, reason),
+                         "docker compose ps (is the service up, in this project?)")
         inside = Inside(prefix)
         try:
             ok = inside.found(name)
