@@ -55,7 +55,7 @@ lint: $(STAMP)
 # The contributor's fast loop: lint, types and every test that needs no service (no
 # database, VictoriaMetrics, S3 or Docker: tests/conftest.py marks those "slow").
 check: $(STAMP) lint
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
+	$(PY) -m pytest -q -m "not slow" -n auto -p no:cacheprovider
 
 test: export PATH := $(PATH):/usr/sbin:/sbin
 test: $(STAMP) system-deps s3rver lint

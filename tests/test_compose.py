@@ -345,6 +345,7 @@ def test_sigterm_to_taydash_stops_pg_dump_inside_the_container(compose: Compose)
         locker.wait()
 
 
+@pytest.mark.slow  # starts its own services (or builds a venv)
 def test_without_a_docker_engine_the_emulation_runs_and_says_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:

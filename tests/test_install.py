@@ -298,6 +298,7 @@ def _fresh_venv(tmp_path: Path, name: str) -> Path:
     return venv / "bin" / "python"
 
 
+@pytest.mark.slow  # starts its own services (or builds a venv)
 def test_the_wheel_and_a_pinned_git_url_install_into_a_fresh_venv(tmp_path: Path) -> None:
     from testing.gitrepo import ROOT
 

@@ -245,6 +245,7 @@ def test_known_failure_and_interrupt_codes_through_the_entry(tmp_path: Path) -> 
         assert codes[sig] == (130, "taydash: interrupted"), sig
 
 
+@pytest.mark.slow  # starts its own services (or builds a venv)
 def test_sigterm_during_backup_after_the_tag_rolls_it_back(flow_env: tuple[Repos, Path]) -> None:
     repos, store = flow_env
     proc = subprocess.Popen([sys.executable, "-m", "taydash_hooks", "backup", "v0.1.0"],
@@ -279,6 +280,7 @@ def flow_env(repos: Repos, gnupghome: keys.Keyring, tmp_path: Path) -> tuple[Rep
     return repos, store
 
 
+@pytest.mark.slow  # starts its own services (or builds a venv)
 def test_the_background_snapshot_runs_through_the_entry(repos: Repos, tmp_path: Path) -> None:
     # A pg_dump side that hangs (behind an exec prefix), so the job is mid-snapshot when the
     # SIGTERM arrives: the entry turns it into 130 after the rollback, and the outcome is

@@ -264,6 +264,7 @@ def test_doctor(flow: Flow) -> None:
     assert "gpg.ssh.allowedSignersFile" in proc.stdout
 
 
+@pytest.mark.slow  # starts its own services (or builds a venv)
 def test_demo_compose_runs_the_lifecycle_through_docker_compose_exec(tmp_path: Path) -> None:
     proc = taydash("demo", "--compose", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -286,6 +287,7 @@ def test_demo_compose_runs_the_lifecycle_through_docker_compose_exec(tmp_path: P
     assert "taydash-dockerd-" not in run("ps", "-eo", "args").stdout  # the daemon stopped
 
 
+@pytest.mark.slow  # starts its own services (or builds a venv)
 def test_demo_runs(tmp_path: Path) -> None:
     proc = taydash("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
