@@ -110,10 +110,10 @@ def test_verify_rehashes_every_vm_file_without_deep(snap: Snap) -> None:
     proc = snap.cli("backups", "verify", "v0.1.0", "--json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["ok"]
-    # every VM file, the dump, the roles script, the config bundle
-    assert report["files"] == len(files) + 3
+    # every VM file, the dump, the roles script, the config bundle, the checksum list
+    assert report["files"] == len(files) + 4
     assert report["bytes"] >= sum(f["size"] for f in files.values())
-    assert f"re-hashed {len(files) + 3} file(s)" in snap.cli("backups", "verify", "v0.1.0").stderr
+    assert f"re-hashed {len(files) + 4} file(s)" in snap.cli("backups", "verify", "v0.1.0").stderr
     # One flipped byte in the largest stored part, same size: only a re-hash sees it.
     prefix = str(art["key"])
     parts = [k for k in snap.raw_keys(prefix) if not k.endswith(".ignore")]

@@ -6,6 +6,8 @@ pg_restore, vmrestore): if the layout drifts from what the README says, this fai
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -16,6 +18,17 @@ import pytest
 from testing import docs, keys, services
 from testing.gitrepo import Repos
 from testing.snap import Snap
+
+
+def _signed(snap: Snap, ring: keys.Keyring, encrypted: bool = False) -> None:
+    """Manifests and checksum lists signed by the release key, as the block expects."""
+    fpr = ring.keys["trusted"].fingerprint
+    snap.repos.write(".taydash/keys.asc", ring.export("trusted"))
+    snap.repos.git("config", "user.signingkey", fpr)
+    toml = snap.toml.replace("[snapshots]\n", '[snapshots]\nsigned_manifests = "required"\n', 1)
+    if encrypted:
+        toml = toml.replace('on_tag = ["v*"]', 'on_tag = ["v*"]\nencrypt_to = ["trusted@example.test"]')
+    snap.repos.configure(toml + f'[tags]\nrequire_signed = false\nopenpgp_fingerprints = ["{fpr}"]\n')
 
 
 @pytest.mark.parametrize(("where", "encrypted"),
@@ -43,9 +56,7 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
                    PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
     else:
         snap = Snap(repos, postgres, vm, f"file://{store}", None, env)
-    if encrypted:
-        snap.repos.configure(snap.toml.replace(
-            'on_tag = ["v*"]', 'on_tag = ["v*"]\nencrypt_to = ["trusted@example.test"]'))
+    _signed(snap, gnupghome, encrypted)
     # A database not made like the server's default one, with a setting of its own: the
     # block brings both back as taydash does.
     postgres.drop_db(snap.db)
@@ -76,6 +87,53 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
             assert rows and rows[0]["values"] == [7], rows
         finally:
             services.stop_vm(restored)
+    finally:
+        postgres.drop_db(newdb)
+        postgres.drop_db(snap.db)
+
+
+@pytest.mark.parametrize("attack", ["a command in the roles script", "a command in a field"])
+def test_the_readme_recovery_stops_at_the_check_when_the_store_was_changed(
+        repos: Repos, postgres: services.Postgres, vm: services.VictoriaMetrics,
+        gnupghome: keys.Keyring, tmp_path: Path, attack: str) -> None:
+    """Someone who can write the store plants a command: in the roles script (with its
+    sidecar fixed to match), or in the manifest's database field (which went unquoted into a
+    sed command). The block runs nothing of it: it stops at the signature or checksum check."""
+    store = tmp_path / "store"
+    snap = Snap(repos, postgres, vm, f"file://{store}", None, dict(os.environ))
+    _signed(snap, gnupghome)
+    marker = tmp_path / "pwned"
+    newdb = f"recovered_{secrets.token_hex(3)}"
+    try:
+        assert snap.tag("v0.1.0").returncode == 0
+        doc = json.loads(snap.raw_get("manifests/v0.1.0.json"))
+        roles = next(a for a in doc["artifacts"] if a.get("roles"))
+        if attack == "a command in the roles script":
+            planted = f"\\! touch {marker}\n".encode() + snap.raw_get(roles["key"])
+            snap.raw_put(roles["key"], planted)
+            name = roles["key"].rsplit("/", 1)[-1]
+            snap.raw_put(roles["sha256_key"],
+                         f"{hashlib.sha256(planted).hexdigest()}  {name}\n".encode())
+            stops_at = "FAILED"  # sha256sum -c against the signed list
+        else:
+            dump = next(a for a in doc["artifacts"] if a["kind"] == "postgres" and not a.get("roles"))
+            dump["database"] = f"x/e touch {marker}\n#"
+            snap.raw_put("manifests/v0.1.0.json", json.dumps(doc).encode())
+            stops_at = "BAD signature"  # gpg --verify of the manifest
+        env = {**os.environ, "STORE": str(store), "TAG": "v0.1.0", "NEWDB": newdb,
+               "VMDATA": str(tmp_path / "vm"), "PGHOST": postgres.host,
+               "PGPORT": str(postgres.port), "PGUSER": postgres.user,
+               "PATH": f"{postgres.bindir}:{os.environ['PATH']}"}
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                               docs.block("restore-without-taydash")], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode != 0, proc.stdout + proc.stderr
+        assert stops_at in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+        assert not marker.exists()
+        assert postgres.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{newdb}'") == "0"
+        # taydash itself refuses the same store.
+        verify = snap.cli("backups", "verify", "v0.1.0")
+        assert verify.returncode == 1, verify.stdout + verify.stderr
     finally:
         postgres.drop_db(newdb)
         postgres.drop_db(snap.db)

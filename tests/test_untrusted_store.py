@@ -255,7 +255,7 @@ def test_a_server_without_conditional_writes_is_refused_unless_single_writer(
     assert proc.returncode == 0, proc.stderr
     assert "versioning off" in proc.stderr  # said, and left as it is
     assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
-    assert snap.raw_keys("manifests/") == ["manifests/v0.1.0.json"]
+    assert snap.raw_keys("manifests/") == ["manifests/v0.1.0.SHA256SUMS", "manifests/v0.1.0.json"]
     # A delete is reported for keys that are really gone (no ListObjectVersions here).
     assert snap.tag("v0.2.0").returncode == 0
     kept = set(snap.raw_keys(""))

@@ -75,8 +75,12 @@ def show(cwd: Path, tag: str, as_json: bool) -> int:
     return Exit.OK
 
 
-def _rows(cfg: Config, store: Store, doc: Manifest, deep: bool) -> list[tuple[str, str, Checked]]:
+def _rows(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
+          deep: bool) -> list[tuple[str, str, Checked]]:
+    from taydash_hooks.snapshots import sums
+
     rows = kinds.check_all(cfg, store, doc, deep)
+    rows.append(("checksums", sums.key(doc.tag), sums.check(repo, cfg, store, doc)))
     if doc.partial:  # what is there may be fine; the backup is still not whole
         rows.append(("partial", "-", Checked(problems=[
             f"a partial backup: it lacks {', '.join(doc.missing_kinds)} (taken with --only)"])))
@@ -103,7 +107,7 @@ def verify(cwd: Path, tag: str, deep: bool, as_json: bool) -> int:
     start = time.monotonic()
     try:
         doc, sig = require_trusted(repo, cfg, store, tag)
-        rows = _rows(cfg, store, doc, deep)
+        rows = _rows(repo, cfg, store, doc, deep)
     except TaydashError:
         _recorded(repo, cfg, start, 1, 1)
         raise
@@ -154,7 +158,7 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
             sig, problem = judge(repo, cfg, store, doc, tag)
             if problem or sig is None:
                 return tag, Exit.REFUSED, problem or "not bound"
-            rows = _rows(cfg, store, doc, deep)
+            rows = _rows(repo, cfg, store, doc, deep)
         except TaydashError as exc:
             return tag, Exit.REFUSED, exc.message
         code = _code(rows)

@@ -149,7 +149,10 @@ def delete(store: Store, doc: Manifest) -> None:
     with contextlib.suppress(KeyTaken):  # a rerun finds it there already
         store.put_bytes(tomb, data)
     store.delete(manifest.key(doc.tag))  # every version: the name is this backup's alone
-    for sig in (f"{manifest.key(doc.tag)}.sig", f"{manifest.key(doc.tag)}.sig.next"):
+    from taydash_hooks.snapshots import sums
+
+    for sig in (f"{manifest.key(doc.tag)}.sig", f"{manifest.key(doc.tag)}.sig.next",
+                sums.key(doc.tag), sums.sig_key(doc.tag)):
         if store.exists(sig):  # a signature without its manifest is void
             store.delete(sig)
     _remove_artifacts(store, doc)

@@ -233,14 +233,21 @@ def replace(store: Store, tag: str, signature: bytes) -> None:
 
 def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature:
     """The verdict on ``doc``'s signature against the [tags] allow-list (see :class:`State`)."""
-    if mode(cfg) == "off":
-        return Signature(State.OFF)
     where = key(doc.tag)
-    if not store.exists(where):
+    if mode(cfg) != "off" and not store.exists(where):
         # A re-signing interrupted between removing the old signature and writing the new.
         where = pending_key(doc.tag)
-        if not store.exists(where):
-            return Signature(State.UNSIGNED)
+    return check_detached(repo, cfg, store, doc, doc.raw, where)
+
+
+def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, payload: bytes,
+                   where: str) -> Signature:
+    """The verdict on the signature stored at ``where`` over ``payload`` (the manifest, or
+    its checksum list), judged as of ``doc``'s creation against the [tags] allow-list."""
+    if mode(cfg) == "off":
+        return Signature(State.OFF)
+    if not store.exists(where):
+        return Signature(State.UNSIGNED)
     with store.open(where) as fh:
         sig = fh.read(MAX_SIGNATURE + 1)
     if len(sig) > MAX_SIGNATURE:
@@ -261,7 +268,7 @@ def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature
     # A stored manifest is history: judged when it was signed (a key rotated out or expired
     # since leaves it valid); for SSH that is the manifest's own creation time.
     with TagPolicy(repo, cfg, At.SIGNED) as policy:
-        verdict = policy.verify_detached(kind, doc.raw, sig, NAMESPACE, _created(doc))
+        verdict = policy.verify_detached(kind, payload, sig, NAMESPACE, _created(doc))
     if not verdict.ok:
         return Signature(State.REJECTED, verdict.signer, verdict.reason, verdict.refusal)
     if verdict.retired:

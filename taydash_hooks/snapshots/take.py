@@ -103,7 +103,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         if age is not None and age > STALE_AFTER:
             warn(f"tag {tag} was created {_human(age)} ago: this snapshot captures the data as it "
                  "is now, not as it was at the tag (recorded in the manifest).")
-        from taydash_hooks.snapshots import signing
+        from taydash_hooks.snapshots import signing, sums
 
         # Asked before anything is stored: "required" with a key that cannot sign stops here.
         by = signing.signer(repo, cfg)
@@ -121,6 +121,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         tools: dict[str, str] = {"taydash": __version__}
         journal = _journal(repo, tag, stamp)
         lost_race = False
+        sums_written: list[str] = []
         job = TakeJob(cfg, store, tag, stamp, snapshot_timeout(), _remembering(journal))
         try:
             _take_all(cfg, names, job, tools, artifacts)
@@ -132,6 +133,23 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 run=stamp, taken_after_tag_s=age, missing_kinds=left_out)
             data = manifest.dump(doc)
             signature = by.sign(data) if by else None  # before the manifest: a failure stores none
+            # The signed checksum list, for a recovery by hand (snapshots/sums.py); before the
+            # manifest, so a backup never lacks it, and removed with the run on a failure.
+            listed = sums.listing(doc.artifacts)
+            for stale in (sums.key(tag), sums.sig_key(tag)):
+                if store.exists(stale) and not store.exists(manifest.key(tag)):
+                    store.delete(stale)  # a list without its manifest (planted, or a dead run)
+            try:
+                store.put_bytes(sums.key(tag), listed)
+                sums_written.append(sums.key(tag))
+                if by:
+                    store.put_bytes(sums.sig_key(tag), by.sign(listed))
+                    sums_written.append(sums.sig_key(tag))
+            except KeyTaken:
+                lost_race = True  # another run is writing this tag's backup right now
+                raise refused(f"another run owns {tag}: its checksum list was written first "
+                              f"({sums.key(tag)} in {store.url}); this run's artifacts were "
+                              "removed.") from None
             if by and store.exists(signing.key(tag)) and not store.exists(manifest.key(tag)):
                 # A signature without its manifest (a delete interrupted between the two, or a
                 # planted one) signs nothing; left there, it would block every new backup.
@@ -154,6 +172,9 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         except BaseException:
             # Without a manifest these are not a backup; do not leave orphans behind.
             removed = True
+            for written_key in sums_written:  # only what this run wrote itself
+                with contextlib.suppress(Exception):
+                    store.delete(written_key)
             for art in artifacts:
                 try:
                     kinds.remove(store, art)

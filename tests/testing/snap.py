@@ -120,6 +120,11 @@ class Snap:
                 art.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data), **fields)
                 art.pop("sha256_key", None)
         self.raw_put(f"manifests/{tag}.json", json.dumps(doc).encode())
+        sums = f"manifests/{tag}.SHA256SUMS"
+        if sums in self.raw_keys("manifests/"):  # the unsigned list is rewritten to match too
+            lines = sorted(f"{a['sha256']}  {a['key']}\n" for a in doc["artifacts"]
+                           if not a["key"].endswith("/"))
+            self.raw_put(sums, "".join(lines).encode())
 
     def restores_all_rows(self, tag: str, suffix: str) -> None:
         """`restore db TAG` into a new database brings back all 500 rows (dropped after)."""
