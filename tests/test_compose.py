@@ -367,3 +367,38 @@ def test_without_a_docker_engine_the_emulation_runs_and_says_why(
         st.stop()
     with pytest.raises(containers.DockerUnavailable):
         containers.start_stack(tmp_path / "strict", bindir, vm_binary, engine="docker")
+
+
+def test_a_password_reaches_the_database_by_name_never_in_argv(compose: Compose) -> None:
+    """scram-sha-256 for one role: PGPASSWORD in taydash's environment reaches pg_dump inside
+    the container through `exec -e PGPASSWORD` (by name), and no argv ever holds it."""
+    secret = f"pw-{secrets.token_hex(8)}"
+    box = compose.box("postgres")
+    hba = compose.psql("SHOW hba_file")
+    original = box.run(["cat", hba]).out
+    compose.psql(f"CREATE ROLE pwuser LOGIN SUPERUSER PASSWORD '{secret}'")
+    strict = ("host all pwuser 0.0.0.0/0 scram-sha-256\nhost all pwuser ::/0 scram-sha-256\n"
+              + original)
+    assert box.run(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", strict, hba]).returncode == 0
+    compose.psql("SELECT pg_reload_conf()")
+    try:
+        compose.repos.configure(compose.toml.replace('user = "postgres"', 'user = "pwuser"'))
+        assert compose.tag("v0.1.0", TAYDASH_SKIP="snapshot").returncode == 0
+        without = taydash("snapshot", "v0.1.0", "--only", "postgres", cwd=compose.repos.work,
+                          env=compose.env)
+        assert without.returncode == 3, without.stderr
+        doctor = taydash("doctor", cwd=compose.repos.work, env=compose.env).stdout
+        assert "the password comes from PGPASSWORD in taydash's environment" in doctor, doctor
+        done = taydash("snapshot", "v0.1.0", "--only", "postgres", cwd=compose.repos.work,
+                       env={**compose.env, "PGPASSWORD": secret})
+        assert done.returncode == 0, done.stderr + compose.stack.compose.argv_log()[-1500:]
+        # What taydash ran (every command of its carries a run mark; the test's own psql
+        # above is not taydash's).
+        ours = [ln for ln in compose.stack.compose.argv_log().splitlines() if "TAYDASH_RUN=" in ln]
+        assert any("exec -e PGPASSWORD -T postgres env TAYDASH_RUN=" in ln and " pg_dump " in ln
+                   for ln in ours), ours
+        assert not [ln for ln in ours if secret in ln]
+    finally:
+        box.run(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", original, hba])
+        compose.psql("SELECT pg_reload_conf()")
+        compose.psql("DROP ROLE IF EXISTS pwuser")

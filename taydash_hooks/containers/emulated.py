@@ -34,7 +34,14 @@ if [ "$1" != compose ] || [ "$2" != exec ]; then
     exit 125
 fi
 shift 2
-if [ "$1" = -T ]; then shift; fi
+keep=" "
+while [ "$#" -gt 0 ]; do
+    case $1 in
+        -T) shift ;;
+        -e) keep="$keep$2 "; shift 2 ;;  # passed by name: its value never enters an argv
+        *) break ;;
+    esac
+done
 service=$1
 shift
 if [ ! -s "$state/$service.pid" ]; then
@@ -43,8 +50,13 @@ if [ ! -s "$state/$service.pid" ]; then
 fi
 pid=$(cat "$state/$service.pid")
 path=$(cat "$state/$service.path")
-# A container sees neither the host's environment nor its /tmp.
-exec /usr/bin/env -i PATH="$path" HOME=/root /usr/bin/nsenter -t "$pid" -m --wd=/ -- "$@"
+# A container sees neither the host's environment nor its /tmp: every variable goes but the
+# ones passed by name.
+for name in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do
+    case $keep in *" $name "*) ;; *) unset "$name" 2>/dev/null || true ;; esac
+done
+export PATH="$path" HOME=/root
+exec /usr/bin/nsenter -t "$pid" -m --wd=/ -- "$@"
 """
 
 # Run first inside the new namespace: private tmpfs on /mnt (the container's own paths)

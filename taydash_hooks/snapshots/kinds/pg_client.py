@@ -26,6 +26,25 @@ QUERY_TIMEOUT = 60.0
 _SEP = "\x1f"  # field separator of query rows: a byte no name we read contains
 
 
+def passes_environment(prefix: tuple[str, ...]) -> bool:
+    """Whether ``prefix`` can pass a variable by name: docker / docker compose /
+    docker-compose ``exec``."""
+    return bool(prefix) and os.path.basename(prefix[0]) in ("docker", "docker-compose") \
+        and "exec" in prefix
+
+
+def passing_password(prefix: tuple[str, ...]) -> tuple[str, ...]:
+    """``prefix`` with ``-e PGPASSWORD`` after its ``exec`` when PGPASSWORD is set and the
+    prefix is ``docker exec``, ``docker compose exec`` or ``docker-compose exec``: the
+    password reaches the container by name, from this process's environment, and never enters
+    an argv or the configuration (a container sees nothing of the host's environment else)."""
+    if not passes_environment(prefix) or not os.environ.get("PGPASSWORD") \
+            or "PGPASSWORD" in prefix:
+        return prefix
+    at = prefix.index("exec") + 1
+    return (*prefix[:at], "-e", "PGPASSWORD", *prefix[at:])
+
+
 @dataclass(frozen=True)
 class PgClient:
     """One PostgreSQL server as taydash reaches it (host, port, user, through ``exec``)."""
@@ -50,8 +69,13 @@ class PgClient:
     def argv(self, tool: str, *args: str, connect: bool = True) -> list[str]:
         """``tool`` (pg_dump, pg_restore, psql, ...) through the exec prefix, connected to
         this server unless ``connect`` is false (a tool that only reads a file)."""
-        return [*self.exec, tool if self.exec else _local(tool), *(self.conn() if connect else ()),
-                *args]
+        return [*self.prefix(), tool if self.exec else _local(tool),
+                *(self.conn() if connect else ()), *args]
+
+    def prefix(self) -> tuple[str, ...]:
+        """The exec prefix as it is run (with ``-e PGPASSWORD`` where that applies): what a
+        command killed inside is found after (``inside_prefix``)."""
+        return passing_password(self.exec)
 
     def run(self, tool: str, *args: str, stdin: IO[bytes] | None = None,
             timeout: float = QUERY_TIMEOUT, connect: bool = True) -> process.Result:
@@ -59,7 +83,7 @@ class PgClient:
         exec prefix that reaches no container, that is said (exit 3) instead of the tool's
         empty complaint."""
         res = process.run(self.argv(tool, *args, connect=connect), stdin=stdin, timeout=timeout,
-                          inside_prefix=len(self.exec))
+                          inside_prefix=len(self.prefix()))
         if res.returncode != 0 and self.exec:
             from taydash_hooks.snapshots.kinds.place import no_container, unreachable
 
@@ -80,7 +104,7 @@ class PgClient:
         for name, value in (variables or {}).items():
             flags += ["-v", f"{name}={value}"]
         return process.run(self.argv("psql", *flags), input=sql.encode(), timeout=timeout,
-                           inside_prefix=len(self.exec))
+                           inside_prefix=len(self.prefix()))
 
     def query(self, sql: str, database: str = "postgres", *, what: str,
               variables: Mapping[str, str] | None = None) -> list[list[str]]:

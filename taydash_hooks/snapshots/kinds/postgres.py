@@ -87,7 +87,7 @@ def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: s
     argv = PgClient.of(cfg).argv(tool, *args)
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
             process.popen(argv, stdout=subprocess.PIPE, stderr=err,
-                          inside_prefix=len(cfg.exec)) as proc, \
+                          inside_prefix=len(PgClient.of(cfg).prefix())) as proc, \
             contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, tool, timeout, err.name)
         stack.callback(stream.close)
@@ -306,6 +306,7 @@ class Postgres:
 
     def preflight(self, cfg: Config) -> list[Check]:
         pcfg = settings(cfg)
+        from taydash_hooks.snapshots.kinds.pg_client import passes_environment
         found = [tool_check(tool, "postgresql-client", prefix=pcfg.exec)
                  for tool in ("pg_dump", "pg_restore", "pg_dumpall")]
         client = PgClient.of(pcfg)
@@ -315,10 +316,17 @@ class Postgres:
             ok, detail = res.returncode == 0, " / ".join(res.err.strip().splitlines()[:2])
         except (process.Timeout, TaydashError) as exc:
             ok, detail = False, str(exc)
+        if not pcfg.exec:
+            source = "~/.pgpass or PGPASSWORD"
+        elif passes_environment(pcfg.exec):
+            source = ("PGPASSWORD in taydash's environment: it is passed into the container by "
+                      "name (exec -e PGPASSWORD), never in argv; this host's ~/.pgpass is not "
+                      "seen inside the container")
+        else:
+            source = "a .pgpass inside the container (this exec prefix passes no environment)"
         found.append(Check("PostgreSQL", ok, f"{client.where} as {pcfg.user}" if ok else detail,
                            f"check [snapshots.postgres] host, port and user (pg_isready -h "
-                           f"{pcfg.host} -p {pcfg.port}); passwords come from ~/.pgpass or "
-                           "PGPASSWORD"))
+                           f"{pcfg.host} -p {pcfg.port}); the password comes from {source}"))
         return found
 
     def drill(self, cfg: Config, store: Store, art: Artifact, scratch: Path,
@@ -342,3 +350,4 @@ class Postgres:
         store.delete(art.key)
         if art.sha256_key:
             store.delete(art.sha256_key)
+
