@@ -19,7 +19,7 @@ from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, refused, usage
 from taydash_hooks.output import out, plural, say
-from taydash_hooks.snapshots import manifest, signing
+from taydash_hooks.snapshots import manifest, signing, sums
 from taydash_hooks.snapshots.binding import binding_problem
 from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.store import Store
@@ -42,6 +42,7 @@ class Row:
     step: Step
     detail: str
     signature: bytes = b""
+    sums_signature: bytes = b""  # the checksum list's new signature, when the backup has one
 
 
 def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
@@ -70,7 +71,9 @@ def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
                 f"Replace the signatures of {plural(len(todo), 'manifest')} listed above?")):
             raise refused("nothing was re-signed (confirm, or pass --yes).")
         for r in todo:
-            signing.replace(store, r.tag, r.signature)
+            signing.replace(store, signing.key(r.tag), r.signature)
+            if r.sums_signature:
+                signing.replace(store, sums.sig_key(r.tag), r.sums_signature)
             say(f"re-signed the manifest of {r.tag}: {r.detail}")
     else:
         say("nothing to re-sign.")
@@ -96,9 +99,17 @@ def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signe
     if not verdict.ok:
         return Row(tag, Step.REFUSED, f"the current key's signature would not hold today: "
                                       f"{verdict.reason}")
+    listed = b""
+    if store.exists(sums.key(tag)):
+        with store.open(sums.key(tag)) as fh:
+            listed = fh.read(sums.MAX_BYTES + 1)
+        if listed != sums.listing(doc.artifacts):
+            return Row(tag, Step.REFUSED, f"{sums.key(tag)} does not match the manifest")
+    sums_new = by.sign(listed) if listed else b""
+    spares = [f"{k}.next" for k in (signing.key(tag), sums.sig_key(tag))]
     if old.state is signing.State.ALLOWED and old.signer == verdict.signer:
-        if not store.exists(signing.pending_key(tag)):
+        if not any(store.exists(k) for k in spares):
             return Row(tag, Step.CURRENT, "")
         # An interrupted re-signing left its spare: finish it.
-        return Row(tag, Step.RESIGN, "finishing an interrupted re-signing", new)
-    return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", new)
+        return Row(tag, Step.RESIGN, "finishing an interrupted re-signing", new, sums_new)
+    return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", new, sums_new)

@@ -23,7 +23,8 @@ from taydash_hooks.store import Store
 def _claims(doc: Manifest) -> tuple[set[str], list[str]]:
     """The keys and key prefixes ``doc`` accounts for."""
     keys = {manifest.key(doc.tag), f"{manifest.key(doc.tag)}.sig", f"{manifest.key(doc.tag)}.sig.next",
-            f"manifests/{doc.tag}.SHA256SUMS", f"manifests/{doc.tag}.SHA256SUMS.sig"}
+            f"manifests/{doc.tag}.SHA256SUMS", f"manifests/{doc.tag}.SHA256SUMS.sig",
+            f"manifests/{doc.tag}.SHA256SUMS.sig.next"}
     prefixes = []
     for art in doc.artifacts:
         if art.key.endswith("/"):

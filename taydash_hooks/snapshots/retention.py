@@ -152,7 +152,7 @@ def delete(store: Store, doc: Manifest) -> None:
     from taydash_hooks.snapshots import sums
 
     for sig in (f"{manifest.key(doc.tag)}.sig", f"{manifest.key(doc.tag)}.sig.next",
-                sums.key(doc.tag), sums.sig_key(doc.tag)):
+                sums.key(doc.tag), sums.sig_key(doc.tag), f"{sums.sig_key(doc.tag)}.next"):
         if store.exists(sig):  # a signature without its manifest is void
             store.delete(sig)
     _remove_artifacts(store, doc)

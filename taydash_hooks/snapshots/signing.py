@@ -208,23 +208,23 @@ def pending_key(tag: str) -> str:
     return f"{key(tag)}.next"
 
 
-def replace(store: Store, tag: str, signature: bytes) -> None:
-    """Put ``signature`` in place of ``tag``'s manifest signature, with no moment without a
-    checkable one: the new one is written beside it first (``.sig.next``, which readers check
-    while ``.sig`` is missing), then the old one is removed and the new one created under the
-    final name (a conditional create: two resigns at once cannot both win), then the spare
-    is removed. Safe to rerun after an interruption."""
-    spare = pending_key(tag)
+def replace(store: Store, final: str, signature: bytes) -> None:
+    """Put ``signature`` in place of the signature at ``final`` (a manifest's, or its checksum
+    list's), with no moment without a checkable one: the new one is written beside it first
+    (``<final>.next``, which readers check while ``final`` is missing), then the old one is
+    removed and the new one created under the final name (a conditional create: two resigns
+    at once cannot both win), then the spare is removed. Safe to rerun after an interruption."""
+    spare = f"{final}.next"
     if store.exists(spare):
         store.delete(spare)  # a leftover of an interrupted run (or planted): ours replaces it
     store.put_bytes(spare, signature)
-    if store.exists(key(tag)):
-        store.delete(key(tag))
+    if store.exists(final):
+        store.delete(final)
     try:
-        store.put_bytes(key(tag), signature)
+        store.put_bytes(final, signature)
     except KeyTaken:
-        raise refused(f"another run re-signed the manifest of {tag} at the same time; rerun "
-                      "to check which signature is in place.") from None
+        raise refused(f"another run re-signed {final} at the same time; rerun to check which "
+                      "signature is in place.") from None
     store.delete(spare)
 
 
