@@ -156,6 +156,15 @@ def test_restore_db_refuses_a_conninfo_target(snap: Snap) -> None:
 
 def test_two_runs_of_one_tag_at_once_never_both_claim_done(snap: Snap, tmp_path: Path) -> None:
     other = tmp_path / "other"
+    # A barrier in the exec prefix: each run's dump waits until the other's has started too,
+    # so the two runs overlap every round, not only when the machine happens to be fast.
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    hold = (f'case "$*" in *--schema-only*) ;; *" pg_dump "*" -Fc "*) : > {barrier}/$$; n=0; '
+            f'while [ "$(ls {barrier} | wc -l)" -lt 2 ] && [ $n -lt 1200 ]; do sleep 0.05; '
+            'n=$((n+1)); done ;; esac; exec "$@"')
+    snap.repos.configure(snap.toml.replace("[snapshots.postgres]\n", "[snapshots.postgres]\n"
+                                           f'exec = ["sh", "-c", {json.dumps(hold)}, "hold"]\n'))
     for round_ in range(3):
         tag = f"v0.{round_ + 1}.0"
         snap.repos.commit(f"round {round_}")
@@ -171,6 +180,9 @@ def test_two_runs_of_one_tag_at_once_never_both_claim_done(snap: Snap, tmp_path:
                                   stderr=subprocess.PIPE, text=True)
                  for cwd in (snap.repos.work, other)]
         outs = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+        assert len(list(barrier.iterdir())) == 2, outs  # both dumps ran at the same time
+        for marker in barrier.iterdir():
+            marker.unlink()
         done = [err for code, err in outs if code == 0 and f"snapshot of {tag} done" in err]
         assert len(done) <= 1, outs
         for code, err in outs:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testing import services
 from testing.snap import Snap
 
 from taydash_hooks import config as config_mod
@@ -45,7 +46,13 @@ def _pg_restored(snap: Snap, target: str) -> None:
 
 
 def _vm_restored(snap: Snap, target: str) -> None:
-    assert any(Path(target).rglob("*")), "vmrestore wrote nothing"
+    # A VictoriaMetrics started on what came back serves the series that was snapshotted.
+    restored = services.start_vm(Path(target))
+    try:
+        rows = restored.export(f'snap_metric{{db="{snap.db}"}}', timeout=60)
+        assert rows and rows[0]["values"] == [7], rows
+    finally:
+        services.stop_vm(restored)
 
 
 def _config_restored(snap: Snap, target: str) -> None:
