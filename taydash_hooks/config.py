@@ -175,11 +175,19 @@ def _http_url(v: Any) -> str | None:
 def _push_url(v: Any) -> str | None:
     if v == "":
         return None
+    expected = ('an http(s):// URL without user:password@ (e.g. '
+                '"http://victoriametrics:8428/api/v1/import/prometheus")')
     if not re.fullmatch(r"https?://[^\s/@]+(/[^\s]*)?", v):
         # user:password@host would keep a secret in the configuration file
-        return ("an http(s):// URL without user:password@ (e.g. "
-                '"http://victoriametrics:8428/api/v1/import/prometheus")')
-    return None
+        return expected
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port that is none
+    except ValueError:
+        return expected  # "http://[::1:9/x": an address that is none, said at load
+    return None if parts.hostname else expected
 
 
 @dataclass(frozen=True)

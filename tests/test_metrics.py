@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from testing import docs, keys, services
-from testing.gitrepo import ROOT, Repos, run
+from testing.gitrepo import ROOT, Repos, run, taydash
 from testing.snap import Snap
 
 from taydash_hooks.lifecycle import metrics
@@ -319,3 +319,60 @@ def test_health_strict_fails_after_a_failed_drill_and_the_warning_is_counted(sna
     assert len(doc["warnings"]) == before + 1
     got = _series(snap.cli("metrics").stdout)
     assert got["taydash_health_warnings"] == [({}, float(before + 1))]
+
+
+class _Hostile:
+    """An HTTP endpoint on loopback that answers a push the way a hostile or broken one does:
+    ``drip`` (a byte of headers every 0.5 s, for a minute) or ``flood`` (an endless body)."""
+
+    def __init__(self, how: str) -> None:
+        import socket
+        import threading
+
+        self.how, self.sent, self.cut = how, 0, threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/api/v1/import/prometheus"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        conn.recv(65536)
+        try:
+            if self.how == "drip":
+                for byte in b"HTTP/1.1 200 OK\r\n" * 10:
+                    conn.sendall(bytes([byte]))
+                    self.sent += 1
+                    time.sleep(0.5)
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                chunk = b"x" * 65536
+                while self.sent < 512 * 1024 * 1024:
+                    conn.sendall(chunk)
+                    self.sent += len(chunk)
+        except OSError:
+            self.cut.set()  # the client went away
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize("how", ["drip", "flood"])
+def test_a_push_endpoint_that_drips_or_floods_is_given_up(repos: Repos, how: str) -> None:
+    """One deadline for the whole push (not per read) and a cap on the answer read back."""
+    server = _Hostile(how)
+    repos.configure(f'[metrics]\npush_url = "{server.url}"\ntimeout = 2\n')
+    proc = taydash("metrics", "--push", cwd=repos.work, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    if how == "drip":
+        assert "did not answer within 2 s" in proc.stderr, proc.stderr
+        assert server.sent < 170  # it was still dripping when the push gave up
+    else:
+        assert "answered with more than 1048576 bytes" in proc.stderr, proc.stderr
+        assert server.cut.wait(30) and server.sent < 512 * 1024 * 1024  # not read to its end
+
+
+def test_a_push_url_that_is_no_address_is_refused_at_load(repos: Repos) -> None:
+    repos.configure('[metrics]\npush_url = "http://[::1:9/x"\n')
+    proc = taydash("metrics", cwd=repos.work)
+    assert proc.returncode == 2 and "push_url" in proc.stderr and "Traceback" not in proc.stderr

@@ -210,8 +210,26 @@ def render(repo: git.Repo, cfg: Config, *, stamped: bool = False) -> str:
     return exposition(text, int(report.time * 1000) if stamped else None)
 
 
+MAX_REPLY = 1024 * 1024  # what a push reads back at most: the answer is a status, not data
+
+
 def push(url: str, text: str, timeout: float = PUSH_TIMEOUT) -> str | None:
-    """POST ``text`` to ``url``; None when it was taken, else why not (one sentence)."""
+    """POST ``text`` to ``url``; None when it was taken, else why not (one sentence). One
+    deadline for the whole exchange (a server that drips a byte at a time cannot hold the
+    step it follows) and at most :data:`MAX_REPLY` bytes read back."""
+    import threading
+
+    outcome: list[str | None] = []
+    worker = threading.Thread(target=lambda: outcome.append(_post(url, text, timeout)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return f"{url} did not answer within {timeout:g} s"
+    return outcome[0]
+
+
+def _post(url: str, text: str, timeout: float) -> str | None:
     import urllib.error
     import urllib.request
 
@@ -219,11 +237,12 @@ def push(url: str, text: str, timeout: float = PUSH_TIMEOUT) -> str | None:
                                  headers={"Content-Type": "text/plain; version=0.0.4"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            resp.read()
+            if len(resp.read(MAX_REPLY + 1)) > MAX_REPLY:
+                return f"{url} answered with more than {MAX_REPLY} bytes"
         return None
     except urllib.error.HTTPError as exc:
         return f"{url} answered HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"{url} could not be reached ({reason})"
 
