@@ -469,3 +469,20 @@ def test_a_planted_lone_signature_neither_blocks_nor_signs_a_backup(
     assert proc.returncode == 0, proc.stderr
     proc = snap.cli("backups", "verify", "v0.1.0")
     assert proc.returncode == 0 and f"signed by {fpr} (allowed)" in proc.stderr, proc.stderr
+
+
+def test_a_huge_number_in_a_manifest_is_a_refusal_never_a_crash(snap: Snap) -> None:
+    """A 400-digit integer is valid JSON; as a duration it overflowed float() and crashed
+    list, health, metrics and verify --all with a traceback."""
+    assert snap.tag("v0.1.0").returncode == 0
+    text = snap.raw_get("manifests/v0.1.0.json").decode()
+    doc = json.loads(text)
+    doc["artifacts"][0]["seconds"] = 1  # a number, to be replaced by the huge one as text
+    forged = json.dumps(doc).replace('"seconds": 1', '"seconds": 1' + "0" * 400, 1)
+    snap.raw_put("manifests/v0.1.0.json", forged.encode())
+    for args in (["backups", "list"], ["health"], ["metrics"], ["backups", "verify", "--all"]):
+        proc = snap.cli(*args)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 3 and "unexpected error" not in said, (args, said)
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1 and "seconds is not a duration" in proc.stderr, proc.stderr

@@ -30,11 +30,28 @@ def string(doc: Mapping[str, Any], name: str, optional: bool = False) -> Any:
     return value
 
 
+# Every number read from the store is bounded: a 400-digit integer is JSON too, and would
+# overflow a float or a later sum. A size fits S3's and a file system's 64 bits.
+MAX_SIZE = 2**63 - 1
+MAX_SECONDS = 10**9  # about 32 years: no step of a backup takes longer
+
+
 def size(doc: Mapping[str, Any], name: str) -> int:
     value = doc.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
         raise Bad(f"{name} is not a size")
     return value
+
+
+def seconds(doc: Mapping[str, Any], name: str) -> float:
+    """A duration in seconds; 0 when absent; refused when it is not a bounded number."""
+    value = doc.get(name)
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value <= MAX_SECONDS:  # NaN fails both comparisons
+        raise Bad(f"{name} is not a duration")
+    return float(value)
 
 
 def sha256(value: Any, name: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taydash_hooks.errors import refused
-from taydash_hooks.snapshots.fields import Bad, sha256, size, store_key, string, strings
+from taydash_hooks.snapshots.fields import Bad, seconds, sha256, size, store_key, string, strings
 from taydash_hooks.store import Store
 
 FORMAT = 1
@@ -109,7 +109,7 @@ def _artifact(doc: Any) -> Artifact:
         sha256_key=store_key(sidecar, "sha256_key") if sidecar is not None else None,
         fields={k: v for k, v in doc.items() if k not in COMMON},
         started=string(doc, "started", True) or "",
-        seconds=float(doc["seconds"]) if isinstance(doc.get("seconds"), (int, float)) else 0.0,
+        seconds=seconds(doc, "seconds"),
     )
 
 
@@ -135,7 +135,8 @@ def parse(data: bytes, where: str) -> Manifest:
             created=string(doc, "created", True) or "", timestamp=string(doc, "timestamp", True) or "",
             store=string(doc, "store", True) or "",
             tools={str(k): str(v) for k, v in tools.items()},
-            format=doc.get("format", FORMAT) if isinstance(doc.get("format"), int) else FORMAT,
+            format=doc.get("format", FORMAT) if isinstance(doc.get("format"), int)
+            and 0 < doc["format"] < 1000 else FORMAT,
             run=string(doc, "run", True) or "",
             taken_after_tag_s=size(doc, "taken_after_tag_s") if doc.get("taken_after_tag_s")
             is not None else None, raw=data, missing_kinds=strings(doc, "missing_kinds"),
