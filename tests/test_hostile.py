@@ -250,3 +250,14 @@ def test_the_sweep_leaves_other_repositories_runs_alone(repos: Repos, tmp_path: 
 
         shutil.rmtree(other, ignore_errors=True)
         shutil.rmtree(mine, ignore_errors=True)
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../x"])
+def test_restore_git_of_a_path_outside_the_repository_is_a_usage_error(repos: Repos,
+                                                                       path: str) -> None:
+    repos.write("a/file.txt", "x\n")
+    repos.commit("a file")
+    repos.git("tag", "-a", "-m", "v0.1.0", "v0.1.0", env={**os.environ, "TAYDASH_SKIP": "tags"})
+    proc = taydash("restore", "git", "v0.1.0", "--path", path, cwd=repos.work)
+    assert proc.returncode == 2, proc.stderr  # the command line, not the environment
+    assert f"--path {path} is outside the repository" in proc.stderr

@@ -25,6 +25,12 @@ def run(cwd: Path, tag: str, branch: str | None, paths: list[str], force: bool =
     if paths:
         if branch:
             raise usage("give --branch or --path, not both.")
+        root = repo.root.resolve()
+        for p in paths:
+            # A path outside the work tree is a mistake in the command line (exit 2), said
+            # before git is asked (it would fail, and that read as a broken environment).
+            if not (root / p).resolve().is_relative_to(root):
+                raise usage(f"--path {p} is outside the repository ({root}).")
         status = git.git("status", "--porcelain", "--", *paths, cwd=repo.root).out.splitlines()
         # "XY path": a D in either column is a deletion, which is what a restore is for.
         changed = [line for line in status if "D" not in line[:2]]
