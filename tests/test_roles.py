@@ -11,7 +11,7 @@ from testing import services
 from testing.snap import Snap
 
 from taydash_hooks.errors import TaydashError
-from taydash_hooks.snapshots.kinds import pg_roles
+from taydash_hooks.snapshots.kinds import pg_database, pg_roles
 
 
 @pytest.fixture
@@ -389,3 +389,23 @@ def test_how_a_database_was_created_is_read_strictly() -> None:
     assert first.sql == 'ALTER DATABASE "x" SET "lc_monetary" TO \'C\';\n'
     assert "default_transaction_read_only" in then.sql and "statement_timeout" in then.sql
     assert 'ALTER DATABASE "x" CONNECTION LIMIT = 7;' in then.sql
+
+
+def test_setting_names_are_compared_as_postgresql_resolves_them() -> None:
+    """PostgreSQL resolves setting names case-insensitively: a quoted "Session_Preload_Libraries"
+    or "Role" is the setting itself, and must meet the same filters."""
+    script = pg_roles.parse('CREATE ROLE helper;\nALTER ROLE helper SET '
+                            '"Session_Preload_Libraries" TO \'evil\';\n'
+                            'ALTER ROLE helper SET "ROLE" TO \'postgres\';\n', "s")
+    todo = pg_roles.plan(script, {})
+    assert "Preload" not in todo.sql and "ROLE\" TO" not in todo.sql, todo.sql
+    assert "setting Session_Preload_Libraries of role helper" in " | ".join(todo.skipped)
+    spec = pg_database.DatabaseSpec(settings=[("Session_Preload_Libraries", ["'evil'"]),
+                                              ("Role", ["'postgres'"]),
+                                              ("Statement_Timeout", ["'1s'"])])
+    first = pg_database.before(spec, "t")
+    assert "Preload" not in first.sql and "Role" not in first.sql, first.sql
+    assert "Statement_Timeout" not in first.sql  # after the data, like statement_timeout
+    after = pg_database.plan(spec, "t", set())
+    assert "Statement_Timeout" in after.sql and "Preload" not in after.sql
+    assert {"setting Session_Preload_Libraries", "setting Role"} <= set(after.skipped)

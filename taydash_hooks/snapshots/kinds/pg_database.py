@@ -28,7 +28,8 @@ from taydash_hooks.snapshots.kinds.pg_roles import (
     tokens,
 )
 
-# Settings that load code or switch identity in every session: never from an archive.
+# Settings that load code or switch identity in every session: never from an archive. Names
+# are compared lowercased, as PostgreSQL resolves them ("Role" is role).
 _UNSAFE = {"session_preload_libraries", "local_preload_libraries", "shared_preload_libraries",
            "role", "session_authorization"}
 _PRIVILEGES = {"CONNECT", "TEMPORARY", "TEMP", "CREATE", "ALL"}
@@ -206,7 +207,7 @@ def before(spec: DatabaseSpec | None, target: str) -> Applied:
                 " (a restored database is always made from template0)"
                 if option == "TEMPLATE" else ""))
     for param, values in spec.settings:
-        if param not in _UNSAFE and param not in _AFTER_DATA:
+        if param.lower() not in _UNSAFE and param.lower() not in _AFTER_DATA:
             lines.append(_set(db, param, values))
             done.append(f"setting {param}")
     return Applied("".join(f"{line}\n" for line in lines), done, skipped,
@@ -226,15 +227,15 @@ def plan(spec: DatabaseSpec, target: str, roles: set[str]) -> Applied:
         else:
             skipped.append(f"owner {spec.owner} (no such role here: --with-roles creates it)")
     for param, values in spec.settings:
-        if param in _UNSAFE:
+        if param.lower() in _UNSAFE:
             skipped.append(f"setting {param}")
-        elif param in _AFTER_DATA:
+        elif param.lower() in _AFTER_DATA:
             lines.append(_set(db, param, values))
             done.append(f"setting {param}")
     for role, param, values in spec.role_settings:
-        if param in _UNSAFE or role not in roles:
+        if param.lower() in _UNSAFE or role not in roles:
             skipped.append(f"setting {param} of role {role}"
-                           + ("" if param in _UNSAFE else " (no such role here)"))
+                           + ("" if param.lower() in _UNSAFE else " (no such role here)"))
             continue
         lines.append(f"ALTER ROLE {quote_ident(role)} IN DATABASE {db} SET {quote_ident(param)} "
                      f"TO {', '.join(values)};")

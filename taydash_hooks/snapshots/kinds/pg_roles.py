@@ -28,9 +28,11 @@ from taydash_hooks.errors import refused
 
 PRIVILEGED = ("SUPERUSER", "REPLICATION", "BYPASSRLS", "CREATEROLE")
 _FLAGS = {"SUPERUSER", "CREATEDB", "CREATEROLE", "INHERIT", "LOGIN", "REPLICATION", "BYPASSRLS"}
-# Settings that load code into every session of the role: never from someone else's script.
+# Settings that load code into every session of the role, or switch its identity: never from
+# someone else's script. PostgreSQL resolves setting names case-insensitively
+# ("Session_Preload_Libraries" is session_preload_libraries): compared lowercased.
 _UNSAFE_SETTINGS = {"session_preload_libraries", "local_preload_libraries",
-                    "shared_preload_libraries"}
+                    "shared_preload_libraries", "role", "session_authorization"}
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -385,7 +387,7 @@ def plan(script: Script, existing: dict[str, bool], allow_privileged: bool = Fal
             attrs += f" VALID UNTIL {quote_literal(role.valid_until)}"
         lines.append(f"CREATE ROLE {quote_ident(name)}{' WITH ' + attrs if attrs else ''};")
         for param, values in role.settings:
-            if param in _UNSAFE_SETTINGS:
+            if param.lower() in _UNSAFE_SETTINGS:
                 skipped.append(f"setting {param} of role {name}")
                 continue
             lines.append(f"ALTER ROLE {quote_ident(name)} SET {quote_ident(param)} TO "
