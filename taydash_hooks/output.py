@@ -17,6 +17,7 @@ import enum
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any, TextIO
 
@@ -46,6 +47,25 @@ class Word(str, enum.Enum):
 
 # Table cells (verify, drill, doctor, backups verify).
 PASS, FAIL, NOT_APPLICABLE = "pass", "FAIL", "n/a"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text read from the store (a key, a tag, a manifest field) as it may be printed: every
+    control character escaped (``\\x1b``), so a forged value cannot move the cursor, erase
+    a line or start a line of its own on the reader's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+# Sentences may hold store text too (a key in a refusal): no character that drives a terminal
+# (line breaks and tabs of our own sentences stay).
+_DRIVING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(message: str) -> str:
+    return _DRIVING.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(message))
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -113,7 +133,7 @@ def _shown(level: int) -> bool:
 def say(message: str) -> None:
     """A sentence of progress on stderr (``taydash: ...``), shown unless -q."""
     if _shown(logging.WARNING):
-        print(PREFIX + redact(message), file=sys.stderr, flush=True)
+        print(PREFIX + _plain(message), file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
@@ -123,7 +143,7 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     """An error sentence on stderr; shown even with -q."""
-    print(PREFIX + redact(message), file=sys.stderr, flush=True)
+    print(PREFIX + _plain(message), file=sys.stderr, flush=True)
 
 
 def line(text: str) -> None:

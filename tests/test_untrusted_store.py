@@ -486,3 +486,21 @@ def test_a_huge_number_in_a_manifest_is_a_refusal_never_a_crash(snap: Snap) -> N
         assert proc.returncode != 3 and "unexpected error" not in said, (args, said)
     proc = snap.cli("backups", "verify", "v0.1.0")
     assert proc.returncode == 1 and "seconds is not a duration" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("snap", ["file"], indirect=True)  # a key with an ESC: a file name here
+def test_store_text_cannot_drive_the_readers_terminal(snap: Snap) -> None:
+    """A key or a manifest field with terminal escapes is printed with them escaped: it
+    cannot erase a line or print a forged one."""
+    assert snap.tag("v0.1.0").returncode == 0
+    evil = "db-backups/x\x1b[2K\rall backups verified\n.dump"
+    snap.raw_put(evil, b"planted")
+    proc = snap.cli("backups", "list", "--orphans")
+    assert proc.returncode == 0
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+    assert "x\\x1b[2K\\x0dall backups verified\\x0a.dump" in proc.stdout, proc.stdout
+    doc = json.loads(snap.raw_get("manifests/v0.1.0.json"))
+    doc["tagger"] = "T \x1b]0;pwned\x07 <t@example.test>"
+    snap.raw_put("manifests/v0.1.0.json", json.dumps(doc).encode())
+    shown = snap.cli("backups", "show", "v0.1.0")
+    assert "\x1b" not in shown.stdout + shown.stderr and "\x07" not in shown.stdout

@@ -11,7 +11,7 @@ from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.lifecycle.metrics import record_and_push
 from taydash_hooks.lifecycle.records import Activity
-from taydash_hooks.output import emit_json, mark, out, plural, say
+from taydash_hooks.output import emit_json, mark, out, plural, say, shown
 from taydash_hooks.snapshots import kinds, manifest
 from taydash_hooks.snapshots.binding import require_trusted
 from taydash_hooks.snapshots.kinds.base import Checked
@@ -40,7 +40,8 @@ def list_backups(cwd: Path, as_json: bool) -> int:
     for d in docs:
         kinds_ = ",".join(sorted({a.kind for a in d.artifacts}))
         size = sum(a.size for a in d.artifacts)
-        out(f"{d.tag:<{width}}  {d.created:<25}  {d.commit[:12]:<12}  {size:>10}  {kinds_:<28}  "
+        out(f"{shown(d.tag):<{width}}  {shown(d.created):<25}  {shown(d.commit[:12]):<12}  "
+            f"{size:>10}  {shown(kinds_):<28}  "
             f"{trust[d.tag]}")
     return Exit.OK
 
@@ -61,17 +62,18 @@ def show(cwd: Path, tag: str, as_json: bool) -> int:
         emit_json({**doc.to_json(), "signature": {"state": sig.state.name.lower(),
                                                   "signer": sig.signer, "text": sig.text()}})
         return Exit.OK
-    out(f"tag       {doc.tag} ({doc.tag_object})")
-    out(f"manifest  {sig.text()}")
-    out(f"commit    {doc.commit}")
-    out(f"tagger    {doc.tagger}")
-    out(f"created   {doc.created}")
-    out(f"store     {doc.store}")
-    out("tools     " + ", ".join(f"{k} {v}" for k, v in sorted(doc.tools.items())))
+    out(f"tag       {shown(doc.tag)} ({shown(doc.tag_object)})")
+    out(f"manifest  {shown(sig.text())}")
+    out(f"commit    {shown(doc.commit)}")
+    out(f"tagger    {shown(doc.tagger)}")
+    out(f"created   {shown(doc.created)}")
+    out(f"store     {shown(doc.store)}")
+    out("tools     " + shown(", ".join(f"{k} {v}" for k, v in sorted(doc.tools.items()))))
     if doc.partial:
         out(f"partial   lacks {', '.join(doc.missing_kinds)}")
     for a in doc.artifacts:
-        out(f"  {kinds.get(a.kind).label(a):<28} {a.key}  {a.size} bytes  sha256 {a.sha256}")
+        out(f"  {shown(kinds.get(a.kind).label(a)):<28} {shown(a.key)}  {a.size} bytes  "
+            f"sha256 {a.sha256}")
     return Exit.OK
 
 
@@ -208,7 +210,7 @@ def list_orphans(cwd: Path, as_json: bool) -> int:
             "of this clone.")
         return Exit.OK
     for key, why in found:
-        out(f"{key}  ({why})")
+        out(f"{shown(key)}  ({shown(why)})")
     say(f"{len(found)} orphan(s): reported only, nothing was deleted (a person decides; "
         "`taydash objects versions KEY` shows what is there).")
     return Exit.OK
