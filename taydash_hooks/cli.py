@@ -333,7 +333,8 @@ def backups_verify(tag: str | None, all_: bool, last: int | None, deep: bool,
 @common
 def backups_prune(keep_last: int, keep_monthly: int, keep_within: str, dry_run: bool,
                   yes: bool) -> int:
-    """Remove the backups no retention rule keeps (never the newest release's, never a locked one).
+    """Remove the backups no retention rule keeps (never the newest release's full backup, never
+    a locked one).
 
     Defaults come from [snapshots.retention]; like restic's forget, every backup shows why it stays.
 
