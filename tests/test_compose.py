@@ -402,3 +402,21 @@ def test_a_password_reaches_the_database_by_name_never_in_argv(compose: Compose)
         box.run(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", original, hba])
         compose.psql("SELECT pg_reload_conf()")
         compose.psql("DROP ROLE IF EXISTS pwuser")
+
+
+def test_the_compose_this_host_does_not_have_is_said_with_the_prefix_to_write(
+        repos: Repos) -> None:
+    """Debian's docker.io brings docker-compose 1.29 and no `docker compose` plugin: a prefix
+    naming the plugin is answered with the one this host has (no engine needed to say so)."""
+    require("docker", "apt-get install docker.io")
+    require("docker-compose", "apt-get install docker-compose")
+    has_plugin = subprocess.run(["docker", "compose", "version"], capture_output=True,
+                                timeout=30).returncode == 0
+    repos.configure('[snapshots]\nstore = "file:///nonexistent"\n[snapshots.postgres]\n'
+                    f"exec = {PG_EXEC}\n")
+    # The premise, said if it ever stops holding: Debian's docker.io, as make test installs it.
+    assert not has_plugin, "docker here has the compose plugin: not Debian's docker.io"
+    proc = taydash("doctor", cwd=repos.work)
+    assert "this host has docker-compose, not the `docker compose` plugin" in proc.stdout, \
+        proc.stdout
+    assert 'write the prefix as ["docker-compose", "exec", "-T", "postgres"]' in proc.stdout

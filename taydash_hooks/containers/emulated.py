@@ -29,6 +29,10 @@ DOCKER = """#!/bin/sh
 # A `docker compose exec` stand-in: enters the emulated container's mount namespace.
 state={state}
 printf '%s\\n' "$*" >> "$state/argv.log"
+if [ "$1" = compose ] && [ "$2" = version ]; then
+    echo "Docker Compose version (taydash's emulation)"
+    exit 0
+fi
 if [ "$1" != compose ] || [ "$2" != exec ]; then
     echo "docker stand-in: only 'docker compose exec' is emulated" >&2
     exit 125

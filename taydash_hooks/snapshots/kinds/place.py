@@ -236,8 +236,33 @@ def unreachable(prefix: tuple[str, ...]) -> str | None:
     return (res.err.strip().splitlines() or [f"exit {res.returncode}"])[-1][:300]
 
 
+def compose_flavour(prefix: tuple[str, ...]) -> str | None:
+    """When ``prefix`` names the compose this host does not have: which one it has, and the
+    prefix to write instead (Debian's docker.io with docker-compose 1.29 has no `docker
+    compose`; a newer Docker may have only the plugin). None when the named one is there."""
+    import shutil
+
+    if prefix[:2] == ("docker", "compose"):
+        try:
+            plugin = process.run(["docker", "compose", "version"], timeout=30).returncode == 0
+        except (process.Timeout, FileNotFoundError):
+            plugin = False
+        if not plugin and shutil.which("docker-compose"):
+            rest = ", ".join(f'"{w}"' for w in prefix[2:])
+            return ("this host has docker-compose, not the `docker compose` plugin: write the "
+                    f'prefix as ["docker-compose", {rest}]')
+    if prefix[:1] == ("docker-compose",) and not shutil.which("docker-compose"):
+        rest = ", ".join(f'"{w}"' for w in prefix[1:])
+        return ('docker-compose is not installed here: write the prefix as '
+                f'["docker", "compose", {rest}]')
+    return None
+
+
 def no_container(prefix: tuple[str, ...], reason: str) -> str:
     """The sentence for a prefix that reaches no container, with the fixes that work."""
+    flavour = compose_flavour(prefix)
+    if flavour:
+        return f"no container is reachable through `{' '.join(prefix)}` ({reason}): {flavour}."
     return (f"no container is reachable through `{' '.join(prefix)}` ({reason}): start the "
             "stack, and run taydash from the compose project's folder or name the project "
             "in the prefix (docker compose -p NAME exec -T SERVICE).")
