@@ -106,7 +106,7 @@ def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signe
         if listed != sums.listing(doc.artifacts):
             return Row(tag, Step.REFUSED, f"{sums.key(tag)} does not match the manifest")
     sums_new = by.sign(listed) if listed else b""
-    spares = [f"{k}.next" for k in (signing.key(tag), sums.sig_key(tag))]
+    spares = [signing.spare(k) for k in (signing.key(tag), sums.sig_key(tag))]
     if old.state is signing.State.ALLOWED and old.signer == verdict.signer:
         if not any(store.exists(k) for k in spares):
             return Row(tag, Step.CURRENT, "")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from taydash_hooks import git
 from taydash_hooks.config import Config, HealthConfig
 from taydash_hooks.lifecycle.records import Activity, remember
-from taydash_hooks.lifecycle.status import Report, collect, timestamp
+from taydash_hooks.lifecycle.status import Report, collect
+from taydash_hooks.snapshots.fields import timestamp
 
 PUSH_TIMEOUT = 10.0
 

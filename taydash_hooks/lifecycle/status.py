@@ -23,6 +23,7 @@ from taydash_hooks.lifecycle.records import Activity, Outcome, last
 from taydash_hooks.output import listing, plural
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.expected import Presence, expected
+from taydash_hooks.snapshots.fields import timestamp
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.snapshots.triggers import STATUS_FILE
 from taydash_hooks.tags.releases import release_tags
@@ -310,20 +311,6 @@ def collect(repo: git.Repo, cfg: Config, now: float | None = None) -> Report:
     background = _background(repo, warnings.append)
     activities = _activities(repo, warnings.append)
     return Report(now, releases, remote, backups, repository, background, activities, warnings)
-
-
-def timestamp(iso: object) -> float | None:
-    """UNIX time of an ISO 8601 text from a manifest or a status file (``Z`` and no zone both
-    mean UTC); None when it is empty or not one: store contents are not trusted to be."""
-    from datetime import datetime, timezone
-
-    if not isinstance(iso, str) or not iso:
-        return None
-    try:
-        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def newest_by_kind(backups: Iterable[Manifest]) -> dict[str, KindFigures]:

@@ -108,3 +108,17 @@ def of_artifact(kind: str, key: str, doc: Mapping[str, Any],
     with reading(f"the {kind} artifact {key}"):
         only(doc, known)
         yield doc
+
+
+def timestamp(iso: object) -> float | None:
+    """UNIX time of an ISO 8601 text from a manifest or a status file (``Z`` and no zone both
+    mean UTC); None when it is empty or not one: store contents are not trusted to be."""
+    from datetime import datetime, timezone
+
+    if not isinstance(iso, str) or not iso:
+        return None
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()

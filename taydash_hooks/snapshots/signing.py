@@ -29,6 +29,7 @@ from taydash_hooks.config import Config
 from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import warn
 from taydash_hooks.snapshots import manifest
+from taydash_hooks.snapshots.fields import timestamp
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import KeyTaken
@@ -203,9 +204,9 @@ def _rotated_out(cfg: Config, by: Signer) -> str:
     return f"retired (since {retired.until.isoformat()})" if retired else ""
 
 
-def pending_key(tag: str) -> str:
-    """Where a re-signature waits while the old one is replaced (see :func:`replace`)."""
-    return f"{key(tag)}.next"
+def spare(final: str) -> str:
+    """Where a new signature waits while the one at ``final`` is replaced (:func:`replace`)."""
+    return f"{final}.next"
 
 
 def replace(store: Store, final: str, signature: bytes) -> None:
@@ -214,10 +215,10 @@ def replace(store: Store, final: str, signature: bytes) -> None:
     (``<final>.next``, which readers check while ``final`` is missing), then the old one is
     removed and the new one created under the final name (a conditional create: two resigns
     at once cannot both win), then the spare is removed. Safe to rerun after an interruption."""
-    spare = f"{final}.next"
-    if store.exists(spare):
-        store.delete(spare)  # a leftover of an interrupted run (or planted): ours replaces it
-    store.put_bytes(spare, signature)
+    waiting = spare(final)
+    if store.exists(waiting):
+        store.delete(waiting)  # a leftover of an interrupted run (or planted): ours replaces it
+    store.put_bytes(waiting, signature)
     if store.exists(final):
         store.delete(final)
     try:
@@ -225,7 +226,7 @@ def replace(store: Store, final: str, signature: bytes) -> None:
     except KeyTaken:
         raise refused(f"another run re-signed {final} at the same time; rerun to check which "
                       "signature is in place.") from None
-    store.delete(spare)
+    store.delete(waiting)
 
 
 # --- checking ------------------------------------------------------------------------
@@ -233,21 +234,21 @@ def replace(store: Store, final: str, signature: bytes) -> None:
 
 def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature:
     """The verdict on ``doc``'s signature against the [tags] allow-list (see :class:`State`)."""
-    where = key(doc.tag)
-    if mode(cfg) != "off" and not store.exists(where):
-        # A re-signing interrupted between removing the old signature and writing the new.
-        where = pending_key(doc.tag)
-    return check_detached(repo, cfg, store, doc, doc.raw, where)
+    return check_detached(repo, cfg, store, doc, doc.raw, key(doc.tag))
 
 
 def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, payload: bytes,
                    where: str) -> Signature:
     """The verdict on the signature stored at ``where`` over ``payload`` (the manifest, or
-    its checksum list), judged as of ``doc``'s creation against the [tags] allow-list."""
+    its checksum list), judged as of ``doc``'s creation against the [tags] allow-list; while
+    ``where`` is missing, the one :func:`replace` left waiting beside it (a re-signing cut
+    short) is judged instead."""
     if mode(cfg) == "off":
         return Signature(State.OFF)
     if not store.exists(where):
-        return Signature(State.UNSIGNED)
+        where = spare(where)
+        if not store.exists(where):
+            return Signature(State.UNSIGNED)
     with store.open(where) as fh:
         sig = fh.read(MAX_SIGNATURE + 1)
     if len(sig) > MAX_SIGNATURE:
@@ -268,22 +269,12 @@ def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, pay
     # A stored manifest is history: judged when it was signed (a key rotated out or expired
     # since leaves it valid); for SSH that is the manifest's own creation time.
     with TagPolicy(repo, cfg, At.SIGNED) as policy:
-        verdict = policy.verify_detached(kind, payload, sig, NAMESPACE, _created(doc))
+        verdict = policy.verify_detached(kind, payload, sig, NAMESPACE, timestamp(doc.created))
     if not verdict.ok:
         return Signature(State.REJECTED, verdict.signer, verdict.reason, verdict.refusal)
     if verdict.retired:
         return Signature(State.RETIRED, verdict.signer, verdict.reason, retired=verdict.retired)
     return Signature(State.ALLOWED, verdict.signer, verdict.reason)
-
-
-def _created(doc: Manifest) -> float | None:
-    from datetime import datetime, timezone
-
-    try:
-        when = datetime.fromisoformat(doc.created.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _consequence(sig: Signature) -> str:

@@ -49,10 +49,7 @@ def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Checked:
     if data != listing(doc.artifacts):
         found.problems.append(f"{key(doc.tag)} does not list exactly the manifest's files and "
                               "hashes")
-    where = sig_key(doc.tag)
-    if not store.exists(where) and store.exists(f"{where}.next"):
-        where = f"{where}.next"  # a re-signing cut short (signing.replace)
-    sig = signing.check_detached(repo, cfg, store, doc, data, where)
+    sig = signing.check_detached(repo, cfg, store, doc, data, sig_key(doc.tag))
     if sig.state is signing.State.REJECTED:
         found.problems.append(f"{sig_key(doc.tag)}: {sig.text()}")
     elif signing.mode(cfg) == "required" and not sig.allowed:

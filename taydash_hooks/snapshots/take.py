@@ -136,9 +136,13 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             # The signed checksum list, for a recovery by hand (snapshots/sums.py); before the
             # manifest, so a backup never lacks it, and removed with the run on a failure.
             listed = sums.listing(doc.artifacts)
-            for stale in (sums.key(tag), sums.sig_key(tag)):
-                if store.exists(stale) and not store.exists(manifest.key(tag)):
-                    store.delete(stale)  # a list without its manifest (planted, or a dead run)
+            if not store.exists(manifest.key(tag)):
+                # A signature or list without its manifest (a delete interrupted between them,
+                # a dead run, or planted) vouches for nothing; left there, it would block
+                # every new backup of the tag.
+                for stale in (sums.key(tag), sums.sig_key(tag), signing.key(tag)):
+                    if store.exists(stale):
+                        store.delete(stale)
             try:
                 store.put_bytes(sums.key(tag), listed)
                 sums_written.append(sums.key(tag))
@@ -150,10 +154,6 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 raise refused(f"another run owns {tag}: its checksum list was written first "
                               f"({sums.key(tag)} in {store.url}); this run's artifacts were "
                               "removed.") from None
-            if by and store.exists(signing.key(tag)) and not store.exists(manifest.key(tag)):
-                # A signature without its manifest (a delete interrupted between the two, or a
-                # planted one) signs nothing; left there, it would block every new backup.
-                store.delete(signing.key(tag))
             try:
                 written = store.put_bytes(manifest.key(tag), data)
             except KeyTaken:

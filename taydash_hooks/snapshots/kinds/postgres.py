@@ -84,10 +84,10 @@ def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: s
     ``key`` (through zstd and/or gpg as asked) and write its ``.sha256`` sidecar: the SHA-256 of
     the stored bytes, so verify needs no secret key. A producer that exits non-zero is ``what``
     failing (exit 3), and nothing stays under ``key``."""
-    argv = PgClient.of(cfg).argv(tool, *args)
+    client = PgClient.of(cfg)
     with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
-            process.popen(argv, stdout=subprocess.PIPE, stderr=err,
-                          inside_prefix=len(PgClient.of(cfg).prefix())) as proc, \
+            process.popen(client.argv(tool, *args), stdout=subprocess.PIPE, stderr=err,
+                          inside_prefix=len(client.prefix())) as proc, \
             contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, tool, timeout, err.name)
         stack.callback(stream.close)
