@@ -504,3 +504,26 @@ def test_store_text_cannot_drive_the_readers_terminal(snap: Snap) -> None:
     snap.raw_put("manifests/v0.1.0.json", json.dumps(doc).encode())
     shown = snap.cli("backups", "show", "v0.1.0")
     assert "\x1b" not in shown.stdout + shown.stderr and "\x07" not in shown.stdout
+
+
+def test_a_forged_checksum_list_or_waiting_signature_is_not_believed(
+        snap: Snap, gnupghome: keys.Keyring) -> None:
+    """The store writer rewrites the signed checksum list (a dump it also replaced), or drops
+    a manifest's signature and plants one of its own as the 'waiting' .sig.next."""
+    _signing(snap, gnupghome, "required")
+    assert snap.tag("v0.1.0").returncode == 0
+    listed = snap.raw_get("manifests/v0.1.0.SHA256SUMS")
+    snap.raw_put("manifests/v0.1.0.SHA256SUMS", listed.replace(listed[:8], b"00000000", 1))
+    proc = snap.cli("backups", "verify", "v0.1.0", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = next(a for a in json.loads(proc.stdout)["artifacts"] if a["kind"] == "checksums")
+    said = " | ".join(row["problems"])
+    assert "does not list exactly the manifest's files" in said and "signature rejected" in said
+    snap.raw_put("manifests/v0.1.0.SHA256SUMS", listed)
+    forged = gnupghome.gpg("--armor", "--detach-sign", "--local-user",
+                           gnupghome.keys["untrusted"].fingerprint,
+                           input=snap.raw_get("manifests/v0.1.0.json").decode())
+    snap.raw_delete("manifests/v0.1.0.json.sig")
+    snap.raw_put("manifests/v0.1.0.json.sig.next", forged.encode())
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1 and "signature rejected" in proc.stderr, proc.stderr
