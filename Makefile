@@ -12,6 +12,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The dependencies as wheels, for the tests that install taydash into an interpreter of their
+# own (the scheduled drill as another user): no package index needed while the suite runs.
+WHEELHOUSE := $(VENV)/wheelhouse/.stamp
+$(WHEELHOUSE): pyproject.toml $(STAMP)
+	$(PY) -m pip wheel -q -w $(VENV)/wheelhouse .
+	rm -f $(VENV)/wheelhouse/taydash_hooks-*.whl
+	touch $@
+
 # Debian packages the real-service tests and the demo use. Installed when
 # missing and we are root (one apt-get update); otherwise say what to install.
 system-deps:
@@ -58,7 +66,7 @@ check: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow" -n auto -p no:cacheprovider
 
 test: export PATH := $(PATH):/usr/sbin:/sbin
-test: $(STAMP) system-deps s3rver lint
+test: $(STAMP) $(WHEELHOUSE) system-deps s3rver lint
 	@rm -f $(VENV)/pytest-status
 	$(PY) -m pytest -q; status=$$?; echo $$status > $(VENV)/pytest-status; exit $$status
 
@@ -71,8 +79,9 @@ demo-compose: $(STAMP) system-deps
 	$(VENV)/bin/taydash demo --compose
 
 # A wheel of this checkout (the package is not on the package index): pip install dist/*.whl
-dist: $(STAMP)
-	$(PY) -m pip wheel -q --no-deps -w dist .
+# Seconds, not the test environment: pip builds it in an isolated environment of its own.
+dist:
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
 
 bench: $(STAMP) system-deps
 	@for b in bench/*; do [ -x "$$b" ] && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b"; done

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from testing import wheel as wheel_of_checkout
 from testing.gitrepo import PRE_COMMIT, Repos, run, taydash
 from testing.skip import require
 
@@ -308,18 +308,8 @@ def test_the_wheel_and_a_pinned_git_url_install_into_a_fresh_venv(tmp_path: Path
              "import taydash_hooks.hooks.main\n"
              "assert 'run_python' in shim_text('pre-push') and shim_text('pre-receive')\n"
              "print('ok')")
-    # Built from a clean copy of the checkout's files (no build/ or *.egg-info left by an
-    # earlier build can stand in for a file the package no longer lists).
+    wheel = wheel_of_checkout.build(tmp_path)
     src = tmp_path / "src"
-    files = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                cwd=ROOT).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
-    wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, src, timeout=300)
-    wheel = next(wheels.glob("taydash_hooks-*.whl"))
     # Every module of the source tree is in the wheel (a new sub-package must be listed).
     with zipfile.ZipFile(wheel) as zf:
         packed = {n for n in zf.namelist() if n.endswith(".py")}
