@@ -254,6 +254,14 @@ def test_a_checkout_in_another_folder_says_no_container(compose: Compose) -> Non
     assert "cannot read the archive" not in proc.stderr
     doctor = compose.cli("doctor").stdout
     assert "pg_dump not found" not in doctor and "no container is reachable" in doctor
+    # The fix the sentence gives: the project named in the prefix reaches the stack's
+    # containers.
+    named = f'["docker", "compose", "-p", "{compose.stack.compose.project}", "exec", "-T", "postgres"]'
+    compose.repos.configure(compose.toml.replace(PG_EXEC, named))
+    proc = compose.cli("restore", "db", "v0.1.0", "--target-db", f"{compose.db}_ci")
+    assert proc.returncode == 0, proc.stderr
+    assert compose.psql("SELECT count(*) FROM readings", db=f"{compose.db}_ci").strip() == "500"
+    compose.psql(f'DROP DATABASE "{compose.db}_ci"')
 
 
 def test_a_container_sees_neither_the_host_environment_nor_its_tmp(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -23,21 +24,39 @@ from pathlib import Path
 from taydash_hooks import process
 from taydash_hooks.containers.stack import VM_DATA, Stack, exec_in
 
-# The stand-in: only `docker compose exec [-T] SERVICE CMD...`, which is all taydash runs.
+# The stand-in: only `docker compose [-p PROJECT] exec [-T] [-e NAME] SERVICE CMD...` (and
+# `version`), which is all taydash runs.
 # Every argv it is given goes to argv.log, so a test can prove no secret ever reached one.
 DOCKER = """#!/bin/sh
 # A `docker compose exec` stand-in: enters the emulated container's mount namespace.
 state={state}
 printf '%s\\n' "$*" >> "$state/argv.log"
-if [ "$1" = compose ] && [ "$2" = version ]; then
+if [ "$1" != compose ]; then
+    echo "docker stand-in: only 'docker compose' is emulated" >&2
+    exit 125
+fi
+shift
+# The project, as compose takes it: -p NAME before the command (else this stack's own).
+while [ "$#" -gt 0 ]; do
+    case $1 in
+        -p|--project-name)
+            if [ "$2" != {project} ]; then
+                echo "no container found for project \"$2\": not running" >&2
+                exit 1
+            fi
+            shift 2 ;;
+        *) break ;;
+    esac
+done
+if [ "$1" = version ]; then
     echo "Docker Compose version (taydash's emulation)"
     exit 0
 fi
-if [ "$1" != compose ] || [ "$2" != exec ]; then
+if [ "$1" != exec ]; then
     echo "docker stand-in: only 'docker compose exec' is emulated" >&2
     exit 125
 fi
-shift 2
+shift
 keep=" "
 while [ "$#" -gt 0 ]; do
     case $1 in
@@ -108,7 +127,9 @@ class Compose:
         self.bin.mkdir(parents=True)
         self.state.mkdir(mode=0o700)
         docker = self.bin / "docker"
-        docker.write_text(DOCKER.format(state=shlex.quote(str(self.state))))
+        self.project = f"taydash{secrets.token_hex(4)}"
+        docker.write_text(DOCKER.format(state=shlex.quote(str(self.state)),
+                                        project=shlex.quote(self.project)))
         docker.chmod(0o755)
         self.services: dict[str, Container] = {}
 

@@ -43,6 +43,11 @@ class Project(Protocol):
     def bin(self) -> Path: ...
 
     @property
+    def project(self) -> str:
+        """The compose project's name (what `docker compose -p NAME` reaches)."""
+        ...
+
+    @property
     def services(self) -> Mapping[str, Service]: ...
 
     def argv_log(self) -> str:
