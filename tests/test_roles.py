@@ -129,7 +129,7 @@ def test_the_roles_plan_creates_only_what_is_missing() -> None:
     assert 'CREATE ROLE "Odd ""Name""" WITH NOLOGIN CONNECTION LIMIT 2;' in sql
     assert 'ALTER ROLE "Odd ""Name""" SET "search_path" TO \'$user\', \'public\';' in sql
     # postgres is a superuser: granting it to a new role would hand that role everything.
-    assert "GRANT" not in sql and any("postgres is privileged" in w for w in todo.skipped)
+    assert "GRANT" not in sql and any("postgres exists on the server" in w for w in todo.skipped)
     assert sql.index("BEGIN;") < sql.index("CREATE ROLE") < sql.index("COMMIT;")
 
 
@@ -164,6 +164,26 @@ def test_a_forged_script_can_create_but_never_escalate() -> None:
     assert 'WITH NOLOGIN SUPERUSER' in allowed.sql
     assert 'GRANT "evil2" TO "helper" WITH ADMIN OPTION;' in allowed.sql
     assert '"app"' not in allowed.sql
+
+
+def test_memberships_join_only_new_unprivileged_roles_and_never_with_admin() -> None:
+    """An existing role may reach anything through its own memberships (here `ops` holds
+    pg_execute_server_program and `boss` a superuser there): the script never joins one."""
+    script = pg_roles.parse("CREATE ROLE newlogin;\nALTER ROLE newlogin WITH LOGIN;\n"
+                            "CREATE ROLE team;\nCREATE ROLE readers;\n"
+                            "GRANT ops TO newlogin;\nGRANT boss TO newlogin;\n"
+                            "GRANT app TO newlogin WITH ADMIN OPTION;\n"
+                            "GRANT team TO newlogin WITH ADMIN OPTION, INHERIT TRUE;\n"
+                            "GRANT readers TO app;\n", "s")
+    existing = {"ops": False, "boss": False, "app": False, "readers": False}
+    todo = pg_roles.plan(script, existing, memberships=frozenset({("readers", "app")}))
+    grants = [line for line in todo.sql.splitlines() if line.startswith("GRANT")]
+    assert grants == ['GRANT "team" TO "newlogin" WITH INHERIT TRUE;'], todo.sql
+    said = " | ".join(todo.skipped)
+    for why in ("ops -> newlogin (ops exists on the server", "boss -> newlogin (boss exists",
+                "app -> newlogin (app exists", "ADMIN OPTION of membership team -> newlogin",
+                "membership readers -> app (already there)"):
+        assert why in said, said
 
 
 def test_roles_false_records_none_and_with_roles_says_so(snap: Snap) -> None:
@@ -203,6 +223,38 @@ def test_a_forged_roles_script_escalates_nothing(snap: Snap, owned: tuple[str, s
         assert f"created {owner}" in proc.stderr
         assert "skipped SUPERUSER of role evil2" in proc.stderr
         assert "evil2 -> app (app is not a role this restore creates)" in proc.stderr
+
+
+def test_a_forged_membership_reaches_no_privilege_on_the_server(snap: Snap,
+                                                                owned: tuple[str, str]) -> None:
+    """On the target server `ops` holds pg_execute_server_program and `boss` is a member of a
+    superuser: a forged script that joins a new login role to either (or to anything WITH
+    ADMIN OPTION) gets no such membership; two new roles are still joined."""
+    assert snap.tag("v0.1.0").returncode == 0
+    _forge_roles(snap, "CREATE ROLE newlogin;\nALTER ROLE newlogin WITH LOGIN;\n"
+                       "CREATE ROLE team;\nALTER ROLE team WITH NOLOGIN;\n"
+                       "GRANT ops TO newlogin;\nGRANT boss TO newlogin;\n"
+                       "GRANT team TO newlogin WITH ADMIN OPTION;\n"
+                       "GRANT readers TO app;\n")
+    with services.postgres_cluster() as other:
+        other.psql("CREATE ROLE ops; GRANT pg_execute_server_program TO ops;"
+                   "CREATE ROLE root2 SUPERUSER; CREATE ROLE boss; GRANT root2 TO boss;"
+                   "CREATE ROLE readers; CREATE ROLE app LOGIN; GRANT readers TO app")
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host",
+                        other.host, "--port", str(other.port), "--with-roles",
+                        "--trust-unsigned-roles")
+        assert proc.returncode == 0, proc.stderr
+        held = other.psql("SELECT r.rolname || ':' || a.admin_option FROM pg_auth_members a "
+                          "JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m "
+                          "ON m.oid = a.member WHERE m.rolname = 'newlogin'")
+        assert held.split() == ["team:false"], held
+        # What the new login role can reach: no superuser, no server program.
+        assert other.psql("SELECT pg_has_role('newlogin', 'pg_execute_server_program', "
+                          "'MEMBER') OR pg_has_role('newlogin', 'root2', 'MEMBER')") == "f"
+        for why in ("ops -> newlogin (ops exists on the server", "boss -> newlogin (boss exists",
+                    "ADMIN OPTION of membership team -> newlogin",
+                    "membership readers -> app (already there)"):
+            assert why in proc.stderr, proc.stderr
 
 
 def test_a_forged_password_refuses_the_roles_script(snap: Snap, owned: tuple[str, str]) -> None:

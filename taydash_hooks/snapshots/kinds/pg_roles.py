@@ -12,9 +12,12 @@ The script comes from the store, which someone else may have written. So:
 - SUPERUSER, REPLICATION, BYPASSRLS and CREATEROLE are never granted (unless the operator
   allows privileged roles), and PASSWORD refuses the script: ``--no-role-passwords`` never
   writes one, so a script with one was not written by taydash;
-- a membership (``GRANT a TO b``) is applied only when ``b`` is a role this restore creates
-  and ``a`` is neither privileged nor predefined (``pg_*``): otherwise a store writer could
-  hand an existing login role a role that can ``SET ROLE`` to more.
+- a membership (``GRANT a TO b``) is applied only when both ``a`` and ``b`` are roles this
+  restore creates and ``a`` is neither privileged nor predefined (``pg_*``), and never WITH
+  ADMIN OPTION (unless the operator allows privileged roles): otherwise a store writer could
+  hand a login role an existing role that holds, or reaches through its own memberships,
+  ``pg_execute_server_program`` or a superuser to ``SET ROLE`` to. Since every applied
+  membership joins two new, unprivileged roles, no chain of them reaches anything more.
 
 Whatever is not applied is listed, and the restore says so.
 """
@@ -362,9 +365,11 @@ class Plan:
     skipped: list[str]
 
 
-def plan(script: Script, existing: dict[str, bool], allow_privileged: bool = False) -> Plan:
+def plan(script: Script, existing: dict[str, bool], allow_privileged: bool = False,
+         memberships: frozenset[tuple[str, str]] = frozenset()) -> Plan:
     """The SQL that creates the roles missing from ``existing`` (role -> whether it is
-    privileged there) and the memberships it may grant (see the module docstring)."""
+    privileged there) and the memberships it may grant (see the module docstring);
+    ``memberships`` (granted, member) are the ones the server already has."""
     created = [r for r in script.roles if r not in existing]
     new = set(created)
     lines = ["BEGIN;"]
@@ -395,18 +400,30 @@ def plan(script: Script, existing: dict[str, bool], allow_privileged: bool = Fal
         if role.comment is not None:
             lines.append(f"COMMENT ON ROLE {quote_ident(name)} IS {quote_literal(role.comment)};")
     for granted, member, options in script.grants:
+        pair = f"membership {granted} -> {member}"
+        if (granted, member) in memberships:
+            skipped.append(f"{pair} (already there)")
+            continue
         why = None
         if member not in new:
-            why = f"membership {granted} -> {member} ({member} is not a role this restore creates)"
+            why = f"{member} is not a role this restore creates"
         elif granted.startswith("pg_"):
-            why = f"membership {granted} -> {member} ({granted} is a predefined role)"
+            why = f"{granted} is a predefined role"
+        elif granted in existing:
+            # An existing role may hold, or reach through its own memberships, anything on
+            # that server (pg_execute_server_program, a superuser to SET ROLE to): joining it
+            # is never the script's to decide.
+            why = f"{granted} exists on the server; only roles this restore creates are joined"
+        elif granted not in new:
+            why = f"{granted} does not exist"
         elif granted in privileged and not allow_privileged:
-            why = f"membership {granted} -> {member} ({granted} is privileged)"
-        elif granted not in existing and granted not in new:
-            why = f"membership {granted} -> {member} ({granted} does not exist)"
+            why = f"{granted} is privileged"
         if why:
-            skipped.append(why)
+            skipped.append(f"{pair} ({why})")
             continue
+        if not allow_privileged and any(o.startswith("ADMIN ") for o in options):
+            options = [o for o in options if not o.startswith("ADMIN ")]
+            skipped.append(f"ADMIN OPTION of {pair} (not granted: --allow-privileged-roles)")
         with_ = f" WITH {', '.join(options)}" if options else ""
         lines.append(f"GRANT {quote_ident(granted)} TO {quote_ident(member)}{with_};")
     lines.append("COMMIT;")

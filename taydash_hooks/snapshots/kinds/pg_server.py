@@ -132,13 +132,24 @@ def existing_roles(cfg: PostgresConfig) -> dict[str, bool]:
     return _privileged(PgClient.of(cfg).query(_ROLES, what="which roles exist"))
 
 
+_MEMBERSHIPS = ("SELECT r.rolname, m.rolname FROM pg_auth_members a "
+                "JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member;\n")
+
+
+def existing_memberships(cfg: PostgresConfig) -> frozenset[tuple[str, str]]:
+    """(granted, member) of every membership on the server ``cfg`` points at."""
+    found = PgClient.of(cfg).query(_MEMBERSHIPS, what="which memberships exist")
+    return frozenset((row[0], row[1]) for row in found if len(row) == 2)
+
+
 def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float,
                 allow_privileged: bool = False) -> list[str]:
     """Create the recorded roles the server lacks (in one transaction); the ones it has are
     left exactly as they are, and nothing privileged is granted unless ``allow_privileged``
     (:mod:`.pg_roles`). Says what was created and what was not; returns the roles created."""
     script = read_roles(store, art, timeout)
-    todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged)
+    todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged,
+                         existing_memberships(cfg))
     if todo.created:
         res = PgClient.of(cfg).psql(todo.sql, timeout=timeout)
         if res.returncode != 0:
