@@ -327,8 +327,9 @@ class SnapshotsConfig:
     # OpenPGP recipients every database dump is encrypted to while it streams.
     encrypt_to: tuple[str, ...] = field(default=(), metadata=_key("strlist", _recipients))
     # Manifests signed with user.signingkey and checked by every reader (snapshots/signing.py).
+    # "" is not set: "required" where [tags] requires signed tags, else "auto" (signing.mode).
     signed_manifests: str = field(
-        default="auto", metadata=_key("str", _one_of("auto", "required", "off")))
+        default="", metadata=_key("str", _one_of("auto", "required", "off")))
     s3: S3Config | None = field(default=None, metadata={"kind": "table"})
     postgres: PostgresConfig | None = field(default=None, metadata={"kind": "table"})
     victoriametrics: VictoriaMetricsConfig | None = field(

@@ -75,6 +75,42 @@ def test_required_refuses_an_unsigned_manifest_and_auto_warns(snap: Snap,
     assert proc.returncode == 0 and "WARNING: the manifest of v0.1.0 is unsigned" in proc.stderr
 
 
+@pytest.mark.parametrize("snap", ["file"], indirect=True)
+def test_where_tags_are_signed_manifests_are_required_by_default(snap: Snap,
+                                                                gnupghome: keys.Keyring) -> None:
+    """signed_manifests not set: a store writer who strips the .sig and forges a dump is
+    refused where [tags] requires signed tags, and only warned about where it does not."""
+    fpr = gnupghome.keys["trusted"].fingerprint
+    snap.repos.write(".taydash/keys.asc", gnupghome.export("trusted"))
+    signed_tags = snap.toml + f'[tags]\nopenpgp_fingerprints = ["{fpr}"]\n'
+    snap.repos.configure(signed_tags)
+    # No key to sign with: the snapshot says so in one sentence, with both ways out.
+    env = {**snap.env, "TAYDASH_SKIP": "snapshot"}
+    assert snap.repos.git("tag", "-s", "-u", fpr, "-m", "r", "v0.1.0", env=env,
+                          check=False).returncode == 0
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 2, proc.stderr
+    assert "required\" by default" in proc.stderr and "user.signingkey" in proc.stderr
+    assert 'signed_manifests = "auto"' in proc.stderr and snap.raw_keys("") == []
+    snap.repos.git("config", "user.signingkey", fpr)
+    assert snap.cli("snapshot", "v0.1.0").returncode == 0
+    # The writer strips the signature and forges the dump to match the manifest.
+    dump = str(snap.artifact("v0.1.0", "postgres")["key"])
+    snap.raw_delete("manifests/v0.1.0.json.sig")
+    snap.forge("v0.1.0", dump, b"PGDMP forged", compressed="")
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert proc.returncode == 1 and "unsigned" in proc.stderr and "required" in proc.stderr
+    # Where tags are not signed, "auto" stays the default: unsigned is a warning there.
+    snap.repos.configure(signed_tags.replace("[tags]\n", "[tags]\nrequire_signed = false\n"))
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert "WARNING: the manifest of v0.1.0 is unsigned" in proc.stderr, proc.stderr
+    # A value set in the file wins.
+    snap.repos.configure(signed_tags.replace("[snapshots]\n",
+                                             '[snapshots]\nsigned_manifests = "auto"\n', 1))
+    proc = snap.cli("backups", "verify", "v0.1.0")
+    assert "WARNING: the manifest of v0.1.0 is unsigned" in proc.stderr, proc.stderr
+
+
 def test_roles_come_only_from_a_manifest_an_allowed_key_signed(snap: Snap,
                                                                gnupghome: keys.Keyring) -> None:
     _signing(snap, gnupghome, "auto")

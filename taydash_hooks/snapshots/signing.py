@@ -46,7 +46,16 @@ def key(tag: str) -> str:
 
 
 def mode(cfg: Config) -> str:
-    return cfg.snapshots.signed_manifests if cfg.snapshots else "auto"
+    """The ``signed_manifests`` in force. Not set, it is "required" where the tag policy
+    already requires signed tags (every releaser has a signing key there, and "auto" would
+    believe a store writer who deletes a .sig and forges a dump), else "auto"."""
+    if cfg.snapshots and cfg.snapshots.signed_manifests:
+        return cfg.snapshots.signed_manifests
+    return "required" if cfg.tags and cfg.tags.require_signed else "auto"
+
+
+def _by_default(cfg: Config) -> bool:
+    return not (cfg.snapshots and cfg.snapshots.signed_manifests)
 
 
 class State(enum.Enum):
@@ -153,6 +162,11 @@ def signer(repo: git.Repo, cfg: Config) -> Signer | None:
     found = setting("user.signingkey")
     fmt = setting("gpg.format") or "openpgp"
     if not found:
+        if how == "required" and _by_default(cfg):
+            raise usage("manifests must be signed where release tags are ([tags] require_signed; "
+                        "[snapshots] signed_manifests is \"required\" by default there), but "
+                        "user.signingkey is not set: git config user.signingkey KEY (the key "
+                        "that signs your tags), or set signed_manifests = \"auto\".")
         if how == "required":
             raise usage("[snapshots] signed_manifests = \"required\", but user.signingkey is not "
                         "set: git config user.signingkey KEY (the key that signs your tags).")
