@@ -111,6 +111,54 @@ def test_where_tags_are_signed_manifests_are_required_by_default(snap: Snap,
     assert "WARNING: the manifest of v0.1.0 is unsigned" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("snap", ["file"], indirect=True)
+def test_retention_records_are_signed_and_a_removed_run_put_back_is_refused(
+        snap: Snap, gnupghome: keys.Keyring) -> None:
+    """A record that a backup was pruned silences the missing-backup alert, and an old signed
+    manifest put back after its deletion would restore old data: records are signed like
+    manifests, a forged one is reported and not believed, and a removed run stays removed."""
+    _signing(snap, gnupghome, "required")
+    for n, tag in enumerate(("v0.1.0", "v0.1.5", "v0.2.0")):
+        snap.repos.commit(tag)
+        env = {**snap.env, "TAYDASH_SKIP": "snapshot"} if tag == "v0.1.5" else snap.env
+        assert snap.tag(tag, env=clock.shifted(env, 60 * n)).returncode == 0
+    old = {k: snap.raw_get(k) for k in snap.raw_keys("") if "v0.1.0" in k}
+    old_run = str(snap.manifest("v0.1.0")["run"])
+    assert snap.cli("backups", "prune", "--keep-last", "1", "--yes").returncode == 0
+    assert sorted(snap.raw_keys("retention/")) == [f"retention/v0.1.0/{old_run}.json",
+                                                   f"retention/v0.1.0/{old_run}.json.sig"]
+    health = json.loads(snap.cli("health", "--json").stdout)
+    assert health["pruned_tags"] == ["v0.1.0"] and health["tags_without_backup"] == ["v0.1.5"]
+    # The writer plants records for v0.1.5, which never had a backup: junk, unsigned, and one
+    # signed by a key of its own. None is believed; each is said.
+    snap.raw_put("retention/v0.1.5.json", b"junk")
+    forged = json.dumps({"tag": "v0.1.5", "run": "r1", "removed": "2026-01-01T00:00:00+00:00"})
+    snap.raw_put("retention/v0.1.5/r1.json", forged.encode())
+    snap.raw_put("retention/v0.1.5/r2.json", forged.replace("r1", "r2").encode())
+    snap.raw_put("retention/v0.1.5/r2.json.sig", gnupghome.gpg(
+        "--armor", "--detach-sign", "--local-user", gnupghome.keys["untrusted"].fingerprint,
+        input=forged.replace("r1", "r2")).encode())
+    health = json.loads(snap.cli("health", "--json").stdout)
+    assert health["tags_without_backup"] == ["v0.1.5"] and health["pruned_tags"] == ["v0.1.0"]
+    said = " | ".join(health["warnings"])
+    for key in ("retention/v0.1.5.json", "retention/v0.1.5/r1.json", "retention/v0.1.5/r2.json"):
+        assert f"{key}: not believed" in said, said
+    drill = snap.cli("drill", "--last", "3", "--json")
+    assert drill.returncode == 1 and json.loads(drill.stdout)["pruned"] == ["v0.1.0"]
+    # v0.1.0 is taken again; then the old run's signed manifest and data are put back.
+    assert snap.cli("snapshot", "v0.1.0").returncode == 0
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
+    for key, data in old.items():
+        snap.raw_put(key, data)
+    assert json.loads(snap.raw_get("manifests/v0.1.0.json"))["run"] == old_run
+    for args in (["backups", "verify", "v0.1.0"],
+                 ["restore", "db", "v0.1.0", "--target-db", f"{snap.db}_rolled_back"]):
+        proc = snap.cli(*args)
+        assert proc.returncode == 1 and "rollback" in proc.stderr, (args, proc.stderr)
+    assert snap.pg.psql(
+        f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_rolled_back'") == "0"
+
+
 def test_roles_come_only_from_a_manifest_an_allowed_key_signed(snap: Snap,
                                                                gnupghome: keys.Keyring) -> None:
     _signing(snap, gnupghome, "auto")
@@ -297,7 +345,8 @@ def test_a_server_without_conditional_writes_is_refused_unless_single_writer(
     kept = set(snap.raw_keys(""))
     proc = snap.cli("backups", "delete", "v0.1.0", "--yes")
     assert proc.returncode == 0, proc.stderr
-    left = set(snap.raw_keys("")) - {"retention/v0.1.0.json"}  # the record that it was removed
+    # (the record that it was removed stays)
+    left = {k for k in snap.raw_keys("") if not k.startswith("retention/v0.1.0/")}
     assert not [k for k in left if "v0.1.0" in k]
     assert {k for k in kept if "v0.1.0" not in k} == left
 
@@ -349,7 +398,9 @@ def test_an_interrupted_delete_never_removes_the_tags_next_backup(snap: Snap) ->
     proc = snap.cli("backups", "prune", "--keep-last", "100", "--yes")
     assert proc.returncode == 0, proc.stderr
     assert "finished removing v3.0.8" in proc.stderr  # the old run's objects went ...
-    assert _run_keys(snap, old["run"]) == [] and snap.raw_keys("trash/") == []
+    # (all but the record that retention removed that run, which says so)
+    assert _run_keys(snap, old["run"]) == [f"retention/v3.0.8/{old['run']}.json"]
+    assert snap.raw_keys("trash/") == []
     assert json.loads(snap.raw_get("manifests/v3.0.8.json"))["run"] == new["run"]  # ... not these
     assert snap.cli("backups", "verify", "v3.0.8").returncode == 0
     orphans = json.loads(snap.cli("backups", "list", "--orphans", "--json").stdout)

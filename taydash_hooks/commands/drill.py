@@ -11,7 +11,7 @@ from taydash_hooks.errors import Exit, refused
 from taydash_hooks.lifecycle.metrics import record_and_push
 from taydash_hooks.lifecycle.records import Activity
 from taydash_hooks.lifecycle.verification import columns, remote_name, verify_tag
-from taydash_hooks.output import emit_json, out
+from taydash_hooks.output import emit_json, out, warn
 from taydash_hooks.snapshots.expected import Presence, expected
 from taydash_hooks.tags.releases import release_tags
 
@@ -25,12 +25,15 @@ def _selection(repo: git.Repo, cfg: Config, last: int) -> tuple[list[str], list[
         return tags[:last], []
     from taydash_hooks.snapshots import manifest
     from taydash_hooks.snapshots.location import open_store
-    from taydash_hooks.snapshots.retention import removed_tags
+    from taydash_hooks.snapshots.removals import pruned as removed
 
     store = open_store(repo, cfg)
+    records, problems = removed(repo, cfg, store)
+    for problem in problems:
+        warn(problem)
     drilled: list[str] = []
     pruned: list[str] = []
-    for i, e in enumerate(expected(tags, set(manifest.all_tags(store)), removed_tags(store))):
+    for i, e in enumerate(expected(tags, set(manifest.all_tags(store)), records)):
         if len(drilled) == last:
             break
         if e.presence is not Presence.PRUNED:

@@ -19,7 +19,7 @@ from taydash_hooks import git
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, refused, usage
 from taydash_hooks.output import out, plural, say
-from taydash_hooks.snapshots import manifest, signing, sums
+from taydash_hooks.snapshots import manifest, removals, signing, sums
 from taydash_hooks.snapshots.binding import binding_problem
 from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.store import Store
@@ -38,11 +38,16 @@ class Step(enum.Enum):
 
 @dataclass(frozen=True)
 class Row:
-    tag: str
+    tag: str  # the tag, or the key of a retention record
     step: Step
     detail: str
-    signature: bytes = b""
-    sums_signature: bytes = b""  # the checksum list's new signature, when the backup has one
+    # (where, new signature) of every signature this row replaces: the manifest's, its
+    # checksum list's when the backup has one; a retention record's.
+    replaces: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def what(self) -> str:
+        return self.tag if self.tag.startswith(removals.PREFIX) else f"the manifest of {self.tag}"
 
 
 def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
@@ -62,6 +67,13 @@ def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
     with TagPolicy(repo, cfg, At.NOW) as today:
         for tag in (sorted(manifest.all_tags(store)) if every else tags):
             rows.append(_plan(repo, cfg, store, tag, by, today))
+        # The records of what retention removed are signed too (snapshots/removals): a
+        # revoked key would otherwise turn every pruned tag into a missing backup.
+        for record in removals.read_all(repo, cfg, store):
+            if every or record.tag in tags:
+                row = _plan_record(store, record, by, today)
+                if row is not None:
+                    rows.append(row)
     for r in rows:
         out(f"{r.tag:<20} {r.step.value}" + (f": {r.detail}" if r.detail else ""))
     todo = [r for r in rows if r.step is Step.RESIGN]
@@ -71,10 +83,9 @@ def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
                 f"Replace the signatures of {plural(len(todo), 'manifest')} listed above?")):
             raise refused("nothing was re-signed (confirm, or pass --yes).")
         for r in todo:
-            signing.replace(store, signing.key(r.tag), r.signature)
-            if r.sums_signature:
-                signing.replace(store, sums.sig_key(r.tag), r.sums_signature)
-            say(f"re-signed the manifest of {r.tag}: {r.detail}")
+            for where, signature in r.replaces:
+                signing.replace(store, where, signature)
+            say(f"re-signed {r.what}: {r.detail}")
     else:
         say("nothing to re-sign.")
     return Exit.REFUSED if bad else Exit.OK
@@ -105,11 +116,36 @@ def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signe
             listed = fh.read(sums.MAX_BYTES + 1)
         if listed != sums.listing(doc.artifacts):
             return Row(tag, Step.REFUSED, f"{sums.key(tag)} does not match the manifest")
-    sums_new = by.sign(listed) if listed else b""
+    replaces = ((signing.key(tag), new),) + (((sums.sig_key(tag), by.sign(listed)),)
+                                              if listed else ())
     spares = [signing.spare(k) for k in (signing.key(tag), sums.sig_key(tag))]
     if old.state is signing.State.ALLOWED and old.signer == verdict.signer:
         if not any(store.exists(k) for k in spares):
             return Row(tag, Step.CURRENT, "")
         # An interrupted re-signing left its spare: finish it.
-        return Row(tag, Step.RESIGN, "finishing an interrupted re-signing", new, sums_new)
-    return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", new, sums_new)
+        return Row(tag, Step.RESIGN, "finishing an interrupted re-signing", replaces)
+    return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", replaces)
+
+
+def _plan_record(store: Store, record: removals.Removal, by: signing.Signer,
+                 today: TagPolicy) -> Row | None:
+    """A retention record, re-signed when an allowed key other than the current one signed
+    it; one that is not believed is refused (never signed: that would vouch for it); one
+    believed without a signature (not required here) is left as it is (None)."""
+    sig = record.signature
+    if not record.believed:
+        return Row(record.key, Step.REFUSED, record.why)
+    if sig is None or not sig.allowed:
+        return None
+    new = by.sign(record.data)
+    kind = "ssh" if by.fmt == "ssh" else "openpgp"
+    verdict = today.verify_detached(kind, record.data, new, signing.NAMESPACE)
+    if not verdict.ok:
+        return Row(record.key, Step.REFUSED, "the current key's signature would not hold "
+                                             f"today: {verdict.reason}")
+    where = removals.sig_key(record.tag, record.run)
+    if sig.state is signing.State.ALLOWED and sig.signer == verdict.signer \
+            and not store.exists(signing.spare(where)):
+        return Row(record.key, Step.CURRENT, "")
+    return Row(record.key, Step.RESIGN, f"{sig.text()} -> signed by {verdict.signer}",
+               ((where, new),))

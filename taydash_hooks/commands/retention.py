@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
@@ -27,6 +28,9 @@ from taydash_hooks.snapshots.retention import (
 )
 from taydash_hooks.store import Store
 
+if TYPE_CHECKING:
+    from taydash_hooks.snapshots.signing import Signer
+
 Confirm = Callable[[str], bool]
 
 
@@ -42,20 +46,29 @@ def _table(title: str, rows: list[Decision], with_reasons: bool) -> None:
     out()
 
 
-def _remove(store: Store, doc: Manifest) -> bool:
-    """Delete one backup unless Object Lock holds any of it; False when a lock kept it."""
+def _remove(store: Store, doc: Manifest, by: Signer | None) -> bool:
+    """Delete one backup unless Object Lock holds any of it, its retention record signed by
+    ``by``; False when a lock kept it."""
     until = locked_until(store, doc)
     if until is not None:
         warn(f"kept {doc.tag}: its objects are under Object Lock until "
              f"{until:%Y-%m-%d %H:%M} UTC; nothing of it was removed.")
         return False
-    delete(store, doc)
+    delete(store, doc, by)
     line(f"removed {doc.tag} ({plural(len(doc.artifacts), 'artifact')})")
     return True
 
 
-def _finish(store: Store) -> None:
-    for tomb in finish_interrupted(store):
+def _signer(repo: git.Repo, cfg: Config) -> Signer | None:
+    """What signs the retention records (as manifests are signed; asked once, before anything
+    is removed, so a key that cannot sign stops a run that would leave unbelievable records)."""
+    from taydash_hooks.snapshots import signing
+
+    return signing.signer(repo, cfg)
+
+
+def _finish(store: Store, by: Signer | None) -> None:
+    for tomb in finish_interrupted(store, by):
         if tomb.finished:
             say(f"finished removing {tomb.tag} (an earlier delete was interrupted).")
         else:
@@ -101,8 +114,9 @@ def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
         raise usage("no retention rule: pass --keep-last, --keep-monthly or --keep-within, or "
                     "set them in [snapshots.retention] (pruning without one would remove all "
                     "but the newest release).")
+    by = None if dry_run else _signer(repo, cfg)
     if not dry_run:
-        _finish(store)
+        _finish(store, by)
     docs, not_judged = trusted(repo, cfg, store)
     decisions = plan(docs, policy, _naming(cfg)) if docs else []
     keep = [d for d in decisions if d.keep]
@@ -119,7 +133,7 @@ def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
                                             f"above from {store.url}?")):
         raise refused("nothing was removed (confirm, or pass --yes).")
     try:
-        kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc)]
+        kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc, by)]
     finally:
         from taydash_hooks.lifecycle.metrics import push_after
 
@@ -133,7 +147,8 @@ def delete_one(cwd: Path, tag: str, yes: bool, confirm: Confirm) -> int:
     from taydash_hooks.snapshots.location import open_repo_store
 
     repo, cfg, store = open_repo_store(cwd)
-    _finish(store)
+    by = _signer(repo, cfg)
+    _finish(store, by)
     doc, _ = require_trusted(repo, cfg, store, tag)
     docs, _ = trusted(repo, cfg, store)
     if tag == newest_release(docs, _naming(cfg)):
@@ -142,4 +157,4 @@ def delete_one(cwd: Path, tag: str, yes: bool, confirm: Confirm) -> int:
     if not yes and not confirm(f"Delete the backup of {tag} ({plural(len(doc.artifacts), 'artifact')}"
                                f" in {store.url})?"):
         raise refused("nothing was deleted.")
-    return Exit.OK if _remove(store, doc) else Exit.REFUSED
+    return Exit.OK if _remove(store, doc, by) else Exit.REFUSED

@@ -212,7 +212,7 @@ def _backups(repo: git.Repo, cfg: Config, releases: Releases, h: HealthConfig, n
         return Backups()
     from taydash_hooks.snapshots.binding import binding_problem
     from taydash_hooks.snapshots.location import open_store
-    from taydash_hooks.snapshots.retention import removed_tags
+    from taydash_hooks.snapshots.removals import pruned as removed
 
     try:
         store = open_store(repo, cfg)
@@ -226,7 +226,9 @@ def _backups(repo: git.Repo, cfg: Config, releases: Releases, h: HealthConfig, n
                 bound[t] = d
             elif d is not None and git.rev_parse(f"refs/tags/{t}", repo.root) is not None:
                 warn(f"the backup of {t} does not belong to it: {problem}")
-        pruned = removed_tags(store)
+        pruned, problems = removed(repo, cfg, store)
+        for problem in problems:
+            warn(problem)
     except TaydashError as exc:
         warn(exc.message)
         return Backups()

@@ -65,12 +65,15 @@ def judge(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
     """Whether ``doc`` is to be believed as the backup of ``tag``, quietly (for the readers
     that judge many): its signature verdict (None when not bound), and why not, or None."""
     from taydash_hooks.snapshots import signing
+    from taydash_hooks.snapshots.removals import rollback_problem
 
     problem = binding_problem(repo, doc, tag)
     if problem:
         return None, problem
     sig = signing.check(repo, cfg, store, doc)
-    return sig, None if signing.believed(cfg, sig) else f"the manifest is {sig.text()}"
+    if not signing.believed(cfg, sig):
+        return sig, f"the manifest is {sig.text()}"
+    return sig, rollback_problem(repo, cfg, store, doc)
 
 
 def require_trusted(repo: git.Repo, cfg: Config, store: Store,
@@ -78,9 +81,13 @@ def require_trusted(repo: git.Repo, cfg: Config, store: Store,
     """:func:`require_bound`, then the manifest's signature (:mod:`.signing`), said on stderr;
     refused when ``signed_manifests = "required"`` and no allowed key signed it."""
     from taydash_hooks.snapshots import signing
+    from taydash_hooks.snapshots.removals import rollback_problem
 
     doc = require_bound(repo, store, tag)
     sig = signing.require(repo, cfg, store, doc)
+    rollback = rollback_problem(repo, cfg, store, doc)
+    if rollback:
+        raise refused(f"refusing the backup of {tag}: {rollback}.")
     if sig.allowed:
         say(f"manifest of {tag}: {sig.text()}")
     return doc, sig

@@ -74,7 +74,7 @@ def orphans(repo: git.Repo, store: Store) -> list[tuple[str, str]]:
             continue
         keys |= more | {key}
         prefixes += under
-    from taydash_hooks.snapshots.retention import RECORDS
+    from taydash_hooks.snapshots.removals import PREFIX as RECORDS
 
     prefixes.append(RECORDS)  # what retention removed, on purpose
     runs = [f"{folder}{run}" for run in _journal_runs(repo) for folder in manifest.RUN_FOLDERS]

@@ -22,13 +22,17 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from taydash_hooks.errors import TaydashError
-from taydash_hooks.snapshots import kinds, manifest
+from taydash_hooks.snapshots import kinds, manifest, removals
 from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import KeyTaken
 from taydash_hooks.tags.naming import naming_problem, version_key
+
+if TYPE_CHECKING:
+    from taydash_hooks.snapshots.signing import Signer
 
 TRASH = "trash/"
 _UNITS = {"y": 365 * 24, "m": 30 * 24, "w": 7 * 24, "d": 24, "h": 1}
@@ -138,8 +142,9 @@ def locked_until(store: Store, doc: Manifest) -> datetime | None:
     return max(dates) if dates else None
 
 
-def delete(store: Store, doc: Manifest) -> None:
-    """Remove one backup: tombstone, manifest, artifacts, tombstone (safe to rerun)."""
+def delete(store: Store, doc: Manifest, by: Signer | None = None) -> None:
+    """Remove one backup: tombstone, manifest, artifacts, the retention record (signed by
+    ``by``, :mod:`.removals`), tombstone (safe to rerun)."""
     tomb = f"{TRASH}{doc.tag}.json"
     data = manifest.dump(doc)
     if store.exists(tomb):
@@ -156,27 +161,8 @@ def delete(store: Store, doc: Manifest) -> None:
         if store.exists(sig):  # a signature without its manifest is void
             store.delete(sig)
     _remove_artifacts(store, doc)
-    record_removal(store, doc)
+    removals.record(store, doc, by)
     store.delete(tomb)
-
-
-RECORDS = "retention/"
-
-
-def record_removal(store: Store, doc: Manifest) -> None:
-    """Leave ``retention/<tag>.json``: the tag's backup was removed on purpose, so `health`
-    says "pruned", not "missing" (a later backup of the tag replaces nothing: it is kept)."""
-    import json
-
-    note = {"tag": doc.tag, "run": doc.run,
-            "removed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with contextlib.suppress(KeyTaken):
-        store.put_bytes(f"{RECORDS}{doc.tag}.json", json.dumps(note).encode())
-
-
-def removed_tags(store: Store) -> set[str]:
-    """Tags whose backup retention removed (their records)."""
-    return {k[len(RECORDS):-len(".json")] for k in store.keys(RECORDS) if k.endswith(".json")}
 
 
 def _remove_artifacts(store: Store, doc: Manifest) -> None:
@@ -194,7 +180,7 @@ class Tombstone:
     why: str = ""  # when nothing of a backup was removed: why
 
 
-def finish_interrupted(store: Store) -> list[Tombstone]:
+def finish_interrupted(store: Store, by: Signer | None = None) -> list[Tombstone]:
     """Complete the deletions interrupted runs left (their tombstones), each only for the run
     it names; a tombstone that is not believable is reported and left for a person."""
     from taydash_hooks.snapshots.binding import artifacts_problem
@@ -230,6 +216,7 @@ def finish_interrupted(store: Store) -> list[Tombstone]:
             continue
         # A live manifest of another run (the tag was snapshotted again) stays as it is.
         _remove_artifacts(store, doc)
+        removals.record(store, doc, by)
         store.delete(key)
         found.append(Tombstone(key, doc.tag, True))
     return found

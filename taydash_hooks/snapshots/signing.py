@@ -257,6 +257,13 @@ def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, pay
     its checksum list), judged as of ``doc``'s creation against the [tags] allow-list; while
     ``where`` is missing, the one :func:`replace` left waiting beside it (a re-signing cut
     short) is judged instead."""
+    return check_payload(repo, cfg, store, payload, where, doc.created)
+
+
+def check_payload(repo: git.Repo, cfg: Config, store: Store, payload: bytes, where: str,
+                  signed_at: str) -> Signature:
+    """:func:`check_detached` for any record of the store, judged as of ``signed_at`` (its
+    own ISO time, which the signature covers)."""
     if mode(cfg) == "off":
         return Signature(State.OFF)
     if not store.exists(where):
@@ -283,7 +290,7 @@ def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, pay
     # A stored manifest is history: judged when it was signed (a key rotated out or expired
     # since leaves it valid); for SSH that is the manifest's own creation time.
     with TagPolicy(repo, cfg, At.SIGNED) as policy:
-        verdict = policy.verify_detached(kind, payload, sig, NAMESPACE, timestamp(doc.created))
+        verdict = policy.verify_detached(kind, payload, sig, NAMESPACE, timestamp(signed_at))
     if not verdict.ok:
         return Signature(State.REJECTED, verdict.signer, verdict.reason, verdict.refusal)
     if verdict.retired:
