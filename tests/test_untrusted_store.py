@@ -478,6 +478,17 @@ def test_orphans_are_listed_never_deleted(snap: Snap) -> None:
     assert orphan in snap.raw_keys("db-backups/")
     assert snap.raw_get(orphan) == b"someone's"
     assert orphan in snap.cli("backups", "list", "--orphans").stdout
+    # A planted manifest for a tag this repository does not have, listing the orphan (and a
+    # copy of v0.3.0's own manifest renamed): it hides nothing.
+    doc = json.loads(snap.raw_get("manifests/v0.3.0.json"))
+    doc["tag"] = "v9.9.9"
+    doc["artifacts"].append({**doc["artifacts"][0], "key": orphan, "sha256_key": None})
+    snap.raw_put("manifests/v9.9.9.json", json.dumps(doc).encode())
+    listed = {o["key"]: o["why"] for o in json.loads(
+        snap.cli("backups", "list", "--orphans", "--json").stdout)}
+    assert orphan in listed and "manifest of v9.9.9, which is no backup here" in listed[orphan]
+    assert "manifests/v9.9.9.json" in listed
+    assert not [k for k in listed if "v0.3.0" in k]  # the real backup's objects stay accounted
 
 
 @pytest.mark.parametrize("where", ["flag", "config"])
