@@ -332,6 +332,14 @@ def test_a_server_without_conditional_writes_is_refused_unless_single_writer(
     assert "does not honour conditional writes" in proc.stderr and "unsafe_single_writer" in \
         proc.stderr
     assert snap.raw_keys("") == []  # refused before anything was stored
+    # The probe's cache, forged to claim conditional writes: a snapshot asks the server again.
+    cache = next((snap.repos.work / ".git" / "taydash" / "stores").glob("s3-features-*.json"))
+    doc = json.loads(cache.read_text())
+    assert doc["conditional_create"] is False
+    cache.write_text(json.dumps({**doc, "conditional_create": True}))
+    proc = snap.cli("snapshot", "v0.1.0")
+    assert proc.returncode == 3 and "does not honour conditional writes" in proc.stderr
+    assert snap.raw_keys("") == []
     # Said in the configuration: only this machine snapshots.
     snap.repos.configure(snap.toml.replace('region = "us-east-1"\n',
                                            'region = "us-east-1"\nunsafe_single_writer = true\n'))

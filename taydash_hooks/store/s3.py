@@ -166,6 +166,7 @@ class S3Store:
         self._checked = False
         self._locked: bool | None = None
         self._features: Features | None = None
+        self._cached = False  # whether _features came from the cache file, not the server
 
     def _err(self, exc: BaseException) -> TaydashError:
         return _explain(exc, self.bucket, self.cfg.endpoint, self.cfg.secure, self._access)
@@ -225,7 +226,9 @@ class S3Store:
                         and (doc["object_lock"] is not None or self.cfg.object_lock_days <= 0):
                     self._features = Features(str(doc["versioning"]), bool(doc["version_listing"]),
                                               bool(doc["conditional_create"]), doc["object_lock"])
+                    self._cached = True
                     return self._features
+        self._cached = False
         self._features = self._probe()
         if cache is not None:
             with contextlib.suppress(OSError, TaydashError):
@@ -305,7 +308,12 @@ class S3Store:
 
     def prepare_writes(self) -> None:
         self.ensure_bucket()
+        # What a snapshot's safety rests on is asked of the server itself, once per run: a
+        # cached answer (a file anyone with this clone's account could have rewritten, or a
+        # server changed since) never decides that two writers cannot both win.
         found = self.features()
+        if self._cached:
+            found = self.features(refresh=True)
         if not found.conditional_create and not self.cfg.unsafe_single_writer:
             raise environment(
                 f"the S3 server at {self.cfg.endpoint} does not honour conditional writes "
