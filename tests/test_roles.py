@@ -461,3 +461,53 @@ def test_setting_names_are_compared_as_postgresql_resolves_them() -> None:
     after = pg_database.plan(spec, "t", set())
     assert "Statement_Timeout" in after.sql and "Preload" not in after.sql
     assert {"setting Session_Preload_Libraries", "setting Role"} <= set(after.skipped)
+
+
+def test_a_dump_of_another_database_swapped_in_is_refused(snap: Snap) -> None:
+    """The store writer puts a genuine dump of another database (its own statements about
+    that database, its objects) under this backup's entry: nothing is restored, and the
+    other database is untouched."""
+    assert snap.tag("v0.1.0").returncode == 0
+    other = f"{snap.db}_other"
+    snap.pg.create_db(other)
+    try:
+        snap.pg.psql(f'ALTER DATABASE "{other}" SET work_mem TO \'7MB\';'
+                     "CREATE TABLE planted (id int)", db=other)
+        import subprocess
+
+        dump = subprocess.run(["pg_dump", "-Fc", "-h", snap.pg.host, "-p", str(snap.pg.port),
+                               "-U", snap.pg.user, "-d", other], capture_output=True,
+                              timeout=120, check=True).stdout
+        art = snap.artifact("v0.1.0", "postgres")
+        snap.forge("v0.1.0", str(art["key"]), dump, compressed="")
+        target = f"{snap.db}_swapped"
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+        assert proc.returncode == 1, proc.stderr
+        assert f"is a dump of database '{other}'" in proc.stderr, proc.stderr
+        assert not _exists(snap.pg, target)
+        assert snap.pg.psql(f"SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d "
+                            f"ON d.oid = s.setdatabase WHERE d.datname = '{other}'") == "1"
+        drill = snap.cli("drill", "--last", "1")
+        assert drill.returncode == 1 and f"is a dump of database '{other}'" in \
+            drill.stdout + drill.stderr
+    finally:
+        snap.pg.drop_db(other)
+
+
+def test_a_roles_script_changed_only_in_its_line_endings_is_refused(
+        snap: Snap, owned: tuple[str, str]) -> None:
+    """The same statements with CRLF line endings are other bytes than the manifest signed
+    for: refused before anything is applied."""
+    assert snap.tag("v0.1.0").returncode == 0
+    roles = next(a for a in snap.manifest("v0.1.0")["artifacts"] if a.get("roles"))  # type: ignore[attr-defined]
+    genuine = snap.raw_get(roles["key"])
+    assert b"\r\n" not in genuine
+    snap.raw_put(roles["key"], genuine.replace(b"\n", b"\r\n"))
+    with services.postgres_cluster() as other:
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", "restored", "--host",
+                        other.host, "--port", str(other.port), "--with-roles",
+                        "--trust-unsigned-roles")
+        assert proc.returncode == 1, proc.stderr
+        assert f"{roles['key']} is corrupt: SHA-256" in proc.stderr, proc.stderr
+        assert other.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{owned[0]}'") == "0"
+        assert not _exists(other, "restored")

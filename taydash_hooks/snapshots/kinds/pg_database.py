@@ -52,6 +52,7 @@ class DatabaseSpec:
     """The database-level statements of one archive, parsed."""
 
     owner: str | None = None
+    dumped: str | None = None  # the database the archive's CREATE DATABASE names
     # CREATE DATABASE's options as written: (option, value), every value a string
     created: list[tuple[str, str]] = field(default_factory=list)
     connection_limit: int | None = None
@@ -102,7 +103,8 @@ def _one(toks: list[Token], source: str, spec: DatabaseSpec) -> None:
     verb = st.keyword("ALTER", "GRANT", "REVOKE", "COMMENT", "CREATE")
     if verb == "CREATE":
         st.keyword("DATABASE")
-        if st.name() != source:
+        spec.dumped = st.name()
+        if spec.dumped != source:
             raise st.fail()
         spec.created = _create(st)
     elif verb == "ALTER" and st.at("DATABASE"):

@@ -146,6 +146,12 @@ class _Restoring:
         data may depend on); what needs roles is planned for after the data."""
         source = PgDump.of(self.art).database
         spec = pg_database.parse(listed, source) if source else None
+        if spec is not None and spec.dumped is not None and spec.dumped != source:
+            # Another database's dump under this entry: its statements would be skipped as
+            # not this database's, and its objects land in the target as if they were.
+            raise refused(f"the archive {self.art.key} is a dump of database {spec.dumped!r}, "
+                          f"but its manifest entry says {source!r}: it was swapped in the "
+                          "store. Nothing was restored.")
         self.first = pg_database.before(spec, self.target)
         try:
             there = create_database(self.cfg, self.target, self.timeout, self.first)
