@@ -426,9 +426,12 @@ def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
     """
     state = _setup()
     from taydash_hooks.commands import restore as core
+    from taydash_hooks.snapshots.kinds.postgres import PgRestoreOptions
 
-    return core.restore(state.dir, tag, "postgres", target_db, database, (host, port, user),
-                        with_roles, allow_privileged_roles, trust_unsigned_roles, jobs)
+    return core.restore(state.dir, tag, "postgres", target_db, options=PgRestoreOptions(
+        database=database, server=(host, port, user), with_roles=with_roles,
+        allow_privileged_roles=allow_privileged_roles,
+        trust_unsigned_roles=trust_unsigned_roles, jobs=jobs))
 
 
 @restore.command("vm")

@@ -377,3 +377,25 @@ def test_the_take_rule_sees_a_caller_of_its_own() -> None:
     code = "from taydash_hooks.snapshots.take import take, tag_facts\n"
     assert _takers({"taydash_hooks.commands.snapshot": code,
                     "taydash_hooks.lifecycle.snapshot": code}) == ["taydash_hooks.commands.snapshot"]
+
+
+def test_restore_options_are_named_never_placed() -> None:
+    """Four flags in a row (with_roles, allow_privileged_roles, trust_unsigned_roles, ...)
+    swap silently when passed by position: every restore option is keyword-only."""
+    import inspect
+
+    from taydash_hooks.commands import restore as command
+    from taydash_hooks.snapshots.kinds import pg_restore
+    from taydash_hooks.snapshots.kinds.base import RestoreJob
+    from taydash_hooks.snapshots.kinds.postgres import PgRestoreOptions
+
+    with pytest.raises(TypeError):
+        PgRestoreOptions("db", (None, None, None), True)  # type: ignore[misc]
+    fields = {f.name: f for f in __import__("dataclasses").fields(RestoreJob)}
+    assert fields["signed"].kw_only and fields["options"].kw_only
+    for func, first_option in ((pg_restore.restore, "roles"), (command.restore, "options")):
+        params = inspect.signature(func).parameters
+        assert params[first_option].kind is inspect.Parameter.KEYWORD_ONLY, func
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY
+                   for name, p in params.items() if list(params).index(name)
+                   >= list(params).index(first_option))

@@ -8,19 +8,17 @@ from taydash_hooks.errors import Exit
 from taydash_hooks.output import say
 from taydash_hooks.snapshots import kinds
 from taydash_hooks.snapshots.binding import require_trusted
-from taydash_hooks.snapshots.kinds.base import RestoreJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.base import RestoreJob, RestoreOptions, snapshot_timeout
 from taydash_hooks.snapshots.location import open_repo_store
 
 
-def restore(cwd: Path, tag: str, kind: str, target: str, database: str | None = None,
-            server: tuple[str | None, int | None, str | None] = (None, None, None),
-            with_roles: bool = False, allow_privileged_roles: bool = False,
-            trust_unsigned_roles: bool = False, jobs: int = 1) -> int:
+def restore(cwd: Path, tag: str, kind: str, target: str, *,
+            options: RestoreOptions | None = None) -> int:
     """Restore the ``kind`` part of ``tag``'s backup into ``target``; what the target means
-    (a new database, a folder) and which options apply is the kind's own business."""
+    (a new database, a folder) and which ``options`` apply is the kind's own business."""
     repo, cfg, store = open_repo_store(cwd)
     doc, sig = require_trusted(repo, cfg, store, tag)
-    job = RestoreJob(cfg, store, doc, target, cwd, snapshot_timeout(), database, server,
-                     with_roles, allow_privileged_roles, trust_unsigned_roles, sig.allowed, jobs)
+    job = RestoreJob(cfg, store, doc, target, cwd, snapshot_timeout(), signed=sig.allowed,
+                     options=options or RestoreOptions())
     say(kinds.get(kind).restore(job))
     return Exit.OK

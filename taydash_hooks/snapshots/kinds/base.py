@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -39,11 +39,18 @@ class TakeJob:
     remember: Callable[[str, str], None] = field(default=lambda kind, what: None)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RestoreOptions:
+    """What one kind's ``restore`` takes besides the target; each kind that has options
+    subclasses it (postgres: ``PgRestoreOptions``), so an option is named, never placed."""
+
+
 @dataclass(frozen=True)
 class RestoreJob:
     """Everything a kind needs to bring one backup back: the bound manifest (the kind picks
     its artifacts from it, sibling ones too: postgres' roles script), where to (``target``:
-    a database name, a folder as the user wrote it, relative to ``cwd``) and the options."""
+    a database name, a folder as the user wrote it, relative to ``cwd``) and the kind's own
+    options, by name."""
 
     cfg: Config
     store: Store
@@ -51,13 +58,9 @@ class RestoreJob:
     target: str
     cwd: Path
     timeout: float
-    database: str | None = None  # postgres: which database of several
-    server: tuple[str | None, int | None, str | None] = (None, None, None)  # host, port, user
-    with_roles: bool = False  # postgres: create the recorded roles the server lacks first
-    allow_privileged_roles: bool = False  # postgres: SUPERUSER & co. from the roles script
-    trust_unsigned_roles: bool = False  # postgres: roles from a manifest no allowed key signed
+    _: KW_ONLY
     signed: bool = False  # an allowed key signed the manifest (snapshots/signing.py)
-    jobs: int = 1  # postgres: pg_restore --jobs
+    options: RestoreOptions = field(default_factory=RestoreOptions)
 
     def artifacts(self, kind: str) -> list[Artifact]:
         return self.manifest.of_kind(kind)

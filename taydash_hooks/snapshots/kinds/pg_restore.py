@@ -51,7 +51,7 @@ KEPT_IN_MEMORY = 8 * 1024 * 1024
 
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
-            roles: Artifact | None = None, with_roles: bool = False,
+            *, roles: Artifact | None = None, with_roles: bool = False,
             allow_privileged: bool = False, jobs: int = 1) -> str:
     """Create ``target`` (refusing an existing one) and restore ``artifact`` into it in one pass
     (see the module); ``jobs`` > 1 restores in parallel from a temp file.

@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from taydash_hooks.results import Check
 from taydash_hooks.snapshots.compress import ZstdStream
 from taydash_hooks.snapshots.crypt import NoSecretKey, encrypting_stream
 from taydash_hooks.snapshots.kinds import pg_versions as versions
-from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.base import (
+    Checked,
+    RestoreJob,
+    RestoreOptions,
+    TakeJob,
+    snapshot_timeout,
+)
 from taydash_hooks.snapshots.kinds.pg_archive import PgDump, plain_pipe
 from taydash_hooks.snapshots.kinds.pg_client import PgClient
 from taydash_hooks.snapshots.kinds.pg_restore import restore
@@ -152,6 +159,18 @@ def dump_roles(cfg: PostgresConfig, store: Store, key: str, timeout: float,
                         encrypted_to=encrypt_to, roles=True, server_version=server,
                         dumped_with=PgClient.of(cfg).tool_number("pg_dumpall")).to_json())
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class PgRestoreOptions(RestoreOptions):
+    """``restore db``'s own options, each by name (four flags in a row must not be swappable)."""
+
+    database: str | None = None  # which database of several
+    server: tuple[str | None, int | None, str | None] = (None, None, None)  # host, port, user
+    with_roles: bool = False  # create the recorded roles the server lacks first
+    allow_privileged_roles: bool = False  # SUPERUSER & co. from the roles script
+    trust_unsigned_roles: bool = False  # roles from a manifest no allowed key signed
+    jobs: int = 1  # pg_restore --jobs
 
 class Postgres:
     """The ``postgres`` kind: one ``pg_dump -Fc`` per configured database."""
@@ -281,28 +300,30 @@ class Postgres:
         """``restore db``: one database of the backup (``job.database`` among several) into a
         new database ``job.target`` on the configured server or ``job.server``; with
         ``job.with_roles`` the recorded roles the server lacks are created first."""
-        cfg = on_server(job.cfg, *job.server) if any(job.server) else job.cfg
+        opts = job.options if isinstance(job.options, PgRestoreOptions) else PgRestoreOptions()
+        cfg = on_server(job.cfg, *opts.server) if any(opts.server) else job.cfg
         arts = [(a, PgDump.of(a)) for a in job.artifacts(self.name)]
         dumps = [(a, d) for a, d in arts if not d.roles]
-        if job.database is not None:
-            dumps = [(a, d) for a, d in dumps if d.database == job.database]
+        if opts.database is not None:
+            dumps = [(a, d) for a, d in dumps if d.database == opts.database]
         if not dumps:
-            what = f"database {job.database}" if job.database else self.name
+            what = f"database {opts.database}" if opts.database else self.name
             raise refused(f"the backup of {job.manifest.tag} has no {what} artifact.")
         if len(dumps) > 1:
             names = ", ".join(str(d.database) for _, d in dumps)
             raise usage(f"the backup of {job.manifest.tag} holds several databases ({names}); "
                         "choose one with --database.")
         roles = next((a for a, d in arts if d.roles), None)
-        if job.with_roles and roles is not None and not job.signed \
-                and not job.trust_unsigned_roles:
+        if opts.with_roles and roles is not None and not job.signed \
+                and not opts.trust_unsigned_roles:
             # The roles script is the one artifact psql runs: only from a manifest whose
             # signature ties it to a key the tag policy allows, whatever signed_manifests says.
             raise refused(f"--with-roles applies roles only from a manifest signed by an allowed "
                           f"key, and the manifest of {job.manifest.tag} is not; restore without "
                           "--with-roles, or add --trust-unsigned-roles if you trust the store.")
-        return restore(settings(cfg), job.store, dumps[0][0], job.target, job.timeout, roles,
-                       job.with_roles, job.allow_privileged_roles, job.jobs)
+        return restore(settings(cfg), job.store, dumps[0][0], job.target, job.timeout,
+                       roles=roles, with_roles=opts.with_roles,
+                       allow_privileged=opts.allow_privileged_roles, jobs=opts.jobs)
 
     def preflight(self, cfg: Config) -> list[Check]:
         pcfg = settings(cfg)
