@@ -21,12 +21,20 @@ _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 def private_dir(path: Path) -> Path:
     """``path`` as a real folder (created 0700); exit 3 when it is a symlink or not a folder."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise environment(f"cannot create {path} ({exc.strerror}).") from None
+    # Each missing folder on the way is made 0700 itself (mkdir's parents get the umask's
+    # 0755: .git/taydash would be readable by everyone).
+    missing = []
+    at = path
+    while not os.path.lexists(at) and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise environment(f"cannot create {folder} ({exc.strerror}).") from None
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise environment(f"{path} is a symlink or not a folder; taydash refuses to use it "

@@ -267,6 +267,13 @@ def test_every_file_a_snapshot_leaves_in_a_file_store_is_private(snap: Snap, tmp
     for p in paths:
         want = 0o700 if p.is_dir() else 0o600
         assert p.stat().st_mode & 0o777 == want, p
+    # taydash's own state in the clone too: journals, records, logs, caches.
+    state = snap.repos.work / ".git" / "taydash"
+    for p in [state, *state.rglob("*")]:
+        if p.is_dir():
+            assert p.stat().st_mode & 0o777 == 0o700, p
+        elif p.is_file():
+            assert p.stat().st_mode & 0o077 == 0, p
     proc = snap.cli("doctor")
     assert "readable by other users" not in proc.stdout
     (root / "manifests" / "v0.1.0.json").chmod(0o644)
