@@ -249,6 +249,13 @@ def test_restore_git_branch_and_paths(flow: Flow) -> None:
     proc = flow.cli("restore", "git", "v0.1.0", "--path", "app.txt")
     assert proc.returncode == 0, proc.stderr
     assert (flow.repos.work / "app.txt").read_text() == "v1\n"
+    # A path the tag does not have is named; the others are restored all the same.
+    (flow.repos.work / "app.txt").unlink()
+    proc = flow.cli("restore", "git", "v0.1.0", "--path", "later.txt", "--path", "app.txt")
+    assert proc.returncode == 1 and "v0.1.0 has no later.txt: not restored" in proc.stderr
+    assert "pathspec" not in proc.stderr and (flow.repos.work / "app.txt").read_text() == "v1\n"
+    proc = flow.cli("restore", "git", "v0.1.0", "--path", "later.txt")
+    assert proc.returncode == 1 and "nothing was restored" in proc.stderr, proc.stderr
     assert flow.repos.head() == flow.repos.head("main")  # HEAD untouched
 
 

@@ -31,6 +31,13 @@ def run(cwd: Path, tag: str, branch: str | None, paths: list[str], force: bool =
             # before git is asked (it would fail, and that read as a broken environment).
             if not (root / p).resolve().is_relative_to(root):
                 raise usage(f"--path {p} is outside the repository ({root}).")
+        # A path the tag does not have is named, and the others are still restored (git
+        # would restore none of them and print its raw pathspec error).
+        absent = [p for p in paths if not git.git("ls-tree", "-r", "--name-only", commit, "--",
+                                                    p, cwd=repo.root).out.strip()]
+        if len(absent) == len(paths):
+            raise refused(f"{tag} has no {', '.join(absent)}; nothing was restored.")
+        paths = [p for p in paths if p not in absent]
         status = git.git("status", "--porcelain", "--", *paths, cwd=repo.root).out.splitlines()
         # "XY path": a D in either column is a deletion, which is what a restore is for.
         changed = [line for line in status if "D" not in line[:2]]
@@ -46,6 +53,8 @@ def run(cwd: Path, tag: str, branch: str | None, paths: list[str], force: bool =
             raise refused(f"git restore failed: {res.err.strip().splitlines()[-1]}")
         say(f"restored {', '.join(paths)} from {tag} into the working tree "
             "(review with git diff, then commit)")
+        if absent:
+            raise refused(f"{tag} has no {', '.join(absent)}: not restored.")
         return Exit.OK
     name = branch or f"restore-{tag}"
     if git.rev_parse(f"refs/heads/{name}", repo.root):
