@@ -51,3 +51,19 @@ def test_other_tools_and_exec_prefixes_are_left_as_named(
     assert pg_client._local("psql") == "psql"  # a real binary first on PATH: run as found
     inside = PgClient("db", 5432, "postgres", ("docker", "compose", "exec", "-T", "postgres"))
     assert inside.argv("psql")[5] == "psql"  # inside a container: its PATH, not ours
+
+
+def test_the_password_hint_goes_through_the_exec_prefix() -> None:
+    """Behind `docker compose exec` the configured socket exists only in the container: the
+    hint a restore prints must run there (with a terminal for psql's prompt), and as is
+    without a prefix."""
+    from taydash_hooks.snapshots.kinds.pg_server import password_hint
+
+    inside = PostgresConfig(host="/var/run/postgresql", port=5432, user="postgres",
+                            exec=("docker", "compose", "exec", "-T", "postgres"))
+    assert password_hint(inside, "App") == ("docker compose exec postgres psql -h "
+                                            "/var/run/postgresql -p 5432 -U postgres -c "
+                                            "'\\password \"App\"'")
+    here = PostgresConfig(host="db.internal", port=5433, user="admin")
+    assert password_hint(here, "app") == \
+        "psql -h db.internal -p 5433 -U admin -c '\\password \"app\"'"

@@ -166,9 +166,19 @@ def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float
         # --no-role-passwords, by design: the store never holds one. Without this line the
         # app's first connection would fail with no hint.
         say(f"roles: {', '.join(login)} can log in but have no password (backups never hold "
-            f"one); set it: psql -h {cfg.host} -p {cfg.port} -U {cfg.user} -c '\\password "
-            f"{login[0]}' (or ALTER ROLE ... PASSWORD)")
+            f"one); set it: {password_hint(cfg, login[0])} (or ALTER ROLE ... PASSWORD)")
     return todo.created
+
+
+def password_hint(cfg: PostgresConfig, role: str) -> str:
+    """The command that sets ``role``'s password on the server as taydash reaches it: behind
+    an exec prefix (the socket or host is the container's own) through that prefix."""
+    import shlex
+
+    psql = ["psql", "-h", cfg.host, "-p", str(cfg.port), "-U", cfg.user, "-c",
+            f"\\password {pg_roles.quote_ident(role)}"]
+    exec_ = [w for w in cfg.exec if w != "-T"] if cfg.exec else []  # \password asks on a terminal
+    return shlex.join([*exec_, *psql])
 
 
 def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
