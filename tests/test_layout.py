@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -399,3 +400,28 @@ def test_restore_options_are_named_never_placed() -> None:
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY
                    for name, p in params.items() if list(params).index(name)
                    >= list(params).index(first_option))
+
+
+# An argv that starts with gpg or gpgv (a list, or the first argument of run/popen), or the
+# variables that name the programs: only the GnuPG client may build them.
+_GPG_ARGV = re.compile(r"""(\[\s*|(run|popen)\(\s*)["']gpgv?["']|TAYDASH_GPGV?\b""")
+
+
+def _gpg_argv_outside_the_client(files: dict[str, str]) -> list[str]:
+    return sorted(name for name, text in files.items()
+                  if name != "taydash_hooks.gnupg" and _GPG_ARGV.search(text))
+
+
+def test_no_gpg_argv_outside_the_gnupg_client() -> None:
+    """One client builds every gpg and gpgv argv (TAYDASH_GPG and the local-keyring-only
+    flags everywhere); a second place would forget one."""
+    files = {name: path.read_text() for name, path in _modules().items()}
+    assert _gpg_argv_outside_the_client(files) == []
+
+
+def test_the_gpg_rule_sees_an_argv_of_its_own() -> None:
+    for code in ('process.run(["gpg", "--list-keys"], timeout=1)', 'run("gpgv", "x")',
+                 'os.environ.get("TAYDASH_GPG", "gpg")'):
+        assert _gpg_argv_outside_the_client({"taydash_hooks.commands.doctor": code}) == [
+            "taydash_hooks.commands.doctor"], code
+    assert _gpg_argv_outside_the_client({"taydash_hooks.x": 'tool_check("gpg", "gnupg")'}) == []

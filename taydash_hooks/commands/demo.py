@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from taydash_hooks import git, process, sandbox
+from taydash_hooks import git, gnupg, process, sandbox
 from taydash_hooks.errors import Exit, environment, usage
 
 VALIDATE = """#!/bin/sh
@@ -75,12 +75,12 @@ class Demo:
         return self.run(sys.executable, "-m", "taydash_hooks", *args, ok=ok)
 
     def key(self) -> str:
-        gpg = ["gpg", "--batch", "--passphrase", "", "--pinentry-mode", "loopback"]
+        gpg = gnupg.argv("--passphrase", "", "--pinentry-mode", "loopback")
         self.run(*gpg, "--quick-gen-key", "taydash demo <demo@example.test>", "ed25519", "sign",
                  "never", cwd=self.base, show=False)
-        listing = self.run("gpg", "--with-colons", "--list-keys", "demo@example.test",
-                           cwd=self.base, show=False).out
-        fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+        listing = self.run(*gnupg.argv("--with-colons", "--fixed-list-mode", "--list-keys",
+                                       "demo@example.test"), cwd=self.base, show=False).out
+        fpr = gnupg.parse_colons(listing)[0].fingerprint
         self.run(*gpg, "--quick-add-key", fpr, "cv25519", "encr", "never", cwd=self.base, show=False)
         return fpr
 
@@ -222,7 +222,7 @@ def run(directory: Path | None, compose: bool = False) -> int:
         (d.work / "ops" / "validate.sh").write_text(VALIDATE)
         (d.work / "ops" / "validate.sh").chmod(0o755)
         (d.work / ".taydash").mkdir()
-        keys = d.run("gpg", "--armor", "--export", fpr, show=False).out
+        keys = d.run(*gnupg.argv("--armor", "--export", fpr), show=False).out
         (d.work / ".taydash" / "keys.asc").write_text(keys)
         (d.work / ".env").write_text("DEMO_SETTING=on\n")
         (d.work / ".gitignore").write_text(".env\n")

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from taydash_hooks import git, process
+from taydash_hooks import git, gnupg, process
 from taydash_hooks.config import Config
 from taydash_hooks.errors import Exit, TaydashError
 from taydash_hooks.output import color
@@ -40,36 +40,35 @@ def _signing(root: Path, allowed: tuple[str, ...] | None = None,
             found += _ssh_key_health(key, signers_file)
         return found
     if not key:
-        secret = _secret_fingerprints()
-        fix = (f"git config user.signingkey {secret[0]}" if secret else
+        fprs = _secret_fingerprints()
+        fix = (f"git config user.signingkey {fprs[0]}" if fprs else
                "gpg --quick-generate-key 'Your Name <you@example.com>' default default never, "
                "then git config user.signingkey <the fingerprint it prints>")
         found.append(Check("signing key", False, "user.signingkey is not set", fix))
         return found
+    secret: list[gnupg.Key] = []
     try:
-        res = process.run(["gpg", "--batch", "--with-colons", "--list-secret-keys", "--", key],
-                          timeout=30)
-        ok = res.returncode == 0
+        secret, res = gnupg.list_keys(key, secret=True, timeout=30)
+        ok = res.returncode == 0 and bool(secret)
     except (process.Timeout, TaydashError):
-        ok, res = False, None
+        ok = False
     found.append(Check("signing key", ok, key if ok else f"no secret key {key} in the keyring",
                          "import the secret key (gpg --import) or fix user.signingkey"))
-    if ok and res is not None:
-        found += _openpgp_key_health(key, res.out, allowed)
+    if ok:
+        found += _openpgp_key_health(key, secret[0], allowed)
     return found
 
 
 EXPIRY_WARNING_DAYS = 30
 
 
-def _openpgp_key_health(key: str, colons: str, allowed: tuple[str, ...] | None) -> list[Check]:
+def _openpgp_key_health(key: str, secret: gnupg.Key,
+                        allowed: tuple[str, ...] | None) -> list[Check]:
     """The monthly "credential recovery" check: is the signing key one the tag policy allows,
     and does it expire within 30 days (then every tag and manifest it signs will be refused)?"""
     import time
 
-    rows = [line.split(":") for line in colons.splitlines()]
-    sec = next((r for r in rows if r[0] == "sec"), None)
-    fpr = next((r[9] for r in rows if r[0] == "fpr" and len(r) > 9), "")
+    fpr = secret.fingerprint
     found = []
     if allowed is not None:
         found.append(Check("signing key allowed", fpr.upper() in allowed,
@@ -78,7 +77,7 @@ def _openpgp_key_health(key: str, colons: str, allowed: tuple[str, ...] | None) 
                                 "signs are refused",
                            f"add {fpr} to [tags] openpgp_fingerprints (and export it into "
                            "tags.openpgp_keys), or sign with an allowed key"))
-    expires = int(sec[6]) if sec is not None and len(sec) > 6 and sec[6].isdigit() else None
+    expires = secret.expires
     if expires is not None:
         days = (expires - time.time()) / 86400
         found.append(Check("signing key expiry", days > EXPIRY_WARNING_DAYS,
@@ -118,18 +117,10 @@ def _ssh_key_health(key: str, signers_file: Path) -> list[Check]:
 def _secret_fingerprints() -> list[str]:
     """Fingerprints of the secret keys in the user's keyring (the fix names a real one)."""
     try:
-        res = process.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], timeout=30)
+        found, _ = gnupg.list_keys(secret=True, timeout=30)
     except (process.Timeout, TaydashError):
         return []
-    fprs, after_sec = [], False
-    for line in res.out.splitlines():
-        fields = line.split(":")
-        if fields[0] == "sec":
-            after_sec = True
-        elif fields[0] == "fpr" and after_sec and len(fields) > 9:
-            fprs.append(fields[9])
-            after_sec = False
-    return fprs
+    return [k.fingerprint for k in found]
 
 
 def _store(repo: git.Repo, cfg: Config) -> list[Check]:

@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from taydash_hooks import process
+from taydash_hooks import gnupg, process
 from taydash_hooks.errors import Exit, TaydashError, environment, refused
 from taydash_hooks.results import Check
-from taydash_hooks.tags.signatures import LOCAL_ONLY, gpg_program
 
 CHUNK = 1024 * 1024
 
@@ -26,9 +25,8 @@ CHUNK = 1024 * 1024
 def encrypt_argv(recipients: tuple[str, ...]) -> list[str]:
     """gpg encrypting stdin to stdout for ``recipients`` (no compression: dumps already are)."""
     to = [arg for r in recipients for arg in ("--recipient", r)]
-    return [gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--trust-model", "always",
-            "--compress-algo",
-            "none", "--encrypt", *to, "--output", "-"]
+    return gnupg.argv("--trust-model", "always", "--compress-algo", "none", "--encrypt", *to,
+                      "--output", "-")
 
 
 @contextlib.contextmanager
@@ -116,8 +114,7 @@ def decrypting_stream(source: Any, what: str, timeout: float) -> Iterator[IO[byt
 @contextlib.contextmanager
 def _gpg_decrypt(stdin: Any, source: Any, what: str, timeout: float) -> Iterator[IO[bytes]]:
     with tempfile.TemporaryFile(prefix="taydash-gpg-") as status, \
-            process.popen([gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--status-fd", "2",
-                           "--decrypt"],
+            process.popen(gnupg.argv("--status-fd", "2", "--decrypt"),
                           stdin=stdin, stdout=subprocess.PIPE, stderr=status) as gpg:
         assert gpg.stdout is not None
         feeder = None
@@ -185,24 +182,19 @@ def _judge(lines: list[str], rc: int, failed: bool, what: str) -> None:
 def recipient_check(who: str) -> Check:
     """Whether ``who`` has a public key in the keyring that can encrypt (doctor), with the fix."""
     try:
-        res = process.run([gpg_program(), "--batch", *LOCAL_ONLY, "--with-colons", "--list-keys",
-                           "--", who],
-                          timeout=30)
+        found, _ = gnupg.list_keys(who, timeout=30)
     except (process.Timeout, TaydashError) as exc:
         return Check(f"recipient {who}", False, str(exc))
-    pubs = [line.split(":") for line in res.out.splitlines() if line.startswith("pub:")]
-    # Field 12 holds the key's usable capabilities; a capital E: it can encrypt.
-    can = [p for p in pubs if len(p) > 11 and "E" in p[11] and p[1] not in ("r", "e")]
-    if not pubs:
+    # The capabilities field of the primary holds the whole key's usable ones; E: it can encrypt.
+    can = [k for k in found if "E" in k.capabilities and k.usable]
+    if not found:
         return Check(f"recipient {who}", False, "no public key in the keyring",
                      "gpg --import THEIR-PUBLIC-KEY.asc (or fix [snapshots] "
                      "encrypt_to / [snapshots.config] recipients)")
     if not can:
-        fpr = next((line.split(":")[9] for line in res.out.splitlines()
-                    if line.startswith("fpr:")), who)
         return Check(f"recipient {who}", False,
                      "the key has no usable encryption subkey (gpg would fail with "
                      "'encryption failed: No name')",
-                     f"gpg --quick-add-key {fpr} cv25519 encr (with the secret key), "
-                     "or name a recipient whose key can encrypt")
+                     f"gpg --quick-add-key {found[0].fingerprint} cv25519 encr (with the secret "
+                     "key), or name a recipient whose key can encrypt")
     return Check(f"recipient {who}", True, "can encrypt")

@@ -110,12 +110,13 @@ class Signer:
         without asking (a passphrase and no agent), never a prompt."""
         if self.fmt == "ssh":
             return self._ssh(data)
-        from taydash_hooks.tags.signatures import LOCAL_ONLY, gpg_program, signature_timeout
+        from taydash_hooks import gnupg
+        from taydash_hooks.tags.signatures import signature_timeout
 
-        argv = [gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--pinentry-mode", "error",
-                "--status-fd", "2", "--armor", "--detach-sign", "--local-user", self.key]
         try:
-            res = process.run(argv, input=data, timeout=signature_timeout())
+            res = gnupg.run("--pinentry-mode", "error", "--status-fd", "2", "--armor",
+                            "--detach-sign", "--local-user", self.key, input=data,
+                            timeout=signature_timeout())
         except process.Timeout:
             raise environment(f"signing the manifest with {self.key} timed out.") from None
         if res.returncode != 0 or "[GNUPG:] SIG_CREATED" not in res.err or not res.stdout:
@@ -201,17 +202,14 @@ def _rotated_out(cfg: Config, by: Signer) -> str:
     if t is None or by.fmt != "openpgp" or not (t.retired_openpgp_fingerprints
                                                  or t.revoked_openpgp_fingerprints):
         return ""
-    from taydash_hooks.tags.signatures import LOCAL_ONLY, gpg_program, signature_timeout
+    from taydash_hooks import gnupg
+    from taydash_hooks.tags.signatures import signature_timeout
 
     try:
-        listed = process.run([gpg_program(), "--batch", "--no-tty", *LOCAL_ONLY, "--with-colons",
-                              "--fixed-list-mode", "--list-keys", "--", by.key],
-                             timeout=signature_timeout())
+        found, _ = gnupg.list_keys(by.key, timeout=signature_timeout())
     except process.Timeout:
         return ""
-    fprs = [line.split(":")[9].upper() for line in listed.out.splitlines()
-            if line.startswith("fpr:") and len(line.split(":")) > 9]
-    primary = fprs[0] if fprs else ""
+    primary = found[0].fingerprint if found else ""
     if primary in t.revoked_openpgp_fingerprints:
         return "revoked"
     retired = next((k for k in t.retired_openpgp_fingerprints if k.fingerprint == primary), None)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taydash_hooks import process
+from taydash_hooks import gnupg, process
 from taydash_hooks.errors import environment, usage
 
 DEFAULT_TIMEOUT = 30.0
@@ -31,20 +31,6 @@ def signature_timeout() -> float:
         return float(os.environ.get("TAYDASH_SIGNATURE_TIMEOUT", DEFAULT_TIMEOUT))
     except ValueError:
         return DEFAULT_TIMEOUT
-
-
-def gpg_program() -> str:
-    # Like git's gpg.program: lets a packager point at gpg2 (and tests at a hung one).
-    return os.environ.get("TAYDASH_GPG", "gpg")
-
-
-# Every gpg call uses the local keyring only: an unknown recipient or signer is never looked
-# up over the network (WKD, keyservers), it fails at once with the fix.
-LOCAL_ONLY = ("--auto-key-locate", "clear,local", "--no-auto-key-retrieve")
-
-
-def _gpgv() -> str:
-    return os.environ.get("TAYDASH_GPGV", "gpgv")
 
 
 def ssh_keygen() -> str:
@@ -166,10 +152,9 @@ class OpenPgpKeyring:
     def _gpg(self, *args: str, input: bytes | None = None) -> process.Result:
         assert self.home is not None
         # --no-autostart: public keys need no agent, and starting one costs more than the rest.
-        argv = [gpg_program(), "--homedir", str(self.home), "--batch", "--no-tty", "--no-autostart",
-                "--no-auto-key-retrieve", "--trust-model", "always", *args]
         try:
-            return process.run(argv, input=input, timeout=signature_timeout())
+            return gnupg.run("--no-autostart", "--trust-model", "always", *args, input=input,
+                             timeout=signature_timeout(), homedir=self.home)
         except process.Timeout as exc:
             # Without the keyring no tag can be judged: fail closed, loudly.
             raise environment(f"building the tag-policy keyring failed: {exc}.") from None
@@ -181,8 +166,8 @@ class OpenPgpKeyring:
         # a temp dir per signature costs more than gpgv itself.
         sig = self.home / f"sig-{next(self._serial)}.asc"
         sig.write_bytes(signature)
-        argv = [_gpgv(), "--homedir", str(self.home), "--keyring", str(self.keyring),
-                "--status-fd", "1", str(sig), "-"]
+        argv = gnupg.gpgv_argv("--homedir", str(self.home), "--keyring", str(self.keyring),
+                               "--status-fd", "1", str(sig), "-")
         try:
             res = process.run(argv, input=payload, timeout=signature_timeout())
         except process.Timeout as exc:
@@ -197,18 +182,14 @@ class OpenPgpKeyring:
         once, only when a signature by an expired key is to be judged."""
         if self._expiry is None:
             assert self.keyring is not None
-            listed = self._gpg("--no-default-keyring", "--keyring", str(self.keyring),
-                               "--with-colons", "--fixed-list-mode", "--list-keys")
+            found, _ = gnupg.list_keys(timeout=signature_timeout(), homedir=self.home,
+                                       keyring=self.keyring)
             self._expiry = {}
-            pending: str | None = None
-            for line in listed.out.splitlines():
-                parts = line.split(":")
-                if parts[0] in ("pub", "sub"):
-                    pending = parts[6] if len(parts) > 6 else ""
-                elif parts[0] == "fpr" and pending is not None and len(parts) > 9:
-                    if pending.isdigit():
-                        self._expiry[parts[9].upper()] = float(pending)
-                    pending = None
+            for key in found:
+                for fpr, expires in [(key.fingerprint, key.expires),
+                                     *((s.fingerprint, s.expires) for s in key.subkeys)]:
+                    if expires is not None:
+                        self._expiry[fpr] = expires
         return self._expiry.get(fingerprint.upper())
 
 
