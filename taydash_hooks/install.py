@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taydash_hooks import git
 from taydash_hooks.errors import usage
+
+if TYPE_CHECKING:
+    from taydash_hooks.results import Check
 
 CLIENT_HOOKS = ("pre-push", "reference-transaction")
 SERVER_HOOKS = ("pre-receive",)
@@ -142,3 +146,18 @@ def uninstall(cwd: Path) -> list[str]:
         else:
             report.append(f"{hook}: not installed")
     return report
+
+
+def preflight(cwd: Path, server: bool = False) -> list[Check]:
+    """Doctor's check of the install: each hook of this flavour is ours (or chains to ours)."""
+    from taydash_hooks.errors import TaydashError
+    from taydash_hooks.results import Check
+
+    try:
+        folder = hooks_dir(cwd, force=True)
+    except TaydashError as exc:
+        return [Check("hooks", False, exc.message)]
+    names, fix = (SERVER_HOOKS, "taydash install --server") if server else (CLIENT_HOOKS,
+                                                                            "taydash install")
+    return [Check(f"{hook} hook", is_ours(folder / hook) or is_ours(folder / f"{hook}.legacy"),
+                    str(folder / hook), fix) for hook in names]

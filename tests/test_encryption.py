@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -116,8 +117,18 @@ def test_doctor_warns_when_vmbackup_files_would_be_stored_in_clear(repos: Repos,
     repos.configure(f'[snapshots]\nstore = "s3://{bucket}/x"\nencrypt_to = ["{RECIPIENT}"]\n'
                     f'[snapshots.s3]\nendpoint = "{s3.endpoint}"\nregion = "us-east-1"\n')
     env = {**os.environ, **s3.env()}
+    # No S3 client on PATH: both ways are named.
+    env["PATH"] = ":".join(d for d in env["PATH"].split(":")
+                           if not any((Path(d) / c).exists() for c in ("aws", "mc")))
     proc = taydash("doctor", cwd=repos.work, env=env)
     assert "FAIL bucket default encryption" in proc.stdout and "mc encrypt set" in proc.stdout
+    assert "aws s3api put-bucket-encryption" in proc.stdout
+    # With the aws CLI on PATH (awscli, installed with the suite) and no mc, the fix is aws's.
+    with_aws = {**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+    assert shutil.which("aws", path=with_aws["PATH"]) and not shutil.which("mc", path=with_aws["PATH"])
+    proc = taydash("doctor", cwd=repos.work, env=with_aws)
+    fix = next(line for line in proc.stdout.splitlines() if "default encryption (" in line)
+    assert f"aws s3api put-bucket-encryption --bucket {bucket}" in fix and "mc " not in fix, fix
     s3.client().set_bucket_encryption(bucket, SSEConfig(Rule.new_sse_s3_rule()))
     proc = taydash("doctor", cwd=repos.work, env=env)
     assert "OK   bucket default encryption" in proc.stdout and "AES256" in proc.stdout

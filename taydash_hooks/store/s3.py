@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from taydash_hooks.errors import TaydashError, environment, refused
+from taydash_hooks.errors import Exit, TaydashError, environment, refused
 from taydash_hooks.output import log
 from taydash_hooks.store.base import (
     Features,
@@ -48,15 +48,23 @@ CREDENTIAL_VARS = (
 )
 
 
+class NoCredentials(TaydashError):
+    """No pair of :data:`CREDENTIAL_VARS` is set (exit 3); ``export`` is the fix to print."""
+
+    def __init__(self) -> None:
+        names = ", ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
+        super().__init__(f"no S3 credentials found; set one of {names}.", Exit.ENVIRONMENT)
+        self.export = " or ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
+
+
 def credentials(env: Mapping[str, str] | None = None) -> tuple[str, str]:
     """The first complete pair of :data:`CREDENTIAL_VARS` in the environment (in that order);
-    exit 3 when none is set."""
+    :class:`NoCredentials` when none is set."""
     env = os.environ if env is None else env
     for access, secret in CREDENTIAL_VARS:
         if env.get(access) and env.get(secret):
             return env[access], env[secret]
-    names = ", ".join(f"{a}/{s}" for a, s in CREDENTIAL_VARS)
-    raise environment(f"no S3 credentials found; set one of {names}.")
+    raise NoCredentials()
 
 
 def _read_part(reader: Any, want: int = PART_SIZE) -> bytes:
