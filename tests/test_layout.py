@@ -386,9 +386,9 @@ def test_restore_options_are_named_never_placed() -> None:
     import inspect
 
     from taydash_hooks.commands import restore as command
-    from taydash_hooks.snapshots.kinds import pg_restore
     from taydash_hooks.snapshots.kinds.base import RestoreJob
     from taydash_hooks.snapshots.kinds.postgres import PgRestoreOptions
+    from taydash_hooks.snapshots.kinds.postgres import restore as pg_restore
 
     with pytest.raises(TypeError):
         PgRestoreOptions("db", (None, None, None), True)  # type: ignore[misc]
@@ -425,3 +425,21 @@ def test_the_gpg_rule_sees_an_argv_of_its_own() -> None:
         assert _gpg_argv_outside_the_client({"taydash_hooks.commands.doctor": code}) == [
             "taydash_hooks.commands.doctor"], code
     assert _gpg_argv_outside_the_client({"taydash_hooks.x": 'tool_check("gpg", "gnupg")'}) == []
+
+
+def test_a_new_kind_is_wired_in_the_places_the_kinds_docstring_names() -> None:
+    """The registry, the configuration and the CLI agree on the kinds (places 2 to 4 of
+    `taydash_hooks/snapshots/kinds/__init__.py`; 5 is the conformance suite's own check)."""
+    import dataclasses
+
+    from taydash_hooks import cli, config
+    from taydash_hooks.snapshots import kinds
+
+    assert tuple(kinds._MODULES) == config.KINDS
+    tables = {f.name for f in dataclasses.fields(config.SnapshotsConfig)}
+    assert set(config.KINDS) <= tables, set(config.KINDS) - tables
+    restore = cli.cli.commands["restore"]  # type: ignore[attr-defined]
+    assert len(set(restore.commands) - {"git"}) == len(config.KINDS), restore.commands
+    doc = kinds.__doc__ or ""
+    for place in ("_MODULES", "KINDS", "SnapshotsConfig", "cli.py", "test_kind_conformance.py"):
+        assert place in doc, place

@@ -12,8 +12,8 @@ import pytest
 from testing import services
 
 from taydash_hooks.config import PostgresConfig
-from taydash_hooks.snapshots.kinds import pg_client
-from taydash_hooks.snapshots.kinds.pg_client import PgClient
+from taydash_hooks.snapshots.kinds.postgres import client as pg_client
+from taydash_hooks.snapshots.kinds.postgres.client import PgClient
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_the_password_hint_goes_through_the_exec_prefix() -> None:
     """Behind `docker compose exec` the configured socket exists only in the container: the
     hint a restore prints must run there (with a terminal for psql's prompt), and as is
     without a prefix."""
-    from taydash_hooks.snapshots.kinds.pg_server import password_hint
+    from taydash_hooks.snapshots.kinds.postgres.server import password_hint
 
     inside = PostgresConfig(host="/var/run/postgresql", port=5432, user="postgres",
                             exec=("docker", "compose", "exec", "-T", "postgres"))

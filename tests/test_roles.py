@@ -11,7 +11,8 @@ from testing import services
 from testing.snap import Snap
 
 from taydash_hooks.errors import TaydashError
-from taydash_hooks.snapshots.kinds import pg_database, pg_roles
+from taydash_hooks.snapshots.kinds.postgres import database as pg_database
+from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
 
 
 @pytest.fixture
@@ -392,7 +393,7 @@ def test_a_setting_the_restoring_role_may_not_set_leaves_no_database(snap: Snap)
 
 
 def test_database_statements_are_read_strictly() -> None:
-    from taydash_hooks.snapshots.kinds import pg_database
+    from taydash_hooks.snapshots.kinds.postgres import database as pg_database
 
     spec = pg_database.parse(
         "ALTER DATABASE app OWNER TO \"Owner\";\n"
@@ -412,7 +413,7 @@ def test_database_statements_are_read_strictly() -> None:
 
 
 def test_how_a_database_was_created_is_read_strictly() -> None:
-    from taydash_hooks.snapshots.kinds import pg_database
+    from taydash_hooks.snapshots.kinds.postgres import database as pg_database
 
     spec = pg_database.parse(
         "CREATE DATABASE app WITH TEMPLATE = other ENCODING = 'UTF8'';DROP DATABASE prod;--' "

@@ -1,13 +1,20 @@
 """Snapshot kinds behind one interface, registered in one table.
 
-Each kind is one module with a class satisfying :class:`SnapshotKind`: take
-(stream into the store, yield typed artifacts), verify (re-hash what is
-stored; ``deep`` adds the kind's own tool), restore, drill (restore into
-scratch and throw it away) and remove. Adding a kind touches its module and
-its line in ``_MODULES``; nothing else switches on a kind's name (the layout
-suite enforces it): each kind owns its config table, its artifact fields (``PgDump``,
-``VmSnapshot``, ``Bundle``), what a restore target means and what doctor checks
-(``preflight``).
+Each kind is one module (or, when it grows, one sub-package: ``postgres/``) with a class
+satisfying :class:`SnapshotKind`: take (stream into the store, yield typed artifacts),
+verify (re-hash what is stored; ``deep`` adds the kind's own tool), restore, drill (restore
+into scratch and throw it away) and remove. Each kind owns its config table, its artifact
+fields (``PgDump``, ``VmSnapshot``, ``Bundle``), its restore options (``PgRestoreOptions``),
+what a restore target means and what doctor checks (``preflight``); nothing else switches on
+a kind's name (the layout suite enforces it).
+
+Adding a kind touches exactly these places (``tests/test_layout.py`` holds the links):
+
+1. its module here, with the class;
+2. its line in ``_MODULES`` below;
+3. ``config.py``: its name in ``KINDS`` and its table as a ``SnapshotsConfig`` field;
+4. ``cli.py``: its ``taydash restore <name>`` command;
+5. ``tests/test_kind_conformance.py``: its case, which runs the suite every kind passes.
 """
 
 from __future__ import annotations

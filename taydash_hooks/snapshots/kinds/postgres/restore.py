@@ -7,7 +7,7 @@ thousand objects) and replayed in front of the rest for the restore itself. So a
 pg_restore cannot read creates no database, and what belongs to the database itself is known
 before it exists: it is created as pg_restore --create would create it (from template0, with
 the archive's encoding, locale and settings), and its owner and grants follow the data
-(:mod:`.pg_database`). Every stored byte is hashed on the way; when the hash does not match at
+(:mod:`.database`). Every stored byte is hashed on the way; when the hash does not match at
 the end, the new database is dropped and the restore refused.
 
 ``--jobs N`` (pg_restore -j reads a file, not a pipe) writes the plain archive to a temp file
@@ -26,11 +26,11 @@ from taydash_hooks.config import PostgresConfig
 from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.snapshots.compress import pumped
-from taydash_hooks.snapshots.kinds import pg_database
-from taydash_hooks.snapshots.kinds import pg_versions as versions
-from taydash_hooks.snapshots.kinds.pg_archive import PgDump, plain_reader
-from taydash_hooks.snapshots.kinds.pg_client import PgClient
-from taydash_hooks.snapshots.kinds.pg_server import (
+from taydash_hooks.snapshots.kinds.postgres import database as pg_database
+from taydash_hooks.snapshots.kinds.postgres import versions
+from taydash_hooks.snapshots.kinds.postgres.archive import PgDump, plain_reader
+from taydash_hooks.snapshots.kinds.postgres.client import PgClient
+from taydash_hooks.snapshots.kinds.postgres.server import (
     apply_roles,
     check_target_name,
     create_database,

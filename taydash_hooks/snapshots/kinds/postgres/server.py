@@ -3,8 +3,8 @@ the new database (created only when its name is free), the recorded roles it cre
 again when the restore fails), and the drop of a scratch database.
 
 A name from the command line is passed as a psql variable (``:'name'``, ``:"name"``), never
-as SQL text; the SQL built from a dump or a roles script (:mod:`.pg_database`,
-:mod:`.pg_roles`) has every name and value quoted by us.
+as SQL text; the SQL built from a dump or a roles script (:mod:`.database`,
+:mod:`.roles`) has every name and value quoted by us.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import plural, say
-from taydash_hooks.snapshots.kinds import pg_database, pg_roles
-from taydash_hooks.snapshots.kinds.pg_archive import plain_local
-from taydash_hooks.snapshots.kinds.pg_client import PgClient, rows
+from taydash_hooks.snapshots.kinds.postgres import database as pg_database
+from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
+from taydash_hooks.snapshots.kinds.postgres.archive import plain_local
+from taydash_hooks.snapshots.kinds.postgres.client import PgClient, rows
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import download_verified
 from taydash_hooks.store import Store
@@ -88,7 +89,7 @@ SELECT 'created';
 
 def create_database(cfg: PostgresConfig, name: str, timeout: float,
                     made: pg_database.Applied) -> dict[str, bool]:
-    """Create the empty database ``name`` as ``made`` says (:func:`.pg_database.before`: its
+    """Create the empty database ``name`` as ``made`` says (:func:`.database.before`: its
     CREATE DATABASE options, then its SQL), refused (exit 1) when it exists; returns the roles
     on the server as :func:`existing_roles` does. When that SQL fails, the database is dropped
     again: the caller gets one that is as asked, or none; and what was asked for is said (a
@@ -146,7 +147,7 @@ def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float
                 allow_privileged: bool = False) -> list[str]:
     """Create the recorded roles the server lacks (in one transaction); the ones it has are
     left exactly as they are, and nothing privileged is granted unless ``allow_privileged``
-    (:mod:`.pg_roles`). Says what was created and what was not; returns the roles created."""
+    (:mod:`.roles`). Says what was created and what was not; returns the roles created."""
     script = read_roles(store, art, timeout)
     todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged,
                          existing_memberships(cfg))

@@ -3,7 +3,7 @@
 pg_dump refuses a server of a newer major version; pg_restore cannot read an
 archive written by a newer pg_dump; a dump of a newer server rarely restores
 into an older one. Each case is decided on version numbers (asked of the
-tools and the server by :mod:`.pg_client`, or recorded in the manifest), never
+tools and the server by :mod:`.client`, or recorded in the manifest), never
 on error text, and said with both versions and the fix. Pure comparisons only.
 """
 

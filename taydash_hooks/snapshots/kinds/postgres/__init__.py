@@ -2,8 +2,8 @@
 
 No temp file on the way out: memory is bounded by the store's part size.
 Passwords come from libpq (.pgpass, PGPASSFILE, PGPASSWORD), never argv. What a stored dump
-is lives in :mod:`.pg_archive`, what a restore does on the server in :mod:`.pg_server`, the
-restore itself in :mod:`.pg_restore`.
+is lives in :mod:`.archive`, what a restore does on the server in :mod:`.server`, the
+restore itself in :mod:`.restore`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from taydash_hooks.output import Progress, plural, say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots.compress import ZstdStream
 from taydash_hooks.snapshots.crypt import NoSecretKey, encrypting_stream
-from taydash_hooks.snapshots.kinds import pg_versions as versions
 from taydash_hooks.snapshots.kinds.base import (
     Checked,
     RestoreJob,
@@ -33,11 +32,12 @@ from taydash_hooks.snapshots.kinds.base import (
     TakeJob,
     snapshot_timeout,
 )
-from taydash_hooks.snapshots.kinds.pg_archive import PgDump, plain_pipe
-from taydash_hooks.snapshots.kinds.pg_client import PgClient
-from taydash_hooks.snapshots.kinds.pg_restore import restore
-from taydash_hooks.snapshots.kinds.pg_server import drop, on_server, read_roles, settings
 from taydash_hooks.snapshots.kinds.place import tool_check
+from taydash_hooks.snapshots.kinds.postgres import versions
+from taydash_hooks.snapshots.kinds.postgres.archive import PgDump, plain_pipe
+from taydash_hooks.snapshots.kinds.postgres.client import PgClient
+from taydash_hooks.snapshots.kinds.postgres.restore import restore as restore_into
+from taydash_hooks.snapshots.kinds.postgres.server import drop, on_server, read_roles, settings
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, judge_hash
 from taydash_hooks.store import Store, Written
@@ -321,13 +321,13 @@ class Postgres:
             raise refused(f"--with-roles applies roles only from a manifest signed by an allowed "
                           f"key, and the manifest of {job.manifest.tag} is not; restore without "
                           "--with-roles, or add --trust-unsigned-roles if you trust the store.")
-        return restore(settings(cfg), job.store, dumps[0][0], job.target, job.timeout,
+        return restore_into(settings(cfg), job.store, dumps[0][0], job.target, job.timeout,
                        roles=roles, with_roles=opts.with_roles,
                        allow_privileged=opts.allow_privileged_roles, jobs=opts.jobs)
 
     def preflight(self, cfg: Config) -> list[Check]:
         pcfg = settings(cfg)
-        from taydash_hooks.snapshots.kinds.pg_client import passes_environment
+        from taydash_hooks.snapshots.kinds.postgres.client import passes_environment
         found = [tool_check(tool, "postgresql-client", prefix=pcfg.exec)
                  for tool in ("pg_dump", "pg_restore", "pg_dumpall")]
         client = PgClient.of(pcfg)
@@ -358,7 +358,7 @@ class Postgres:
             return f"roles script readable ({plural(len(script.roles), 'role')})"
         name = f"taydash_drill_{secrets.token_hex(6)}"
         try:
-            return restore(pcfg, store, art, name, snapshot_timeout())
+            return restore_into(pcfg, store, art, name, snapshot_timeout())
         finally:
             drop(pcfg, name)  # scratch only: dropped whatever happened
 

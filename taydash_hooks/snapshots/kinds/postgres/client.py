@@ -20,7 +20,7 @@ from typing import IO
 from taydash_hooks import process
 from taydash_hooks.config import PostgresConfig
 from taydash_hooks.errors import environment
-from taydash_hooks.snapshots.kinds import pg_versions
+from taydash_hooks.snapshots.kinds.postgres import versions as pg_versions
 
 QUERY_TIMEOUT = 60.0
 _SEP = "\x1f"  # field separator of query rows: a byte no name we read contains

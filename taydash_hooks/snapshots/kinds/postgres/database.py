@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from taydash_hooks.snapshots.kinds.pg_roles import (
+from taydash_hooks.snapshots.kinds.postgres.roles import (
     Statement,
     Token,
     quote_ident,
