@@ -378,7 +378,7 @@ def backups_resign(tags: tuple[str, ...], every: bool, yes: bool) -> int:
     """Sign manifests again with the current user.signingkey, after a key rotation.
 
     Each manifest is checked as every reader checks it first; an unsigned one is never signed.
-    Then the old key can be revoked without losing its backups (README, "Rotating the signing
+    Then the old key can be revoked without losing its backups (SECURITY.md, "Rotating the signing
     key").
 
     Example: taydash backups resign --all --yes

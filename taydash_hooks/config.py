@@ -1,7 +1,7 @@
 """Loading ``.taydash.toml`` / ``[tool.taydash]`` into typed, frozen objects.
 
 The search order: ``TAYDASH_CONFIG``, then ``.taydash.toml``, then ``[tool.taydash]`` in
-``pyproject.toml`` (the README's "Configuration" lists every key). Each feature is on only when
+``pyproject.toml`` (docs/CONFIGURATION.md lists every key). Each feature is on only when
 its table is present; inside a table a missing key takes its default. An
 unknown key, a wrong type or a bad pattern is an error naming the file, the
 key and what was expected: this is a gate, a typo must not switch it off.
@@ -52,7 +52,7 @@ def _range(lo: float, hi: float, *, above: bool = False, what: str = "a number")
     return check
 
 
-# The documented ranges (README, "Limits").
+# The documented ranges (docs/COMMANDS.md, "Limits").
 _TIMEOUT = _range(0, 86400, above=True, what="a number of seconds")  # one day per command
 _LOCK_DAYS = _range(0, 36500, what="an integer number of days")  # S3's own 100-year ceiling
 _PORT = _range(1, 65535, what="a TCP port")
@@ -222,7 +222,7 @@ class TagsConfig:
     allow_expired_keys: bool = field(default=False, metadata=_key("bool"))
     check_at_creation: bool = field(default=True, metadata=_key("bool"))
     # Rotated-out keys with the day they stopped signing (what they signed before holds), and
-    # compromised keys (nothing they signed is believed). README, "Rotating the signing key".
+    # compromised keys (nothing they signed is believed). SECURITY.md, "Rotating the signing key".
     retired_openpgp_fingerprints: tuple[RetiredKey, ...] = field(
         default=(), metadata=_key("list", _retired))
     revoked_openpgp_fingerprints: tuple[str, ...] = field(
@@ -246,7 +246,7 @@ class PostgresConfig:
     port: int = field(default=5432, metadata=_key("int", _PORT))
     user: str = field(default="postgres", metadata=_key("str", _non_empty))
     exec: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
-    # zstd by default: pg_dump's gzip is a snapshot's bottleneck (README, "Compression").
+    # zstd by default: pg_dump's gzip is a snapshot's bottleneck (docs/COMMANDS.md, "Compression").
     compression: str = field(default="zstd", metadata=_key("str", _one_of("zstd", "gzip", "none")))
     # pg_dumpall --globals-only --no-role-passwords beside the dumps: a new cluster needs them.
     roles: bool = field(default=True, metadata=_key("bool"))

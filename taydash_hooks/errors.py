@@ -1,4 +1,4 @@
-"""The one error type of the project and its exit codes (README, "Limits, and what a refusal
+"""The one error type of the project and its exit codes (docs/COMMANDS.md, "Limits, and what a refusal
 looks like": 0 ok, 1 refused, 2 usage or configuration, 3 environment, 130 interrupted)."""
 
 from __future__ import annotations

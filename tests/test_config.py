@@ -202,3 +202,17 @@ def test_bad_config_blocks_the_push_hook(repos: Repos) -> None:
     assert proc.returncode != 0
     assert "[validate] timeout" in proc.stderr
     assert repos.remote_ref("refs/heads/main") != repos.head()
+
+
+def test_the_readmes_five_minute_configuration_loads_as_it_says(repos: Repos) -> None:
+    """The README's first configuration: a push gate, signed release tags, snapshots of the
+    database and VictoriaMetrics into a folder, each on as its table says."""
+    from testing import docs
+
+    repos.write(".taydash.toml", docs.block("quick-config", "toml"))
+    cfg = _load(repos)
+    assert cfg.validate is not None and cfg.validate.commands == ("./ops/validate_p1.sh",)
+    assert cfg.tags is not None and cfg.tags.require_signed and cfg.tags.openpgp_fingerprints
+    s = cfg.snapshots
+    assert s is not None and s.store.startswith("file://") and s.postgres and s.victoriametrics
+    assert set(s.kinds) >= {"postgres", "victoriametrics"}

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
+from testing import docs
 from testing.gitrepo import ROOT, Repos, run, taydash
 from testing.snap import Snap
 
 
 def _readme_block(marker: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    block = text.split(f"<!-- {marker}:start -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
-    return re.sub(r"^```\w*\n|```\s*$", "", block.strip(), flags=re.M)
+    return docs.between(marker)
 
 
 def test_the_readme_pre_commit_snippet_works_as_written(repos: Repos) -> None:

@@ -301,7 +301,7 @@ def _consequence(sig: Signature) -> str:
         return ("its key is not in this configuration. Nothing says the backup was altered: if "
                 "the key was rotated out, list it under [tags] retired_openpgp_fingerprints "
                 "(or keep it in allowed_signers with valid-before) with the day it stopped "
-                "signing; see the README, \"Rotating the signing key\".")
+                "signing; see SECURITY.md, \"Rotating the signing key\".")
     if sig.refusal is Refusal.REVOKED:
         return "its key is revoked (compromised): nothing it signed is believed."
     if sig.refusal in (Refusal.RETIRED, Refusal.EXPIRED):

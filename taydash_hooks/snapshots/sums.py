@@ -2,7 +2,7 @@
 
 Beside each manifest, the way distributions publish release files: one ``sha256sum -c`` line
 per stored object (``<sha256>  <key>``, keys relative to the store's root), signed by the
-key that signs the manifest. A recovery by hand (RECOVERY in the README) checks that
+key that signs the manifest. A recovery by hand (RECOVERY.md) checks that
 signature first and then every file against the list; a sidecar (``<key>.sha256``) is
 written by the same store writer as the file and proves nothing on its own.
 """
