@@ -349,8 +349,10 @@ def backups_prune(keep_last: int, keep_monthly: int, keep_within: str, dry_run: 
         raise click.BadParameter("expected a duration like 30d, 12h or 1y6m", param_hint="--keep-within")
     if keep_within:
         parse_duration(keep_within)  # bounded: exit 2 naming the flag
+    # No terminal to ask on (cron, a pipe): nothing is removed without --yes, and the list says
+    # "would remove" (what apt-get does without -y).
     return core.prune(state.dir, Policy(keep_last, keep_monthly, keep_within), dry_run, yes,
-                      _confirm)
+                      _confirm if sys.stdin is not None and sys.stdin.isatty() else None)
 
 
 @backups.command("delete")

@@ -122,16 +122,20 @@ def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
     keep = [d for d in decisions if d.keep]
     remove = [d for d in decisions if not d.keep]
     _table("keep", keep, True)
-    _table("would remove" if dry_run else "remove", remove, False)
+    asking = yes or confirm is not None
+    _table("remove" if asking and not dry_run else "would remove", remove, False)
     for why in not_judged:
         warn(f"not judged, left as it is: {why}")
     if dry_run or not remove:
         say(f"{plural(len(remove), 'backup')} would be removed (dry run)." if dry_run else
             "nothing to remove.")
         return Exit.OK
-    if not yes and not (confirm and confirm(f"Remove {plural(len(remove), 'backup')} listed "
-                                            f"above from {store.url}?")):
-        raise refused("nothing was removed (confirm, or pass --yes).")
+    if not yes:
+        if confirm is None:
+            raise refused(f"nothing was removed: there is no terminal to confirm on; pass "
+                          f"--yes to remove the {plural(len(remove), 'backup')} listed above.")
+        if not confirm(f"Remove {plural(len(remove), 'backup')} listed above from {store.url}?"):
+            raise refused("nothing was removed (confirm, or pass --yes).")
     try:
         kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc, by)]
     finally:
