@@ -36,6 +36,13 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     assert arts["postgres"]["key"].endswith(".dump.zst")  # zstd in the stream: pg_dump 15 here
     assert arts["victoriametrics"]["files"]
     assert arts["victoriametrics"]["key"].startswith("vm-backups/v0.1.0_")
+    # Debian's vmbackup prints no version: the package that brought it is recorded instead.
+    import subprocess
+
+    pkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "victoria-metrics"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert doc["tools"]["vmbackup"] == f"victoria-metrics {pkg} (Debian package)", doc["tools"]
+    assert f"vmbackup victoria-metrics {pkg}" in snap.cli("backups", "show", "v0.1.0").stdout
     if snap.store_url.startswith("s3://"):
         assert arts["postgres"]["version_id"]
     assert snap.cli("backups", "verify", "v0.1.0", "--deep").returncode == 0

@@ -119,12 +119,22 @@ def _require(box: Place, binary: str, key: str) -> None:
 
 
 def tool_version(cfg: VictoriaMetricsConfig) -> str:
+    """What vmbackup says of its version; Debian's build says nothing (its build info is
+    stripped), so then the package that brought it, where one did ("victoria-metrics
+    1.79.5+ds1-2+b5 (Debian package)"), else that the build reports none."""
     try:
         res = process.run([*cfg.exec, cfg.vmbackup, "-version"], timeout=30,
                           inside_prefix=len(cfg.exec))
-        return (res.out or res.err).strip().splitlines()[0]
-    except Exception:
-        return "unknown"
+        said = (res.out or res.err).strip().splitlines()
+        if said and res.returncode == 0:
+            return said[0]
+        pkg = process.run([*cfg.exec, "dpkg-query", "-W", "-f", "${Version}", "victoria-metrics"],
+                          timeout=30, inside_prefix=len(cfg.exec))
+        if pkg.returncode == 0 and pkg.out.strip():
+            return f"victoria-metrics {pkg.out.strip()} (Debian package)"
+    except (process.Timeout, OSError):
+        return "not asked: vmbackup did not answer"
+    return "this vmbackup build reports no version"
 
 
 # The S3 credentials go through stdin into a 0600 file that only lives while the tool
