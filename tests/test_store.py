@@ -373,7 +373,7 @@ def test_store_init_prepares_a_bucket_and_asks_before_changing_one(
         request: pytest.FixtureRequest, server: str, tmp_path: Path) -> None:
     import secrets
 
-    from testing.gitrepo import run
+    from testing.gitrepo import run, taydash
 
     s3 = request.getfixturevalue(server)
     work = tmp_path / "work"
@@ -381,8 +381,15 @@ def test_store_init_prepares_a_bucket_and_asks_before_changing_one(
     fresh = f"taydash-init-{secrets.token_hex(4)}"
     proc = _init(work, s3, fresh)
     if server == "s3rver":  # no versioning at all: the bucket is made, and the gap is said
-        assert proc.returncode == 3 and "may not support versioning" in proc.stderr, proc.stderr
+        assert proc.returncode == 3, proc.stderr
+        assert "lacks versioning and conditional writes" in proc.stderr, proc.stderr
+        assert "unsafe_single_writer = true" in proc.stderr
         assert s3.client().bucket_exists(fresh)
+        # doctor no longer sends the user back to store init: the gap, as a warning.
+        doctor = taydash("doctor", cwd=work, env={**os.environ, **s3.env()})
+        line = next(ln for ln in doctor.stdout.splitlines() if "bucket versioning" in ln)
+        assert line.startswith("WARN") and "keeps no versions" in line, doctor.stdout
+        assert "store init" not in doctor.stdout.split(line, 1)[1].splitlines()[0], doctor.stdout
         return
     assert proc.returncode == 0 and f"created bucket {fresh}" in proc.stderr, proc.stderr
     assert s3.client().get_bucket_versioning(fresh).status == "Enabled"

@@ -59,10 +59,21 @@ def _store(repo: git.Repo, cfg: Config) -> list[Check]:
                              "it cannot be switched on later), or set object_lock_days = 0"))
     if health.ok and health.versioning is not None:
         bucket = cfg.snapshots.store[len("s3://"):].partition("/")[0]
-        found.append(Check("bucket versioning", health.versioning == "Enabled", health.versioning,
-                             f"taydash store init --yes (or: aws s3api put-bucket-versioning "
-                             f"--bucket {bucket} --versioning-configuration Status=Enabled; or: "
-                             f"mc version enable ALIAS/{bucket})"))
+        listing = _lists_versions(store)
+        if health.versioning != "Enabled" and listing is False:
+            # A server that cannot even list versions cannot keep them: store init cannot
+            # help there; said as what it is, a gap to accept or a server to change.
+            found.append(Check("bucket versioning", False,
+                               f"{health.versioning}: this server keeps no versions",
+                               "use a server that versions (MinIO, AWS S3); snapshots work "
+                               "without it, but an overwritten or deleted backup cannot be "
+                               "recovered", warning=True))
+        else:
+            found.append(Check("bucket versioning", health.versioning == "Enabled",
+                               health.versioning,
+                               f"taydash store init --yes (or: aws s3api put-bucket-versioning "
+                               f"--bucket {bucket} --versioning-configuration Status=Enabled; "
+                               f"or: mc version enable ALIAS/{bucket})"))
     return found
 
 
@@ -94,6 +105,14 @@ def _features(store: Store, cfg: Config) -> Check:
                  if not gaps else f"missing: {', '.join(gaps)}",
                  "use a server that has them (MinIO, AWS S3); without conditional writes, "
                  "[snapshots.s3] unsafe_single_writer = true if only one machine ever snapshots")
+
+
+def _lists_versions(store: Store) -> bool | None:
+    """Whether the server lists object versions (probed; None when it cannot be asked)."""
+    try:
+        return store.features().version_listing
+    except TaydashError:
+        return None
 
 
 def _encryption_fix(store: Store) -> str:

@@ -305,9 +305,19 @@ class S3Store:
                     self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
                     said.append(f"turned versioning on for bucket {self.bucket}")
                 except S3Error as exc:
-                    raise environment(f"the S3 server at {self.cfg.endpoint} refused to turn "
-                                      f"versioning on for bucket {self.bucket} ({exc.code}): it "
-                                      "may not support versioning.") from None
+                    found = self.features(refresh=True)
+                    lacks = ["versioning"] + ([] if found.conditional_create
+                                              else ["conditional writes"])
+                    accept = ("" if found.conditional_create else
+                              "; without conditional writes taydash refuses to snapshot unless "
+                              "[snapshots.s3] unsafe_single_writer = true (only one machine "
+                              "ever snapshots)")
+                    raise environment(
+                        f"the S3 server at {self.cfg.endpoint} lacks {' and '.join(lacks)}: it "
+                        f"refused to turn versioning on for bucket {self.bucket} ({exc.code}), "
+                        "so this command cannot do more there. Snapshots work without versions "
+                        "(an overwritten or deleted backup then cannot be recovered; use MinIO "
+                        f"or AWS S3 for that){accept}.") from None
         elif exists:
             said.append(f"bucket {self.bucket} exists with versioning on: nothing to do")
         self._features = None
