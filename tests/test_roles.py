@@ -514,3 +514,29 @@ def test_a_roles_script_changed_only_in_its_line_endings_is_refused(
         assert f"{roles['key']} is corrupt: SHA-256" in proc.stderr, proc.stderr
         assert other.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{owned[0]}'") == "0"
         assert not _exists(other, "restored")
+
+
+def test_a_restore_without_roles_says_which_owners_it_did_not_keep(
+        snap: Snap, owned: tuple[str, str]) -> None:
+    """pg_restore --no-owner gives every object to the restoring user: the output says so,
+    names the dump's owners and the flag that keeps them; with it, nothing of the kind."""
+    owner, _ = owned
+    assert snap.tag("v0.1.0").returncode == 0
+    plain, kept = f"{snap.db}_plain", f"{snap.db}_kept"
+    try:
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", plain)
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'readings'",
+                            db=plain) == snap.pg.user
+        assert (f"owners not kept: every object in {plain} now belongs to {snap.pg.user} "
+                f"(the dump's owners: {owner})") in proc.stderr, proc.stderr
+        assert "--with-roles to keep them" in proc.stderr
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", kept, "--with-roles",
+                        "--trust-unsigned-roles")
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'readings'",
+                            db=kept) == owner
+        assert "owners not kept" not in proc.stderr
+    finally:
+        snap.pg.drop_db(plain)
+        snap.pg.drop_db(kept)

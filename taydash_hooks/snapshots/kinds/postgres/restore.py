@@ -17,6 +17,7 @@ first and restores from it once its hash is known to be right.
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,11 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
         raise
 
 
+# "ALTER TABLE public.readings OWNER TO app;" in pg_restore's SQL (the database's own owner,
+# ALTER DATABASE, is pg_database's and comes back either way).
+_OWNER = re.compile(r'^ALTER (?!DATABASE )[A-Z ]+ .+ OWNER TO ("(?:[^"]|"")+"|[^\s;]+);$', re.M)
+
+
 class _Restoring:
     """One ``restore db`` under way; ``created`` once the new database exists."""
 
@@ -100,6 +106,7 @@ class _Restoring:
         self.server_refused = False  # the server would not create it: no fault of the dump
         self.first: pg_database.Applied | None = None  # before the data (pg_database.before)
         self.own: pg_database.Applied | None = None  # after it (pg_database.plan)
+        self.owners: list[str] = []  # the object owners the archive records
 
     def in_one_pass(self, tmp: Path) -> None:
         with _incoming(self, "restoring") as plain, \
@@ -144,6 +151,7 @@ class _Restoring:
     def _create(self, listed: str) -> None:
         """The new database, created as the archive's was (encoding, locale, the settings the
         data may depend on); what needs roles is planned for after the data."""
+        self.owners = sorted({m.strip('"') for m in _OWNER.findall(listed)})
         source = PgDump.of(self.art).database
         spec = pg_database.parse(listed, source) if source else None
         if spec is not None and spec.dumped is not None and spec.dumped != source:
@@ -176,6 +184,13 @@ class _Restoring:
             done, skipped = self.first.done + own.done, self.first.skipped + own.skipped
             say(f"database {self.target}: {', '.join(done) or 'nothing of its own'} applied"
                 + (f"; not applied: {'; '.join(skipped)}" if skipped else ""))
+        if not self.with_roles and self.owners:
+            # --no-owner: every object now belongs to whoever restored it. Said, so the
+            # restore never reads as faithful when the owners did not come back.
+            say(f"owners not kept: every object in {self.target} now belongs to "
+                f"{self.cfg.user} (the dump's owners: {', '.join(self.owners[:8])}"
+                f"{', ...' if len(self.owners) > 8 else ''}); restore with --with-roles to "
+                "keep them")
         numbers = counted.out.strip().split("\x1f")
         what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
                 if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
