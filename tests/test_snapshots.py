@@ -236,7 +236,8 @@ def test_pg_dump_killed_mid_stream(snap: Snap) -> None:
     assert _store_keys(snap, "db-backups/") == []
 
 
-def test_sigint_during_snapshot_leaves_nothing(snap: Snap) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_snapshot_leaves_nothing(snap: Snap, sig: signal.Signals) -> None:
     snap.pg.psql("CREATE TABLE bulk AS SELECT g, repeat(md5(g::text), 20) AS pad "
                  "FROM generate_series(1, 300000) g", db=snap.db)
     assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
@@ -246,11 +247,13 @@ def test_sigint_during_snapshot_leaves_nothing(snap: Snap) -> None:
     while not run("pgrep", "-f", "--", f"pg_dump .*-Fc .*{snap.db}", check=False).stdout.strip():
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert run("pgrep", "-f", "--", f"pg_dump .*-Fc .*{snap.db}", check=False).returncode == 1
     assert _store_keys(snap, "") == []
+    # Nothing of the run in the clone either: its journal went with what it had stored.
+    assert list((snap.repos.work / ".git" / "taydash" / "runs").glob("*.json")) == []
     assert snap.cli("snapshot", "v0.1.0").returncode == 0
 
 

@@ -185,6 +185,12 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
             # (the server went away, an interrupt mid-part) is cleaned by the next run here.
             if removed and lost_race:
                 _end_journal(journal)
+            elif removed:
+                # Interrupted (Ctrl-C, SIGTERM) or failed: what the kinds noted and any
+                # partial upload of this run are undone now, the way the next run would; the
+                # journal stays only when that cannot be done (the store went away).
+                with contextlib.suppress(Exception):
+                    _clean_run(cfg, store, tag, journal, None)
             raise
         _end_journal(journal)
         say(f"snapshot of {tag} done: {manifest.key(tag)} "
@@ -352,29 +358,35 @@ def _clean_dead_runs(repo: git.Repo, cfg: Config, store: Store, tag: str,
     if not folder.is_dir():
         return
     for path in sorted(folder.glob(f"{tag_id(tag)}-*.json")):
-        try:
-            doc = json.loads(read_private(path))
-            stamp = str(doc["stamp"])
-        except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)
-            continue
-        removed = 0
-        notes = doc.get("leftovers") if isinstance(doc.get("leftovers"), dict) else {}
-        for kind_name, items in notes.items():
-            if kind_name in kinds.registry() and isinstance(items, list):
-                removed += kinds.get(kind_name).clean_leftovers(
-                    cfg, [str(i) for i in items])
-        if stamp == live_run:
-            path.unlink(missing_ok=True)
-            continue
-        for folder_key in manifest.RUN_FOLDERS:
-            run_prefix = f"{folder_key}{tag}_{stamp}"
-            removed += store.clean_partial(run_prefix)
-            for key in store.keys(folder_key):
-                if from_attempt(run_prefix, key):
-                    store.delete(key)
-                    removed += 1
-        if removed:
-            say(f"removed {removed} leftover(s) of an interrupted snapshot of {tag} (run {stamp})")
+        _clean_run(cfg, store, tag, path, live_run)
+
+
+def _clean_run(cfg: Config, store: Store, tag: str, path: Path, live_run: str | None) -> None:
+    """Undo what the run whose journal is ``path`` left (see :func:`_clean_dead_runs`), then
+    remove the journal; an error leaves it for the next run."""
+    try:
+        doc = json.loads(read_private(path))
+        stamp = str(doc["stamp"])
+    except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
+        return
+    removed = 0
+    notes = doc.get("leftovers") if isinstance(doc.get("leftovers"), dict) else {}
+    for kind_name, items in notes.items():
+        if kind_name in kinds.registry() and isinstance(items, list):
+            removed += kinds.get(kind_name).clean_leftovers(
+                cfg, [str(i) for i in items])
+    if stamp == live_run:
+        path.unlink(missing_ok=True)
+        return
+    for folder_key in manifest.RUN_FOLDERS:
+        run_prefix = f"{folder_key}{tag}_{stamp}"
+        removed += store.clean_partial(run_prefix)
+        for key in store.keys(folder_key):
+            if from_attempt(run_prefix, key):
+                store.delete(key)
+                removed += 1
+    if removed:
+        say(f"removed {removed} leftover(s) of an interrupted snapshot of {tag} (run {stamp})")
+    path.unlink(missing_ok=True)
 

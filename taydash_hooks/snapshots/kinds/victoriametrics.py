@@ -21,7 +21,7 @@ from typing import Any
 
 from taydash_hooks import process
 from taydash_hooks.config import Config, VictoriaMetricsConfig
-from taydash_hooks.errors import environment, refused, usage
+from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
@@ -122,18 +122,21 @@ def tool_version(cfg: VictoriaMetricsConfig) -> str:
     """What vmbackup says of its version; Debian's build says nothing (its build info is
     stripped), so then the package that brought it, where one did ("victoria-metrics
     1.79.5+ds1-2+b5 (Debian package)"), else that the build reports none."""
-    try:
-        res = process.run([*cfg.exec, cfg.vmbackup, "-version"], timeout=30,
-                          inside_prefix=len(cfg.exec))
-        said = (res.out or res.err).strip().splitlines()
-        if said and res.returncode == 0:
-            return said[0]
-        pkg = process.run([*cfg.exec, "dpkg-query", "-W", "-f", "${Version}", "victoria-metrics"],
-                          timeout=30, inside_prefix=len(cfg.exec))
-        if pkg.returncode == 0 and pkg.out.strip():
-            return f"victoria-metrics {pkg.out.strip()} (Debian package)"
-    except (process.Timeout, OSError):
+    def ask(*argv: str) -> process.Result | None:
+        try:
+            return process.run([*cfg.exec, *argv], timeout=30, inside_prefix=len(cfg.exec))
+        except (process.Timeout, OSError, TaydashError):
+            return None  # not there, or hung: the snapshot itself says why, with the fix
+
+    said = ask(cfg.vmbackup, "-version")
+    if said is None:
         return "not asked: vmbackup did not answer"
+    first = (said.out or said.err).strip().splitlines()
+    if first and said.returncode == 0:
+        return first[0]
+    pkg = ask("dpkg-query", "-W", "-f", "${Version}", "victoria-metrics")
+    if pkg is not None and pkg.returncode == 0 and pkg.out.strip():
+        return f"victoria-metrics {pkg.out.strip()} (Debian package)"
     return "this vmbackup build reports no version"
 
 
