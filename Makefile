@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # own (the scheduled drill as another user): no package index needed while the suite runs.
 WHEELHOUSE := $(VENV)/wheelhouse/.stamp
 $(WHEELHOUSE): pyproject.toml $(STAMP)
-	$(PY) -m pip wheel -q -w $(VENV)/wheelhouse .
+	$(PY) -m pip wheel -q -w $(VENV)/wheelhouse . "setuptools>=77"
 	rm -f $(VENV)/wheelhouse/taydash_hooks-*.whl
 	touch $@
 

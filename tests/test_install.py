@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import zipfile
@@ -342,3 +343,54 @@ def test_one_validation_per_push_with_both_flavours_installed(repos: Repos, tmp_
     assert "already judged in this push" in proc.stdout + proc.stderr
     proc = repos.push("origin", "HEAD:refs/heads/feature")  # a new push judges afresh
     assert runs.read_text().count("run") == 2
+
+
+@pytest.mark.slow  # builds venvs and a wheel
+def test_the_readmes_install_lines_run_as_printed_with_debian_pip(tmp_path: Path) -> None:
+    """Each line of the README's install block, in a fresh venv of the system's Python (on
+    Debian 12: pip 23.0.1). The git host is a dumb-HTTP server of a bare clone here, COMMIT
+    this checkout's; the package index is the suite's wheelhouse (the environment points pip
+    at it: the lines themselves are as printed)."""
+    import http.server
+    import shlex
+    import subprocess
+    import threading
+
+    from testing import docs
+    from testing.gitrepo import ROOT
+
+    from taydash_hooks.sandbox import free_port
+
+    python = require("/usr/bin/python3", "apt-get install python3")
+    if not wheel_of_checkout.WHEELHOUSE.is_dir():
+        pytest.fail("run `make test`: it fills .venv/wheelhouse")
+    commit = run("git", "rev-parse", "HEAD", cwd=ROOT).stdout.strip()
+    served = tmp_path / "served"
+    run("git", "clone", "--quiet", "--bare", ROOT, served / "taydash-hooks.git")
+    run("git", "update-server-info", cwd=served / "taydash-hooks.git")
+    port = free_port()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    lines = [ln for ln in docs.block("install-lines", "sh").splitlines() if ln.strip()]
+    assert len(lines) == 3, lines
+    try:
+        for n, line in enumerate(lines):
+            venv = tmp_path / f"venv{n}"
+            run(python, "-m", "venv", venv)
+            version = run(venv / "bin" / "pip", "--version").stdout
+            here = (line.replace("https://YOUR-GIT-HOST/", f"http://127.0.0.1:{port}/")
+                    .replace("/path/to/taydash-hooks", str(ROOT)).replace("COMMIT", commit))
+            env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+                   "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheel_of_checkout.WHEELHOUSE),
+                   "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHON": str(venv / "bin" / "python")}
+            env.pop("VIRTUAL_ENV", None)
+            proc = subprocess.run(["sh", "-c", here.split("  #")[0]], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, (shlex.quote(here), version, proc.stdout[-2000:],
+                                          proc.stderr[-2000:])
+            assert "deprecated" not in proc.stderr.lower(), proc.stderr  # no setuptools banner
+            assert run(venv / "bin" / "taydash", "--version").returncode == 0
+    finally:
+        server.shutdown()
+        server.server_close()
