@@ -415,14 +415,19 @@ def restore() -> None:
               help="Let --with-roles apply roles from a manifest no allowed key signed.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1,
               help="pg_restore in parallel (the archive is spooled to a file first).")
+@click.option("--into-empty", is_flag=True,
+              help="TARGET_DB may exist if it holds nothing of its own (a fresh container's "
+                   "POSTGRES_DB): it is replaced by the dump's.")
 @common
 def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
                port: int | None, user: str | None, with_roles: bool,
-               allow_privileged_roles: bool, trust_unsigned_roles: bool, jobs: int) -> int:
+               allow_privileged_roles: bool, trust_unsigned_roles: bool, jobs: int,
+               into_empty: bool) -> int:
     """Create TARGET_DB and restore the dump into it in one pass, its checksum checked.
 
     The server is [snapshots.postgres] host, port and user unless --host/--port/--user say
-    otherwise; TARGET_DB must not exist there (nothing existing is ever touched).
+    otherwise; TARGET_DB must not exist there (nothing existing is ever touched), unless
+    --into-empty and it holds nothing of its own.
 
     Example: taydash restore db v1.2.0 --target-db app --host new-cluster --with-roles
     """
@@ -433,7 +438,7 @@ def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
     return core.restore(state.dir, tag, "postgres", target_db, options=PgRestoreOptions(
         database=database, server=(host, port, user), with_roles=with_roles,
         allow_privileged_roles=allow_privileged_roles,
-        trust_unsigned_roles=trust_unsigned_roles, jobs=jobs))
+        trust_unsigned_roles=trust_unsigned_roles, jobs=jobs, into_empty=into_empty))
 
 
 @restore.command("vm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from testing import services
 from testing.snap import Snap
 
 from taydash_hooks.errors import TaydashError
+from taydash_hooks.sandbox import wait_for
 from taydash_hooks.snapshots.kinds.postgres import database as pg_database
 from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
 
@@ -540,3 +542,60 @@ def test_a_restore_without_roles_says_which_owners_it_did_not_keep(
     finally:
         snap.pg.drop_db(plain)
         snap.pg.drop_db(kept)
+
+
+def test_into_empty_replaces_only_an_empty_database_and_puts_it_back_on_failure(
+        snap: Snap) -> None:
+    """A fresh stack's PostgreSQL already has an empty database of the app's name: plain
+    restore refuses it and names --into-empty; with it, the dump's database takes its place.
+    A database with anything in it, or with someone connected, is never replaced, and a
+    restore that fails leaves the empty database as it was."""
+    assert snap.tag("v0.1.0").returncode == 0
+    fresh = f"{snap.db}_fresh"
+    snap.pg.psql(f'CREATE ROLE "{fresh}_owner"')
+    snap.pg.psql(f'CREATE DATABASE "{fresh}" OWNER "{fresh}_owner"')
+    try:
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", fresh)
+        assert proc.returncode == 1 and "--into-empty" in proc.stderr, proc.stderr
+        # Someone connected (the app, starting): said, nothing replaced.
+        held = subprocess.Popen(["psql", "-X", "-h", snap.pg.host, "-p", str(snap.pg.port), "-U",
+                                 snap.pg.user, "-d", fresh, "-c", "SELECT pg_sleep(30)"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: snap.pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE "
+                                          f"datname = '{fresh}'") == "1", "the app's session")
+            proc = snap.cli("restore", "db", "v0.1.0", "--target-db", fresh, "--into-empty")
+            assert proc.returncode == 1 and "stop what is connected to it" in proc.stderr
+        finally:
+            held.kill()
+            held.wait()
+            # (the server's side of a killed client sleeps on until it is told)
+            snap.pg.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         f"WHERE datname = '{fresh}'")
+            wait_for(lambda: snap.pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE "
+                                          f"datname = '{fresh}'") == "0", "the session's end")
+        assert _exists(snap.pg, fresh)
+        # A restore that fails half-way (the dump flipped in the store): the empty database
+        # is there again, with its owner.
+        art = snap.artifact("v0.1.0", "postgres")
+        good = snap.raw_get(str(art["key"]))
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xFF
+        snap.raw_put(str(art["key"]), bytes(bad))
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", fresh, "--into-empty")
+        assert proc.returncode != 0, proc.stderr
+        assert snap.pg.psql(f"SELECT pg_get_userbyid(datdba) FROM pg_database "
+                            f"WHERE datname = '{fresh}'") == f"{fresh}_owner"
+        assert snap.pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'readings'",
+                            db=fresh) == "0"
+        snap.raw_put(str(art["key"]), good)
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", fresh, "--into-empty")
+        assert proc.returncode == 0, proc.stderr
+        assert snap.pg.psql("SELECT count(*) FROM readings", db=fresh) == "500"
+        # Now it holds something: --into-empty refuses to replace it.
+        proc = snap.cli("restore", "db", "v0.1.0", "--target-db", fresh, "--into-empty")
+        assert proc.returncode == 1 and "holds" in proc.stderr and "of its own" in proc.stderr
+        assert snap.pg.psql("SELECT count(*) FROM readings", db=fresh) == "500"
+    finally:
+        snap.pg.drop_db(fresh)
+        snap.pg.psql(f'DROP ROLE IF EXISTS "{fresh}_owner"')

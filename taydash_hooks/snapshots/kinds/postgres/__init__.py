@@ -171,6 +171,7 @@ class PgRestoreOptions(RestoreOptions):
     allow_privileged_roles: bool = False  # SUPERUSER & co. from the roles script
     trust_unsigned_roles: bool = False  # roles from a manifest no allowed key signed
     jobs: int = 1  # pg_restore --jobs
+    into_empty: bool = False  # replace an existing database that holds nothing of its own
 
 class Postgres:
     """The ``postgres`` kind: one ``pg_dump -Fc`` per configured database."""
@@ -323,7 +324,8 @@ class Postgres:
                           "--with-roles, or add --trust-unsigned-roles if you trust the store.")
         return restore_into(settings(cfg), job.store, dumps[0][0], job.target, job.timeout,
                        roles=roles, with_roles=opts.with_roles,
-                       allow_privileged=opts.allow_privileged_roles, jobs=opts.jobs)
+                       allow_privileged=opts.allow_privileged_roles, jobs=opts.jobs,
+                       into_empty=opts.into_empty)
 
     def preflight(self, cfg: Config) -> list[Check]:
         pcfg = settings(cfg)

@@ -37,9 +37,12 @@ from taydash_hooks.snapshots.kinds.postgres.server import (
     create_database,
     database_exists,
     drop,
+    drop_empty,
     drop_roles,
+    empty_database,
     existing_roles,
     read_roles,
+    remake_empty,
     taken_message,
 )
 from taydash_hooks.snapshots.manifest import Artifact
@@ -53,13 +56,16 @@ KEPT_IN_MEMORY = 8 * 1024 * 1024
 
 def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, timeout: float,
             *, roles: Artifact | None = None, with_roles: bool = False,
-            allow_privileged: bool = False, jobs: int = 1) -> str:
+            allow_privileged: bool = False, jobs: int = 1, into_empty: bool = False) -> str:
     """Create ``target`` (refusing an existing one) and restore ``artifact`` into it in one pass
     (see the module); ``jobs`` > 1 restores in parallel from a temp file.
 
     ``with_roles`` first creates the roles recorded in ``roles`` that the server lacks and then
     keeps the dump's owners; without it, objects belong to the restoring user. Whatever fails,
     the database and the roles this call created are removed again.
+
+    ``into_empty``: an existing ``target`` that holds nothing of its own (a fresh container's
+    POSTGRES_DB) is replaced by the dump's database; a failed restore makes it again as it was.
     """
     check_target_name(target)
     if PgDump.of(artifact).roles:
@@ -70,12 +76,21 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
     if jobs > 1 and cfg.exec:
         raise usage("--jobs needs pg_restore on this host: behind an exec prefix it can only "
                     "read stdin, and parallel restore reads a file.")
-    if with_roles and database_exists(cfg, target):
-        raise refused(taken_message(target))  # asked before a role is created for nothing
+    exists = database_exists(cfg, target) if with_roles or into_empty else False
+    # Asked before a role is created for nothing: taken, or (into_empty) not empty.
+    empty = empty_database(cfg, target) if into_empty and exists else None
+    if exists and empty is None:
+        raise refused(taken_message(target))
     created_roles = (apply_roles(cfg, store, roles, timeout, allow_privileged)
                      if with_roles and roles else [])
     restoring = _Restoring(cfg, store, artifact, target, timeout, roles, with_roles)
+    dropped = False
     try:
+        if empty is not None:
+            drop_empty(cfg, empty)
+            dropped = True
+            say(f"database {target} was empty: it is replaced by the dump's (made again as it "
+                "was if the restore fails)")
         with tempfile.TemporaryDirectory(prefix="taydash-restore-") as tmp:
             if jobs > 1:
                 restoring.from_file(Path(tmp) / "archive", jobs)
@@ -85,6 +100,8 @@ def restore(cfg: PostgresConfig, store: Store, artifact: Artifact, target: str, 
     except BaseException:
         if restoring.created:
             drop(cfg, target)  # we created it a moment ago: no half-restored database stays
+        if dropped and empty is not None:
+            remake_empty(cfg, empty)  # what was there before: an empty database, as it was
         drop_roles(cfg, created_roles)
         raise
 

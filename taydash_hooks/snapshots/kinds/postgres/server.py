@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from taydash_hooks.config import Config, PostgresConfig
@@ -19,7 +20,7 @@ from taydash_hooks.output import plural, say
 from taydash_hooks.snapshots.kinds.postgres import database as pg_database
 from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
 from taydash_hooks.snapshots.kinds.postgres.archive import plain_local
-from taydash_hooks.snapshots.kinds.postgres.client import PgClient, rows
+from taydash_hooks.snapshots.kinds.postgres.client import QUERY_TIMEOUT, PgClient, rows
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import download_verified
 from taydash_hooks.store import Store
@@ -66,7 +67,73 @@ def check_target_name(name: str) -> str:
 def taken_message(name: str) -> str:
     """Why a restore into an existing database is refused."""
     return (f"database {name} already exists; restore refuses to touch it (choose another "
-            "--target-db).")
+            "--target-db, or add --into-empty when it holds nothing of its own, as a fresh "
+            "container's POSTGRES_DB does).")
+
+
+@dataclass(frozen=True)
+class EmptyDatabase:
+    """An existing database with nothing of its own, as it was: what ``--into-empty``
+    replaces, and makes again when the restore fails."""
+
+    name: str
+    owner: str
+    encoding: str
+    collate: str
+    ctype: str
+
+
+# Asked inside the database itself: what it holds beyond what every new database has.
+_HOLDS = """SELECT
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)')
+  + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))
+  + (SELECT count(*) FROM pg_namespace
+    WHERE nspname NOT IN ('public', 'pg_catalog', 'information_schema') AND nspname !~ '^pg_')
+  + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'),
+  (SELECT count(*) FROM pg_db_role_setting WHERE setdatabase = d.oid),
+  r.rolname, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype
+FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = current_database();
+"""
+
+
+def empty_database(cfg: PostgresConfig, name: str) -> EmptyDatabase:
+    """``name`` as it is, refused (exit 1) unless it holds no object and no setting of its
+    own: ``--into-empty`` replaces only what a new database would be."""
+    found = PgClient.of(cfg).query(_HOLDS, name, what=f"what database {name} holds")
+    if len(found) != 1 or len(found[0]) != 6 or not found[0][0].isdigit():
+        raise environment(f"cannot tell what database {name} holds.")
+    objects, settings, owner, encoding, collate, ctype = found[0]
+    if int(objects):
+        raise refused(f"database {name} holds {plural(int(objects), 'object')} of its own; "
+                      "--into-empty replaces only an empty database (choose another "
+                      "--target-db).")
+    if int(settings):
+        raise refused(f"database {name} has settings of its own (ALTER DATABASE ... SET); "
+                      "--into-empty replaces only a database as new (choose another "
+                      "--target-db).")
+    return EmptyDatabase(name, owner, encoding, collate, ctype)
+
+
+def drop_empty(cfg: PostgresConfig, empty: EmptyDatabase) -> None:
+    """Drop ``empty`` so the restore can create it as the dump's was; refused while anything
+    is connected to it (an app still starting is said as such, never cut off)."""
+    res = PgClient.of(cfg).psql(f"DROP DATABASE {pg_roles.quote_ident(empty.name)};\n",
+                                timeout=QUERY_TIMEOUT)
+    if res.returncode != 0:
+        said = " ".join(res.err.split())[-300:] or "refused"
+        raise refused(f"database {empty.name} could not be replaced: {said} (stop what is "
+                      "connected to it, e.g. the app's container, and run the restore again).")
+
+
+def remake_empty(cfg: PostgresConfig, empty: EmptyDatabase) -> None:
+    """Make ``empty`` again as it was (a failed ``--into-empty`` restore leaves what it found)."""
+    q, lit = pg_roles.quote_ident, pg_roles.quote_literal
+    PgClient.of(cfg).psql(
+        f"CREATE DATABASE {q(empty.name)} OWNER {q(empty.owner)} TEMPLATE template0 "
+        f"ENCODING {lit(empty.encoding)} LC_COLLATE {lit(empty.collate)} "
+        f"LC_CTYPE {lit(empty.ctype)};\n", stop_on_error=False, timeout=QUERY_TIMEOUT)
 
 
 # The roles there, each with whether it is privileged (never granted from a script, see pg_roles).
