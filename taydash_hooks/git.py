@@ -129,6 +129,20 @@ def rev_parse(rev: str, cwd: str | os.PathLike[str] | None = None) -> str | None
     return result.out.strip() if result.returncode == 0 else None
 
 
+def tag_targets(cwd: str | os.PathLike[str] | None = None) -> dict[str, tuple[str, str]]:
+    """Every tag: its object id and the commit it peels to (one ``for-each-ref`` for all,
+    where a ``rev-parse`` per tag costs a process each)."""
+    res = git("for-each-ref", "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+              "refs/tags", cwd=cwd, check=False)
+    found: dict[str, tuple[str, str]] = {}
+    for line in res.out.splitlines():
+        parts = line.rsplit(" ", 2)
+        if len(parts) == 3:
+            name, oid, peeled = parts
+            found[name] = (oid, peeled or oid)
+    return found
+
+
 def is_ancestor(old: str, new: str, cwd: str | os.PathLike[str] | None = None) -> bool:
     """True when ``old`` is an ancestor of ``new`` (both known locally)."""
     return git("merge-base", "--is-ancestor", old, new, cwd=cwd, check=False).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from taydash_hooks.lifecycle.metrics import record_and_push
 from taydash_hooks.lifecycle.records import Activity
 from taydash_hooks.output import emit_json, mark, out, plural, say, shown
 from taydash_hooks.snapshots import kinds, manifest
-from taydash_hooks.snapshots.binding import require_trusted
+from taydash_hooks.snapshots.binding import Judge, require_trusted
 from taydash_hooks.snapshots.kinds.base import Checked
 from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.snapshots.manifest import Manifest
@@ -22,11 +23,17 @@ from taydash_hooks.store import Store
 
 def list_backups(cwd: Path, as_json: bool) -> int:
     """One line per manifest: tag, time, commit, artifacts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from taydash_hooks.snapshots.binding import Judge
     from taydash_hooks.tags.naming import version_key
 
     repo, cfg, store = open_repo_store(cwd)
     docs = sorted(manifest.load_all(store), key=lambda d: version_key(d.tag))
-    trust = {d.tag: _trust(repo, cfg, store, d) for d in docs}
+    # One git call for every tag, one keyring, the signatures checked several at a time.
+    with Judge(repo, cfg, store) as judge, ThreadPoolExecutor(_WORKERS) as pool:
+        trust = dict(zip((d.tag for d in docs), pool.map(lambda d: _trust(judge, d), docs),
+                         strict=True))
     if as_json:
         emit_json([{"tag": d.tag, "created": d.created, "commit": d.commit,
                     "artifacts": len(d.artifacts), "size": sum(a.size for a in d.artifacts),
@@ -46,11 +53,13 @@ def list_backups(cwd: Path, as_json: bool) -> int:
     return Exit.OK
 
 
-def _trust(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> str:
-    """One word or phrase on whether a listed manifest can be believed."""
-    from taydash_hooks.snapshots.binding import judge
+# Signature checks at once: each is a short gpgv or ssh-keygen, whose start-up overlaps.
+_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 
-    sig, _ = judge(repo, cfg, store, doc, doc.tag)
+
+def _trust(judge: Judge, doc: Manifest) -> str:
+    """One word or phrase on whether a listed manifest can be believed."""
+    sig, _ = judge(doc, doc.tag)
     return sig.text() if sig is not None else "NOT BOUND to this repository's tag"
 
 
@@ -145,7 +154,6 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
     total; exit 1 when any failed, 3 when none failed but a deep step was not possible."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from taydash_hooks.snapshots.binding import judge
     from taydash_hooks.tags.naming import version_key
 
     repo, cfg, store = open_repo_store(cwd)
@@ -154,10 +162,10 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
     if last is not None:
         tags = tags[:last]
 
-    def one(tag: str) -> tuple[str, Exit, str]:
+    def one(judge: Judge, tag: str) -> tuple[str, Exit, str]:
         try:
             doc = manifest.require(store, tag)
-            sig, problem = judge(repo, cfg, store, doc, tag)
+            sig, problem = judge(doc, tag)
             if problem or sig is None:
                 return tag, Exit.REFUSED, problem or "not bound"
             rows = _rows(repo, cfg, store, doc, deep)
@@ -172,8 +180,9 @@ def verify_many(cwd: Path, last: int | None, deep: bool, as_json: bool) -> int:
         return tag, code, text
 
     # Mostly waiting on the store and on gpg: a few at a time, whatever the core count.
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="taydash-verify") as pool:
-        results = list(pool.map(one, tags))
+    with Judge(repo, cfg, store) as judge, \
+            ThreadPoolExecutor(max_workers=4, thread_name_prefix="taydash-verify") as pool:
+        results = list(pool.map(lambda tag: one(judge, tag), tags))
     failed = [t for t, c, _ in results if c is Exit.REFUSED]
     partial = [t for t, c, _ in results if c is Exit.ENVIRONMENT]
     _recorded(repo, cfg, start, len(results), len(failed) + len(partial))

@@ -81,20 +81,21 @@ def _naming(cfg: Config) -> str:
 
 def trusted(repo: git.Repo, cfg: Config, store: Store) -> tuple[list[Manifest], list[str]]:
     """The manifests retention may judge, and a line for each one it may not (and why)."""
-    from taydash_hooks.snapshots.binding import judge
+    from taydash_hooks.snapshots.binding import Judge
 
     believed, not_judged = [], []
-    for tag in manifest.all_tags(store):
-        try:
-            doc = manifest.require(store, tag)
-        except Exception as exc:  # a manifest that does not even parse is someone else's
-            not_judged.append(f"{tag}: {exc}")
-            continue
-        _, problem = judge(repo, cfg, store, doc, tag)
-        if problem:
-            not_judged.append(f"{tag}: {problem}")
-        else:
-            believed.append(doc)
+    with Judge(repo, cfg, store) as judge:
+        for tag in manifest.all_tags(store):
+            try:
+                doc = manifest.require(store, tag)
+            except Exception as exc:  # a manifest that does not even parse is someone else's
+                not_judged.append(f"{tag}: {exc}")
+                continue
+            _, problem = judge(doc, tag)
+            if problem:
+                not_judged.append(f"{tag}: {problem}")
+            else:
+                believed.append(doc)
     return believed, not_judged
 
 

@@ -9,6 +9,7 @@ object and commit are those of that tag in this repository.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
@@ -19,20 +20,29 @@ from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.snapshots.signing import Signature
 from taydash_hooks.store import Store
 
+if TYPE_CHECKING:
+    from taydash_hooks.tags.policy import TagPolicy
 
-def binding_problem(repo: git.Repo, doc: Manifest, tag: str) -> str | None:
-    """Why ``doc`` is not the backup of ``tag`` in ``repo``, or None when it is."""
+
+def binding_problem(repo: git.Repo, doc: Manifest, tag: str,
+                    targets: dict[str, tuple[str, str]] | None = None) -> str | None:
+    """Why ``doc`` is not the backup of ``tag`` in ``repo``, or None when it is; ``targets``
+    (:func:`git.tag_targets`) answers for every tag at once when many are judged."""
     if doc.tag != tag:
         return (f"manifests/{tag}.json names tag {doc.tag!r}, not {tag!r}: it was copied or "
                 "renamed in the store")
-    oid = git.rev_parse(f"refs/tags/{tag}", repo.root)
+    if targets is not None:
+        oid, peeled = targets.get(tag, (None, None))
+    else:
+        oid = git.rev_parse(f"refs/tags/{tag}", repo.root)
+        peeled = None
     if oid is None:
         return (f"there is no tag {tag} in this repository to check the backup against "
                 "(git fetch --tags)")
     if oid != doc.tag_object:
         return (f"the backup of {tag} was taken for tag object {doc.tag_object[:12]}, but {tag} "
                 f"here is {oid[:12]} (the tag was re-created)")
-    commit = git.rev_parse(f"{oid}^{{commit}}", repo.root)
+    commit = peeled if peeled is not None else git.rev_parse(f"{oid}^{{commit}}", repo.root)
     if commit != doc.commit:
         return (f"the backup of {tag} records commit {doc.commit[:12]}, but {tag} points at "
                 f"{(commit or '?')[:12]}")
@@ -74,6 +84,47 @@ def judge(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
     if not signing.believed(cfg, sig):
         return sig, f"the manifest is {sig.text()}"
     return sig, rollback_problem(repo, cfg, store, doc)
+
+
+class Judge:
+    """:func:`judge` for many manifests at once: every tag resolved in one git call, the
+    retention records listed once, one keyring for every signature; callable from several
+    threads once entered (the keyring is built on entry, :meth:`TagPolicy.prepare`)."""
+
+    def __init__(self, repo: git.Repo, cfg: Config, store: Store) -> None:
+        self.repo, self.cfg, self.store = repo, cfg, store
+        self.targets: dict[str, tuple[str, str]] = {}
+        self.records: set[str] = set()
+        self._policy: TagPolicy | None = None
+
+    def __enter__(self) -> Judge:
+        from taydash_hooks.snapshots import signing
+        from taydash_hooks.snapshots.removals import PREFIX
+        from taydash_hooks.tags.policy import TagPolicy
+        from taydash_hooks.tags.signatures import At
+
+        self.targets = git.tag_targets(self.repo.root)
+        self.records = set(self.store.keys(PREFIX))
+        if self.cfg.tags is not None and signing.mode(self.cfg) != "off":
+            self._policy = TagPolicy(self.repo, self.cfg, At.SIGNED).__enter__()
+            self._policy.prepare()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._policy is not None:
+            self._policy.__exit__(None, None, None)
+
+    def __call__(self, doc: Manifest, tag: str) -> tuple[Signature | None, str | None]:
+        from taydash_hooks.snapshots import signing
+        from taydash_hooks.snapshots.removals import rollback_problem
+
+        problem = binding_problem(self.repo, doc, tag, self.targets)
+        if problem:
+            return None, problem
+        sig = signing.check(self.repo, self.cfg, self.store, doc, self._policy)
+        if not signing.believed(self.cfg, sig):
+            return sig, f"the manifest is {sig.text()}"
+        return sig, rollback_problem(self.repo, self.cfg, self.store, doc, self.records)
 
 
 def require_trusted(repo: git.Repo, cfg: Config, store: Store,

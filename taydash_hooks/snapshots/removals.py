@@ -128,11 +128,12 @@ def pruned(repo: git.Repo, cfg: Config, store: Store) -> tuple[set[str], list[st
     return tags, problems
 
 
-def rollback_problem(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> str | None:
+def rollback_problem(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
+                     listed: set[str] | None = None) -> str | None:
     """Why ``doc`` is a backup retention removed, put back; None when no believed record
-    says its run was removed."""
+    says its run was removed. ``listed``: the record keys, when many manifests are judged."""
     name = key(doc.tag, _run(doc))
-    if not store.exists(name):
+    if not (name in listed if listed is not None else store.exists(name)):
         return None
     found = _read(repo, cfg, store, name)
     if not found.believed:

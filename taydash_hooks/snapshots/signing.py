@@ -23,6 +23,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taydash_hooks import git, process
 from taydash_hooks.config import Config
@@ -34,6 +35,9 @@ from taydash_hooks.snapshots.manifest import Manifest
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import KeyTaken
 from taydash_hooks.tags.signatures import At, Refusal
+
+if TYPE_CHECKING:
+    from taydash_hooks.tags.policy import TagPolicy
 
 NAMESPACE = "taydash-manifest"
 MAX_SIGNATURE = 64 * 1024
@@ -244,9 +248,11 @@ def replace(store: Store, final: str, signature: bytes) -> None:
 # --- checking ------------------------------------------------------------------------
 
 
-def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest) -> Signature:
-    """The verdict on ``doc``'s signature against the [tags] allow-list (see :class:`State`)."""
-    return check_detached(repo, cfg, store, doc, doc.raw, key(doc.tag))
+def check(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
+          policy: TagPolicy | None = None) -> Signature:
+    """The verdict on ``doc``'s signature against the [tags] allow-list (see :class:`State`);
+    ``policy``: one already entered (``At.SIGNED``), shared when many are judged."""
+    return check_payload(repo, cfg, store, doc.raw, key(doc.tag), doc.created, policy)
 
 
 def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, payload: bytes,
@@ -259,7 +265,7 @@ def check_detached(repo: git.Repo, cfg: Config, store: Store, doc: Manifest, pay
 
 
 def check_payload(repo: git.Repo, cfg: Config, store: Store, payload: bytes, where: str,
-                  signed_at: str) -> Signature:
+                  signed_at: str, policy: TagPolicy | None = None) -> Signature:
     """:func:`check_detached` for any record of the store, judged as of ``signed_at`` (its
     own ISO time, which the signature covers)."""
     if mode(cfg) == "off":
@@ -275,7 +281,7 @@ def check_payload(repo: git.Repo, cfg: Config, store: Store, payload: bytes, whe
                          refusal=Refusal.OTHER)
     if cfg.tags is None:
         return Signature(State.UNCHECKABLE)
-    from taydash_hooks.tags.policy import TagPolicy
+    from taydash_hooks.tags.policy import TagPolicy as Policy
 
     kind = "ssh" if sig.lstrip().startswith(_SSH) else "openpgp" if \
         sig.lstrip().startswith(_PGP) else None
@@ -287,8 +293,11 @@ def check_payload(repo: git.Repo, cfg: Config, store: Store, payload: bytes, whe
                          refusal=Refusal.NOT_CONFIGURED)
     # A stored manifest is history: judged when it was signed (a key rotated out or expired
     # since leaves it valid); for SSH that is the manifest's own creation time.
-    with TagPolicy(repo, cfg, At.SIGNED) as policy:
+    if policy is not None:
         verdict = policy.verify_detached(kind, payload, sig, NAMESPACE, timestamp(signed_at))
+    else:
+        with Policy(repo, cfg, At.SIGNED) as own:
+            verdict = own.verify_detached(kind, payload, sig, NAMESPACE, timestamp(signed_at))
     if not verdict.ok:
         return Signature(State.REJECTED, verdict.signer, verdict.reason, verdict.refusal)
     if verdict.retired:

@@ -159,6 +159,19 @@ class TagPolicy:
         return verify_ssh(payload, signature, signers, revoked, namespace,
                           signed_at if self.at is At.SIGNED else None)
 
+    def prepare(self) -> None:
+        """Build the back-ends the configuration names now, so several threads can share this
+        policy (each is otherwise built on first use, which two threads could race). One
+        that cannot be built is left to fail, with its sentence, where it is first used."""
+        from taydash_hooks.errors import TaydashError
+
+        if "openpgp" in self.cfg.formats and self.cfg.openpgp_fingerprints:
+            with contextlib.suppress(TaydashError):
+                self._openpgp()
+        if "ssh" in self.cfg.formats:
+            with contextlib.suppress(TaydashError):
+                self._ssh_setup()
+
     def judge_many(self, items: list[tuple[str, str]]) -> list[TagVerdict]:
         """Verdicts for (tag name, object id) pairs; objects read in one batch."""
         objects = read_objects([oid for _, oid in items], self.repo.root)
