@@ -443,18 +443,26 @@ def restore_db(tag: str, target_db: str, database: str | None, host: str | None,
 
 @restore.command("vm")
 @click.argument("tag")
-@click.option("--storage-data-path", required=True, type=click.Path(file_okay=False),
-              help="Empty directory to restore into (inside the container with an exec prefix).")
+@click.option("--storage-data-path", type=click.Path(file_okay=False),
+              help="Empty directory to restore into (inside the container with an exec prefix); "
+                   "with --in-place, the service's data path (default: the configured one).")
+@click.option("--in-place", is_flag=True,
+              help="Replace the running service's own data (a compose exec prefix): stop it, "
+                   "restore, check, keep what it held aside, start it.")
 @common
-def restore_vm(tag: str, storage_data_path: str) -> int:
+def restore_vm(tag: str, storage_data_path: str | None, in_place: bool) -> int:
     """vmrestore into an empty directory, then check every file's hash.
 
     Example: taydash restore vm v1.2.0 --storage-data-path /srv/vm-restored
     """
+    if not in_place and not storage_data_path:
+        raise click.UsageError("--storage-data-path is required (or --in-place)")
     state = _setup()
     from taydash_hooks.commands import restore as core
+    from taydash_hooks.snapshots.kinds.victoriametrics import VmRestoreOptions
 
-    return core.restore(state.dir, tag, "victoriametrics", storage_data_path)
+    return core.restore(state.dir, tag, "victoriametrics", storage_data_path or "",
+                        options=VmRestoreOptions(in_place=in_place))
 
 
 @restore.command("config")

@@ -11,6 +11,7 @@ for word what a compose user writes, and the same tests run on both.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -428,3 +429,45 @@ def test_the_compose_this_host_does_not_have_is_said_with_the_prefix_to_write(
     assert "this host has docker-compose, not the `docker compose` plugin" in proc.stdout, \
         proc.stdout
     assert 'write the prefix as ["docker-compose", "exec", "-T", "postgres"]' in proc.stdout
+
+
+def test_restore_vm_in_place_replaces_the_services_own_data(compose: Compose) -> None:
+    """On the team's stack a restore must land in the volume the service runs on, not in a
+    folder of its writable layer: --in-place stops it, restores from a one-off container of
+    it, checks every file, keeps what it held aside and starts it again. A backup that does
+    not match its manifest stops nothing."""
+    assert compose.tag("v0.1.0").returncode == 0
+    later = f"later_metric_{secrets.token_hex(3)}"
+    compose.vm.ingest(f"{later} 1\n")
+    compose.vm.export(later)  # there before the restore
+    if compose.stack.engine != "docker":
+        # The emulation has no `compose stop`/`run`: said as an environment failure, and
+        # nothing of the service's data is touched.
+        proc = compose.cli("restore", "vm", "v0.1.0", "--in-place")
+        assert proc.returncode == 3 and "compose stop victoriametrics` failed" in proc.stderr
+        assert compose.vm.export(later)
+        return
+    # The store writer flips a byte of the backup: refused before anything stops.
+    art = next(a for a in compose.manifest("v0.1.0")["artifacts"]  # type: ignore[union-attr]
+               if a["kind"] == "victoriametrics")
+    client = compose.s3.client()
+    stored = [o for o in client.list_objects(compose.bucket, f"backups/{art['key']}",
+                                             recursive=True)
+              if not o.object_name.endswith((".ignore", ".json")) and o.size]
+    key = max(stored, key=lambda o: o.size).object_name
+    good = client.get_object(compose.bucket, key).read()
+    client.put_object(compose.bucket, key, io.BytesIO(good[:-1] + bytes([good[-1] ^ 1])),
+                      len(good))
+    proc = compose.cli("restore", "vm", "v0.1.0", "--in-place")
+    assert proc.returncode == 1 and "nothing was stopped" in proc.stderr, proc.stderr
+    assert compose.vm.export(later)  # still running, still its data
+    client.put_object(compose.bucket, key, io.BytesIO(good), len(good))
+    proc = compose.cli("restore", "vm", "v0.1.0", "--in-place")
+    assert proc.returncode == 0, proc.stderr
+    assert "every hash matches" in proc.stderr and "victoriametrics started again" in proc.stderr
+    services.wait_for(lambda: compose.vm.get("/health") == b"OK", "VictoriaMetrics back up", 60)
+    assert compose.vm.export(f'compose_metric{{db="{compose.db}"}}')  # the tag's data
+    assert compose.vm.get(f"/api/v1/export?match[]={later}") == b""  # not what came after
+    kept = compose.box("victoriametrics").run(
+        ["sh", "-c", f"ls -d {containers.VM_DATA}/.taydash-before-*"]).out.split()
+    assert len(kept) == 1, kept  # what it held, aside, never deleted

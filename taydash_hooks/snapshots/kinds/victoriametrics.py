@@ -25,8 +25,14 @@ from taydash_hooks.errors import TaydashError, environment, refused, usage
 from taydash_hooks.output import say
 from taydash_hooks.results import Check
 from taydash_hooks.snapshots import fields
-from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
-from taydash_hooks.snapshots.kinds.place import FileHash, Place, place, tool_check
+from taydash_hooks.snapshots.kinds.base import (
+    Checked,
+    RestoreJob,
+    RestoreOptions,
+    TakeJob,
+    snapshot_timeout,
+)
+from taydash_hooks.snapshots.kinds.place import FileHash, Inside, Place, place, tool_check
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import CHUNK
@@ -160,7 +166,7 @@ exit $rc
 
 
 def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Store, prefix: str,
-              flag: str, timeout: float) -> None:
+              flag: str, timeout: float, box: Place | None = None) -> None:
     """Run vmbackup or vmrestore (where ``cfg.exec`` says) with ``flag`` pointing at ``prefix``
     in the store; exit 3 with its last words when it fails."""
     props = store.properties()
@@ -184,7 +190,7 @@ def _run_tool(cfg: VictoriaMetricsConfig, name: str, argv: list[str], store: Sto
         creds = (f"[default]\naws_access_key_id={props.access_key}\n"
                  f"aws_secret_access_key={props.secret_key}\n").encode()
         argv = ["sh", "-c", _WITH_CREDENTIALS, "sh", *argv]
-    box = where(cfg)
+    box = box or where(cfg)
     try:
         res = process.run(box.command(argv), input=creds or None, timeout=timeout,
                           inside_prefix=box.prefix_len)
@@ -370,6 +376,106 @@ def restore(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: 
             "every hash matches")
 
 
+# The swap of an in-place restore, run in a one-off container of the stopped service: what
+# the data path held moves into .taydash-before-STAMP, the verified restore takes its place.
+_SWAP = r"""set -e
+cd "$1"
+keep=".taydash-before-$2"
+mkdir "$keep"
+for e in * .[!.]* ..?*; do
+    [ -e "$e" ] || continue
+    case "$e" in .taydash-restore|.taydash-before-*) continue ;; esac
+    mv -- "$e" "$keep/"
+done
+for e in .taydash-restore/* .taydash-restore/.[!.]* .taydash-restore/..?*; do
+    [ -e "$e" ] || continue
+    mv -- "$e" .
+done
+rmdir .taydash-restore
+"""
+
+
+def compose_parts(prefix: tuple[str, ...]) -> tuple[list[str], str] | None:
+    """The compose command and the service of an exec prefix (``docker compose [-p NAME]
+    exec [-T] SERVICE``, or ``docker-compose ...``); None for any other prefix."""
+    if "exec" not in prefix:
+        return None
+    base = list(prefix[:prefix.index("exec")])
+    if not (base[:1] == ["docker-compose"] or base[:2] == ["docker", "compose"]):
+        return None
+    return base, prefix[-1]
+
+
+def restore_in_place(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: str,
+                     timeout: float) -> str:
+    """The service's own data, replaced as the by-hand recovery does it: stop the service,
+    vmrestore into its data path (from a one-off container of it, so the volume is the one
+    it runs on), check every file, keep what it held aside, start it again. Refused before
+    anything stops when the stored backup does not match its manifest."""
+    import time
+
+    parts = compose_parts(tuple(cfg.exec))
+    if parts is None:
+        raise usage("--in-place needs [snapshots.victoriametrics] exec as a compose prefix "
+                    "(docker compose [-p NAME] exec -T SERVICE): the service is stopped, its "
+                    "data path restored from a one-off container of it, and started again.")
+    base, service = parts
+    if not dest.startswith("/"):
+        raise usage(f"--storage-data-path {dest} must be absolute: it is the data path inside "
+                    f"the {service} service.")
+    stored = check_stored(store, artifact)
+    if not stored.ok:
+        raise refused(f"the stored VictoriaMetrics backup does not match the manifest: "
+                      f"{stored.problems[0]} ({len(stored.problems)} problem(s)); nothing was "
+                      "stopped or restored.")
+    # sh as the entrypoint whatever the image's is (the vmutils images have their own).
+    oneoff = Inside((*base, "run", "--rm", "--no-deps", "-T", "--entrypoint", "/bin/sh",
+                     service, "-c", 'exec "$@"', "sh"))
+    fresh = f"{dest.rstrip('/')}/.taydash-restore"
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+
+    def compose(*args: str) -> None:
+        res = process.run([*base, *args], timeout=120)
+        if res.returncode != 0:
+            raise environment(f"`{' '.join([*base, *args])}` failed: {last_words(res.err)}")
+
+    compose("stop", service)
+    try:
+        oneoff.make_dir(fresh)
+        oneoff.clear_dir(fresh)
+        try:
+            _run_tool(cfg, "vmrestore", [cfg.vmrestore, f"-storageDataPath={fresh}"], store,
+                      artifact.key, "-src", timeout, box=oneoff)
+            problems = check_files(oneoff, fresh, artifact, timeout)
+            if problems:
+                raise refused(f"restored VictoriaMetrics data does not match the manifest: "
+                              f"{problems[0]} ({len(problems)} problem(s)); {dest} was left "
+                              "as it was.")
+            res = process.run(oneoff.command(["sh", "-c", _SWAP, "sh", dest, stamp]),
+                              timeout=300, inside_prefix=oneoff.prefix_len)
+            if res.returncode != 0:
+                raise environment(f"moving the restored data into {dest} failed: "
+                                  f"{last_words(res.err)}; what it held is in "
+                                  f"{dest}/.taydash-before-{stamp}.")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                process.run(oneoff.command(["rm", "-rf", "--", fresh]), timeout=300,
+                            inside_prefix=oneoff.prefix_len)
+            raise
+    finally:
+        compose("start", service)
+    return (f"restored {len(VmSnapshot.of(artifact).files)} files into {dest} of the {service} "
+            f"service in place, every hash matches; what it held is kept in "
+            f"{dest}/.taydash-before-{stamp} (remove it when satisfied); {service} started again")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VmRestoreOptions(RestoreOptions):
+    """``restore vm``'s own options, by name."""
+
+    in_place: bool = False  # the running service's own data path (stop, restore, start)
+
+
 def settings(cfg: Config) -> VictoriaMetricsConfig:
     """``[snapshots.victoriametrics]``, or its defaults when the table is absent."""
     return (cfg.snapshots.victoriametrics if cfg.snapshots else None) or VictoriaMetricsConfig()
@@ -422,6 +528,9 @@ class VictoriaMetrics:
         # Behind an exec prefix the target is a path inside the container, taken as written
         # (and required absolute there); on the host it is relative to where the user stands.
         vcfg = settings(job.cfg)
+        if isinstance(job.options, VmRestoreOptions) and job.options.in_place:
+            return restore_in_place(vcfg, job.store, job.one(self.name),
+                                    job.target or vcfg.storage_data_path, job.timeout)
         dest = job.target if vcfg.exec else str(job.cwd / job.target)
         return restore(vcfg, job.store, job.one(self.name), dest, job.timeout)
 
