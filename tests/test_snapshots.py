@@ -53,6 +53,7 @@ def test_git_tag_snapshots_everything_and_restores(snap: Snap, tmp_path: Path) -
     proc = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
     assert proc.returncode == 0, proc.stderr
     assert snap.pg.psql("SELECT count(*) FROM readings", db=target) == "500"
+    assert "owners not kept" not in proc.stderr  # its objects are the restoring user's own
     again = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
     assert again.returncode == 1 and "already exists" in again.stderr
     snap.pg.drop_db(target)

@@ -168,7 +168,8 @@ class _Restoring:
     def _create(self, listed: str) -> None:
         """The new database, created as the archive's was (encoding, locale, the settings the
         data may depend on); what needs roles is planned for after the data."""
-        self.owners = sorted({m.strip('"') for m in _OWNER.findall(listed)})
+        # Owners other than the restoring user: those are what --no-owner does not keep.
+        self.owners = sorted({m.strip('"') for m in _OWNER.findall(listed)} - {self.cfg.user})
         source = PgDump.of(self.art).database
         spec = pg_database.parse(listed, source) if source else None
         if spec is not None and spec.dumped is not None and spec.dumped != source:
