@@ -217,14 +217,15 @@ def _backups(repo: git.Repo, cfg: Config, releases: Releases, h: HealthConfig, n
     try:
         store = open_store(repo, cfg)
         docs = {t: manifest.load(store, t) for t in manifest.all_tags(store)}
+        targets = git.tag_targets(repo.root)  # every tag in one git call, not two per backup
         # A manifest that does not belong to its tag (copied, or the tag re-created)
         # is no backup of it.
         bound: dict[str, Manifest] = {}
         for t, d in docs.items():
-            problem = binding_problem(repo, d, t) if d is not None else "no manifest"
+            problem = binding_problem(repo, d, t, targets) if d is not None else "no manifest"
             if problem is None and d is not None:
                 bound[t] = d
-            elif d is not None and git.rev_parse(f"refs/tags/{t}", repo.root) is not None:
+            elif d is not None and t in targets:
                 warn(f"the backup of {t} does not belong to it: {problem}")
         pruned, problems = removed(repo, cfg, store)
         for problem in problems:
