@@ -222,34 +222,33 @@ def test_vmrestores_exit_race_is_run_again_and_a_real_failure_is_not(snap: Snap,
     files decide, as they always do (every hash against the manifest). The stand-ins below:
     the real vmrestore's work, then that panic; the panic with no work; another panic."""
     assert snap.tag("v0.1.0").returncode == 0
-    marker = tmp_path / "raced"
-    racy = tmp_path / "vmrestore-racy"
-    racy.write_text("#!/bin/sh\n"
-                    'vmrestore "$@" 2>/dev/null\n'  # (it may race itself: the same words)
-                    f"if [ ! -e {marker} ]; then\n"
-                    f"    : > {marker}\n"
-                    "    echo 'panic: BUG: there is no http server at \"127.0.0.1:0\"' >&2\n"
-                    "    exit 2\n"
-                    "fi\n")
-    racy.chmod(0o755)
     section = "[snapshots.victoriametrics]\n"
-    snap.repos.configure(snap.toml.replace(section, f'{section}vmrestore = "{racy}"\n'))
-    proc = snap.cli("restore", "vm", "v0.1.0", "--storage-data-path", str(tmp_path / "vm"))
+
+    def restore_with(name: str, script: str, into: str) -> subprocess.CompletedProcess[str]:
+        """`restore vm` with the stand-in ``script`` as vmrestore."""
+        stand_in = tmp_path / name
+        stand_in.write_text("#!/bin/sh\n" + script)
+        stand_in.chmod(0o755)
+        snap.repos.configure(snap.toml.replace(section, f'{section}vmrestore = "{stand_in}"\n'))
+        return snap.cli("restore", "vm", "v0.1.0", "--storage-data-path", str(tmp_path / into))
+
+    marker = tmp_path / "raced"
+    proc = restore_with("vmrestore-racy",
+                        'vmrestore "$@" 2>/dev/null\n'  # (it may race itself: the same words)
+                        f"if [ ! -e {marker} ]; then\n"
+                        f"    : > {marker}\n"
+                        "    echo 'panic: BUG: there is no http server at \"127.0.0.1:0\"' >&2\n"
+                        "    exit 2\n"
+                        "fi\n", "vm")
     assert proc.returncode == 0 and "every hash matches" in proc.stderr, proc.stderr
     assert marker.exists()  # it did race once
     # The same words with nothing restored: the hashes refuse it, and the folder is emptied.
-    liar = tmp_path / "vmrestore-liar"
-    liar.write_text("#!/bin/sh\necho 'panic: BUG: there is no http server at \"x\"' >&2\nexit 2\n")
-    liar.chmod(0o755)
-    snap.repos.configure(snap.toml.replace(section, f'{section}vmrestore = "{liar}"\n'))
-    proc = snap.cli("restore", "vm", "v0.1.0", "--storage-data-path", str(tmp_path / "vm1"))
+    proc = restore_with("vmrestore-liar",
+                        "echo 'panic: BUG: there is no http server at \"x\"' >&2\nexit 2\n", "vm1")
     assert proc.returncode == 1 and "does not match the manifest" in proc.stderr, proc.stderr
     assert not any((tmp_path / "vm1").iterdir())
-    broken = tmp_path / "vmrestore-broken"
-    broken.write_text("#!/bin/sh\necho 'panic: runtime error: index out of range' >&2\nexit 2\n")
-    broken.chmod(0o755)
-    snap.repos.configure(snap.toml.replace(section, f'{section}vmrestore = "{broken}"\n'))
-    proc = snap.cli("restore", "vm", "v0.1.0", "--storage-data-path", str(tmp_path / "vm2"))
+    proc = restore_with("vmrestore-broken",
+                        "echo 'panic: runtime error: index out of range' >&2\nexit 2\n", "vm2")
     assert proc.returncode == 3 and "index out of range" in proc.stderr, proc.stderr
 
 

@@ -24,7 +24,7 @@ from taydash_hooks.snapshots.binding import binding_problem
 from taydash_hooks.snapshots.location import open_repo_store
 from taydash_hooks.store import Store
 from taydash_hooks.tags.policy import TagPolicy
-from taydash_hooks.tags.signatures import At
+from taydash_hooks.tags.signatures import At, SigCheck
 
 Confirm = Callable[[str], bool]
 
@@ -104,9 +104,7 @@ def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signe
         return Row(tag, Step.REFUSED, old.text())
     if not old.allowed:
         return Row(tag, Step.UNSIGNED, "")
-    new = by.sign(doc.raw)
-    kind = "ssh" if by.fmt == "ssh" else "openpgp"
-    verdict = today.verify_detached(kind, doc.raw, new, signing.NAMESPACE)
+    new, verdict = _signed_now(by, today, doc.raw)
     if not verdict.ok:
         return Row(tag, Step.REFUSED, f"the current key's signature would not hold today: "
                                       f"{verdict.reason}")
@@ -127,6 +125,14 @@ def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signe
     return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", replaces)
 
 
+def _signed_now(by: signing.Signer, today: TagPolicy, data: bytes) -> tuple[bytes, SigCheck]:
+    """``data`` signed with the current key, and that signature judged by today's policy
+    (a new signature must hold now, not only at its own date)."""
+    new = by.sign(data)
+    kind = "ssh" if by.fmt == "ssh" else "openpgp"
+    return new, today.verify_detached(kind, data, new, signing.NAMESPACE)
+
+
 def _plan_record(store: Store, record: removals.Removal, by: signing.Signer,
                  today: TagPolicy) -> Row | None:
     """A retention record, re-signed when an allowed key other than the current one signed
@@ -137,9 +143,7 @@ def _plan_record(store: Store, record: removals.Removal, by: signing.Signer,
         return Row(record.key, Step.REFUSED, record.why)
     if sig is None or not sig.allowed:
         return None
-    new = by.sign(record.data)
-    kind = "ssh" if by.fmt == "ssh" else "openpgp"
-    verdict = today.verify_detached(kind, record.data, new, signing.NAMESPACE)
+    new, verdict = _signed_now(by, today, record.data)
     if not verdict.ok:
         return Row(record.key, Step.REFUSED, "the current key's signature would not hold "
                                              f"today: {verdict.reason}")

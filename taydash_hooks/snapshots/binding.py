@@ -72,22 +72,14 @@ def artifacts_problem(doc: Manifest) -> str | None:
 
 def judge(repo: git.Repo, cfg: Config, store: Store, doc: Manifest,
           tag: str) -> tuple[Signature | None, str | None]:
-    """Whether ``doc`` is to be believed as the backup of ``tag``, quietly (for the readers
-    that judge many): its signature verdict (None when not bound), and why not, or None."""
-    from taydash_hooks.snapshots import signing
-    from taydash_hooks.snapshots.removals import rollback_problem
-
-    problem = binding_problem(repo, doc, tag)
-    if problem:
-        return None, problem
-    sig = signing.check(repo, cfg, store, doc)
-    if not signing.believed(cfg, sig):
-        return sig, f"the manifest is {sig.text()}"
-    return sig, rollback_problem(repo, cfg, store, doc)
+    """Whether ``doc`` is to be believed as the backup of ``tag``, quietly: its signature
+    verdict (None when not bound), and why not, or None (:class:`Judge`, for one)."""
+    with Judge(repo, cfg, store) as one:
+        return one(doc, tag)
 
 
 class Judge:
-    """:func:`judge` for many manifests at once: every tag resolved in one git call, the
+    """:func:`judge` for many manifests: every tag resolved in one git call, the
     retention records listed once, one keyring for every signature; callable from several
     threads once entered (the keyring is built on entry, :meth:`TagPolicy.prepare`)."""
 

@@ -36,10 +36,6 @@ def _claims(doc: Manifest) -> tuple[set[str], list[str]]:
     return keys, prefixes
 
 
-def store_keys_under(store: Store, prefixes: list[str]) -> set[str]:
-    return {k for p in prefixes for k in store.keys(p)}
-
-
 def _journal_runs(repo: git.Repo) -> list[str]:
     """``<tag>_<stamp>`` of every run this clone has a journal of."""
     runs = []
@@ -74,7 +70,7 @@ def orphans(repo: git.Repo, store: Store) -> list[tuple[str, str]]:
             # Anyone can write a manifest for a tag this repository does not have, listing
             # what they want hidden: only a manifest bound to its tag accounts for anything.
             why = f"listed only by the manifest of {tag}, which is no backup here: {problem}"
-            for k in more | {k for k in store_keys_under(store, under)}:
+            for k in more | {k for p in under for k in store.keys(p)}:
                 bad.setdefault(k, why[:200])
             continue
         keys |= more

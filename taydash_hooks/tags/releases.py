@@ -11,9 +11,7 @@ from taydash_hooks.config import Config
 
 def local_tags(cwd: Path) -> dict[str, str]:
     """Every local tag name and the object id its ref holds."""
-    out = git.out("for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/tags", cwd=cwd)
-    pairs = (line.split(" ", 1) for line in out.splitlines() if line)
-    return {name: oid for name, oid in pairs}
+    return {name: oid for name, (oid, _) in git.tag_targets(cwd).items()}
 
 
 def release_tags(repo: git.Repo, cfg: Config) -> list[tuple[str, int]]:
