@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 from testing import keys, services
@@ -26,6 +27,9 @@ def test_postgres_row_survives_dump_and_restore(postgres: services.Postgres,
 
 def test_victoria_metrics_sample_can_be_queried_back(vm: services.VictoriaMetrics) -> None:
     vm.ingest('smoke_metric{job="taydash"} 123\n')
+    # On disk at once, not in an in-memory part a snapshot taken during a merge would miss.
+    assert list(vm.storage.glob("data/small/*/*/values.bin"))
+    assert json.loads(vm.get("/snapshot/list"))["snapshots"] == []  # the flushing one is gone
     rows = vm.export("smoke_metric")
     assert rows[0]["values"] == [123]
     assert rows[0]["metric"]["job"] == "taydash"
