@@ -633,21 +633,26 @@ def verify(tag: str, as_json: bool) -> int:
 @cli.command()
 @click.option("--last", "last", default=5, show_default=True, type=click.IntRange(min=1),
               help="How many of the newest release tags to drill.")
+@click.option("--environment", is_flag=True,
+              help="Also start each tag's compose stack fresh beside the live one, restore "
+                   "into it and run [drill] commands against it ([drill] environment = true).")
 @json_option
 @common
-def drill(last: int, as_json: bool) -> int:
+def drill(last: int, environment: bool, as_json: bool) -> int:
     """Restore drill over the last N release tags, as a table.
 
     Side effects: each tag's dump is restored for real into a scratch database
     (taydash_drill_<random>) on the configured PostgreSQL server, often production, which is
-    dropped afterwards; VictoriaMetrics and the config bundle go to a temporary folder.
+    dropped afterwards; VictoriaMetrics and the config bundle go to a temporary folder. With
+    --environment, a compose project taydash-drill-<pid>-<random> runs from a fresh clone at
+    the tag and is taken down with its volumes afterwards.
 
-    Example: taydash drill --last 3
+    Example: taydash drill --last 3 --environment
     """
     state = _setup()
     from taydash_hooks.commands import drill as core
 
-    return core.drill(state.dir, last, as_json)
+    return core.drill(state.dir, last, as_json, environment)
 
 
 @cli.command()

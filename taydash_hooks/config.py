@@ -312,6 +312,17 @@ class MetricsConfig:
                                                                            what="seconds")))
 
 
+@dataclass(frozen=True)
+class DrillConfig:
+    """The drill's environment rebuild (lifecycle/environment.py): the tag's compose stack
+    started fresh beside the live one, restored, and ``commands`` run against it."""
+
+    environment: bool = field(default=False, metadata=_key("bool"))
+    commands: tuple[str, ...] = field(default=(), metadata=_key("strlist"))
+    pull: bool = field(default=False, metadata=_key("bool"))
+    timeout: float = field(default=900.0, metadata=_key("number", _TIMEOUT))
+
+
 KINDS = ("postgres", "victoriametrics", "config")
 
 
@@ -351,6 +362,7 @@ class Config:
     snapshots: SnapshotsConfig | None = field(default=None, metadata={"kind": "table"})
     health: HealthConfig | None = field(default=None, metadata={"kind": "table"})
     metrics: MetricsConfig | None = field(default=None, metadata={"kind": "table"})
+    drill: DrillConfig | None = field(default=None, metadata={"kind": "table"})
 
     @property
     def empty(self) -> bool:
@@ -374,6 +386,7 @@ _TABLES: dict[str, type[Any]] = {
     "snapshots.retention": RetentionConfig,
     "health": HealthConfig,
     "metrics": MetricsConfig,
+    "drill": DrillConfig,
 }
 
 T = TypeVar("T")
@@ -471,7 +484,7 @@ def _finish_tags(t: TagsConfig, source: str) -> None:
         )
 
 
-_TOP = ("validate", "push", "tags", "snapshots", "health", "metrics")
+_TOP = ("validate", "push", "tags", "snapshots", "health", "metrics", "drill")
 
 
 def parse(data: Mapping[str, Any], root: Path, source: Path | None) -> Config:

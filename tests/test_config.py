@@ -70,6 +70,12 @@ max_days_since_release = 14
 max_days_since_snapshot = 7.5
 max_unpushed_commits = 3
 large_blob_mib = 5
+
+[drill]
+environment = true
+commands = ["./ops/validate_p1.sh"]
+pull = true
+timeout = 60
 """
 
 
@@ -103,6 +109,7 @@ def test_every_documented_key_round_trips(repos: Repos) -> None:
         ("docker", "compose", "exec", "-T", "victoriametrics"), "http://minio:9000")
     assert s.config == config.ConfigBundleConfig((".env", "infra/"), ("ops@example.test",))
     assert cfg.health == config.HealthConfig(14.0, 7.5, 3, 5.0)
+    assert cfg.drill == config.DrillConfig(True, ("./ops/validate_p1.sh",), True, 60.0)
     with pytest.raises(AttributeError):
         cfg.validate.timeout = 1  # type: ignore[misc,union-attr]  # frozen
 

@@ -43,16 +43,19 @@ def _selection(repo: git.Repo, cfg: Config, last: int) -> tuple[list[str], list[
     return drilled, pruned
 
 
-def drill(cwd: Path, last: int, as_json: bool) -> int:
+def drill(cwd: Path, last: int, as_json: bool, environment: bool = False) -> int:
     """The monthly restore drill; a table and exit 1 when any cell failed (a pruned tag is
-    a row of its own that neither passes nor fails)."""
+    a row of its own that neither passes nor fails). ``environment`` (or ``[drill]
+    environment = true``) also rebuilds each tag's compose stack (lifecycle/environment.py)."""
     repo = git.find_repo(cwd)
     cfg = config_mod.load(repo)
     if not release_tags(repo, cfg):
         raise refused("there are no release tags to drill (create one with taydash release).")
     tags, pruned = _selection(repo, cfg, last)
     remote = remote_name(repo)
-    reports = [verify_tag(repo, cfg, remote, t, restores=True) for t in tags]
+    rebuild = environment or bool(cfg.drill and cfg.drill.environment)
+    reports = [verify_tag(repo, cfg, remote, t, restores=True, environment=rebuild)
+               for t in tags]
     failed = sum(not r.ok for r in reports)
     record_and_push(repo, cfg, Activity.DRILL, failed == 0, len(reports), failed,
                     sum(r.seconds for r in reports))
@@ -62,7 +65,7 @@ def drill(cwd: Path, last: int, as_json: bool) -> int:
                    "pruned": pruned})
     else:
         width = max(len(t) for t in [*tags, *pruned, "tag"])
-        names = columns()
+        names = columns(environment=rebuild)
         out(f"{'tag':<{width}}  " + "  ".join(f"{c:<10}" for c in names) + "  duration")
         for r in reports:
             cells = []

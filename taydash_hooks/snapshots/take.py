@@ -98,7 +98,7 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         # This run's own keys: <tag>_<TS>-<RUN>. Two runs (two clones, two machines) of
         # one tag never share a key, so a rollback can only ever touch its own objects.
         stamp = f"{ts}-{secrets.token_hex(4)}"
-        _check_key_room(cfg, tag, stamp)
+        _check_key_room(cfg, names, tag, stamp)
         age = _tag_age(facts)
         if age is not None and age > STALE_AFTER:
             warn(f"tag {tag} was created {_human(age)} ago: this snapshot captures the data as it "
@@ -246,14 +246,15 @@ def _take_all(cfg: Config, names: list[str], job: TakeJob, tools: dict[str, str]
 
     def one(name: str) -> None:
         kind = kinds.get(name)
-        versions = kind.tool_versions(cfg)
-        with lock:
-            tools.update(versions)
         taking = iter(kind.take(job))
         while True:
             start = time.time()
             art = next(taking, None)
             if art is None:
+                # Asked after the take, which asks them itself while the server answers.
+                versions = kind.tool_versions(cfg)
+                with lock:
+                    tools.update(versions)
                 return
             art = replace(art, started=datetime.fromtimestamp(start, timezone.utc).isoformat(
                 timespec="milliseconds"), seconds=round(time.time() - start, 3))
@@ -284,13 +285,14 @@ def _take_all(cfg: Config, names: list[str], job: TakeJob, tools: dict[str, str]
 NAME_MAX = 255  # bytes in one file name, the limit of every local filesystem we meet
 
 
-def _check_key_room(cfg: Config, tag: str, stamp: str) -> None:
-    """Refuse, before taking anything, a tag whose keys could not be file names."""
+def _check_key_room(cfg: Config, names: list[str], tag: str, stamp: str) -> None:
+    """Refuse, before taking anything, a tag whose keys (those of the kinds ``names``, the
+    ones this run takes) could not be file names."""
     run = f"{tag.rsplit('/', 1)[-1]}_{stamp}"
     partial = "." + "0" * 32 + ".partial"  # what the file store adds while writing
-    names = [f".{name}{partial}" for kind in kinds.registry().values()
-             for name in kind.file_names(cfg, run)]
-    longest = max((len(os.fsencode(n)) for n in names), default=0)
+    files = [f".{file}{partial}" for name in names
+             for file in kinds.get(name).file_names(cfg, run)]
+    longest = max((len(os.fsencode(f)) for f in files), default=0)
     if longest > NAME_MAX:
         raise usage(f"tag name {tag[:40]!r}... is too long to back up: its store keys would need "
                     f"file names of {longest} bytes, and {NAME_MAX} is the limit; use a shorter "

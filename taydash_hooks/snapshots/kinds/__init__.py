@@ -22,12 +22,18 @@ from __future__ import annotations
 import threading
 
 from taydash_hooks.config import Config
-from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, SnapshotKind, TakeJob
+from taydash_hooks.snapshots.kinds.base import (
+    Checked,
+    RestoreJob,
+    SnapshotKind,
+    StackJob,
+    TakeJob,
+)
 from taydash_hooks.snapshots.manifest import Artifact, Manifest
 from taydash_hooks.store import Store
 
-__all__ = ["Checked", "RestoreJob", "SnapshotKind", "TakeJob", "check_all", "get", "register", "registry",
-           "remove"]
+__all__ = ["Checked", "RestoreJob", "SnapshotKind", "StackJob", "TakeJob", "check_all", "get",
+           "register", "registry", "remove"]
 
 
 _REGISTRY: dict[str, SnapshotKind] = {}

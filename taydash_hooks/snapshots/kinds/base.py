@@ -76,6 +76,19 @@ class RestoreJob:
         return arts[0]
 
 
+@dataclass(frozen=True)
+class StackJob:
+    """A throwaway compose project to restore a backup into (the drill's environment):
+    ``turn`` aims an exec prefix of the live stack at the same service of that project."""
+
+    cfg: Config
+    store: Store
+    manifest: Manifest
+    turn: Callable[[tuple[str, ...]], tuple[str, ...]]
+    cwd: Path
+    timeout: float
+
+
 @dataclass
 class Checked:
     """What verifying one artifact found: how much was re-hashed, and every problem."""
@@ -152,6 +165,17 @@ class SnapshotKind(Protocol):
         """A real restore into scratch space that is removed afterwards; what was restored.
         ``commit`` is the backup's commit, for a kind that checks against the code (the
         config bundle's ``.env`` against ``.env.example``)."""
+        ...
+
+    def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
+        """The exec prefix this kind reaches its service through (``docker compose exec -T
+        SERVICE``), or None when it has no service of its own in a compose stack."""
+        ...
+
+    def into_stack(self, job: StackJob) -> list[str]:
+        """Restore this kind's part of ``job.manifest`` into its service of a throwaway
+        compose project (reached through ``job.turn`` of :meth:`stack_prefix`); what was
+        done, one line each ([] when it has nothing there)."""
         ...
 
     def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:

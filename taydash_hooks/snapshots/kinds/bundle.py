@@ -28,7 +28,13 @@ from taydash_hooks.snapshots.crypt import (
     encrypting_writer,
     recipient_check,
 )
-from taydash_hooks.snapshots.kinds.base import Checked, RestoreJob, TakeJob, snapshot_timeout
+from taydash_hooks.snapshots.kinds.base import (
+    Checked,
+    RestoreJob,
+    StackJob,
+    TakeJob,
+    snapshot_timeout,
+)
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, download_verified, empty_dir
 from taydash_hooks.snapshots.unpack import unpack
@@ -210,6 +216,12 @@ class ConfigBundle:
     def preflight(self, cfg: Config) -> list[Check]:
         bcfg = cfg.snapshots.config if cfg.snapshots else None
         return [recipient_check(who) for who in (bcfg.recipients if bcfg and bcfg.paths else ())]
+
+    def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
+        return None  # files, not a service: the environment takes its .env from the drill
+
+    def into_stack(self, job: StackJob) -> list[str]:
+        return []
 
     def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
         return 0  # nothing outside the store to undo

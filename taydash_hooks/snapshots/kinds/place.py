@@ -291,3 +291,14 @@ def tool_check(name: str, package: str, needed: bool = True,
     if not needed:
         return Check(name, True, "not found (not needed by this configuration)")
     return Check(name, False, "not found on PATH", f"apt-get install {package}")
+
+
+def compose_parts(prefix: tuple[str, ...]) -> tuple[list[str], str] | None:
+    """The compose command and the service of an exec prefix (``docker compose [-p NAME]
+    exec [-T] SERVICE``, or ``docker-compose ...``); None for any other prefix."""
+    if "exec" not in prefix:
+        return None
+    base = list(prefix[:prefix.index("exec")])
+    if not (base[:1] == ["docker-compose"] or base[:2] == ["docker", "compose"]):
+        return None
+    return base, prefix[-1]

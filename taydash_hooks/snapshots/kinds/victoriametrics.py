@@ -13,9 +13,8 @@ import json
 import re
 import tempfile
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,18 @@ from taydash_hooks.snapshots.kinds.base import (
     Checked,
     RestoreJob,
     RestoreOptions,
+    StackJob,
     TakeJob,
     snapshot_timeout,
 )
-from taydash_hooks.snapshots.kinds.place import FileHash, Inside, Place, place, tool_check
+from taydash_hooks.snapshots.kinds.place import (
+    FileHash,
+    Inside,
+    Place,
+    compose_parts,
+    place,
+    tool_check,
+)
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.store import Store
 from taydash_hooks.store.base import CHUNK
@@ -85,6 +92,8 @@ class VmSnapshot:
 
 
 def _http(url: str, timeout: float = 60.0) -> dict[str, Any]:
+    import urllib.request  # 16 ms (http.client, email, ssl): only a snapshot of this kind pays
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - configured http(s) URL
             doc = json.loads(resp.read())
@@ -403,17 +412,6 @@ rmdir .taydash-restore
 """
 
 
-def compose_parts(prefix: tuple[str, ...]) -> tuple[list[str], str] | None:
-    """The compose command and the service of an exec prefix (``docker compose [-p NAME]
-    exec [-T] SERVICE``, or ``docker-compose ...``); None for any other prefix."""
-    if "exec" not in prefix:
-        return None
-    base = list(prefix[:prefix.index("exec")])
-    if not (base[:1] == ["docker-compose"] or base[:2] == ["docker", "compose"]):
-        return None
-    return base, prefix[-1]
-
-
 def restore_in_place(cfg: VictoriaMetricsConfig, store: Store, artifact: Artifact, dest: str,
                      timeout: float) -> str:
     """The service's own data, replaced as the by-hand recovery does it: stop the service,
@@ -572,6 +570,20 @@ class VictoriaMetrics:
                                "vmbackup inside the container cannot write to a file:// store",
                                "use an s3:// store (and s3_endpoint as seen from inside)"))
         return found
+
+    def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
+        return tuple(settings(cfg).exec) or None
+
+    def into_stack(self, job: StackJob) -> list[str]:
+        """The backup into the stack's own data path, in place (stop, vmrestore, hashes,
+        start), as the by-hand recovery does it."""
+        arts = job.manifest.of_kind(self.name)
+        if not arts:
+            return []
+        vcfg = settings(job.cfg)
+        turned = replace(vcfg, exec=job.turn(tuple(vcfg.exec)))
+        return [restore_in_place(turned, job.store, arts[0], turned.storage_data_path,
+                                 job.timeout)]
 
     def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
         vcfg = settings(cfg)

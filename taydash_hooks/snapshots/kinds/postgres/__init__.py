@@ -13,8 +13,8 @@ import functools
 import secrets
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from taydash_hooks.snapshots.kinds.base import (
     Checked,
     RestoreJob,
     RestoreOptions,
+    StackJob,
     TakeJob,
     snapshot_timeout,
 )
@@ -44,6 +45,7 @@ from taydash_hooks.store import Store, Written
 from taydash_hooks.store.base import CHUNK, HashingReader
 
 DUMPS_AT_ONCE = 2
+READY_TIMEOUT = 180.0  # seconds for a fresh PostgreSQL container to answer (initdb first)
 
 
 def dump_key(tag: str, ts: str, database: str, several: bool) -> str:
@@ -205,41 +207,44 @@ class Postgres:
         several = len(pcfg.databases) > 1
         encrypt_to = job.cfg.snapshots.encrypt_to if job.cfg.snapshots else ()
         # Asked before anything is stored: pg_dump refuses a newer server with a line that
-        # names neither the fix nor, through an exec prefix, which pg_dump was run.
+        # names neither the fix nor, through an exec prefix, which pg_dump was run. The
+        # tools' versions are asked while the server answers (each is a process start).
         client = PgClient.of(pcfg)
-        server = client.server_version(pcfg.databases[0])
+        server = client.ask_versions(pcfg.databases[0],
+                                     ("pg_dump", "pg_dumpall") if pcfg.roles else ("pg_dump",))
         problem = versions.dump_problem(client.tool_version(), server, client.where)
         if problem:
             raise environment(problem)
         plan = compression_plan(pcfg)
         # The key says what the bytes are: .dump (pg_restore reads it), .zst, .gpg.
         suffix = (".zst" if plan[1] else "") + (".gpg" if encrypt_to else "")
-        todo = [(db, dump_key(job.tag, job.ts, db, several) + suffix) for db in pcfg.databases]
-        if len(todo) == 1:
-            yield dump(pcfg, todo[0][0], job.store, todo[0][1], job.timeout, encrypt_to, plan,
-                       server)
+        jobs = [functools.partial(dump, pcfg, db, job.store,
+                                  dump_key(job.tag, job.ts, db, several) + suffix, job.timeout,
+                                  encrypt_to, plan, server) for db in pcfg.databases]
+        if pcfg.roles:
+            jobs.append(functools.partial(
+                dump_roles, pcfg, job.store, f"db-backups/{job.tag}_{job.ts}_roles.sql"
+                + (".gpg" if encrypt_to else ""), job.timeout, encrypt_to, server))
+        if len(jobs) == 1:
+            yield jobs[0]()
         else:
-            yield from self._dump_side_by_side(pcfg, job, todo, encrypt_to, plan, server)
-        if pcfg.roles:  # last: a failed dump leaves nothing of it to remove
-            yield dump_roles(pcfg, job.store, f"db-backups/{job.tag}_{job.ts}_roles.sql"
-                             + (".gpg" if encrypt_to else ""), job.timeout, encrypt_to, server)
+            yield from self._side_by_side(job, jobs)
 
-    def _dump_side_by_side(self, pcfg: PostgresConfig, job: TakeJob, todo: list[tuple[str, str]],
-                           encrypt_to: tuple[str, ...], plan: tuple[list[str], str],
-                           server: str) -> Iterator[Artifact]:
-        """Several databases, two dumps at a time (two cores: more would only queue).
+    def _side_by_side(self, job: TakeJob,
+                      jobs: Sequence[Callable[[], Artifact]]) -> Iterator[Artifact]:
+        """The dumps (each database's, the roles'), two at a time (two cores: more would only
+        queue); handed over in the order given, so a manifest lists them the same way each time.
 
         When one fails, the dumps not started are cancelled, the running ones finish, and
         whatever they stored is removed here (it was never handed over to be rolled back).
         """
-        from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+        from concurrent.futures import ThreadPoolExecutor, wait
 
         pool = ThreadPoolExecutor(max_workers=DUMPS_AT_ONCE, thread_name_prefix="taydash-pg")
-        futures = [pool.submit(dump, pcfg, db, job.store, key, job.timeout, encrypt_to, plan,
-                               server) for db, key in todo]
+        futures = [pool.submit(one) for one in jobs]
         handed = set()
         try:
-            for future in as_completed(futures):
+            for future in futures:
                 art = future.result()
                 handed.add(future)
                 yield art
@@ -363,6 +368,34 @@ class Postgres:
             return restore_into(pcfg, store, art, name, snapshot_timeout())
         finally:
             drop(pcfg, name)  # scratch only: dropped whatever happened
+
+    def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
+        return tuple(settings(cfg).exec) or None
+
+    def into_stack(self, job: StackJob) -> list[str]:
+        """Each database of the backup under its own name into the stack's PostgreSQL (an
+        empty one its image made is replaced), once that server answers."""
+        import time
+
+        pcfg = settings(job.cfg)
+        turned = replace(pcfg, exec=job.turn(tuple(pcfg.exec)))
+        client = PgClient.of(turned)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not client.server_version():  # a fresh container runs initdb first
+            if time.monotonic() > deadline:
+                raise environment(f"the stack's PostgreSQL did not answer in {READY_TIMEOUT:g} s.")
+            time.sleep(1)
+        done = []
+        for art in job.manifest.of_kind(self.name):
+            dump = PgDump.of(art)
+            if dump.roles or not dump.database:
+                continue  # a fresh cluster: objects owned by the connecting user, as said
+            try:
+                done.append(restore_into(turned, job.store, art, dump.database, job.timeout,
+                                         into_empty=True))
+            except TaydashError as exc:
+                raise TaydashError(f"database {dump.database}: {exc.message}", exc.code) from None
+        return done
 
     def clean_leftovers(self, cfg: Config, notes: list[str]) -> int:
         return 0  # nothing outside the store to undo
