@@ -85,3 +85,45 @@ def test_a_huge_file_and_a_symlinked_one_are_not_read(tmp_path: Path) -> None:
     with pytest.raises(TaydashError) as err:
         compose_file.find(tmp_path)
     assert "no compose file" in err.value.message
+
+
+def test_paths_leading_out_of_the_clone_are_not_handed_to_docker(tmp_path: Path) -> None:
+    (tmp_path / "inside").mkdir()
+    (tmp_path / "out").symlink_to("/etc")
+    made = _made(tmp_path, """
+services:
+  app:
+    image: app:1
+    volumes: ["./inside:/a", "../../etc:/b", "./out:/c", "cache:/d"]
+""")
+    mounts = yaml.safe_load(made.text)["services"]["app"]["volumes"]
+    assert mounts == ["./inside:/a", "taydash_drill_0:/b", "taydash_drill_1:/c", "cache:/d"]
+    assert made.changes == ("host path ../../etc of app replaced by a fresh volume",
+                            "host path ./out of app replaced by a fresh volume")
+    with pytest.raises(TaydashError) as err:
+        _made(tmp_path, "services:\n  app:\n    image: a\n    env_file: [/etc/shadow]\n")
+    assert "reads env_file '/etc/shadow' from outside the tag's clone" in err.value.message
+
+
+def test_the_tags_symlinks_are_never_written_through(tmp_path: Path) -> None:
+    from taydash_hooks.lifecycle import environment
+
+    clone, victim = tmp_path / "clone", tmp_path / "victim"
+    clone.mkdir()
+    victim.write_text("this host's file\n")
+    (clone / "compose.yml").write_text("services:\n  app:\n    image: a\n")
+    (clone / ".env").symlink_to(victim)
+    (clone / environment.FILE_NAME).symlink_to(victim)
+    (clone / ".env.example").write_text("A=1\n")
+    rebuild = environment.Rebuild("p")
+    environment._prepare(clone, None, rebuild)
+    assert victim.read_text() == "this host's file\n"
+    assert (clone / ".env").read_text() == "A=1\n" and not (clone / ".env").is_symlink()
+    assert (clone / ".env").stat().st_mode & 0o777 == 0o600
+    assert "services" in (clone / environment.FILE_NAME).read_text()
+    # An .env.example that is a link to this host's files is not read at all.
+    (clone / ".env").unlink()
+    (clone / ".env.example").unlink()
+    (clone / ".env.example").symlink_to(victim)
+    environment._prepare(clone, None, environment.Rebuild("p"))
+    assert not (clone / ".env").exists()

@@ -60,6 +60,7 @@ def throwaway(path: Path) -> Throwaway:
         raise refused(f"{path.name} has no services.")
     changes: list[str] = []
     images: dict[str, str] = {}
+    root = path.parent.resolve()
     extra_volumes: dict[str, dict[str, Any]] = {}
     for name, service in doc["services"].items():
         if not isinstance(service, dict):
@@ -77,7 +78,14 @@ def throwaway(path: Path) -> Throwaway:
             images[str(name)] = service["image"]
         mounts = service.get("volumes")
         if isinstance(mounts, list):
-            service["volumes"] = [_private_mount(name, m, extra_volumes, changes) for m in mounts]
+            service["volumes"] = [_private_mount(name, m, root, extra_volumes, changes)
+                                  for m in mounts]
+        env_files = service.get("env_file")
+        for env_file in [env_files] if isinstance(env_files, str) else env_files or []:
+            if not isinstance(env_file, str) or not _inside(root, env_file):
+                raise refused(f"{path.name}: service {name} reads env_file {env_file!r} from "
+                              "outside the tag's clone; the drill does not hand it this "
+                              "host's files.")
     for section in ("volumes", "networks"):
         table = doc.get(section)
         if not isinstance(table, dict):
@@ -96,21 +104,29 @@ def throwaway(path: Path) -> Throwaway:
     return Throwaway(text, tuple(changes), tuple(str(s) for s in doc["services"]), images)
 
 
-def _private_mount(service: str, mount: Any, extra: dict[str, dict[str, Any]],
+def _inside(root: Path, source: str) -> bool:
+    """Whether the relative ``source`` names a path inside ``root`` once every symlink of
+    the clone is followed (``../..`` or a link the tag placed may lead anywhere)."""
+    if source.startswith(("/", "~")):
+        return False
+    return (root / source).resolve().is_relative_to(root)
+
+
+def _private_mount(service: str, mount: Any, root: Path, extra: dict[str, dict[str, Any]],
                    changes: list[str]) -> Any:
-    """A host path (absolute, or from ~) mounted into ``service`` becomes a fresh volume;
-    a path of the clone (relative) and a named volume stay."""
+    """A host path mounted into ``service`` (absolute, from ~, or leading out of the clone)
+    becomes a fresh volume; a path inside the clone and a named volume stay."""
     if isinstance(mount, str):
         source, sep, rest = mount.partition(":")
-        if sep and source.startswith(("/", "~")):
-            name = f"taydash_drill_{len(extra)}"
-            extra[name] = {}
-            changes.append(f"host path {source} of {service} replaced by a fresh volume")
-            return f"{name}:{rest}"
-        return mount
+        if not sep or not source.startswith((".", "/", "~")) or _inside(root, source):
+            return mount  # a named volume, an anonymous one, or a folder of the clone
+        name = f"taydash_drill_{len(extra)}"
+        extra[name] = {}
+        changes.append(f"host path {source} of {service} replaced by a fresh volume")
+        return f"{name}:{rest}"
     if isinstance(mount, dict) and mount.get("type") == "bind":
         source = str(mount.get("source", ""))
-        if not source.startswith(("/", "~")):
+        if _inside(root, source):
             return mount
         name = f"taydash_drill_{len(extra)}"
         extra[name] = {}

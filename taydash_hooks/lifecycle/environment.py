@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -156,17 +155,25 @@ def _prepare(clone: Path, restored_env: Path | None, result: Rebuild) -> compose
     except TaydashError as exc:
         raise _Step("compose file", exc.message) from None
     result.changes = made.changes
-    (clone / FILE_NAME).write_text(made.text)
-    env = clone / ".env"
+    _write_new(clone / FILE_NAME, made.text.encode())
+    example = clone / ".env.example"
     if restored_env is not None and restored_env.is_file():
-        shutil.copyfile(restored_env, env)
+        _write_new(clone / ".env", restored_env.read_bytes())
         result.changes = (*result.changes, ".env from the restored config bundle")
-    elif (clone / ".env.example").is_file() and not env.exists():
-        shutil.copyfile(clone / ".env.example", env)
+    elif example.is_file() and not example.is_symlink():
+        _write_new(clone / ".env", example.read_bytes())
         result.changes = (*result.changes, ".env from .env.example (no config bundle)")
-    if env.exists():
-        os.chmod(env, 0o600)  # it holds the stack's secrets
     return made
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """``data`` as a new 0600 file at ``path`` in the clone: whatever the tag had there (a
+    symlink to a file of this host included) is removed first, never written through."""
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def _images(docker: str, base: list[str], made: compose_file.Throwaway,
