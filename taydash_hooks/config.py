@@ -250,6 +250,9 @@ class PostgresConfig:
     compression: str = field(default="zstd", metadata=_key("str", _one_of("zstd", "gzip", "none")))
     # pg_dumpall --globals-only --no-role-passwords beside the dumps: a new cluster needs them.
     roles: bool = field(default=True, metadata=_key("bool"))
+    # Each dump cut into content-defined chunks stored once (snapshots/chunks.py): a tag stores
+    # what changed. Dumps encrypted with encrypt_to are kept whole.
+    dedup: bool = field(default=False, metadata=_key("bool"))
 
 
 @dataclass(frozen=True)

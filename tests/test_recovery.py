@@ -20,25 +20,31 @@ from testing.gitrepo import Repos
 from testing.snap import Snap
 
 
-def _signed(snap: Snap, ring: keys.Keyring, encrypted: bool = False) -> None:
-    """Manifests and checksum lists signed by the release key, as the block expects."""
+def _signed(snap: Snap, ring: keys.Keyring, encrypted: bool = False,
+            dedup: bool = False) -> None:
+    """Manifests and checksum lists signed by the release key, as the block expects (with
+    ``dedup``, the dump stored as chunks)."""
     fpr = ring.keys["trusted"].fingerprint
     snap.repos.write(".taydash/keys.asc", ring.export("trusted"))
     snap.repos.git("config", "user.signingkey", fpr)
     toml = snap.toml.replace("[snapshots]\n", '[snapshots]\nsigned_manifests = "required"\n', 1)
     if encrypted:
         toml = toml.replace('on_tag = ["v*"]', 'on_tag = ["v*"]\nencrypt_to = ["trusted@example.test"]')
+    if dedup:
+        toml = toml.replace("[snapshots.postgres]\n", "[snapshots.postgres]\ndedup = true\n", 1)
     snap.repos.configure(toml + f'[tags]\nrequire_signed = false\nopenpgp_fingerprints = ["{fpr}"]\n')
 
 
-@pytest.mark.parametrize(("where", "encrypted"),
-                         [("file", False), ("file", True), ("s3", False), ("s3", True)],
-                         ids=["file-plain", "file-encrypted", "s3-plain", "s3-encrypted"])
+@pytest.mark.parametrize(("where", "encrypted", "dedup"),
+                         [("file", False, False), ("file", True, False), ("s3", False, False),
+                          ("s3", True, False), ("file", False, True), ("s3", False, True)],
+                         ids=["file-plain", "file-encrypted", "s3-plain", "s3-encrypted",
+                              "file-dedup", "s3-dedup"])
 def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, repos: Repos,
                                              postgres: services.Postgres,
                                              vm: services.VictoriaMetrics,
                                              gnupghome: keys.Keyring, tmp_path: Path,
-                                             where: str, encrypted: bool) -> None:
+                                             where: str, encrypted: bool, dedup: bool) -> None:
     store = tmp_path / "store"
     script = docs.block("restore-without-taydash")
     env = dict(os.environ)
@@ -56,7 +62,7 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
                    PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
     else:
         snap = Snap(repos, postgres, vm, f"file://{store}", None, env)
-    _signed(snap, gnupghome, encrypted)
+    _signed(snap, gnupghome, encrypted, dedup)
     # A database not made like the server's default one, with a setting of its own: the
     # block brings both back as taydash does.
     postgres.drop_db(snap.db)
@@ -69,6 +75,8 @@ def test_the_readme_recovery_runs_as_written(request: pytest.FixtureRequest, rep
     vmdata = tmp_path / "vm-recovered"
     try:
         assert snap.tag("v0.1.0").returncode == 0
+        if dedup:
+            assert snap.artifact("v0.1.0", "postgres")["key"].endswith(".chunks")
         env.update(TAG="v0.1.0", NEWDB=newdb, VMDATA=str(vmdata), PGHOST=postgres.host,
                    PGPORT=str(postgres.port), PGUSER=postgres.user,
                    PATH=f"{postgres.bindir}:{env['PATH']}")

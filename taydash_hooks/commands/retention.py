@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from taydash_hooks import git
 from taydash_hooks.config import Config
-from taydash_hooks.errors import Exit, refused, usage
+from taydash_hooks.errors import Exit, TaydashError, refused, usage
 from taydash_hooks.output import line, out, plural, say, warn
 from taydash_hooks.snapshots import manifest
 from taydash_hooks.snapshots.manifest import Manifest
@@ -57,6 +57,28 @@ def _remove(store: Store, doc: Manifest, by: Signer | None) -> bool:
     delete(store, doc, by)
     line(f"removed {doc.tag} ({plural(len(doc.artifacts), 'artifact')})")
     return True
+
+
+def _collect(store: Store, dry_run: bool = False) -> None:
+    """Deduplicated chunks no remaining backup names (snapshots/chunks.py), removed after a
+    prune or a delete; said when a running snapshot or the grace period keeps them."""
+    from taydash_hooks.snapshots import chunks
+
+    if not store.keys(chunks.PREFIX):
+        return
+    try:
+        done = chunks.collect(store, chunks.kept_listings(store), dry_run)
+    except TaydashError as exc:
+        warn(f"no chunk was removed: {exc.message}")
+        return
+    if done.blocked_by:
+        say(f"no chunk was removed: a snapshot is running ({done.blocked_by[0]}); the next "
+            "prune removes what no backup names.")
+        return
+    verb = "would remove" if dry_run else "removed"
+    young = (f"; {plural(done.kept_young, 'chunk')} kept for the grace period or a lock"
+             if done.kept_young else "")
+    say(f"{verb} {plural(done.removed, 'chunk')} no backup names{young}.")
 
 
 def _signer(repo: git.Repo, cfg: Config) -> Signer | None:
@@ -130,6 +152,8 @@ def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
     if dry_run or not remove:
         say(f"{plural(len(remove), 'backup')} would be removed (dry run)." if dry_run else
             "nothing to remove.")
+        if not dry_run:
+            _collect(store)  # what an earlier run could not collect (a snapshot was running)
         return Exit.OK
     if not yes:
         if confirm is None:
@@ -139,6 +163,7 @@ def prune(cwd: Path, policy: Policy, dry_run: bool, yes: bool = False,
             raise refused("nothing was removed (confirm, or pass --yes).")
     try:
         kept_by_lock = [d.doc.tag for d in remove if not _remove(store, d.doc, by)]
+        _collect(store)
     finally:
         from taydash_hooks.lifecycle.metrics import push_after
 
@@ -162,4 +187,6 @@ def delete_one(cwd: Path, tag: str, yes: bool, confirm: Confirm) -> int:
     if not yes and not confirm(f"Delete the backup of {tag} ({plural(len(doc.artifacts), 'artifact')}"
                                f" in {store.url})?"):
         raise refused("nothing was deleted.")
-    return Exit.OK if _remove(store, doc, by) else Exit.REFUSED
+    removed = _remove(store, doc, by)
+    _collect(store)
+    return Exit.OK if removed else Exit.REFUSED

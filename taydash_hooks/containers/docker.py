@@ -122,8 +122,23 @@ class Daemon:
                 self.docker("rm", "-f", "-v", *ids, timeout=120)
         process.kill_group(self.proc, grace=30)
         self.proc = None
+        # dockerd leaves its network namespace mounted under its exec root (exec/netns/default)
+        # when it is stopped: unmounted here, or every daemon would leave one behind.
+        for mounted in _mounts_under(self.base):
+            process.run(["umount", "-l", mounted], timeout=30)
         # vfs layers are plain folders; nothing of this daemon is kept.
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _mounts_under(base: Path) -> list[str]:
+    """Mount points below ``base``, deepest first (from /proc/self/mounts)."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    inside = str(base.resolve()) + "/"
+    points = [ln.split()[1].replace("\\040", " ") for ln in lines if len(ln.split()) > 1]
+    return sorted((p for p in points if p.startswith(inside)), key=len, reverse=True)
 
 
 def _client() -> str | None:

@@ -75,6 +75,7 @@ def orphans(repo: git.Repo, store: Store) -> list[tuple[str, str]]:
             continue
         keys |= more
         prefixes += under
+        keys |= _chunks_named(store, doc)
     for key in store.keys(TRASH):
         with store.open(key) as fh:
             data = fh.read(manifest.MAX_BYTES + 1)
@@ -88,6 +89,9 @@ def orphans(repo: git.Repo, store: Store) -> list[tuple[str, str]]:
     from taydash_hooks.snapshots.removals import PREFIX as RECORDS
 
     prefixes.append(RECORDS)  # what retention removed, on purpose
+    from taydash_hooks.snapshots import chunks
+
+    prefixes.append(chunks.LOCKS)  # a running snapshot's or prune's, stale ones included
     runs = [f"{folder}{run}" for run in _journal_runs(repo) for folder in manifest.RUN_FOLDERS]
     found = []
     for key in store.keys(""):
@@ -95,5 +99,23 @@ def orphans(repo: git.Repo, store: Store) -> list[tuple[str, str]]:
             continue
         if any(key.startswith(r) and key[len(r):len(r) + 1] in ("", "_", ".", "/") for r in runs):
             continue
-        found.append((key, bad.get(key, "no manifest, tombstone or run of this clone lists it")))
+        why = ("a chunk no backup's list names (a prune removes it after the grace period)"
+               if key.startswith("chunks/") else
+               "no manifest, tombstone or run of this clone lists it")
+        found.append((key, bad.get(key, why)))
     return sorted(found)
+
+
+def _chunks_named(store: Store, doc: Manifest) -> set[str]:
+    """The chunks the chunk lists of ``doc`` name (deduplicated dumps)."""
+    from taydash_hooks.snapshots import chunks
+
+    named: set[str] = set()
+    for art in doc.artifacts:
+        if art.key.endswith(".chunks") and store.exists(art.key):
+            with store.open(art.key) as fh:
+                try:
+                    named |= {c.key for c in chunks.parse(fh.read(chunks.MAX_LIST + 1), art.key)}
+                except TaydashError:
+                    continue  # its chunks show as orphans; verify says why
+    return named

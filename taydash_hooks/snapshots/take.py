@@ -123,75 +123,83 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
         lost_race = False
         sums_written: list[str] = []
         job = TakeJob(cfg, store, tag, stamp, snapshot_timeout(), _remembering(journal))
-        try:
-            _take_all(cfg, names, job, tools, artifacts)
-            doc = Manifest(
-                tag=tag, tag_object=facts["tag_object"], tag_type=facts["tag_type"],
-                commit=facts["commit"], tagger=facts["tagger"],
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
-                run=stamp, taken_after_tag_s=age, missing_kinds=left_out)
-            data = manifest.dump(doc)
-            signature = by.sign(data) if by else None  # before the manifest: a failure stores none
-            # The signed checksum list, for a recovery by hand (snapshots/sums.py); before the
-            # manifest, so a backup never lacks it, and removed with the run on a failure.
-            listed = sums.listing(doc.artifacts)
-            if not store.exists(manifest.key(tag)):
-                # A signature or list without its manifest (a delete interrupted between them,
-                # a dead run, or planted) vouches for nothing; left there, it would block
-                # every new backup of the tag.
-                for stale in (sums.key(tag), sums.sig_key(tag), signing.key(tag)):
-                    if store.exists(stale):
-                        store.delete(stale)
+        # Deduplicated chunks may be reused from other backups: a prune collects none while
+        # this run holds its lock, up to the manifest that names them (snapshots/chunks.py).
+        held = contextlib.ExitStack()
+        if any(kinds.get(name).shares_objects(cfg) for name in names):
+            from taydash_hooks.snapshots import chunks
+
+            held.enter_context(chunks.run_lock(store, stamp))
+        with held:
             try:
-                store.put_bytes(sums.key(tag), listed)
-                sums_written.append(sums.key(tag))
-                if by:
-                    store.put_bytes(sums.sig_key(tag), by.sign(listed))
-                    sums_written.append(sums.sig_key(tag))
-            except KeyTaken:
-                lost_race = True  # another run is writing this tag's backup right now
-                raise refused(f"another run owns {tag}: its checksum list was written first "
-                              f"({sums.key(tag)} in {store.url}); this run's artifacts were "
-                              "removed.") from None
-            try:
-                written = store.put_bytes(manifest.key(tag), data)
-            except KeyTaken:
-                lost_race = True
-                raise refused(f"another run owns {tag}: its manifest was written first "
-                              f"({manifest.key(tag)} in {store.url}); this run's artifacts were "
-                              "removed.") from None
-            if signature is not None:
+                _take_all(cfg, names, job, tools, artifacts)
+                doc = Manifest(
+                    tag=tag, tag_object=facts["tag_object"], tag_type=facts["tag_type"],
+                    commit=facts["commit"], tagger=facts["tagger"],
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
+                    run=stamp, taken_after_tag_s=age, missing_kinds=left_out)
+                data = manifest.dump(doc)
+                signature = by.sign(data) if by else None  # before the manifest: a failure stores none
+                # The signed checksum list, for a recovery by hand (snapshots/sums.py); before the
+                # manifest, so a backup never lacks it, and removed with the run on a failure.
+                listed = sums.listing(doc.artifacts)
+                if not store.exists(manifest.key(tag)):
+                    # A signature or list without its manifest (a delete interrupted between them,
+                    # a dead run, or planted) vouches for nothing; left there, it would block
+                    # every new backup of the tag.
+                    for stale in (sums.key(tag), sums.sig_key(tag), signing.key(tag)):
+                        if store.exists(stale):
+                            store.delete(stale)
                 try:
-                    store.put_bytes(signing.key(tag), signature)
-                except BaseException:
-                    # Without its signature this manifest is not the one we meant to write.
+                    store.put_bytes(sums.key(tag), listed)
+                    sums_written.append(sums.key(tag))
+                    if by:
+                        store.put_bytes(sums.sig_key(tag), by.sign(listed))
+                        sums_written.append(sums.sig_key(tag))
+                except KeyTaken:
+                    lost_race = True  # another run is writing this tag's backup right now
+                    raise refused(f"another run owns {tag}: its checksum list was written first "
+                                  f"({sums.key(tag)} in {store.url}); this run's artifacts were "
+                                  "removed.") from None
+                try:
+                    written = store.put_bytes(manifest.key(tag), data)
+                except KeyTaken:
+                    lost_race = True
+                    raise refused(f"another run owns {tag}: its manifest was written first "
+                                  f"({manifest.key(tag)} in {store.url}); this run's artifacts were "
+                                  "removed.") from None
+                if signature is not None:
+                    try:
+                        store.put_bytes(signing.key(tag), signature)
+                    except BaseException:
+                        # Without its signature this manifest is not the one we meant to write.
+                        with contextlib.suppress(Exception):
+                            store.delete(manifest.key(tag), written.version_id)
+                        raise
+            except BaseException:
+                # Without a manifest these are not a backup; do not leave orphans behind.
+                removed = True
+                for written_key in sums_written:  # only what this run wrote itself
                     with contextlib.suppress(Exception):
-                        store.delete(manifest.key(tag), written.version_id)
-                    raise
-        except BaseException:
-            # Without a manifest these are not a backup; do not leave orphans behind.
-            removed = True
-            for written_key in sums_written:  # only what this run wrote itself
-                with contextlib.suppress(Exception):
-                    store.delete(written_key)
-            for art in artifacts:
-                try:
-                    kinds.remove(store, art)
-                except (Exception, KeyboardInterrupt):
-                    removed = False
-            # A lost race: every upload had finished, and what it stored is removed, so the
-            # journal goes. Any other failure keeps it: an upload the store could not abort
-            # (the server went away, an interrupt mid-part) is cleaned by the next run here.
-            if removed and lost_race:
-                _end_journal(journal)
-            elif removed:
-                # Interrupted (Ctrl-C, SIGTERM) or failed: what the kinds noted and any
-                # partial upload of this run are undone now, the way the next run would; the
-                # journal stays only when that cannot be done (the store went away).
-                with contextlib.suppress(Exception):
-                    _clean_run(cfg, store, tag, journal, None)
-            raise
+                        store.delete(written_key)
+                for art in artifacts:
+                    try:
+                        kinds.remove(store, art)
+                    except (Exception, KeyboardInterrupt):
+                        removed = False
+                # A lost race: every upload had finished, and what it stored is removed, so the
+                # journal goes. Any other failure keeps it: an upload the store could not abort
+                # (the server went away, an interrupt mid-part) is cleaned by the next run here.
+                if removed and lost_race:
+                    _end_journal(journal)
+                elif removed:
+                    # Interrupted (Ctrl-C, SIGTERM) or failed: what the kinds noted and any
+                    # partial upload of this run are undone now, the way the next run would; the
+                    # journal stays only when that cannot be done (the store went away).
+                    with contextlib.suppress(Exception):
+                        _clean_run(cfg, store, tag, journal, None)
+                raise
         _end_journal(journal)
         say(f"snapshot of {tag} done: {manifest.key(tag)} "
             f"({plural(len(artifacts), 'artifact')}, manifest sha256 {written.sha256[:12]}"

@@ -167,6 +167,11 @@ class SnapshotKind(Protocol):
         config bundle's ``.env`` against ``.env.example``)."""
         ...
 
+    def shares_objects(self, cfg: Config) -> bool:
+        """Whether a snapshot of this kind reuses objects other backups hold (deduplicated
+        chunks): then a prune collects none while it runs."""
+        ...
+
     def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
         """The exec prefix this kind reaches its service through (``docker compose exec -T
         SERVICE``), or None when it has no service of its own in a compose stack."""

@@ -217,6 +217,9 @@ class ConfigBundle:
         bcfg = cfg.snapshots.config if cfg.snapshots else None
         return [recipient_check(who) for who in (bcfg.recipients if bcfg and bcfg.paths else ())]
 
+    def shares_objects(self, cfg: Config) -> bool:
+        return False  # one archive per backup, shared with none
+
     def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
         return None  # files, not a service: the environment takes its .env from the drill
 

@@ -571,6 +571,9 @@ class VictoriaMetrics:
                                "use an s3:// store (and s3_endpoint as seen from inside)"))
         return found
 
+    def shares_objects(self, cfg: Config) -> bool:
+        return False  # each backup its own prefix
+
     def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
         return tuple(settings(cfg).exec) or None
 

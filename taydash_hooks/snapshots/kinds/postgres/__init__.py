@@ -126,6 +126,8 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
     """Stream one database into ``key`` (zstd-compressed in the stream and/or through gpg as
     ``plan`` and ``encrypt_to`` say), with its ``.sha256`` sidecar."""
     flags, compressed = plan
+    if cfg.dedup and not encrypt_to:
+        return _dump_chunked(cfg, database, store, key, timeout, server)
     written = _stream(cfg, "pg_dump", ["-Fc", *flags, f"--dbname={database}"],
                       f"dump of database {database}", f"postgres {database}", store, key,
                       timeout, encrypt_to, compressed)
@@ -135,6 +137,63 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
                         database=database, encrypted_to=encrypt_to, compressed=compressed,
                         server_version=server,
                         dumped_with=PgClient.of(cfg).tool_number()).to_json())
+
+
+def chunk_list_key(key: str) -> str:
+    """The key of a chunked dump's list: the dump's key with ``.chunks`` for what it holds."""
+    for suffix in (".dump.zst", ".dump"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)] + ".chunks"
+    return key + ".chunks"
+
+
+def _dump_chunked(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: float,
+                  server: str) -> Artifact:
+    """One database as content-defined chunks (snapshots/chunks.py): ``pg_dump -Fc -Z0``
+    (uncompressed, so an unchanged part of a table is the same bytes again), each chunk
+    compressed and stored once; the list under the artifact's key with its sidecar."""
+    from taydash_hooks.snapshots import chunks
+
+    client = PgClient.of(cfg)
+    key = chunk_list_key(key)
+    label = f"postgres {database}"
+    with tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
+            process.popen(client.argv("pg_dump", "-Fc", "-Z0", f"--dbname={database}"),
+                          stdout=subprocess.PIPE, stderr=err,
+                          inside_prefix=len(client.prefix())) as proc:
+        stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
+        try:
+            stored = chunks.store_stream(Progress(stream, label), store)
+        except process.ProducerFailed as exc:
+            raise environment(f"dump of database {database} failed: {exc}.") from None
+        finally:
+            stream.close()
+    written = store.put_bytes(key, stored.listing)
+    _sidecar(store, key, written)
+    say(f"  postgres {database}: {stored.plain_size} bytes in {stored.chunks} chunks, "
+        f"{stored.new_chunks} new ({stored.new_bytes} bytes stored) -> {key}")
+    return Artifact("postgres", key, written.size, written.sha256, written.version_id,
+                    sha256_key=f"{key}.sha256", fields=PgDump(
+                        database=database, server_version=server,
+                        dumped_with=PgClient.of(cfg).tool_number(), chunked=True,
+                        plain_sha256=stored.plain_sha256,
+                        plain_size=stored.plain_size).to_json())
+
+
+def _check_chunks(store: Store, art: Artifact, checked: Checked) -> None:
+    """Every chunk a chunked dump needs, read and re-hashed (its list was checked already)."""
+    from taydash_hooks.snapshots import chunks
+
+    with store.open(art.key) as fh:
+        listed = chunks.parse(fh.read(chunks.MAX_LIST + 1), art.key)
+    for chunk in {c.key: c for c in listed}.values():
+        try:
+            data = chunks.read_chunk(store, chunk, art.key)
+        except TaydashError as exc:
+            checked.problems.append(exc.message)
+            continue
+        checked.files += 1
+        checked.bytes += len(data)
 
 
 def _sidecar(store: Store, key: str, written: Written) -> None:
@@ -235,8 +294,9 @@ class Postgres:
         """The dumps (each database's, the roles'), two at a time (two cores: more would only
         queue); handed over in the order given, so a manifest lists them the same way each time.
 
-        When one fails, the dumps not started are cancelled, the running ones finish, and
-        whatever they stored is removed here (it was never handed over to be rolled back).
+        When one fails, the dumps not started are cancelled, the running ones finish (stopped
+        at once when the run is interrupted), and whatever they stored is removed here (it
+        was never handed over to be rolled back).
         """
         from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -248,10 +308,20 @@ class Postgres:
                 art = future.result()
                 handed.add(future)
                 yield art
-        except BaseException:
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
-            wait(futures, timeout=job.timeout)
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if interrupted:
+                # Ctrl-C or SIGTERM: the dumps run in worker threads, which no signal reaches;
+                # what they are blocked on ends now (the whole run is being aborted). After a
+                # mere failure the running ones finish, and the failure is the one said.
+                process.kill_all()
+            try:
+                wait(futures, timeout=job.timeout)
+            finally:
+                if interrupted:
+                    process.end_abort()
             for future in futures:
                 if future in handed or not future.done() or future.cancelled():
                     continue
@@ -266,6 +336,8 @@ class Postgres:
         if deep and not PgDump.of(art).roles:
             return self._read_fully(cfg, store, art)
         checked = check_object(store, art)
+        if checked.ok and PgDump.of(art).chunked:
+            _check_chunks(store, art, checked)
         if deep and checked.ok:
             try:
                 read_roles(store, art, snapshot_timeout())  # psql would run it: strictly read
@@ -285,7 +357,7 @@ class Postgres:
         with store.open(art.key) as raw:
             hashing = HashingReader(raw)
             try:
-                with plain_pipe(hashing, art, snapshot_timeout()) as fh:
+                with plain_pipe(hashing, art, snapshot_timeout(), store) as fh:
                     res = PgClient.of(settings(cfg)).run(
                         "pg_restore", "--file=/dev/null", stdin=fh, timeout=snapshot_timeout(),
                         connect=False)
@@ -368,6 +440,9 @@ class Postgres:
             return restore_into(pcfg, store, art, name, snapshot_timeout())
         finally:
             drop(pcfg, name)  # scratch only: dropped whatever happened
+
+    def shares_objects(self, cfg: Config) -> bool:
+        return settings(cfg).dedup
 
     def stack_prefix(self, cfg: Config) -> tuple[str, ...] | None:
         return tuple(settings(cfg).exec) or None

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from taydash_hooks.errors import refused
 from taydash_hooks.snapshots import fields
 from taydash_hooks.snapshots.compress import ZstdReader, pumped
 from taydash_hooks.snapshots.crypt import decrypting_stream
 from taydash_hooks.snapshots.manifest import Artifact
+from taydash_hooks.store import Store
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,13 @@ class PgDump:
     roles: bool = False  # pg_dumpall --globals-only, not a database dump
     server_version: str = ""  # the server dumped ("18.6")
     dumped_with: str = ""  # the pg_dump (or pg_dumpall) version that wrote it
+    # Stored as a chunk list (snapshots/chunks.py): the plain dump's SHA-256 and size.
+    chunked: bool = False
+    plain_sha256: str = ""
+    plain_size: int = 0
 
     KNOWN = frozenset({"database", "encrypted_to", "compressed", "roles", "server_version",
-                       "dumped_with"})
+                       "dumped_with", "chunked", "plain_sha256", "plain_size"})
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
@@ -44,6 +50,8 @@ class PgDump:
             doc["server_version"] = self.server_version
         if self.dumped_with:
             doc["dumped_with"] = self.dumped_with
+        if self.chunked:
+            doc.update(chunked=True, plain_sha256=self.plain_sha256, plain_size=self.plain_size)
         return doc
 
     @classmethod
@@ -54,18 +62,34 @@ class PgDump:
             if compressed not in ("", "zstd"):
                 raise fields.Bad(f"compressed {compressed!r} is not a compression this "
                                  "version reads")
+            chunked = fields.flag(f, "chunked")
+            if chunked and (compressed or fields.strings(f, "encrypted_to")):
+                raise fields.Bad("a chunked dump is neither compressed whole nor encrypted")
             return cls(database=fields.string(f, "database", True),
                        encrypted_to=fields.strings(f, "encrypted_to"), compressed=compressed,
                        roles=fields.flag(f, "roles"),
                        server_version=fields.string(f, "server_version", True) or "",
-                       dumped_with=fields.string(f, "dumped_with", True) or "")
+                       dumped_with=fields.string(f, "dumped_with", True) or "",
+                       chunked=chunked,
+                       plain_sha256=fields.sha256(f.get("plain_sha256"), "plain_sha256")
+                       if chunked else "",
+                       plain_size=fields.size(f, "plain_size") if chunked else 0)
 
 
 @contextlib.contextmanager
-def plain_reader(source: Any, art: Artifact, timeout: float) -> Iterator[Any]:
+def plain_reader(source: Any, art: Artifact, timeout: float,
+                 store: Store | None = None) -> Iterator[Any]:
     """The plain archive of ``source`` (the stored bytes, read as they arrive): decrypted
-    through gpg and decompressed as ``art`` says, read on demand by the caller's thread."""
+    through gpg and decompressed as ``art`` says, read on demand by the caller's thread; for a
+    chunked dump ``source`` is its chunk list, and the chunks come from ``store``."""
     dump = PgDump.of(art)
+    if dump.chunked:
+        if store is None:
+            raise refused(f"{art.key} is a chunk list; it is read with its store.")
+        from taydash_hooks.snapshots.chunks import ChunkReader
+
+        yield ChunkReader(source, store, art.key, dump.plain_sha256, dump.plain_size)
+        return
     with contextlib.ExitStack() as stack:
         fh: Any = source
         if dump.encrypted_to:
@@ -74,9 +98,10 @@ def plain_reader(source: Any, art: Artifact, timeout: float) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def plain_pipe(source: Any, art: Artifact, timeout: float) -> Iterator[IO[bytes]]:
+def plain_pipe(source: Any, art: Artifact, timeout: float,
+               store: Store | None = None) -> Iterator[IO[bytes]]:
     """:func:`plain_reader` as a real pipe, for a child's stdin (a thread fills it)."""
-    with plain_reader(source, art, timeout) as plain, pumped(plain) as fh:
+    with plain_reader(source, art, timeout, store) as plain, pumped(plain) as fh:
         yield fh
 
 

@@ -212,8 +212,9 @@ class _Restoring:
         numbers = counted.out.strip().split("\x1f")
         what = (f"{plural(int(numbers[0]), 'table')}, {plural(int(numbers[1]), 'view')}"
                 if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "? tables")
-        return (f"restored {PgDump.of(self.art).database} ({self.art.size} bytes, {what}) "
-                f"into {self.target}")
+        dump = PgDump.of(self.art)
+        size = dump.plain_size if dump.chunked else self.art.size
+        return f"restored {dump.database} ({size} bytes, {what}) into {self.target}"
 
     def _versions(self) -> str | None:
         """Why this pg_restore or server cannot take the dump, told from the versions."""
@@ -264,7 +265,8 @@ def _incoming(run: _Restoring, label: str) -> Iterator[Any]:
                 raise refused(corrupt_message(art, got) + dropped) from None
 
         try:
-            with plain_reader(Progress(hashing, f"{label} {art.key}"), art, run.timeout) as plain:
+            with plain_reader(Progress(hashing, f"{label} {art.key}"), art, run.timeout,
+                              run.store) as plain:
                 yield plain
                 while plain.read(CHUNK):  # what pg_restore left unread (a stream's end)
                     pass
