@@ -30,6 +30,7 @@ from taydash_hooks.tags.signatures import (
     check_allowed_signers,
     verify_ssh,
 )
+from taydash_hooks.tags.verdicts import Verdicts, file_digest
 from taydash_hooks.updates import Kind
 
 
@@ -67,6 +68,7 @@ class TagPolicy:
         self._stack = contextlib.ExitStack()
         self._keyring: OpenPgpKeyring | None = None
         self._ssh_files: tuple[Path, Path | None] | None = None  # allowed_signers, revocations
+        self._remembered: dict[str, Verdicts] = {}
 
     def __enter__(self) -> TagPolicy:
         return self
@@ -153,11 +155,34 @@ class TagPolicy:
         """A detached ``kind`` ("openpgp" or "ssh") signature of ``payload`` (a manifest)
         against the same allow-list as tags; SSH signatures in ``namespace``, judged at
         ``signed_at`` (the manifest's own date) when this policy judges history."""
+        remembered = self._verdicts(kind) if self.at is At.SIGNED else None
+        key = remembered.key(kind, payload, signature, namespace, signed_at) if remembered \
+            else ""
+        if remembered is not None and (known := remembered.get(key)) is not None:
+            return known
         if kind == "openpgp":
-            return self._openpgp().verify(payload, signature)
-        signers, revoked = self._ssh_setup()
-        return verify_ssh(payload, signature, signers, revoked, namespace,
-                          signed_at if self.at is At.SIGNED else None)
+            verdict = self._openpgp().verify(payload, signature)
+        else:
+            signers, revoked = self._ssh_setup()
+            verdict = verify_ssh(payload, signature, signers, revoked, namespace,
+                                 signed_at if self.at is At.SIGNED else None)
+        if remembered is not None:
+            remembered.put(key, verdict)
+        return verdict
+
+    def _verdicts(self, kind: str) -> Verdicts:
+        """The remembered verdicts of history judged by this policy for ``kind``: keyed on
+        the [tags] table and the bytes of every file it reads (tags/verdicts.py)."""
+        if kind not in self._remembered:
+            files: list[Path | None]
+            if kind == "openpgp":
+                files = [self.config.path(self.cfg.openpgp_keys)]
+            else:
+                signers, revoked = self._ssh_setup()
+                files = [signers, revoked]
+            identity = "\0".join([repr(self.cfg), *(file_digest(f) for f in files)])
+            self._remembered[kind] = Verdicts(self.repo.state_dir / "verdicts", identity)
+        return self._remembered[kind]
 
     def prepare(self) -> None:
         """Build the back-ends the configuration names now, so several threads can share this

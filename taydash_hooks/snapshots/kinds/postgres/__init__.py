@@ -280,19 +280,18 @@ class Postgres:
         jobs = [functools.partial(dump, pcfg, db, job.store,
                                   dump_key(job.tag, job.ts, db, several) + suffix, job.timeout,
                                   encrypt_to, plan, server) for db in pcfg.databases]
-        if pcfg.roles:
-            jobs.append(functools.partial(
-                dump_roles, pcfg, job.store, f"db-backups/{job.tag}_{job.ts}_roles.sql"
-                + (".gpg" if encrypt_to else ""), job.timeout, encrypt_to, server))
         if len(jobs) == 1:
             yield jobs[0]()
         else:
             yield from self._side_by_side(job, jobs)
+        if pcfg.roles:  # last: a failed dump leaves nothing of it to remove (the store may be gone)
+            yield dump_roles(pcfg, job.store, f"db-backups/{job.tag}_{job.ts}_roles.sql"
+                             + (".gpg" if encrypt_to else ""), job.timeout, encrypt_to, server)
 
     def _side_by_side(self, job: TakeJob,
                       jobs: Sequence[Callable[[], Artifact]]) -> Iterator[Artifact]:
-        """The dumps (each database's, the roles'), two at a time (two cores: more would only
-        queue); handed over in the order given, so a manifest lists them the same way each time.
+        """The databases' dumps, two at a time (two cores: more would only queue); handed over
+        in the order given, so a manifest lists them the same way each time.
 
         When one fails, the dumps not started are cancelled, the running ones finish (stopped
         at once when the run is interrupted), and whatever they stored is removed here (it
