@@ -394,3 +394,14 @@ class GroupWatchdog:
             self._proc.wait(5)
         with contextlib.suppress(OSError):
             os.close(self._write_end)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts: it is alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -278,16 +278,7 @@ def _sweep(docker: str) -> None:
         return
     for project in set(res.out.split()):
         m = _PROJECT.fullmatch(project)
-        if m and not _alive(int(m.group(1))):
+        if m and not process.pid_alive(int(m.group(1))):
             say(f"  environment: removing {project}, left by a drill that was killed")
             _remove_project(docker, project)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -14,19 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from taydash_hooks import process
 from taydash_hooks.errors import environment
 from taydash_hooks.output import say
 from taydash_hooks.statefiles import open_private, private_dir
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def tag_id(tag: str) -> str:
@@ -44,7 +35,7 @@ def tag_lock(state_dir: Path, tag: str, wait: float = 3600.0) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             previous = os.pread(fd, 64, 0).decode(errors="replace").split()
-            if previous and previous[0].isdigit() and not _alive(int(previous[0])):
+            if previous and previous[0].isdigit() and not process.pid_alive(int(previous[0])):
                 say(f"stale snapshot lock of {tag} (pid {previous[0]} is gone); taking it over")
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").split()
