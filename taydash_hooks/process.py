@@ -303,6 +303,22 @@ def run_logged(argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping
         _untrack(proc)
 
 
+def failure(name: str, rc: int, timed_out: bool, stderr_path: str | None) -> str:
+    """Why producer ``name`` gave no complete output: its exit (or timeout) and the end of
+    what it wrote to ``stderr_path``."""
+    if timed_out:
+        return f"{name} timed out and was killed"
+    why = f"killed by signal {-rc}" if rc < 0 else f"exited {rc}"
+    detail = ""
+    if stderr_path:
+        with contextlib.suppress(OSError), open(stderr_path, "rb") as fh:
+            # The whole error, bounded: libpq's first line names the host and port,
+            # its last only asks "Is the server running?".
+            lines = fh.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+            detail = ": " + " / ".join(ln.strip() for ln in lines if ln.strip()) if lines else ""
+    return f"{name} {why}{detail}".rstrip(".")  # the caller ends the sentence
+
+
 class ProducerFailed(Exception):
     """The process feeding a stream exited non-zero (or was killed) before its EOF counted."""
 
@@ -347,17 +363,7 @@ class ProducerStream:
         return data
 
     def failure(self, rc: int) -> str:
-        if self.timed_out:
-            return f"{self.name} timed out and was killed"
-        why = f"killed by signal {-rc}" if rc < 0 else f"exited {rc}"
-        detail = ""
-        if self.stderr_path:
-            with contextlib.suppress(OSError), open(self.stderr_path, "rb") as fh:
-                # The whole error, bounded: libpq's first line names the host and port,
-                # its last only asks "Is the server running?".
-                lines = fh.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
-                detail = ": " + " / ".join(ln.strip() for ln in lines if ln.strip()) if lines else ""
-        return f"{self.name} {why}{detail}"
+        return failure(self.name, rc, self.timed_out, self.stderr_path)
 
     def close(self) -> None:
         self._timer.cancel()

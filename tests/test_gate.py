@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testing.gitrepo import PRE_COMMIT, Repos, run, taydash
+from testing.gitrepo import PRE_COMMIT, ROOT, Repos, run, taydash
 
 CHECK_OK = ('#!/bin/sh\necho "validated $(git rev-parse --short HEAD 2>/dev/null)" '
             '>> "$MARKER_DIR/runs"\ntest -f ok || { echo "ok file missing"; exit 1; }\n')
@@ -304,18 +305,54 @@ def test_fast_path_is_invalidated_by_a_config_change(gate: Gate) -> None:
 
 
 def test_cache_hit_hook_imports_nothing_heavy(gate: Gate) -> None:
+    """As the shim starts it (``-I -S``, the package's folder put on the path): not even
+    ``json`` (with ``re`` and ``enum``, as much again as the interpreter's start)."""
     assert gate.push("origin", "main").returncode == 0
     head = gate.repos.head()
     line = f"refs/heads/main {head} refs/heads/again {'0' * 40}\n"
-    code = ("import sys, io\nfrom taydash_hooks import hook_main\n"
+    code = (f"import sys, io\nsys.path.insert(0, {str(ROOT)!r})\n"
+            "from taydash_hooks import hook_main\n"
             f"sys.stdin = io.TextIOWrapper(io.BytesIO({line.encode()!r}))\n"
             "try:\n    hook_main.main(['pre-push', 'origin', 'x'])\n"
             "except SystemExit as e: print('exit', e.code)\n"
             "print(sorted(m for m in ('click', 'git', 'minio', 'gnupg', 'taydash_hooks.config',"
-            " 'subprocess', 'logging') if m in sys.modules))")
-    proc = run(sys.executable, "-c", code, cwd=gate.repos.work)
+            " 'subprocess', 'logging', 'json', 're', 'enum', 'typing') if m in sys.modules))")
+    proc = run(sys.executable, "-I", "-S", "-c", code, cwd=gate.repos.work)
     assert proc.stdout.splitlines()[-2:] == ["exit 0", "[]"], proc.stdout + proc.stderr
     assert "refs/heads/again" in proc.stderr and "cached" in proc.stderr
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": [1, -2.5e3, "x\\u00e9\\n", true, false, null], "b": {}}', ' \n{"k": "v"}\t\n', "[]",
+    '"plain"', "0", '{"dup": 1, "dup": 2}', '{"deep": ' + "[" * 50 + "]" * 50 + "}"])
+def test_the_fast_paths_json_reads_what_json_reads(text: str) -> None:
+    from taydash_hooks.gate.fast_path import parse_json
+
+    assert parse_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [
+    "", "   ", '{"a": 1} {"b": 2}', '{"a": 1}x', '{"a": NaN}', "Infinity", '{"a": -Infinity}',
+    "{'a': 1}", '{"a": 1,}', '{"a": "\x01"}', "[" * 100000, '{"a": 1', "\x00{not json"])
+def test_the_fast_paths_json_refuses_what_json_refuses_and_a_planted_nan(text: str) -> None:
+    """A state file someone planted or a crash cut short: ValueError (the full path runs),
+    never another exception, never a value; NaN and Infinity, which ``json`` would take, are
+    refused too."""
+    from taydash_hooks.gate.fast_path import parse_json
+
+    with pytest.raises((ValueError, RecursionError)):
+        parse_json(text)
+
+
+def test_a_state_file_that_is_not_json_sends_the_push_down_the_full_path(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0
+    summary = gate.repos.work / ".git" / "taydash" / "config-summary.json"
+    summary.write_text(summary.read_text() + ' {"validate": {"cache": false}}')
+    gate.repos.git("checkout", "-q", "-b", "planted")
+    proc = gate.push("origin", "planted")
+    assert proc.returncode == 0, proc.stderr
+    assert "refs/heads/planted" in proc.stderr and "cached" in proc.stderr  # the full path's cache
+    assert json.loads(summary.read_text())  # and the full path wrote a good summary again
 
 
 def _plugin_repo(repos: Repos, tmp_path: Path, toml: str, hook_id: str = "validate") -> dict[str, str]:

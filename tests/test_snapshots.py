@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -659,3 +660,33 @@ def test_a_kind_that_cannot_use_the_store_is_refused_before_anything_is_dumped(
               if " pg_dump " in f" {c} " and "--version" not in c]
     assert dumped == []  # pg_dump never ran: the refusal came first
     assert snap.raw_keys("") == []
+
+
+def test_a_roles_dump_that_fails_beside_the_database_dump_leaves_nothing(snap: Snap) -> None:
+    """pg_dumpall runs beside pg_dump: when it fails (here its role may connect to the
+    database it dumps but to neither "postgres" nor "template1", which pg_dumpall needs), the
+    snapshot fails with its reason, and neither the dump that succeeded, nor a manifest, nor
+    a process of it is left."""
+    role = f"limited_{secrets.token_hex(3)}"
+    snap.pg.psql(f"CREATE ROLE {role} LOGIN")
+    snap.pg.psql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", db=snap.db)
+    snap.pg.psql("REVOKE CONNECT ON DATABASE postgres, template1 FROM PUBLIC")
+    try:
+        snap.repos.configure(snap.toml.replace(f'user = "{snap.pg.user}"', f'user = "{role}"'))
+        assert snap.tag("v0.1.0", env={**snap.env, "TAYDASH_SKIP": "snapshot"}).returncode == 0
+        proc = snap.cli("snapshot", "v0.1.0", "--only", "postgres")
+        assert proc.returncode == 3, proc.stderr
+        assert "pg_dumpall --globals-only failed" in proc.stderr, proc.stderr
+        assert "template1" in proc.stderr, proc.stderr  # pg_dumpall's own reason, passed on
+        assert f"postgres {snap.db}:" in proc.stderr  # the database's dump had been stored
+        assert "privilege.." not in proc.stderr  # one sentence, one full stop
+        _no_manifest_then_rerun(snap, proc, "pg_dumpall")
+        assert _store_keys(snap, "db-backups/") == []
+        left = subprocess.run(["pgrep", "-f", "--", "pg_dumpall"], capture_output=True, text=True)
+        assert left.stdout == "", left.stdout
+    finally:
+        snap.pg.psql("GRANT CONNECT ON DATABASE postgres, template1 TO PUBLIC")
+        snap.pg.psql(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}", db=snap.db)
+        snap.pg.psql(f"DROP ROLE {role}")
+    snap.repos.configure(snap.toml)
+    assert snap.cli("snapshot", "v0.1.0").returncode == 0

@@ -5,12 +5,11 @@ pushed again after a rejected push of something else). For those the
 full gate would import the config loader, start git three times and hash
 the command list; here two small JSON files answer. Anything this module
 is not sure about returns None and the full path runs (imports only os,
-sys and json: every millisecond here is paid on every push).
+sys and the C half of json: every millisecond here is paid on every push).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -67,12 +66,48 @@ def _config_path(cwd: str) -> str | None:
     return None
 
 
+class _Strict:
+    """What the C scanner reads off a decoder: plain JSON only (NaN and Infinity refused)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str) -> object:
+    """``json.loads(text)`` through the C scanner ``json`` itself uses, without importing
+    ``json``: that package brings ``re``, ``enum`` and ``collections``, about 15 ms of every
+    push (as much again as the interpreter's start). Anything but one JSON value raises
+    ValueError."""
+    try:
+        import _json
+    except ImportError:  # a Python without the accelerator: the package, at its cost
+        import json
+
+        return json.loads(text)
+    blank = " \t\n\r"
+    start = len(text) - len(text.lstrip(blank))
+    try:
+        value, end = _json.make_scanner(_Strict())(text, start)
+    except StopIteration:
+        raise ValueError("no JSON value") from None
+    if text[end:].strip(blank):
+        raise ValueError("more than one JSON value")
+    return value
+
+
 def _load(path: str) -> dict[str, object] | None:
     try:
         # O_NOFOLLOW: a state file that is a symlink is ignored (the full path runs).
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError):
+            doc = parse_json(fh.read().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -142,6 +177,7 @@ def profile(commands: tuple[str, ...], isolate: bool, timeout: float) -> str:
     under another setting.
     """
     import hashlib
+    import json
 
     doc = json.dumps({"commands": list(commands), "isolate": isolate, "timeout": timeout},
                      sort_keys=True)
@@ -202,6 +238,7 @@ def write_summary(repo: Repo, cfg: Config) -> None:
     }
     # Only an optimisation: a read-only git dir (or a planted symlink) means the full path runs.
     import contextlib
+    import json
 
     from taydash_hooks.errors import TaydashError
     from taydash_hooks.statefiles import write_private

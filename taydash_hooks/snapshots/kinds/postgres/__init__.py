@@ -13,6 +13,7 @@ import functools
 import secrets
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -214,12 +215,49 @@ def dump_roles(cfg: PostgresConfig, store: Store, key: str, timeout: float,
     written = _stream(cfg, "pg_dumpall", ["--globals-only", "--no-role-passwords"],
                       "pg_dumpall --globals-only", "postgres roles", store, key, timeout,
                       encrypt_to, "")
+    return _roles_artifact(cfg, key, written, encrypt_to, server)
+
+
+
+@contextlib.contextmanager
+def roles_beside(cfg: PostgresConfig, timeout: float) -> Iterator[Callable[[Store, str, str], Artifact]]:
+    """``pg_dumpall --globals-only --no-role-passwords`` started now, beside the databases'
+    dumps, into an unlinked file of its own; the function given stores it (with its sidecar)
+    once they are done. Stored after them, a failed dump leaves nothing of it to remove (the
+    store may be gone by then); leaving the block any other way stops it, and the file goes
+    with the block. Plain output only: an encrypted backup's roles never touch the disk."""
+    client = PgClient.of(cfg)
+    started = time.monotonic()
+    with tempfile.TemporaryFile(prefix="taydash-roles-") as out, \
+            tempfile.NamedTemporaryFile(prefix="taydash-pgdump-", suffix=".err") as err, \
+            process.popen(client.argv("pg_dumpall", "--globals-only", "--no-role-passwords"),
+                          stdout=out, stderr=err, inside_prefix=len(client.prefix())) as proc:
+
+        def store_roles(store: Store, key: str, server: str) -> Artifact:
+            timed_out = False
+            try:
+                rc = proc.wait(max(1.0, timeout - (time.monotonic() - started)))
+            except subprocess.TimeoutExpired:
+                process.kill_group(proc, grace=1.0)
+                rc, timed_out = proc.wait(), True
+            if rc != 0 or timed_out:
+                why = process.failure("pg_dumpall", rc, timed_out, err.name)
+                raise environment(f"pg_dumpall --globals-only failed: {why}.")
+            out.seek(0)
+            written = store.put_stream(key, Progress(out, "postgres roles"))  # type: ignore[arg-type]
+            _sidecar(store, key, written)
+            return _roles_artifact(cfg, key, written, (), server)
+
+        yield store_roles
+
+
+def _roles_artifact(cfg: PostgresConfig, key: str, written: Written, encrypt_to: tuple[str, ...],
+                    server: str) -> Artifact:
     say(f"  postgres roles: {written.size} bytes -> {key}")
     return Artifact("postgres", key, written.size, written.sha256, written.version_id,
                     sha256_key=f"{key}.sha256", fields=PgDump(
                         encrypted_to=encrypt_to, roles=True, server_version=server,
                         dumped_with=PgClient.of(cfg).tool_number("pg_dumpall")).to_json())
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,13 +318,20 @@ class Postgres:
         jobs = [functools.partial(dump, pcfg, db, job.store,
                                   dump_key(job.tag, job.ts, db, several) + suffix, job.timeout,
                                   encrypt_to, plan, server) for db in pcfg.databases]
-        if len(jobs) == 1:
-            yield jobs[0]()
-        else:
-            yield from self._side_by_side(job, jobs)
-        if pcfg.roles:  # last: a failed dump leaves nothing of it to remove (the store may be gone)
-            yield dump_roles(pcfg, job.store, f"db-backups/{job.tag}_{job.ts}_roles.sql"
-                             + (".gpg" if encrypt_to else ""), job.timeout, encrypt_to, server)
+        roles_key = f"db-backups/{job.tag}_{job.ts}_roles.sql" + (".gpg" if encrypt_to else "")
+        with contextlib.ExitStack() as stack:
+            # The roles' script is small and its pg_dumpall a whole connection's start: run
+            # beside the dumps, it costs a snapshot no time of its own (stored after them).
+            beside = stack.enter_context(roles_beside(pcfg, job.timeout)) \
+                if pcfg.roles and not encrypt_to else None
+            if len(jobs) == 1:
+                yield jobs[0]()
+            else:
+                yield from self._side_by_side(job, jobs)
+            if beside is not None:
+                yield beside(job.store, roles_key, server)
+            elif pcfg.roles:  # last: a failed dump leaves nothing of it to remove
+                yield dump_roles(pcfg, job.store, roles_key, job.timeout, encrypt_to, server)
 
     def _side_by_side(self, job: TakeJob,
                       jobs: Sequence[Callable[[], Artifact]]) -> Iterator[Artifact]:
