@@ -57,7 +57,8 @@ $(S3RVER):
 	cd $(VENV)/s3rver && npm install --silent --no-audit --no-fund --prefix . s3rver@3.7.1 >/dev/null
 
 lint: $(STAMP)
-	$(PY) -m ruff check taydash_hooks tests bench
+	@# The bench scripts have no .py suffix: named, or ruff would skip them.
+	$(PY) -m ruff check taydash_hooks tests bench $$(find bench -maxdepth 1 -type f ! -name '*.py')
 	$(PY) -m mypy
 
 # The contributor's fast loop: lint, types and every test that needs no service (no

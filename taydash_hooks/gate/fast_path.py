@@ -94,7 +94,7 @@ def parse_json(text: str) -> object:
     blank = " \t\n\r"
     start = len(text) - len(text.lstrip(blank))
     try:
-        value, end = _json.make_scanner(_Strict())(text, start)
+        value, end = _json.make_scanner(_Strict())(text, start)  # type: ignore[arg-type]  # reads the attributes only
     except StopIteration:
         raise ValueError("no JSON value") from None
     if text[end:].strip(blank):

@@ -140,10 +140,11 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                     timestamp=ts, store=store.url, tools=tools, artifacts=tuple(artifacts),
                     run=stamp, taken_after_tag_s=age, missing_kinds=left_out)
                 data = manifest.dump(doc)
-                signature = by.sign(data) if by else None  # before the manifest: a failure stores none
                 # The signed checksum list, for a recovery by hand (snapshots/sums.py); before the
                 # manifest, so a backup never lacks it, and removed with the run on a failure.
                 listed = sums.listing(doc.artifacts)
+                # Both signatures before anything is written: a failure stores neither.
+                signature, listed_sig = by.sign_each(data, listed) if by else (None, None)
                 if not store.exists(manifest.key(tag)):
                     # A signature or list without its manifest (a delete interrupted between them,
                     # a dead run, or planted) vouches for nothing; left there, it would block
@@ -154,8 +155,8 @@ def take(repo: git.Repo, cfg: Config, tag: str, only: list[str] | None = None,
                 try:
                     store.put_bytes(sums.key(tag), listed)
                     sums_written.append(sums.key(tag))
-                    if by:
-                        store.put_bytes(sums.sig_key(tag), by.sign(listed))
+                    if listed_sig is not None:
+                        store.put_bytes(sums.sig_key(tag), listed_sig)
                         sums_written.append(sums.sig_key(tag))
                 except KeyTaken:
                     lost_race = True  # another run is writing this tag's backup right now

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -59,7 +59,7 @@ class FileStore:
         self._writable_dir(final.parent)
         if final.exists():
             raise KeyTaken(key, self.url)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(16)}.partial")
         reader = HashingReader(stream)
         try:
             # 0600 from the first byte: a dump is never readable by other local users.

@@ -38,7 +38,6 @@ from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.snapshots.kinds.postgres import versions
 from taydash_hooks.snapshots.kinds.postgres.archive import PgDump, plain_pipe
 from taydash_hooks.snapshots.kinds.postgres.client import PgClient
-from taydash_hooks.snapshots.kinds.postgres.restore import restore as restore_into
 from taydash_hooks.snapshots.kinds.postgres.server import drop, on_server, read_roles, settings
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import check_object, judge_hash
@@ -138,6 +137,15 @@ def dump(cfg: PostgresConfig, database: str, store: Store, key: str, timeout: fl
                         database=database, encrypted_to=encrypt_to, compressed=compressed,
                         server_version=server,
                         dumped_with=PgClient.of(cfg).tool_number()).to_json())
+
+
+def restore_into(cfg: PostgresConfig, store: Store, art: Artifact, target: str, timeout: float,
+                 **options: Any) -> str:
+    """:func:`.restore.restore`, imported when a restore runs: a snapshot needs none of it
+    (nor the roles and database modules it reads dumps with)."""
+    from taydash_hooks.snapshots.kinds.postgres.restore import restore
+
+    return restore(cfg, store, art, target, timeout, **options)
 
 
 def chunk_list_key(key: str) -> str:

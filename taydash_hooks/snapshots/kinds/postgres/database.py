@@ -19,14 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from taydash_hooks.snapshots.kinds.postgres.roles import (
-    Statement,
-    Token,
-    quote_ident,
-    quote_literal,
-    setting,
-    tokens,
-)
+from taydash_hooks.snapshots.kinds.postgres.roles import Statement, Token, setting, tokens
+from taydash_hooks.snapshots.kinds.postgres.sql import quote_ident, quote_literal
 
 # Settings that load code or switch identity in every session: never from an archive. Names
 # are compared lowercased, as PostgreSQL resolves them ("Role" is role).

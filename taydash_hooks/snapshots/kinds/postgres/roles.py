@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 from taydash_hooks.errors import refused
+from taydash_hooks.snapshots.kinds.postgres.sql import quote_ident, quote_literal
 
 PRIVILEGED = ("SUPERUSER", "REPLICATION", "BYPASSRLS", "CREATEROLE")
 _FLAGS = {"SUPERUSER", "CREATEDB", "CREATEROLE", "INHERIT", "LOGIN", "REPLICATION", "BYPASSRLS"}
@@ -113,15 +114,6 @@ def tokens(line: str) -> list[Token]:
 def folded(word: str) -> str:
     return word.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
                                         "abcdefghijklmnopqrstuvwxyz"))
-
-
-def quote_ident(name: str) -> str:
-    """Always quoted: the name is exactly what we resolved, whatever it looks like."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass

@@ -17,13 +17,17 @@ from pathlib import Path
 from taydash_hooks.config import Config, PostgresConfig
 from taydash_hooks.errors import environment, refused, usage
 from taydash_hooks.output import plural, say
-from taydash_hooks.snapshots.kinds.postgres import database as pg_database
-from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
 from taydash_hooks.snapshots.kinds.postgres.archive import plain_local
 from taydash_hooks.snapshots.kinds.postgres.client import QUERY_TIMEOUT, PgClient, rows
+from taydash_hooks.snapshots.kinds.postgres.sql import quote_ident, quote_literal
 from taydash_hooks.snapshots.manifest import Artifact
 from taydash_hooks.snapshots.stored import download_verified
 from taydash_hooks.store import Store
+
+TYPE_CHECKING = False  # what only the annotations name: a snapshot needs neither module
+if TYPE_CHECKING:
+    from taydash_hooks.snapshots.kinds.postgres import database as pg_database
+    from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
 
 # A database name we create: never something libpq would read as a conninfo
 # string or URI (`dbname=prod`, `postgresql://...`).
@@ -119,7 +123,7 @@ def empty_database(cfg: PostgresConfig, name: str) -> EmptyDatabase:
 def drop_empty(cfg: PostgresConfig, empty: EmptyDatabase) -> None:
     """Drop ``empty`` so the restore can create it as the dump's was; refused while anything
     is connected to it (an app still starting is said as such, never cut off)."""
-    res = PgClient.of(cfg).psql(f"DROP DATABASE {pg_roles.quote_ident(empty.name)};\n",
+    res = PgClient.of(cfg).psql(f"DROP DATABASE {quote_ident(empty.name)};\n",
                                 timeout=QUERY_TIMEOUT)
     if res.returncode != 0:
         said = " ".join(res.err.split())[-300:] or "refused"
@@ -129,7 +133,7 @@ def drop_empty(cfg: PostgresConfig, empty: EmptyDatabase) -> None:
 
 def remake_empty(cfg: PostgresConfig, empty: EmptyDatabase) -> None:
     """Make ``empty`` again as it was (a failed ``--into-empty`` restore leaves what it found)."""
-    q, lit = pg_roles.quote_ident, pg_roles.quote_literal
+    q, lit = quote_ident, quote_literal
     PgClient.of(cfg).psql(
         f"CREATE DATABASE {q(empty.name)} OWNER {q(empty.owner)} TEMPLATE template0 "
         f"ENCODING {lit(empty.encoding)} LC_COLLATE {lit(empty.collate)} "
@@ -191,6 +195,8 @@ def read_roles(store: Store, art: Artifact, timeout: float) -> pg_roles.Script:
             data = fh.read(MAX_ROLES_SCRIPT + 1)
     if len(data) > MAX_ROLES_SCRIPT:
         raise refused(f"the roles script {art.key} is larger than {MAX_ROLES_SCRIPT} bytes.")
+    from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
+
     return pg_roles.parse(data.decode("utf-8", "replace"), f"the roles script {art.key}")
 
 
@@ -215,6 +221,8 @@ def apply_roles(cfg: PostgresConfig, store: Store, art: Artifact, timeout: float
     """Create the recorded roles the server lacks (in one transaction); the ones it has are
     left exactly as they are, and nothing privileged is granted unless ``allow_privileged``
     (:mod:`.roles`). Says what was created and what was not; returns the roles created."""
+    from taydash_hooks.snapshots.kinds.postgres import roles as pg_roles
+
     script = read_roles(store, art, timeout)
     todo = pg_roles.plan(script, existing_roles(cfg), allow_privileged,
                          existing_memberships(cfg))
@@ -244,7 +252,7 @@ def password_hint(cfg: PostgresConfig, role: str) -> str:
     import shlex
 
     psql = ["psql", "-h", cfg.host, "-p", str(cfg.port), "-U", cfg.user, "-c",
-            f"\\password {pg_roles.quote_ident(role)}"]
+            f"\\password {quote_ident(role)}"]
     exec_ = [w for w in cfg.exec if w != "-T"] if cfg.exec else []  # \password asks on a terminal
     return shlex.join([*exec_, *psql])
 
@@ -253,7 +261,7 @@ def drop_roles(cfg: PostgresConfig, roles: list[str]) -> None:
     """Drop roles this run created (a restore that failed after creating them)."""
     if not roles:
         return
-    sql = "".join(f"DROP ROLE IF EXISTS {pg_roles.quote_ident(r)};\n" for r in roles)
+    sql = "".join(f"DROP ROLE IF EXISTS {quote_ident(r)};\n" for r in roles)
     PgClient.of(cfg).psql(sql, stop_on_error=False, timeout=120)
 
 
