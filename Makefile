@@ -85,7 +85,10 @@ dist:
 	$(PYTHON) -m pip wheel -q --no-deps -w dist .
 
 bench: $(STAMP) system-deps
-	@for b in bench/*; do [ -x "$$b" ] && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b"; done
+	@status=0; for b in bench/*; do \
+	    [ -f "$$b" ] && [ -x "$$b" ] || continue; \
+	    echo "== $$b"; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b" || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
