@@ -226,7 +226,6 @@ def dump_roles(cfg: PostgresConfig, store: Store, key: str, timeout: float,
     return _roles_artifact(cfg, key, written, encrypt_to, server)
 
 
-
 @contextlib.contextmanager
 def roles_beside(cfg: PostgresConfig, timeout: float) -> Iterator[Callable[[Store, str, str], Artifact]]:
     """``pg_dumpall --globals-only --no-role-passwords`` started now, beside the databases'
