@@ -84,7 +84,7 @@ demo-compose: $(STAMP) system-deps
 dist:
 	$(PYTHON) -m pip wheel -q --no-deps -w dist .
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) $(WHEELHOUSE) system-deps
 	@status=0; for b in bench/*; do \
 	    [ -f "$$b" ] && [ -x "$$b" ] || continue; \
 	    echo "== $$b"; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" "$$b" || status=1; \
