@@ -144,13 +144,7 @@ def _dead_owner(base: Path, repo: git.Repo) -> bool:
         return False
     if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not process.pid_alive(pid)
 
 
 def prune_dead_worktrees(repo: git.Repo) -> list[Path]:
