@@ -174,8 +174,8 @@ def test_a_prune_racing_a_snapshot_that_reuses_its_chunks_loses_nothing(snap: Sn
         wait_for("the snapshot is past the shared chunks", (held / "started").exists, running)
         pruned = snap.cli("backups", "prune", "--keep-last", "1", "--yes", env=env)
         assert pruned.returncode == 0, pruned.stderr
-        assert "removed v0.1.0" in pruned.stderr
-        assert "no chunk was removed: a snapshot is running" in pruned.stderr
+        assert "removed v0.1.0" in pruned.stderr, pruned.stderr
+        assert "no chunk was removed: a snapshot is running" in pruned.stderr, pruned.stderr
     finally:
         (held / "release").touch()
         out, err = running.communicate(timeout=300)
@@ -220,3 +220,96 @@ def test_a_hostile_chunk_list_or_chunk_is_refused_in_one_sentence(tmp_path: Path
         chunks.read_chunk(store, chunks.Chunk(other, 1), "list")
     assert err.value.code == 1 and f"chunk {chunks.chunk_key(other)} of list" in err.value.message
 
+
+
+class _Later:
+    """The clock of snapshots/chunks.py only, ``ahead`` seconds on (the store's own clock, and
+    S3's request signing, stay real)."""
+
+    def __init__(self, ahead: float) -> None:
+        import time
+
+        self.ahead, self.real = ahead, time
+
+    def time(self) -> float:
+        return self.real.time() + self.ahead
+
+    def monotonic(self) -> float:
+        return self.real.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self.real.sleep(seconds)
+
+
+@pytest.mark.parametrize("where", ["file", "s3"])
+def test_a_forged_lock_holds_chunks_back_six_hours_at_most(
+        where: str, tmp_path: Path, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from taydash_hooks.errors import TaydashError
+    from taydash_hooks.snapshots import chunks
+    from taydash_hooks.store import S3Options, Store
+    from taydash_hooks.store.local import FileStore
+    from taydash_hooks.store.s3 import S3Store
+
+    store: Store
+    if where == "file":
+        store = FileStore(tmp_path / "store")
+    else:
+        s3 = request.getfixturevalue("s3")
+        store = S3Store(request.getfixturevalue("bucket"), "team",
+                        S3Options(endpoint=s3.endpoint, secure=s3.secure, region="us-east-1"),
+                        env=s3.env())
+    monkeypatch.setenv("TAYDASH_CHUNK_GRACE_HOURS", "0")
+    monkeypatch.setattr(chunks, "PRUNE_WAIT", 0.0)  # a live prune lock refuses at once
+    orphan = chunks.chunk_key(hashlib.sha256(b"named by no list").hexdigest())
+    store.put_bytes(orphan, b"x")
+    # Someone with the store's write key plants locks that claim to have started in the far
+    # future, or that cannot be read at all: read as they say, they would hold every
+    # collection (and every deduplicated snapshot) back for ever.
+    forged = {"locks/run-future.json": b'{"run": "x", "started": 1e18}',
+              "locks/run-garbage.json": b"\xff" * 100,
+              "locks/prune-future.json": b'{"started": "inf"}'}
+    for key, data in forged.items():
+        store.put_bytes(key, data)
+    # Fresh, they count as live, as a real run's lock would (SECURITY.md): nothing is removed.
+    held = chunks.collect(store, [])
+    assert sorted(held.blocked_by) == ["locks/run-future.json", "locks/run-garbage.json"]
+    assert store.exists(orphan)
+    with pytest.raises(TaydashError) as err, chunks.run_lock(store, "r1"):
+        pass
+    assert err.value.code == 3 and "a prune has been removing chunks" in err.value.message
+    # Six hours and a minute on, by the store's own time of each lock, not by what it says.
+    monkeypatch.setattr(chunks, "time", _Later(6 * 3600 + 60))
+    done = chunks.collect(store, [])
+    assert done.blocked_by == () and done.removed == 1 and not store.exists(orphan)
+    with chunks.run_lock(store, "r2"):
+        assert store.exists("locks/run-r2.json")
+    assert not store.exists("locks/run-r2.json")
+
+
+def test_a_lock_dated_in_the_future_by_the_file_store_holds_nothing_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import os
+    import time
+
+    from taydash_hooks.snapshots import chunks
+    from taydash_hooks.store.local import FileStore
+
+    store = FileStore(tmp_path / "store")
+    monkeypatch.setenv("TAYDASH_CHUNK_GRACE_HOURS", "0")
+    orphan = chunks.chunk_key(hashlib.sha256(b"named by no list").hexdigest())
+    store.put_bytes(orphan, b"x")
+    store.put_bytes("locks/run-touched.json", b'{"run": "x", "started": 0}')
+    # On a folder the writer sets the time too (touch -d): ten years ahead is no run's.
+    ahead = time.time() + 10 * 365 * 86400
+    os.utime(store.root / "locks" / "run-touched.json", (ahead, ahead))
+    done = chunks.collect(store, [])
+    assert done.blocked_by == () and done.removed == 1
+    # An hour ahead is two clocks that differ: still a live run's.
+    store.put_bytes(orphan, b"x")
+    soon = time.time() + 1800
+    os.utime(store.root / "locks" / "run-touched.json", (soon, soon))
+    assert chunks.collect(store, []).blocked_by == ("locks/run-touched.json",)

@@ -207,3 +207,18 @@ def test_a_drill_after_a_prune_passes_and_lists_the_pruned_tags(snap: Snap) -> N
     assert health["tags_without_backup"] == ["v0.4.0"] and "v0.4.0" not in health["pruned_tags"]
     assert any("retention record says the backup of v0.4.0 was pruned" in w
                for w in health["warnings"])
+
+
+def test_last_n_of_backups_made_in_one_second_keeps_the_higher_versions() -> None:
+    from taydash_hooks.snapshots.manifest import Manifest
+    from taydash_hooks.snapshots.retention import Policy, plan
+
+    # A script that tags twice in one second: the manifests' times (to the second) are equal.
+    same = "2026-12-07T10:00:00+00:00"
+    docs = [Manifest(tag, "0" * 40, "1" * 40, (), created=same)
+            for tag in ("v0.9.0", "v0.10.0", "v0.2.0")]
+    older = Manifest("v0.11.0", "0" * 40, "1" * 40, (), created="2026-12-07T09:59:59+00:00")
+    for listed in (docs + [older], list(reversed(docs)) + [older], [older, *docs[1:], docs[0]]):
+        kept = [d.doc.tag for d in plan(listed, Policy(keep_last=2)) if "last 2" in d.reasons]
+        # Whatever order the store lists them in (by name, v0.10.0 before v0.9.0).
+        assert kept == ["v0.10.0", "v0.9.0"], listed

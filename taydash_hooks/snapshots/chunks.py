@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -46,6 +47,7 @@ AVG_SIZE = 1 << 20  # FastCDC's average; pyfastcdc makes min a quarter, max four
 MAX_SIZE = 4 << 20
 MAX_LIST = 64 << 20  # 64 MiB of list: over a million chunks, a terabyte of dump
 STALE_LOCK = 6 * 3600.0  # a run lock older than the snapshot timeout is a dead run's
+CLOCK_SKEW = 3600.0  # how far the store's clock may run ahead of ours
 PRUNE_WAIT = 300.0  # how long a snapshot waits for a prune's collection to end
 _LINE = re.compile(rb"([0-9a-f]{64}) ([0-9]{1,8}) chunks/([0-9a-f]{2})/([0-9a-f]{64})\.zst")
 
@@ -214,18 +216,22 @@ def _lock_key(kind: str, name: str) -> str:
 
 
 def _live(store: Store, kind: str, now: float) -> list[str]:
-    """The locks of ``kind`` ("run" or "prune") that are not stale."""
+    """The locks of ``kind`` ("run" or "prune") that are not stale, aged by the store's own
+    time of each lock object. What a lock says of itself is not believed: the store is someone
+    else's, and a lock that claimed a start in the future (or could not be read) would block
+    every collection, or every snapshot, for ever instead of for six hours."""
     live = []
     for key in store.keys(LOCKS):
         name = key[len(LOCKS):]
         if not name.startswith(f"{kind}-") or not name.endswith(".json"):
             continue
-        try:
-            with store.open(key) as fh:
-                started = float(json.loads(fh.read(4096))["started"])
-        except Exception:  # unreadable: someone else's, counted live (it only delays)
-            started = now
-        if now - started < STALE_LOCK:
+        written = _modified(store, key)
+        if written is None:
+            continue  # gone meanwhile: that run or prune has ended
+        # A lock dated ahead of our clock by more than two clocks differ was not written by a
+        # run (the store stamps it): it holds nothing back. A store that gives no time at all
+        # cannot be judged: counted live, which only delays.
+        if math.isnan(written) or -CLOCK_SKEW <= now - written < STALE_LOCK:
             live.append(key)
     return live
 
@@ -312,15 +318,24 @@ def kept_listings(store: Store) -> Iterator[tuple[bytes, str]]:
                     yield fh.read(MAX_LIST + 1), art.key
 
 
-def _age(store: Store, key: str, now: float) -> float:
+def _modified(store: Store, key: str) -> float | None:
+    """When the store wrote ``key``'s current version (its own clock, not the writer's word):
+    None when there is no such key, ``nan`` when the store gives no usable time."""
     versions = store.versions(key)
     latest = next((v for v in versions if v.latest), versions[0] if versions else None)
     if latest is None:
-        return 0.0
+        return None
     try:
         when = datetime.fromisoformat(latest.modified.replace("Z", "+00:00"))
     except ValueError:
-        return 0.0  # unknown: young, kept
+        return math.nan
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return now - when.timestamp()
+    return when.timestamp()
+
+
+def _age(store: Store, key: str, now: float) -> float:
+    written = _modified(store, key)
+    if written is None or math.isnan(written):
+        return 0.0  # unknown: young, kept
+    return now - written

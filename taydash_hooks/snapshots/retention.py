@@ -87,8 +87,11 @@ def _created(doc: Manifest) -> datetime:
 
 def plan(docs: list[Manifest], policy: Policy, naming: str = "convention") -> list[Decision]:
     """A decision per backup, newest first, each with the rules that keep it."""
-    decisions = sorted((Decision(d, _created(d)) for d in docs), key=lambda x: x.created,
-                       reverse=True)
+    # A manifest says its time to the second: two backups of one second (a script that tags
+    # twice) are told apart by their versions, so "last 1" keeps v0.10.0 over v0.9.0 and not
+    # whichever the store happened to list first.
+    decisions = sorted((Decision(d, _created(d)) for d in docs),
+                       key=lambda x: (x.created, version_key(x.doc.tag)), reverse=True)
     if not decisions:
         return []
     for i, d in enumerate(decisions):
