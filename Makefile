@@ -28,6 +28,7 @@ system-deps:
 	            pg_dump:postgresql-client strace:strace openssl:openssl zstd:zstd \
 	            victoria-metrics:victoria-metrics vmbackup:victoria-metrics vmrestore:victoria-metrics \
 	            dockerd:docker.io docker-compose:docker-compose busybox:busybox-static \
+	            docker-registry:docker-registry \
 	            faketime:faketime; do \
 	    cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	    command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \

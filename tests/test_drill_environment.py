@@ -7,7 +7,8 @@ Debian's VictoriaMetrics), Debian's docker-compose 1.29 behind ``docker compose`
 daemon's bridge address so vmbackup inside a container reaches it. The app's compose file has
 a PostgreSQL service with a fixed container name, a VictoriaMetrics service with a published
 port, and a small app service; its validation reads the restored rows and series through the
-app service, by service name, inside the stack.
+app service, by service name, inside the stack. `pull = true` pulls from a real registry on
+loopback (Debian's docker-registry).
 """
 
 from __future__ import annotations
@@ -217,6 +218,30 @@ def _healthy(vm: VmServer) -> bool:
         return False
 
 
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real image registry on loopback (Debian's docker-registry, the distribution server),
+    for `pull = true`: a daemon talks plain HTTP to a registry on 127.0.0.0/8."""
+    binary = require("docker-registry", "apt-get install docker-registry")
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    with leftovers.unmarked(), (root / "log").open("wb") as log:
+        proc = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/",
+                                                timeout=2).status == 200, "the registry", 30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
 @dataclass
 class App:
     lab: Lab
@@ -389,3 +414,48 @@ def test_a_drill_stopped_or_killed_leaves_no_stack(app: App) -> None:
     assert "left by a drill that was killed" in again.stderr
     _nothing_left(lab)
     assert all(line.endswith(" running") for line in lab.live_state())
+
+
+def test_pull_true_pulls_only_the_missing_image_from_a_registry(app: App, registry: str) -> None:
+    lab = app.lab
+    image = f"{registry}/team/app:{secrets.token_hex(3)}"
+    for argv in (("tag", lab.pg_image, image), ("push", image), ("rmi", image)):
+        res = lab.docker(*argv, timeout=600)
+        assert res.returncode == 0, res.stderr
+    assert lab.docker("image", "inspect", image).returncode != 0  # only the registry has it
+    doc = json.loads(lab.compose_text())
+    doc["services"]["app"]["image"] = image
+    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
+    app.repos.configure(app.toml + "pull = true\n")
+    app.release("v0.1.0")
+    proc, row = app.drill()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert row["environment"]["ok"] is True, row["environment"]
+    # Pulled from the registry. The images made here (docker import) are in no registry: a
+    # pull of every service would have failed on them.
+    assert lab.docker("image", "inspect", image).returncode == 0
+    _nothing_left(lab)
+
+    # An image the registry does not have either: the pull step fails, saying so.
+    doc["services"]["app"]["image"] = f"{registry}/team/app:nowhere"
+    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
+    app.repos.commit("an image no registry has")
+    app.release("v0.2.0")
+    proc, row = app.drill()
+    assert proc.returncode == 1
+    env = row["environment"]
+    assert env["failed_step"] == "pull" and "docker compose pull exited" in env["problem"], env
+    _nothing_left(lab)
+
+    # The tag's compose file is someone else's: a service named like an option is never
+    # handed to compose (it would read it as one), and neither is an image named so.
+    doc["services"] = {"--ignore-pull-failures": {"image": "--help"}}
+    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
+    app.repos.commit("a service named like an option")
+    app.release("v0.3.0")
+    proc, row = app.drill()
+    assert proc.returncode == 1
+    env = row["environment"]
+    assert env["failed_step"] == "pull", env
+    assert env["problem"].startswith("service '--ignore-pull-failures' is not a name"), env
+    _nothing_left(lab)

@@ -218,7 +218,7 @@ def test_last_n_of_backups_made_in_one_second_keeps_the_higher_versions() -> Non
     docs = [Manifest(tag, "0" * 40, "1" * 40, (), created=same)
             for tag in ("v0.9.0", "v0.10.0", "v0.2.0")]
     older = Manifest("v0.11.0", "0" * 40, "1" * 40, (), created="2026-12-07T09:59:59+00:00")
-    for listed in (docs + [older], list(reversed(docs)) + [older], [older, *docs[1:], docs[0]]):
+    for listed in ([*docs, older], [*reversed(docs), older], [older, *docs[1:], docs[0]]):
         kept = [d.doc.tag for d in plan(listed, Policy(keep_last=2)) if "last 2" in d.reasons]
         # Whatever order the store lists them in (by name, v0.10.0 before v0.9.0).
         assert kept == ["v0.10.0", "v0.9.0"], listed

@@ -36,6 +36,7 @@ from taydash_hooks.store import Store
 PROJECT_PREFIX = "taydash-drill-"
 _PROJECT = re.compile(rf"{PROJECT_PREFIX}([0-9]+)-[0-9a-f]+")
 FILE_NAME = ".taydash-drill-compose.yml"
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # compose's own rule, no leading "-"
 
 
 @dataclass
@@ -178,13 +179,22 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _images(docker: str, base: list[str], made: compose_file.Throwaway,
             dcfg: DrillConfig) -> None:
+    """Every image the tag's services name is on this host, or (``pull = true``) pulled: only
+    the missing ones, since an image made here (``docker build``, ``docker import``) is in no
+    registry and a pull of every service would fail on it."""
+    # The names come from the tag's compose file: after "--", never read as an option.
     missing = [(service, image) for service, image in made.images.items()
-               if process.run([docker, "image", "inspect", "--format", "{{.Id}}", image],
+               if process.run([docker, "image", "inspect", "--format", "{{.Id}}", "--", image],
                               timeout=60).returncode != 0]
     if not missing:
         return
     if dcfg.pull:
-        _run_step("pull", [*base, "pull", "--quiet"], dcfg.timeout)
+        odd = next((service for service, _ in missing if not _SERVICE.fullmatch(service)), None)
+        if odd is not None:
+            raise _Step("pull", f"service {odd!r} is not a name compose pulls by (letters, "
+                                "digits, '.', '_' and '-', not first)")
+        _run_step("pull", [*base, "pull", "--quiet", *(service for service, _ in missing)],
+                  dcfg.timeout)
         return
     service, image = missing[0]
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
