@@ -416,6 +416,19 @@ def test_a_drill_stopped_or_killed_leaves_no_stack(app: App) -> None:
     assert all(line.endswith(" running") for line in lab.live_state())
 
 
+def _drill_tag(app: App, doc: dict[str, object], tag: str) -> tuple[int, dict[str, object]]:
+    """Commit ``doc`` as the compose file, release ``tag`` and drill it: the exit code and the
+    environment cell; the drill leaves nothing behind either way."""
+    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
+    app.repos.commit(f"the compose file of {tag}")
+    app.release(tag)
+    proc, row = app.drill()
+    _nothing_left(app.lab)
+    env = row["environment"]
+    assert isinstance(env, dict), proc.stdout + proc.stderr
+    return proc.returncode, env
+
+
 def test_pull_true_pulls_only_the_missing_image_from_a_registry(app: App, registry: str) -> None:
     lab = app.lab
     image = f"{registry}/team/app:{secrets.token_hex(3)}"
@@ -423,39 +436,24 @@ def test_pull_true_pulls_only_the_missing_image_from_a_registry(app: App, regist
         res = lab.docker(*argv, timeout=600)
         assert res.returncode == 0, res.stderr
     assert lab.docker("image", "inspect", image).returncode != 0  # only the registry has it
+    app.repos.configure(app.toml + "pull = true\n")
     doc = json.loads(lab.compose_text())
     doc["services"]["app"]["image"] = image
-    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
-    app.repos.configure(app.toml + "pull = true\n")
-    app.release("v0.1.0")
-    proc, row = app.drill()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert row["environment"]["ok"] is True, row["environment"]
+    code, env = _drill_tag(app, doc, "v0.1.0")
+    assert code == 0 and env["ok"] is True, env
     # Pulled from the registry. The images made here (docker import) are in no registry: a
     # pull of every service would have failed on them.
     assert lab.docker("image", "inspect", image).returncode == 0
-    _nothing_left(lab)
 
     # An image the registry does not have either: the pull step fails, saying so.
     doc["services"]["app"]["image"] = f"{registry}/team/app:nowhere"
-    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
-    app.repos.commit("an image no registry has")
-    app.release("v0.2.0")
-    proc, row = app.drill()
-    assert proc.returncode == 1
-    env = row["environment"]
-    assert env["failed_step"] == "pull" and "docker compose pull exited" in env["problem"], env
-    _nothing_left(lab)
+    code, env = _drill_tag(app, doc, "v0.2.0")
+    assert code == 1 and env["failed_step"] == "pull", env
+    assert "docker compose pull exited" in str(env["problem"]), env
 
     # The tag's compose file is someone else's: a service named like an option is never
     # handed to compose (it would read it as one), and neither is an image named so.
     doc["services"] = {"--ignore-pull-failures": {"image": "--help"}}
-    app.repos.write("compose.yml", json.dumps(doc, indent=2) + "\n")
-    app.repos.commit("a service named like an option")
-    app.release("v0.3.0")
-    proc, row = app.drill()
-    assert proc.returncode == 1
-    env = row["environment"]
-    assert env["failed_step"] == "pull", env
-    assert env["problem"].startswith("service '--ignore-pull-failures' is not a name"), env
-    _nothing_left(lab)
+    code, env = _drill_tag(app, doc, "v0.3.0")
+    assert code == 1 and env["failed_step"] == "pull", env
+    assert str(env["problem"]).startswith("service '--ignore-pull-failures' is not a name"), env
