@@ -249,18 +249,14 @@ def test_a_forged_lock_holds_chunks_back_six_hours_at_most(
 
     from taydash_hooks.errors import TaydashError
     from taydash_hooks.snapshots import chunks
-    from taydash_hooks.store import S3Options, Store
+    from taydash_hooks.store import Store
     from taydash_hooks.store.local import FileStore
-    from taydash_hooks.store.s3 import S3Store
 
     store: Store
     if where == "file":
         store = FileStore(tmp_path / "store")
     else:
-        s3 = request.getfixturevalue("s3")
-        store = S3Store(request.getfixturevalue("bucket"), "team",
-                        S3Options(endpoint=s3.endpoint, secure=s3.secure, region="us-east-1"),
-                        env=s3.env())
+        store = request.getfixturevalue("s3").store(request.getfixturevalue("bucket"), "team")
     monkeypatch.setenv("TAYDASH_CHUNK_GRACE_HOURS", "0")
     monkeypatch.setattr(chunks, "PRUNE_WAIT", 0.0)  # a live prune lock refuses at once
     orphan = chunks.chunk_key(hashlib.sha256(b"named by no list").hexdigest())

@@ -20,24 +20,17 @@ from taydash_hooks.store.local import FileStore
 from taydash_hooks.store.s3 import S3Store
 
 
-def make_s3_store(s3: services.S3Server, bucket: str, prefix: str = "team/x",
-                  **options: object) -> S3Store:
-    return S3Store(bucket, prefix, S3Options(endpoint=s3.endpoint, secure=s3.secure,
-                                            region="us-east-1", **options),  # type: ignore[arg-type]
-                   env=s3.env())
-
-
 @pytest.fixture(params=["file", "s3", "s3rver"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "file":
         yield FileStore(tmp_path / "store")
     elif request.param == "s3":
         s3 = request.getfixturevalue("s3")
-        yield make_s3_store(s3, request.getfixturevalue("bucket"))
+        yield s3.store(request.getfixturevalue("bucket"))
     else:
         # The one way such a server can hold backups: one machine, said in the configuration.
         s3 = request.getfixturevalue("s3rver")
-        yield make_s3_store(s3, request.getfixturevalue("s3rver_bucket"),
+        yield s3.store(request.getfixturevalue("s3rver_bucket"),
                             unsafe_single_writer=True)
 
 
@@ -106,7 +99,7 @@ def test_keys_that_escape_the_prefix_are_refused(store: Store) -> None:
 
 
 def test_s3_versions_and_promote(s3: services.S3Server, bucket: str) -> None:
-    store = make_s3_store(s3, bucket)
+    store = s3.store(bucket)
     w1 = store.put_bytes("db-backups/a.dump", b"good")
     # Someone overwrites the object behind our back (a flipped byte).
     s3.client().put_object(bucket, "team/x/db-backups/a.dump", io.BytesIO(b"gooe"), 4)
@@ -325,7 +318,7 @@ def test_bucket_settings_are_never_changed_without_being_asked(s3: services.S3Se
 
     name = f"taydash-plain-{secrets.token_hex(6)}"
     s3.client().make_bucket(name)  # versioning off
-    store = make_s3_store(s3, name)
+    store = s3.store(name)
     store.put_bytes("manifests/v1.json", b"{}")
     assert s3.client().get_bucket_versioning(name).status != "Enabled"
     assert store.features().versioning == "Off" and "versioning (it is Off)" in \
@@ -334,12 +327,12 @@ def test_bucket_settings_are_never_changed_without_being_asked(s3: services.S3Se
 
 def test_s3rver_features_are_probed_and_a_snapshot_store_refuses_them(
         s3rver: services.S3Server, s3rver_bucket: str, tmp_path: Path) -> None:
-    store = make_s3_store(s3rver, s3rver_bucket, cache_dir=tmp_path / "cache")
+    store = s3rver.store(s3rver_bucket, cache_dir=tmp_path / "cache")
     found = store.features()
     assert (found.versioning, found.version_listing, found.conditional_create) == \
         ("Off", False, False)
     assert list((tmp_path / "cache").glob("s3-features-*.json"))  # cached per endpoint, bucket
-    again = make_s3_store(s3rver, s3rver_bucket, cache_dir=tmp_path / "cache")
+    again = s3rver.store(s3rver_bucket, cache_dir=tmp_path / "cache")
     assert again.features() == found and again.keys("") == []  # no probe key left
     with pytest.raises(TaydashError, match="does not honour conditional writes") as exc:
         store.prepare_writes()

@@ -11,12 +11,16 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taydash_hooks.sandbox import PgCluster, VmServer, free_port, pg_bindir, wait_for
 from taydash_hooks.sandbox import start_postgres as _start_postgres
 from taydash_hooks.sandbox import start_vm as _start_vm
 from testing.gitrepo import ROOT
 from testing.skip import require
+
+if TYPE_CHECKING:
+    from taydash_hooks.store.s3 import S3Store
 
 # --- PostgreSQL ---------------------------------------------------------------------
 
@@ -106,6 +110,15 @@ class S3Server:
 
         return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key,
                      secure=self.secure, region="us-east-1")
+
+    def store(self, bucket: str, prefix: str = "team/x", **options: object) -> S3Store:
+        """taydash's S3 store on ``bucket`` of this server (``options``: more S3Options)."""
+        from taydash_hooks.store import S3Options
+        from taydash_hooks.store.s3 import S3Store
+
+        return S3Store(bucket, prefix, S3Options(endpoint=self.endpoint, secure=self.secure,
+                                                region="us-east-1", **options),  # type: ignore[arg-type]
+                       env=self.env())
 
 
 @contextlib.contextmanager
