@@ -28,13 +28,6 @@ def _at(env: dict[str, str], when: float) -> dict[str, str]:
     return clock.at(env, datetime.fromtimestamp(when, timezone.utc))
 
 
-def _query(vm: services.VictoriaMetrics, expr: str, when: float) -> list[tuple[dict[str, str], float]]:
-    body = vm.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{when:.0f}"}))
-    doc = json.loads(body)
-    assert doc["status"] == "success", doc
-    return [(r["metric"], float(r["value"][1])) for r in doc["data"]["result"]]
-
-
 def _export(vm: services.VictoriaMetrics, match: str) -> list[dict[str, list[float]]]:
     body = vm.get("/api/v1/export?" + urllib.parse.urlencode({"match[]": match}))
     return [json.loads(line) for line in body.decode().splitlines()]
@@ -68,14 +61,8 @@ def _month(snap: Snap, vm: services.VictoriaMetrics, start: float) -> float:
     assert snap.tag("v0.2.0", env=_at(skip, start + 10 * DAY)).returncode == 0
     last = start + 14 * DAY
     assert snap.cli("metrics", "--push", env=_at(snap.env, last)).returncode == 0
-    # Backfilled samples become searchable a moment after their push; results cached
-    # before that would hide them (VictoriaMetrics' advice for backfilling: reset the cache).
-    deadline = time.monotonic() + 30
-    while not any(abs(t / 1000 - last) < 60 for r in _export(vm, "taydash_backups")
-                  for t in r["timestamps"]):
-        assert time.monotonic() < deadline, "the last push never became searchable"
-        time.sleep(0.2)
-    vm.get("/internal/resetRollupResultCache")
+    vm.settle()
+    assert any(abs(t / 1000 - last) < 60 for r in _export(vm, "taydash_backups") for t in r["timestamps"])
     return last
 
 
@@ -90,18 +77,18 @@ def test_every_dashboard_query_answers_weeks_after_the_last_push(
              for p in doc["panels"] for t in p["targets"]}
     for after in (3600, 10 * DAY, 30 * DAY):
         for (title, ref), expr in exprs.items():
-            got = _query(history_vm, expr, last + after)
+            got = history_vm.query(expr, last + after)
             assert got, f"{title} {ref} is empty {after / DAY:.1f} days after the last push"
             assert all(m.get("repo", "team-app") == "team-app" for m, _ in got), got
     when = last + 30 * DAY
     values = {title: v for (title, ref), expr in exprs.items() if ref == "A"
-              for _, v in _query(history_vm, expr, when)[:1]}
+              for _, v in history_vm.query(expr, when)[:1]}
     assert values["Backups in the store"] == 1
     assert values["Release tags without a backup"] == 1
     assert (values["Last drill"] == 0 and values["Last verify"] == 0) or "Last verify" in values
     assert abs(values["Days since the newest backup"] - 44) < 0.1
     # Every series carries repo and store; the roles script is a size series of its own.
-    sizes = _query(history_vm, "last_over_time(taydash_backup_size_bytes[40d])", when)
+    sizes = history_vm.query("last_over_time(taydash_backup_size_bytes[40d])", when)
     artifacts = {m["artifact"] for m, _ in sizes}
     assert "postgres roles" in artifacts and f"postgres {snap.db}" in artifacts
     assert all(m["repo"] == "team-app" and m["store"] == snap.store_url for m, _ in sizes)

@@ -68,6 +68,30 @@ class VictoriaMetrics(VmServer):
         wait_for(found, f"series {match}", timeout)
         return rows
 
+    def settle(self) -> None:
+        """Make every sample pushed so far searchable, with no stale answer cached.
+
+        Backfilled samples become searchable a moment after their push, and the per-day index
+        entries of a new day separately from the samples. A query in between caches "no
+        series" for its days until the index's flush callback runs, up to 10 s later
+        (VictoriaMetrics 1.79, lib/mergeset/table.go): the first query of the newest days
+        then finds nothing. force_flush makes both searchable and runs that callback at once;
+        resetting the rollup cache drops results computed before the backfill (VictoriaMetrics'
+        advice for backfilling). Call it after the last push and before the first query.
+        """
+        self.get("/internal/force_flush")
+        self.get("/internal/resetRollupResultCache")
+
+    def query(self, expr: str, when: float) -> list[tuple[dict[str, str], float]]:
+        """The instant query ``expr`` at ``when`` (Unix seconds): each series' labels and value."""
+        import json
+        import urllib.parse
+
+        body = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": f"{when:.0f}"}))
+        doc = json.loads(body)
+        assert doc["status"] == "success", doc
+        return [(r["metric"], float(r["value"][1])) for r in doc["data"]["result"]]
+
 
 def start_vm(storage: Path, *extra: str) -> VictoriaMetrics:
     binary = require("victoria-metrics", "apt-get install victoria-metrics")
