@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,11 +25,6 @@ ALERTS = ROOT / "dashboards" / "taydash-alerts.yml"
 
 def _at(env: dict[str, str], when: float) -> dict[str, str]:
     return clock.at(env, datetime.fromtimestamp(when, timezone.utc))
-
-
-def _export(vm: services.VictoriaMetrics, match: str) -> list[dict[str, list[float]]]:
-    body = vm.get("/api/v1/export?" + urllib.parse.urlencode({"match[]": match}))
-    return [json.loads(line) for line in body.decode().splitlines()]
 
 
 def _month(snap: Snap, vm: services.VictoriaMetrics, start: float) -> float:
@@ -62,7 +56,7 @@ def _month(snap: Snap, vm: services.VictoriaMetrics, start: float) -> float:
     last = start + 14 * DAY
     assert snap.cli("metrics", "--push", env=_at(snap.env, last)).returncode == 0
     vm.settle()
-    assert any(abs(t / 1000 - last) < 60 for r in _export(vm, "taydash_backups") for t in r["timestamps"])
+    assert any(abs(t / 1000 - last) < 60 for r in vm.samples("taydash_backups") for t in r["timestamps"])
     return last
 
 
@@ -95,7 +89,7 @@ def test_every_dashboard_query_answers_weeks_after_the_last_push(
 
 
 def _firing(vm: services.VictoriaMetrics, name: str) -> list[float]:
-    rows = _export(vm, f'ALERTS{{alertname="{name}",alertstate="firing"}}')
+    rows = vm.samples(f'ALERTS{{alertname="{name}",alertstate="firing"}}')
     return sorted(t / 1000 for r in rows for t in r["timestamps"])
 
 

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taydash_hooks.sandbox import PgCluster, VmServer, free_port, pg_bindir, wait_for
 from taydash_hooks.sandbox import start_postgres as _start_postgres
@@ -54,15 +54,21 @@ def postgres_cluster() -> Iterator[Postgres]:
 
 
 class VictoriaMetrics(VmServer):
-    def export(self, match: str, timeout: float = 15.0) -> list[dict[str, object]]:
-        """Raw samples of ``match``, waiting until freshly ingested series are searchable."""
+    def samples(self, match: str) -> list[dict[str, Any]]:
+        """Raw samples of ``match`` as they are searchable now (no series: an empty list);
+        each row has ``metric``, ``values`` and ``timestamps`` (milliseconds)."""
         import json
+        import urllib.parse
 
-        rows: list[dict[str, object]] = []
+        body = self.get("/api/v1/export?" + urllib.parse.urlencode({"match[]": match}))
+        return [json.loads(line) for line in body.decode().splitlines()]
+
+    def export(self, match: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Raw samples of ``match``, waiting until freshly ingested series are searchable."""
+        rows: list[dict[str, Any]] = []
 
         def found() -> bool:
-            body = self.get(f"/api/v1/export?match[]={match}")
-            rows[:] = [json.loads(line) for line in body.decode().splitlines()]
+            rows[:] = self.samples(match)
             return bool(rows)
 
         wait_for(found, f"series {match}", timeout)
