@@ -123,6 +123,34 @@ def test_a_rotation_keeps_what_the_old_key_signed_and_refuses_what_it_signs_now(
     assert proc.returncode == 1 and "is revoked" in proc.stderr and "compromised" in proc.stderr
 
 
+def test_resign_of_backups_already_on_the_current_key_makes_no_signature_per_backup(
+        snap: Snap, gnupghome: keys.Keyring, tmp_path: Path) -> None:
+    ring = gnupghome
+    _policy(snap, ring, "trusted")
+    tags = ("v0.1.0", "v0.2.0", "v0.3.0")
+    for tag in tags:
+        snap.repos.commit(tag)
+        proc = snap.tag(tag)
+        assert proc.returncode == 0 and "done" in proc.stderr, proc.stderr
+    before = {tag: snap.raw_get(f"manifests/{tag}.json.sig") for tag in tags}
+    # The real gpg, each signature it is asked for written down first.
+    made, wrapper = tmp_path / "signatures-made", tmp_path / "gpg-counting"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *--detach-sign*) echo sign >> "{made}" ;; '
+                       'esac\nexec gpg "$@"\n')
+    wrapper.chmod(0o755)
+    proc = snap.cli("backups", "resign", "--all", "--yes",
+                    env={**snap.env, "TAYDASH_GPG": str(wrapper)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for tag in tags:
+        assert f"{tag:<20} already signed by the current key" in proc.stdout, proc.stdout
+        assert snap.raw_get(f"manifests/{tag}.json.sig") == before[tag]
+    assert "nothing to re-sign" in proc.stderr
+    # Two whatever the number of backups: the check that the key signs without a terminal,
+    # and the one that learns which key today's policy names. Signing each manifest and its
+    # checksum list only to compare signers (as before) made 1 + 2 per backup, here 7.
+    assert made.read_text().split() == ["sign", "sign"]
+
+
 def test_a_signature_made_before_the_key_expired_stays_valid(snap: Snap,
                                                              gnupghome: keys.Keyring) -> None:
     # "expired" was made ten days ago for two days: it signed on day -9, expired on day -8.

@@ -65,13 +65,14 @@ def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
         raise usage("nothing can sign: set user.signingkey to the current signing key.")
     rows: list[Row] = []
     with TagPolicy(repo, cfg, At.NOW) as today:
+        current = _current_signer(by, today)
         for tag in (sorted(manifest.all_tags(store)) if every else tags):
-            rows.append(_plan(repo, cfg, store, tag, by, today))
+            rows.append(_plan(repo, cfg, store, tag, by, today, current))
         # The records of what retention removed are signed too (snapshots/removals): a
         # revoked key would otherwise turn every pruned tag into a missing backup.
         for record in removals.read_all(repo, cfg, store):
             if every or record.tag in tags:
-                row = _plan_record(store, record, by, today)
+                row = _plan_record(store, record, by, today, current)
                 if row is not None:
                     rows.append(row)
     for r in rows:
@@ -91,8 +92,15 @@ def resign(cwd: Path, tags: list[str], every: bool, yes: bool,
     return Exit.REFUSED if bad else Exit.OK
 
 
+def _current_signer(by: signing.Signer, today: TagPolicy) -> str:
+    """Who the current key's signatures name today ("" when they would not hold): learnt
+    from one probe signature, so a backup already signed by that key costs no signature."""
+    _, verdict = _signed_now(by, today, b"taydash: which key signs today?\n")
+    return verdict.signer if verdict.ok else ""
+
+
 def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signer,
-          today: TagPolicy) -> Row:
+          today: TagPolicy, current: str) -> Row:
     doc = manifest.load(store, tag)
     if doc is None:
         return Row(tag, Step.REFUSED, f"no manifest for {tag} in {store.url}")
@@ -104,22 +112,24 @@ def _plan(repo: git.Repo, cfg: Config, store: Store, tag: str, by: signing.Signe
         return Row(tag, Step.REFUSED, old.text())
     if not old.allowed:
         return Row(tag, Step.UNSIGNED, "")
-    new, verdict = _signed_now(by, today, doc.raw)
-    if not verdict.ok:
-        return Row(tag, Step.REFUSED, f"the current key's signature would not hold today: "
-                                      f"{verdict.reason}")
     listed = b""
     if store.exists(sums.key(tag)):
         with store.open(sums.key(tag)) as fh:
             listed = fh.read(sums.MAX_BYTES + 1)
         if listed != sums.listing(doc.artifacts):
             return Row(tag, Step.REFUSED, f"{sums.key(tag)} does not match the manifest")
+    spares = [signing.spare(k) for k in (signing.key(tag), sums.sig_key(tag))]
+    interrupted = any(store.exists(k) for k in spares)
+    if old.state is signing.State.ALLOWED and current and old.signer == current \
+            and not interrupted:
+        return Row(tag, Step.CURRENT, "")
+    new, verdict = _signed_now(by, today, doc.raw)
+    if not verdict.ok:
+        return Row(tag, Step.REFUSED, f"the current key's signature would not hold today: "
+                                      f"{verdict.reason}")
     replaces = ((signing.key(tag), new),) + (((sums.sig_key(tag), by.sign(listed)),)
                                               if listed else ())
-    spares = [signing.spare(k) for k in (signing.key(tag), sums.sig_key(tag))]
     if old.state is signing.State.ALLOWED and old.signer == verdict.signer:
-        if not any(store.exists(k) for k in spares):
-            return Row(tag, Step.CURRENT, "")
         # An interrupted re-signing left its spare: finish it.
         return Row(tag, Step.RESIGN, "finishing an interrupted re-signing", replaces)
     return Row(tag, Step.RESIGN, f"{old.text()} -> signed by {verdict.signer}", replaces)
@@ -134,7 +144,7 @@ def _signed_now(by: signing.Signer, today: TagPolicy, data: bytes) -> tuple[byte
 
 
 def _plan_record(store: Store, record: removals.Removal, by: signing.Signer,
-                 today: TagPolicy) -> Row | None:
+                 today: TagPolicy, current: str) -> Row | None:
     """A retention record, re-signed when an allowed key other than the current one signed
     it; one that is not believed is refused (never signed: that would vouch for it); one
     believed without a signature (not required here) is left as it is (None)."""
@@ -143,13 +153,13 @@ def _plan_record(store: Store, record: removals.Removal, by: signing.Signer,
         return Row(record.key, Step.REFUSED, record.why)
     if sig is None or not sig.allowed:
         return None
+    where = removals.sig_key(record.tag, record.run)
+    if sig.state is signing.State.ALLOWED and current and sig.signer == current \
+            and not store.exists(signing.spare(where)):
+        return Row(record.key, Step.CURRENT, "")
     new, verdict = _signed_now(by, today, record.data)
     if not verdict.ok:
         return Row(record.key, Step.REFUSED, "the current key's signature would not hold "
                                              f"today: {verdict.reason}")
-    where = removals.sig_key(record.tag, record.run)
-    if sig.state is signing.State.ALLOWED and sig.signer == verdict.signer \
-            and not store.exists(signing.spare(where)):
-        return Row(record.key, Step.CURRENT, "")
     return Row(record.key, Step.RESIGN, f"{sig.text()} -> signed by {verdict.signer}",
                ((where, new),))
