@@ -135,6 +135,10 @@ def test_a_changed_chunk_or_list_is_refused(snap: Snap) -> None:
     snap.raw_put(str(art["key"]), b"".join([lines[1], lines[0], *lines[2:]]))
     verify = snap.cli("backups", "verify", "v0.1.0")
     assert verify.returncode == 1, verify.stdout + verify.stderr
+    restore = snap.cli("restore", "db", "v0.1.0", "--target-db", target)
+    assert restore.returncode == 1, restore.stderr
+    assert f"{art['key']} is corrupt" in restore.stderr and "does not match" in restore.stderr
+    assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{target}'") == "0"
     snap.raw_put(str(art["key"]), listing)
     assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
 

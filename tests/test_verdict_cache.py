@@ -54,3 +54,27 @@ def test_a_verdict_is_remembered_and_judged_again_when_anything_changes(
     other = snap.cli("backups", "verify", "v0.1.0")
     assert other.returncode == 1, other.stdout + other.stderr
     assert "as remembered" not in other.stdout + other.stderr
+
+
+@pytest.mark.parametrize("snap", ["file"], indirect=True)
+def test_a_refusal_that_may_pass_next_time_is_not_remembered(
+        snap: Snap, gnupghome: keys.Keyring, tmp_path: Path) -> None:
+    _signing(snap, gnupghome)
+    assert snap.tag("v0.1.0").returncode == 0
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
+    judged = _remembered(snap)  # the manifest's signature and its checksum list's
+    assert judged
+    for f in judged:
+        f.unlink()
+    # gpgv hangs (an overloaded machine, a stuck agent): the signature is refused this time ...
+    hanging = tmp_path / "gpgv-hangs"
+    hanging.write_text("#!/bin/sh\nexec sleep 60\n")
+    hanging.chmod(0o755)
+    hung = snap.cli("backups", "verify", "v0.1.0", env={
+        **snap.env, "TAYDASH_GPGV": str(hanging), "TAYDASH_SIGNATURE_TIMEOUT": "1"})
+    assert hung.returncode != 0 and "gpgv hung" in hung.stdout + hung.stderr, hung.stderr
+    assert _remembered(snap) == []
+    # ... and judged again the next time, when it holds (and only then remembered).
+    again = snap.cli("backups", "verify", "v0.1.0")
+    assert again.returncode == 0 and "(allowed)" in again.stderr, again.stdout + again.stderr
+    assert _remembered(snap) == judged
