@@ -279,6 +279,23 @@ def test_an_artifact_of_another_backup_is_refused(snap: Snap) -> None:
     assert snap.pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_old'") == "0"
 
 
+def test_a_manifest_that_names_another_commit_is_refused(snap: Snap) -> None:
+    # Every other field is genuine: only the commit it claims to back up is another real one
+    # of this repository (what a drill of the tagged environment would check out).
+    before = snap.repos.head()
+    snap.repos.commit("v1.0.0")
+    assert snap.tag("v1.0.0").returncode == 0
+    doc = json.loads(snap.raw_get("manifests/v1.0.0.json"))
+    assert doc["commit"] == snap.repos.head() != before
+    doc["commit"] = before
+    snap.raw_put("manifests/v1.0.0.json", json.dumps(doc).encode())
+    said = f"the backup of v1.0.0 records commit {before[:12]}, but v1.0.0 points at " \
+           f"{snap.repos.head()[:12]}"
+    for command in (["backups", "verify", "v1.0.0"], ["drill", "--last", "1"]):
+        proc = snap.cli(*command)
+        assert proc.returncode == 1 and said in proc.stdout + proc.stderr, (command, proc.stderr)
+
+
 def _plain_packet(data: bytes) -> bytes:
     """What `gpg --store` makes: an OpenPGP literal packet, encrypted to nobody."""
     return run_bytes(["gpg", "--batch", "--store", "--output", "-"], data)
