@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -452,6 +453,39 @@ def test_a_planted_tombstone_deletes_nothing_live(snap: Snap) -> None:
     assert _run_keys(snap, json.loads(live)["run"]) == before
     assert snap.cli("backups", "verify", "v1.0.0").returncode == 0
     assert snap.raw_keys("trash/") == []  # the delete of v0.9.0 replaced the forged one
+
+
+@pytest.mark.parametrize("snap", ["file"], indirect=True)
+def test_a_delete_cut_short_leaves_its_own_tombstone_not_a_planted_one(snap: Snap) -> None:
+    for tag in ("v0.9.0", "v1.0.0"):
+        snap.repos.commit(tag)
+        assert snap.tag(tag).returncode == 0
+    ours = json.loads(snap.raw_get("manifests/v0.9.0.json"))
+    live = json.loads(snap.raw_get("manifests/v1.0.0.json"))
+    # A tombstone planted for v0.9.0 that lists the newest release's keys ...
+    snap.raw_put("trash/v0.9.0.json", json.dumps({**live, "tag": "v0.9.0"}).encode())
+    # ... and a folder where v0.9.0's dump should be: the delete stops at it, half done.
+    key = next(a["key"] for a in ours["artifacts"] if a["kind"] == "postgres")
+    folder = Path(snap.store_url[len("file://"):]) / key
+    folder.unlink()
+    folder.mkdir()
+    (folder / "planted").write_text("not a dump")
+    proc = snap.cli("backups", "verify", "v0.9.0")
+    assert proc.returncode == 1 and f"{key} in {snap.store_url} is a folder, not a stored " \
+        "object" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    proc = snap.cli("backups", "delete", "v0.9.0", "--yes")
+    assert proc.returncode == 3, proc.stderr
+    assert f"cannot delete {key} from {snap.store_url} (Is a directory)" in proc.stderr
+    assert "unexpected error" not in proc.stderr
+    # What the next run finishes is this deletion: the planted tombstone was replaced first.
+    tomb = json.loads(snap.raw_get("trash/v0.9.0.json"))
+    assert (tomb["run"], tomb["artifacts"]) == (ours["run"], ours["artifacts"])
+    shutil.rmtree(folder)
+    proc = snap.cli("backups", "prune", "--keep-last", "5", "--yes")
+    assert proc.returncode == 0 and "finished removing v0.9.0" in proc.stderr, proc.stderr
+    assert _run_keys(snap, ours["run"]) == [f"retention/v0.9.0/{ours['run']}.json"]
+    assert snap.raw_keys("trash/") == []
+    assert snap.cli("backups", "verify", "v1.0.0").returncode == 0
 
 
 def test_the_newest_release_is_a_release(snap: Snap) -> None:

@@ -105,6 +105,10 @@ class FileStore:
             fh = self._path(key).open("rb")
         except FileNotFoundError:
             raise refused(f"{key} does not exist in {self.url}.") from None
+        except IsADirectoryError:  # the folder is someone else's to write: not an object
+            raise refused(f"{key} in {self.url} is a folder, not a stored object.") from None
+        except OSError as exc:
+            raise environment(f"cannot read {key} from {self.url} ({exc.strerror}).") from None
         with fh:
             yield fh
 
@@ -142,8 +146,12 @@ class FileStore:
         return count
 
     def delete(self, key: str, version_id: str | None = None) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a folder planted under the key is never removed with it
+            raise environment(f"cannot delete {key} from {self.url} ({exc.strerror}).") from None
         if self._path(key).exists():
             raise environment(f"{key} is still in {self.url} after it was deleted.")
 
