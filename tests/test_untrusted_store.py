@@ -139,10 +139,15 @@ def test_retention_records_are_signed_and_a_removed_run_put_back_is_refused(
     snap.raw_put("retention/v0.1.5/r2.json.sig", gnupghome.gpg(
         "--armor", "--detach-sign", "--local-user", gnupghome.keys["untrusted"].fingerprint,
         input=forged.replace("r1", "r2")).encode())
+    # And v0.1.0's genuine record, signed by the allowed key, copied under v0.1.5's name.
+    copied = f"retention/v0.1.5/{old_run}.json"
+    for suffix in ("", ".sig"):
+        snap.raw_put(copied + suffix, snap.raw_get(f"retention/v0.1.0/{old_run}.json{suffix}"))
     health = json.loads(snap.cli("health", "--json").stdout)
     assert health["tags_without_backup"] == ["v0.1.5"] and health["pruned_tags"] == ["v0.1.0"]
     said = " | ".join(health["warnings"])
-    for key in ("retention/v0.1.5.json", "retention/v0.1.5/r1.json", "retention/v0.1.5/r2.json"):
+    for key in ("retention/v0.1.5.json", "retention/v0.1.5/r1.json", "retention/v0.1.5/r2.json",
+                copied):
         assert f"{key}: not believed" in said, said
     drill = snap.cli("drill", "--last", "3", "--json")
     assert drill.returncode == 1 and json.loads(drill.stdout)["pruned"] == ["v0.1.0"]
@@ -156,6 +161,17 @@ def test_retention_records_are_signed_and_a_removed_run_put_back_is_refused(
                  ["restore", "db", "v0.1.0", "--target-db", f"{snap.db}_rolled_back"]):
         proc = snap.cli(*args)
         assert proc.returncode == 1 and "rollback" in proc.stderr, (args, proc.stderr)
+    # Every reader of many backups at once judges it the same way (one Judge for all).
+    proc = snap.cli("backups", "verify", "--all", "--json")
+    rows = {b["tag"]: b for b in json.loads(proc.stdout)["backups"]}
+    assert proc.returncode == 1 and rows["v0.1.0"]["result"] == "failed", proc.stdout
+    assert "rollback" in rows["v0.1.0"]["detail"] and rows["v0.2.0"]["result"] == "ok"
+    drilled = {t["tag"]: {c["name"]: c for c in t["checks"]}
+               for t in json.loads(snap.cli("drill", "--last", "3", "--json").stdout)["tags"]}
+    artifacts = drilled["v0.1.0"]["artifacts"]
+    assert artifacts["result"] == "FAIL" and "rollback" in artifacts["detail"], artifacts
+    assert drilled["v0.1.0"]["db restore"]["result"] == "n/a"  # the old data was not restored
+    assert drilled["v0.2.0"]["db restore"]["result"] == "pass"
     assert snap.pg.psql(
         f"SELECT count(*) FROM pg_database WHERE datname = '{snap.db}_rolled_back'") == "0"
 
