@@ -471,6 +471,24 @@ def test_a_planted_tombstone_deletes_nothing_live(snap: Snap) -> None:
     assert snap.raw_keys("trash/") == []  # the delete of v0.9.0 replaced the forged one
 
 
+def test_a_tombstone_under_another_tags_name_is_reported_and_not_acted_on(snap: Snap) -> None:
+    snap.repos.commit("v1.0.0")
+    assert snap.tag("v1.0.0").returncode == 0
+    live = json.loads(snap.raw_get("manifests/v1.0.0.json"))
+    # The manifest of a run of v1.0.0 that is not live, its keys renamed to match, planted as
+    # the tombstone of v0.5.0: finishing it would sign a record that v1.0.0 was pruned.
+    run = "20260101_000000-deadbeef"
+    forged = json.loads(json.dumps(live).replace(live["run"], run))
+    snap.raw_put("trash/v0.5.0.json", json.dumps(forged).encode())
+    proc = snap.cli("backups", "prune", "--keep-last", "5", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "trash/v0.5.0.json: nothing of a backup removed: it is named trash/v0.5.0.json but " \
+        "holds the manifest of v1.0.0" in proc.stderr, proc.stderr
+    assert snap.raw_keys("retention/") == []
+    assert snap.raw_keys("trash/") == ["trash/v0.5.0.json"]  # left for a person
+    assert snap.cli("backups", "verify", "v1.0.0").returncode == 0
+
+
 @pytest.mark.parametrize("snap", ["file"], indirect=True)
 def test_a_delete_cut_short_leaves_its_own_tombstone_not_a_planted_one(snap: Snap) -> None:
     for tag in ("v0.9.0", "v1.0.0"):
