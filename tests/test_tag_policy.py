@@ -179,6 +179,14 @@ def test_case11_not_a_commit(lab: Lab, target: str) -> None:
     _rejected(lab, "v0.1.0", "not a commit")
 
 
+def test_a_lightweight_tag_allowed_by_configuration_must_still_name_a_commit(lab: Lab) -> None:
+    lab.configure(extra="require_signed = false\nrequire_annotated = false\n")
+    lab.repos.git("tag", "v0.1.0")
+    assert _accepted(lab, "v0.1.0")["reason"] == "lightweight tag allowed by configuration"
+    lab.repos.git("tag", "v0.2.0", "HEAD^{tree}")  # a tree, pushed as a release
+    _rejected(lab, "v0.2.0", "not a commit: the tag points at a tree")
+
+
 def test_case12_moving_a_remote_tag(lab: Lab) -> None:
     lab.sign("v0.1.0")
     _accepted(lab, "v0.1.0")
