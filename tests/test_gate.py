@@ -233,6 +233,26 @@ def test_malformed_stdin_is_exit_2(gate: Gate) -> None:
     assert proc.returncode == 2 and "does not exist in this repository" in proc.stderr
 
 
+@pytest.mark.parametrize(("hook", "line", "said"), [
+    ("pre-push", "refs/heads/main {head} main {zero}", "names remote ref 'main', not under refs/"),
+    ("pre-push", "refs/heads/main {upper} refs/heads/main {zero}", "line 1 is malformed"),
+    ("pre-push", "refs/heads/main {head} refs/heads/main {nothex}", "line 1 is malformed"),
+    ("pre-push", "refs/heads/main {head} refs/heads/main {zero} extra", "line 1 is malformed"),
+    ("pre-push", "refs/heads/main  {head} refs/heads/main {zero}", "line 1 is malformed"),
+    ("pre-receive", "{zero} {nothex} refs/tags/v1.0.0", "line 1 is malformed"),
+    ("pre-receive", "{zero} {head}", "line 1 is malformed"),
+])
+def test_hook_stdin_that_git_never_writes_is_exit_2(gate: Gate, hook: str, line: str,
+                                                     said: str) -> None:
+    head = gate.repos.head()
+    text = line.format(head=head, upper=head.upper(), zero="0" * len(head),
+                       nothex="g" * len(head)) + "\n"
+    args = ["origin", "x"] if hook == "pre-push" else []
+    proc = run(sys.executable, "-m", "taydash_hooks.hooks.main", hook, *args,
+               cwd=gate.repos.work, input=text, check=False)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+
+
 def test_isolate_false_refuses_dirty_tree(gate: Gate) -> None:
     gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\nisolate = false\n')
     gate.repos.write("dirty.txt", "x")
