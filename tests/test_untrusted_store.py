@@ -711,6 +711,16 @@ def test_a_forged_checksum_list_or_waiting_signature_is_not_believed(
     said = " | ".join(row["problems"])
     assert "does not list exactly the manifest's files" in said and "signature rejected" in said
     snap.raw_put("manifests/v0.1.0.SHA256SUMS", listed)
+    # The list left as it is, its signature deleted: what a recovery by hand checks first.
+    signature = snap.raw_get("manifests/v0.1.0.SHA256SUMS.sig")
+    snap.raw_delete("manifests/v0.1.0.SHA256SUMS.sig")
+    proc = snap.cli("backups", "verify", "v0.1.0", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = next(a for a in json.loads(proc.stdout)["artifacts"] if a["kind"] == "checksums")
+    assert row["problems"] == ['manifests/v0.1.0.SHA256SUMS is unsigned; signed_manifests = '
+                               '"required"'], row
+    snap.raw_put("manifests/v0.1.0.SHA256SUMS.sig", signature)
+    assert snap.cli("backups", "verify", "v0.1.0").returncode == 0
     forged = gnupghome.gpg("--armor", "--detach-sign", "--local-user",
                            gnupghome.keys["untrusted"].fingerprint,
                            input=snap.raw_get("manifests/v0.1.0.json").decode())
