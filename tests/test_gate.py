@@ -223,13 +223,19 @@ def test_megabytes_of_binary_output_do_not_break_the_hook(gate: Gate) -> None:
     assert len(proc.stderr) < 20000
 
 
+def _hook_reading(gate: Gate, hook: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    """``hook`` run as git runs it in the gate's clone (pre-push: remote and URL), fed
+    ``stdin``."""
+    args = ["origin", "x"] if hook == "pre-push" else []
+    return run(sys.executable, "-m", "taydash_hooks.hooks.main", hook, *args,
+               cwd=gate.repos.work, input=stdin, check=False)
+
+
 def test_malformed_stdin_is_exit_2(gate: Gate) -> None:
-    proc = run(sys.executable, "-m", "taydash_hooks.hooks.main", "pre-push", "origin", "x",
-               cwd=gate.repos.work, input="garbage line\n", check=False)
+    proc = _hook_reading(gate, "pre-push", "garbage line\n")
     assert proc.returncode == 2 and "line 1 is malformed" in proc.stderr
     unknown = "refs/heads/main " + "1" * 40 + " refs/heads/main " + "0" * 40 + "\n"
-    proc = run(sys.executable, "-m", "taydash_hooks.hooks.main", "pre-push", "origin", "x",
-               cwd=gate.repos.work, input=unknown, check=False)
+    proc = _hook_reading(gate, "pre-push", unknown)
     assert proc.returncode == 2 and "does not exist in this repository" in proc.stderr
 
 
@@ -247,9 +253,7 @@ def test_hook_stdin_that_git_never_writes_is_exit_2(gate: Gate, hook: str, line:
     head = gate.repos.head()
     text = line.format(head=head, upper=head.upper(), zero="0" * len(head),
                        nothex="g" * len(head)) + "\n"
-    args = ["origin", "x"] if hook == "pre-push" else []
-    proc = run(sys.executable, "-m", "taydash_hooks.hooks.main", hook, *args,
-               cwd=gate.repos.work, input=text, check=False)
+    proc = _hook_reading(gate, hook, text)
     assert proc.returncode == 2 and said in proc.stderr, proc.stderr
 
 
