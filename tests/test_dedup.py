@@ -48,16 +48,25 @@ def test_a_second_tag_after_appended_rows_stores_only_the_change(snap: Snap) -> 
     _grow(snap)
     assert snap.tag("v0.1.0").returncode == 0
     first = _chunk_bytes(snap)
+    first_keys = set(snap.raw_keys("chunks/"))
     art = snap.artifact("v0.1.0", "postgres")
     assert str(art["key"]).endswith(".chunks") and art["chunked"] is True
+    # The rows are cut in bigger blocks than pg_dump -Z0's one per row before chunking.
+    own = subprocess.run(["pg_dump", "-Fc", "-Z0", "-h", snap.pg.host, "-p", str(snap.pg.port),
+                          "-U", snap.pg.user, snap.db], capture_output=True, check=True).stdout
+    assert len(own) - int(str(art["plain_size"])) >= 5 * ROWS * 0.95
     snap.pg.psql(f"INSERT INTO readings SELECT g, 'appended ' || md5(g::text) FROM "
                  f"generate_series({ROWS + 1}, {ROWS + ROWS // 100}) g", db=snap.db)
     before = snap.pg.psql(SUM, db=snap.db)
     assert snap.tag("v0.2.0").returncode == 0
     added = _chunk_bytes(snap) - first
-    # Whole-file storage would add about 100 % of the first; the bench holds the 5 % target
-    # at a realistic size (here the first chunk, with the dump's header, always changes).
-    assert 0 < added <= 0.10 * first, (added, first)
+    new_keys = set(snap.raw_keys("chunks/")) - first_keys
+    # Whole-file storage would add about 100 % of the first, every chunk again. Here only
+    # the first chunk (the dump's header holds its time) and the one or two at the table's
+    # end are new; of a dump this small (a dozen or so chunks of up to 4 MiB) they can be a
+    # fifth of the bytes, so the bench holds the 5 % target at a realistic size.
+    assert 1 <= len(new_keys) <= 3 and len(first_keys) >= 10, (len(new_keys), len(first_keys))
+    assert 0 < added <= 0.25 * first, (added, first)
     assert _restored_sum(snap, "v0.2.0") == before
     verify = snap.cli("backups", "verify", "--all")
     assert verify.returncode == 0, verify.stdout + verify.stderr

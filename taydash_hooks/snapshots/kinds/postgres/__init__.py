@@ -37,6 +37,7 @@ from taydash_hooks.snapshots.kinds.base import (
 from taydash_hooks.snapshots.kinds.place import tool_check
 from taydash_hooks.snapshots.kinds.postgres import versions
 from taydash_hooks.snapshots.kinds.postgres.archive import PgDump, plain_pipe
+from taydash_hooks.snapshots.kinds.postgres.blocks import Reblocked
 from taydash_hooks.snapshots.kinds.postgres.client import PgClient
 from taydash_hooks.snapshots.kinds.postgres.server import drop, on_server, read_roles, settings
 from taydash_hooks.snapshots.manifest import Artifact
@@ -100,9 +101,9 @@ def _stream(cfg: PostgresConfig, tool: str, args: list[str], what: str, label: s
             contextlib.ExitStack() as stack:
         stream = process.ProducerStream(proc, tool, timeout, err.name)
         stack.callback(stream.close)
-        source: Any = stream
+        source: Any = Reblocked(stream) if "-Z0" in args else stream
         if compressed:
-            zstd = ZstdStream(stream)
+            zstd = ZstdStream(source)
             stack.callback(zstd.close)
             source = zstd
         if encrypt_to:
@@ -172,7 +173,7 @@ def _dump_chunked(cfg: PostgresConfig, database: str, store: Store, key: str, ti
                           inside_prefix=len(client.prefix())) as proc:
         stream = process.ProducerStream(proc, "pg_dump", timeout, err.name)
         try:
-            stored = chunks.store_stream(Progress(stream, label), store)
+            stored = chunks.store_stream(Progress(Reblocked(stream), label), store)
         except process.ProducerFailed as exc:
             raise environment(f"dump of database {database} failed: {exc}.") from None
         finally:

