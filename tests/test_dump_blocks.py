@@ -119,8 +119,14 @@ def test_what_it_does_not_rewrite_passes_through_byte_for_byte(
     gzip = _dump(postgres, PG15, db)  # pg_dump's own compression: its blocks are left alone
     assert _reblocked(gzip) == gzip
     plain = _dump(postgres, PG15, db, "-Z0")
-    newer = plain[:6] + b"\x11" + plain[7:]  # an archive version this code does not know
+    # An archive version this code does not know (1.17, laid out as 1.16 is: read as one, it
+    # would be rewritten), and a header with 8-byte integers.
+    newest = _dump(postgres, _pg18(), db, "-Z0")
+    assert newest[5:7] == b"\x01\x10" and _reblocked(newest) != newest
+    newer = newest[:6] + b"\x11" + newest[7:]
     assert _reblocked(newer) == newer
+    wide = plain[:8] + b"\x08" + plain[9:]
+    assert _reblocked(wide) == wide
     for other in (b"", b"PGDMP", b"not an archive at all" * 1000, plain[:300]):
         assert _reblocked(other) == other
     # Written to a file, pg_dump records where each table's data starts: moving the data
@@ -173,3 +179,42 @@ def test_a_cut_or_forged_data_section_passes_on_what_it_could_not_read(
     # An unknown block type after the first block: the rest as it was.
     odd = plain[:start] + b"\x07" + plain[start + 1:]
     assert _reblocked(odd) == odd
+
+
+class _Failing:
+    """A pg_dump that writes part of its archive and then fails (ProducerStream raises)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.reads = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        self.reads += 1
+        if self.data:
+            piece, self.data = self.data[:n], self.data[n:]
+            return piece
+        raise RuntimeError("pg_dump exited 1")
+
+
+def test_a_failing_dump_fails_every_read_after_it_not_just_the_first(
+        postgres: services.Postgres, db: str) -> None:
+    plain = _dump(postgres, PG15, db, "-Z0", "-t", "t")
+    reader = Reblocked(_Failing(plain[:500_000]))
+    with pytest.raises(RuntimeError):
+        while reader.read(1 << 16):
+            pass
+    # A caller that reads on must not see an end of stream (a truncated dump stored whole).
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            reader.read(1 << 16)
+
+
+def test_a_table_of_contents_string_of_gigabytes_is_not_read_into_memory(
+        postgres: services.Postgres, db: str) -> None:
+    plain = _dump(postgres, PG15, db, "-Z0", "-t", "t")
+    # The database name's length (the first string of the header) forged to 4 GiB - 1.
+    at = len(b"PGDMP") + 3 + 3 + 5 + 7 * 5
+    forged = plain[:at] + _ints(2**32 - 1) + plain[at + 5:]
+    source = io.BytesIO(forged * 8)
+    first = Reblocked(source).read(1 << 16)
+    assert first == forged[: 1 << 16]
+    assert source.tell() <= 2 * (1 << 20)  # a read ahead or two, not the rest of the stream

@@ -30,6 +30,7 @@ READ = 1 << 20  # bytes asked of the source at a time
 MIN_BLOCK = 64 * 1024  # no cut before a block holds this much
 MAX_BLOCK = 256 * 1024  # a cut here whatever the rows (a longer row is a block of its own)
 CUT_MASK = 0x3F  # a row whose CRC-32 has these bits clear ends its block (past MIN_BLOCK)
+MAX_TEXT = 1 << 30  # a string of the table of contents (a definition): PostgreSQL's own limit
 
 _VERSIONS = ((1, 14), (1, 15), (1, 16))  # PostgreSQL 12-15, 16, 17-18
 _CUSTOM = 1  # archCustom in the header's format byte
@@ -55,10 +56,19 @@ class Reblocked:
         self._eof = False
         self._out = bytearray()
         self._pieces = self._archive()
+        self._error: BaseException | None = None
 
     def read(self, n: int = -1) -> bytes:
+        if self._error is not None:
+            # Raised again: a caller that went on reading must not take the end of a
+            # generator that stopped at the error for the end of the dump.
+            raise self._error
         while n < 0 or len(self._out) < n:
-            piece = next(self._pieces, None)
+            try:
+                piece = next(self._pieces, None)
+            except BaseException as exc:
+                self._error = exc
+                raise
             if piece is None:
                 break
             self._out += piece
@@ -130,6 +140,8 @@ class Reblocked:
 
         def text() -> bytes | None:
             n = integer()
+            if n > MAX_TEXT:
+                raise _Unknown("a string longer than any pg_dump writes")
             return None if n < 0 else take(n)
 
         if take(5) != b"PGDMP":
