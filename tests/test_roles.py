@@ -110,11 +110,23 @@ def test_a_hostile_roles_script_is_never_run(snap: Snap, owned: tuple[str, str],
     "CREATE TABLESPACE t LOCATION '/x'; DROP DATABASE prod;",
     'ALTER ROLE U&"\\0061" WITH LOGIN; \\! id',
     "SECURITY LABEL FOR selinux ON ROLE a IS 'x';",
+    'CREATE ROLE "";',                              # PostgreSQL has no zero-length name
+    'ALTER ROLE U&"a+0062" UESCAPE \'+\' WITH LOGIN;',  # an escape PostgreSQL refuses
+    "ALTER ROLE a WITH CONNECTION LIMIT '5';",      # a limit is a number, not a string
 ])
 def test_the_roles_parser_refuses_what_pg_dumpall_never_writes(line: str) -> None:
     with pytest.raises(TaydashError) as err:
         pg_roles.parse(f"SET client_encoding = 'UTF8';\n{line}\n", "the script")
     assert err.value.code == 1
+    assert "line 2 of the script is refused" in err.value.message \
+        or "line 2 of the script holds a backslash" in err.value.message
+
+
+def test_a_password_in_a_roles_script_is_refused_for_what_it_says() -> None:
+    with pytest.raises(TaydashError) as err:
+        pg_roles.parse("CREATE ROLE evil;\nALTER ROLE evil WITH LOGIN PASSWORD 'x';\n", "s")
+    # Not a mere parse error: the reason is that taydash never writes one.
+    assert "--no-role-passwords never writes one" in err.value.message, err.value.message
 
 
 def test_the_roles_plan_creates_only_what_is_missing() -> None:
@@ -179,7 +191,7 @@ def test_memberships_join_only_new_unprivileged_roles_and_never_with_admin() -> 
                             "GRANT ops TO newlogin;\nGRANT boss TO newlogin;\n"
                             "GRANT app TO newlogin WITH ADMIN OPTION;\n"
                             "GRANT team TO newlogin WITH ADMIN OPTION, INHERIT TRUE;\n"
-                            "GRANT readers TO app;\n", "s")
+                            "GRANT readers TO app;\nGRANT ghost TO newlogin;\n", "s")
     existing = {"ops": False, "boss": False, "app": False, "readers": False}
     todo = pg_roles.plan(script, existing, memberships=frozenset({("readers", "app")}))
     grants = [line for line in todo.sql.splitlines() if line.startswith("GRANT")]
@@ -187,7 +199,8 @@ def test_memberships_join_only_new_unprivileged_roles_and_never_with_admin() -> 
     said = " | ".join(todo.skipped)
     for why in ("ops -> newlogin (ops exists on the server", "boss -> newlogin (boss exists",
                 "app -> newlogin (app exists", "ADMIN OPTION of membership team -> newlogin",
-                "membership readers -> app (already there)"):
+                "membership readers -> app (already there)",
+                "ghost -> newlogin (ghost does not exist)"):
         assert why in said, said
 
 
@@ -258,7 +271,8 @@ def test_a_forged_membership_reaches_no_privilege_on_the_server(snap: Snap,
                           "'MEMBER') OR pg_has_role('newlogin', 'root2', 'MEMBER')") == "f"
         for why in ("ops -> newlogin (ops exists on the server", "boss -> newlogin (boss exists",
                     "ADMIN OPTION of membership team -> newlogin",
-                    "membership readers -> app (already there)"):
+                    "membership readers -> app (already there)",
+                "ghost -> newlogin (ghost does not exist)"):
             assert why in proc.stderr, proc.stderr
 
 
