@@ -453,3 +453,42 @@ def test_a_new_commit_whose_tree_passed_is_answered_by_the_fast_path(gate: Gate)
     gate.repos.git("commit", "-q", "--amend", "-m", "broken tree")
     proc = gate.push("origin", "HEAD:refs/heads/broken")
     assert proc.returncode == 1 and "FAILED" in proc.stderr
+
+
+# --- what the fast path must never answer ---------------------------------------------------
+
+
+def test_a_config_edited_in_the_work_tree_is_what_the_next_pushes_answer_to(gate: Gate) -> None:
+    """The fast path answers from a summary of the configuration; an edit (not committed, so
+    the commit and its tree are the same) must make it stand aside, then and afterwards."""
+    assert gate.push("origin", "main").returncode == 0
+    gate.repos.write(".taydash.toml", '[validate]\ncommands = ["false"]\ntimeout = 30\n'
+                     '[push]\nprotected = ["main"]\n')
+    for branch in ("edited", "edited-again"):
+        proc = gate.push("origin", f"HEAD:refs/heads/{branch}")
+        assert proc.returncode == 1 and "FAILED: false exit 1" in proc.stderr, proc.stderr
+        assert "cached" not in proc.stderr
+        assert gate.repos.remote_ref(f"refs/heads/{branch}") is None
+
+
+def test_with_the_cache_turned_off_a_commit_it_knows_is_validated_again(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0  # recorded while the cache was on
+    gate.repos.write(".taydash.toml", '[validate]\ncommands = ["./ops/validate.sh"]\n'
+                     'timeout = 30\ncache = false\n[push]\nprotected = ["main"]\n')
+    for n, branch in enumerate(("off-1", "off-2"), 2):
+        proc = gate.push("origin", f"HEAD:refs/heads/{branch}")
+        assert proc.returncode == 0 and "validated (" in proc.stderr, proc.stderr
+        assert gate.runs() == n
+
+
+def test_a_lightweight_release_tag_on_a_validated_commit_is_judged_by_the_tag_policy(
+        gate: Gate) -> None:
+    """The tag names the very commit the cache says passed: only branches are answered by
+    the fast path, so the policy still refuses the tag (release tags are annotated)."""
+    gate.repos.configure('[validate]\ncommands = ["./ops/validate.sh"]\ntimeout = 30\n'
+                         '[tags]\ncheck_at_creation = false\n')
+    assert gate.push("origin", "main").returncode == 0
+    gate.repos.git("tag", "v0.1.0")
+    proc = gate.push("origin", "v0.1.0")
+    assert proc.returncode != 0 and "cached" not in proc.stderr, proc.stderr
+    assert gate.repos.remote_ref("refs/tags/v0.1.0") is None
