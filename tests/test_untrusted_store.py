@@ -584,6 +584,21 @@ def test_orphans_are_listed_never_deleted(snap: Snap) -> None:
     assert not [k for k in listed if "v0.3.0" in k]  # the real backup's objects stay accounted
 
 
+@pytest.mark.parametrize("snap", ["file"], indirect=True)
+def test_a_tombstone_that_does_not_parse_is_an_orphan_said_so_and_left(snap: Snap) -> None:
+    snap.repos.commit("v1.0.0")
+    assert snap.tag("v1.0.0").returncode == 0
+    snap.raw_put("trash/v0.7.0.json", b"\x00 not a manifest {")
+    proc = snap.cli("backups", "list", "--orphans", "--json")
+    assert proc.returncode == 0, proc.stderr
+    listed = {o["key"]: o["why"] for o in json.loads(proc.stdout)}
+    assert listed == {"trash/v0.7.0.json": "a tombstone that does not parse"}, listed
+    pruned = snap.cli("backups", "prune", "--keep-last", "5", "--yes")
+    assert pruned.returncode == 0, pruned.stderr
+    assert snap.raw_keys("trash/") == ["trash/v0.7.0.json"]  # left for a person
+    assert snap.cli("backups", "verify", "v1.0.0").returncode == 0
+
+
 @pytest.mark.parametrize("where", ["flag", "config"])
 def test_a_duration_of_eternity_is_a_usage_error(snap: Snap, where: str) -> None:
     if where == "config":
