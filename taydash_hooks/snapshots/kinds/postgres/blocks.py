@@ -9,9 +9,9 @@ as the dump streams by; what pg_restore makes of the archive is unchanged (the b
 table's data, in order, are the same: only where the block lengths sit moves).
 
 Where a block ends depends on the rows themselves (a row whose CRC-32 ends in six zero bits,
-once a block holds 64 KiB; 256 KiB at most), so a changed row moves no block boundary past the
-next one, and a deduplicated dump (snapshots/chunks.py) still finds the unchanged rows after
-it as the same bytes.
+once a block holds 64 KiB; 256 KiB at most), so a row that changes length moves the block
+boundaries only up to the next one or two, and a deduplicated dump (snapshots/chunks.py) still
+finds the unchanged rows after it as the same bytes.
 
 Only what this module knows is rewritten: the archive versions of PostgreSQL 12-18 (1.14-1.16),
 4-byte integers and 8-byte offsets, no compression, no data offsets in the table of contents
