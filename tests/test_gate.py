@@ -492,3 +492,25 @@ def test_a_lightweight_release_tag_on_a_validated_commit_is_judged_by_the_tag_po
     proc = gate.push("origin", "v0.1.0")
     assert proc.returncode != 0 and "cached" not in proc.stderr, proc.stderr
     assert gate.repos.remote_ref("refs/tags/v0.1.0") is None
+
+
+def test_a_skip_asked_for_is_said_even_for_a_commit_the_cache_knows(gate: Gate) -> None:
+    assert gate.push("origin", "main").returncode == 0
+    proc = gate.repos.push("origin", "HEAD:refs/heads/skipped",
+                           env={**gate.env, "TAYDASH_SKIP": "validate"})
+    assert proc.returncode == 0 and "validate check skipped" in proc.stderr, proc.stderr
+    assert "cached" not in proc.stderr
+
+
+def test_a_validation_cache_that_is_a_symlink_is_not_followed(gate: Gate, tmp_path: Path) -> None:
+    """What the cache says lets a push skip its validation: one that points elsewhere (a file
+    someone else may write) is not read, by the fast path or the full one."""
+    assert gate.push("origin", "main").returncode == 0
+    cache = gate.repos.work / ".git" / "taydash" / "validate-cache.json"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(cache.read_bytes())  # it even says the truth, for now
+    cache.unlink()
+    cache.symlink_to(elsewhere)
+    proc = gate.push("origin", "HEAD:refs/heads/through-a-link")
+    assert proc.returncode == 0 and "validated (" in proc.stderr, proc.stderr
+    assert "cached" not in proc.stderr and gate.runs() == 2
