@@ -164,3 +164,21 @@ def test_a_keyring_a_test_makes_is_closed_when_it_is_done(gnupghome: object,
     while keys.agents(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert keys.agents(tmp_path) == []
+
+
+def test_a_cut_encrypted_dump_is_said_to_fail_decryption_not_to_be_a_plain_packet(
+        snap: Snap) -> None:
+    """Someone who can write the store cut the encrypted dump and rewrote its manifest entry to
+    match: every hash is right, and the deep read names what really happened (gpg's failure),
+    not a forgery of another kind."""
+    _encrypting(snap)
+    assert snap.tag("v0.1.0").returncode == 0
+    art = next(a for a in snap.manifest("v0.1.0")["artifacts"]  # type: ignore[attr-defined]
+               if a["kind"] == "postgres" and not a.get("roles"))
+    stored = snap.raw_get(str(art["key"]))
+    snap.forge("v0.1.0", str(art["key"]), stored[: len(stored) * 2 // 3])
+    deep = snap.cli("backups", "verify", "v0.1.0", "--deep")
+    out = deep.stdout + deep.stderr
+    assert deep.returncode == 1, out
+    assert "decrypting the dump" in out and "failed" in out, out
+    assert "plain OpenPGP packet" not in out, out
