@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from testing import services
 
+from taydash_hooks.sandbox import pg_bindir
 from taydash_hooks.snapshots.kinds.postgres.blocks import MAX_BLOCK, Reblocked
 
 ROWS = 60_000
-PG15 = Path("/usr/lib/postgresql/15/bin")
+# Debian's newest (15 on this machine), the one the test cluster runs on.
+DEBIAN = Path(pg_bindir() or "/usr/lib/postgresql/15/bin")
 
 
 def _pg18() -> Path:
@@ -74,14 +76,21 @@ def _as_sql(bindir: Path, archive: bytes, tmp_path: Path) -> str:
     return re.sub(r"^\\(un)?restrict .*$", "", proc.stdout, flags=re.M)
 
 
-@pytest.mark.parametrize(("bindir", "version"), [(PG15, b"\x01\x0e"), (None, b"\x01\x10")],
-                         ids=["pg_dump-15", "pg_dump-18"])
+def _archive_version(bindir: Path) -> bytes:
+    """The custom-format version this pg_dump writes: 1.14 up to 15, 1.15 in 16, 1.16 after."""
+    said = subprocess.run([str(bindir / "pg_dump"), "--version"], capture_output=True,
+                          text=True, check=True, timeout=30).stdout
+    major = int(re.search(r"\) (\d+)", said).group(1))  # type: ignore[union-attr]
+    return bytes([1, 14 if major <= 15 else 15 if major == 16 else 16])
+
+
+@pytest.mark.parametrize("which", ["debian", "pg_dump-18"])
 def test_the_reblocked_archive_restores_the_same_database_in_far_fewer_blocks(
-        postgres: services.Postgres, db: str, tmp_path: Path, bindir: Path | None,
-        version: bytes) -> None:
-    bindir = bindir or _pg18()
+        postgres: services.Postgres, db: str, tmp_path: Path, which: str) -> None:
+    bindir = DEBIAN if which == "debian" else _pg18()
     plain = _dump(postgres, bindir, db, "-Z0")
-    assert plain[5:7] == version  # archive 1.14 (PostgreSQL 12-15) and 1.16 (17-18)
+    assert plain[5:7] == _archive_version(bindir)
+    assert which == "debian" or plain[5:7] == b"\x01\x10"  # 1.16: relkind in every entry
     out = _reblocked(plain)
     assert _as_sql(bindir, out, tmp_path) == _as_sql(bindir, plain, tmp_path)
     # Each row was a block with a 5-byte length; now at least ~64 KiB share one.
@@ -95,11 +104,11 @@ def test_the_reblocked_archive_restores_the_same_database_in_far_fewer_blocks(
 
 def test_a_row_that_changes_length_mid_table_moves_few_block_boundaries(
         postgres: services.Postgres, db: str) -> None:
-    before = _reblocked(_dump(postgres, PG15, db, "-Z0", "-t", "t"))
+    before = _reblocked(_dump(postgres, DEBIAN, db, "-Z0", "-t", "t"))
     postgres.psql("CREATE TABLE t2 AS SELECT * FROM t ORDER BY id;"
                   f"UPDATE t2 SET h = h || 'longer' WHERE id = {ROWS // 4}", db=db)
     try:
-        after = _reblocked(_dump(postgres, PG15, db, "-Z0", "-t", "t2"))
+        after = _reblocked(_dump(postgres, DEBIAN, db, "-Z0", "-t", "t2"))
     finally:
         postgres.psql("DROP TABLE t2", db=db)
     # The updated row moved to the table's end; everything between a block or two after
@@ -116,9 +125,9 @@ def _ints(*values: int) -> bytes:
 
 def test_what_it_does_not_rewrite_passes_through_byte_for_byte(
         postgres: services.Postgres, db: str, tmp_path: Path) -> None:
-    gzip = _dump(postgres, PG15, db)  # pg_dump's own compression: its blocks are left alone
+    gzip = _dump(postgres, DEBIAN, db)  # pg_dump's own compression: its blocks are left alone
     assert _reblocked(gzip) == gzip
-    plain = _dump(postgres, PG15, db, "-Z0")
+    plain = _dump(postgres, DEBIAN, db, "-Z0")
     # An archive version this code does not know (1.17, laid out as 1.16 is: read as one, it
     # would be rewritten), and a header with 8-byte integers.
     newest = _dump(postgres, _pg18(), db, "-Z0")
@@ -132,7 +141,7 @@ def test_what_it_does_not_rewrite_passes_through_byte_for_byte(
     # Written to a file, pg_dump records where each table's data starts: moving the data
     # would make those offsets lie, so such an archive is left as it is.
     seekable = tmp_path / "seekable.dump"
-    subprocess.run([str(PG15 / "pg_dump"), "-Fc", "-Z0", "-f", str(seekable), "-h",
+    subprocess.run([str(DEBIAN / "pg_dump"), "-Fc", "-Z0", "-f", str(seekable), "-h",
                     postgres.host, "-p", str(postgres.port), "-U", postgres.user, db],
                    check=True, timeout=120)
     assert _reblocked(seekable.read_bytes()) == seekable.read_bytes()
@@ -155,7 +164,7 @@ def _rows_at(plain: bytes, count: int) -> tuple[int, list[int]]:
 
 def test_a_cut_or_forged_data_section_passes_on_what_it_could_not_read(
         postgres: services.Postgres, db: str, tmp_path: Path) -> None:
-    plain = _dump(postgres, PG15, db, "-Z0", "-t", "t")
+    plain = _dump(postgres, DEBIAN, db, "-Z0", "-t", "t")
     start, heads = _rows_at(plain, 20_001)
     assert plain[start] == 1  # BLK_DATA
     # Cut in the middle of a row: what was read comes out, nothing is invented, no error.
@@ -173,7 +182,7 @@ def test_a_cut_or_forged_data_section_passes_on_what_it_could_not_read(
         for archive in (hostile, out):
             path = tmp_path / "hostile.dump"
             path.write_bytes(archive)
-            verdicts.append(subprocess.run([str(PG15 / "pg_restore"), "-f", "/dev/null",
+            verdicts.append(subprocess.run([str(DEBIAN / "pg_restore"), "-f", "/dev/null",
                                             str(path)], capture_output=True, timeout=60).returncode)
         assert verdicts[0] != 0 and verdicts[1] == verdicts[0]  # pg_restore refuses both
     # An unknown block type after the first block: the rest as it was.
@@ -197,7 +206,7 @@ class _Failing:
 
 def test_a_failing_dump_fails_every_read_after_it_not_just_the_first(
         postgres: services.Postgres, db: str) -> None:
-    plain = _dump(postgres, PG15, db, "-Z0", "-t", "t")
+    plain = _dump(postgres, DEBIAN, db, "-Z0", "-t", "t")
     reader = Reblocked(_Failing(plain[:500_000]))
     with pytest.raises(RuntimeError):
         while reader.read(1 << 16):
@@ -210,7 +219,7 @@ def test_a_failing_dump_fails_every_read_after_it_not_just_the_first(
 
 def test_a_table_of_contents_string_of_gigabytes_is_not_read_into_memory(
         postgres: services.Postgres, db: str) -> None:
-    plain = _dump(postgres, PG15, db, "-Z0", "-t", "t")
+    plain = _dump(postgres, DEBIAN, db, "-Z0", "-t", "t")
     # The database name's length (the first string of the header) forged to 4 GiB - 1.
     at = len(b"PGDMP") + 3 + 3 + 5 + 7 * 5
     forged = plain[:at] + _ints(2**32 - 1) + plain[at + 5:]
