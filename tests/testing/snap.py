@@ -126,6 +126,13 @@ class Snap:
                            if not a["key"].endswith("/"))
             self.raw_put(sums, "".join(lines).encode())
 
+    def pg_dump(self, *flags: str, database: str | None = None) -> bytes:
+        """``pg_dump -Fc FLAGS`` of this repository's database (or ``database``), through a
+        pipe as taydash runs it: the archive's bytes."""
+        return subprocess.run(["pg_dump", "-Fc", *flags, "-h", self.pg.host, "-p",
+                               str(self.pg.port), "-U", self.pg.user, "-d", database or self.db],
+                              capture_output=True, timeout=120, check=True).stdout
+
     def restores_all_rows(self, tag: str, suffix: str) -> None:
         """`restore db TAG` into a new database brings back all 500 rows (dropped after)."""
         target = f"{self.db}_{suffix}"
